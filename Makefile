@@ -1,0 +1,41 @@
+# Everything a fresh clone needs: `make demo` (train + evaluate on the offline
+# default backbone) and `make test`. Both create .venv and install into it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch (kept on this machine's disk); on a GPU machine use
+# `make TORCH_SPEC=torch` or install your CUDA build into .venv first.
+TORCH_SPEC ?= torch==2.13.0
+SHARED_DATA ?= ../shared/data
+DEMO_STEPS ?= 300
+
+.PHONY: install test assets demo clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test,medspacy,plots]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Copies the public corpora into assets/ when ../shared/data exists (no internet
+# here); elsewhere `spacy project assets` downloads them from their public URLs.
+assets:
+	@if [ -d "$(SHARED_DATA)" ]; then \
+		mkdir -p assets; \
+		for corpus in ade-corpus-v2 sdoh-mtsamples maccrobat; do \
+			[ -d assets/$$corpus ] || cp -r "$(SHARED_DATA)/$$corpus" assets/$$corpus; \
+		done; \
+	fi
+	@test -d assets/ade-corpus-v2 || (echo "assets/ade-corpus-v2 missing: run 'spacy project assets' (needs internet) or put ../shared/data beside this clone"; exit 1)
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install assets
+	$(PY) -m spacy_softprompt.demo --steps $(DEMO_STEPS)
+
+clean:
+	rm -rf corpus training metrics

@@ -1,0 +1,30 @@
+"""spacy_softprompt: clinical concept and relation extraction with learned prompts.
+
+Importing the package registers ``doc._.relations`` and ``span._.attributes``.
+The ``softprompt_ie`` factory is registered through the ``spacy_factories``
+entry point, so ``spacy.load`` finds it without an import.
+"""
+from .relations import (
+    DEFAULT_SPANS_KEY,
+    Relation,
+    RelationAlignmentError,
+    get_relations,
+    register_extensions,
+    set_concepts,
+    set_relations,
+    set_span_attributes,
+)
+
+register_extensions()
+
+__version__ = "0.1.0"
+__all__ = [
+    "DEFAULT_SPANS_KEY",
+    "Relation",
+    "RelationAlignmentError",
+    "get_relations",
+    "register_extensions",
+    "set_concepts",
+    "set_relations",
+    "set_span_attributes",
+]

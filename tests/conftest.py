@@ -1,0 +1,91 @@
+"""Shared fixtures: tiny random backbones built from configs (never downloaded),
+the offline default backbone, and small annotated Docs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import spacy
+
+import spacy_softprompt  # noqa: F401  (registers extensions)
+from spacy_softprompt import Relation, set_concepts, set_relations
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+TEXTS = [
+    ("Aspirin caused severe nausea in the patient.", [("Aspirin", "Drug"), ("severe nausea", "ADE")]),
+    ("She took 50 mg of ibuprofen and developed a rash.", [("50 mg", "Dose"), ("ibuprofen", "Drug"), ("rash", "ADE")]),
+    ("No complaints were reported after metformin.", [("metformin", "Drug")]),
+    ("Warfarin led to bleeding and headache.", [("Warfarin", "Drug"), ("bleeding", "ADE"), ("headache", "ADE")]),
+]
+RELATIONS = {
+    0: [("Aspirin", "Drug-AE", "severe nausea")],
+    1: [("ibuprofen", "Drug-AE", "rash"), ("ibuprofen", "Drug-Dose", "50 mg")],
+    3: [("Warfarin", "Drug-AE", "bleeding"), ("Warfarin", "Drug-AE", "headache")],
+}
+
+
+def annotate(nlp, text, mentions, relations=()):
+    """A Doc with the given (mention, label) concepts and (head, label, tail) relations."""
+    doc = nlp.make_doc(text)
+    spans = {}
+    for mention, label in mentions:
+        start = text.index(mention)
+        spans[mention] = doc.char_span(start, start + len(mention), label=label)
+    set_concepts(doc, list(spans.values()))
+    set_relations(doc, [Relation(spans[h], spans[t], label) for h, label, t in relations])
+    return doc
+
+
+@pytest.fixture
+def blank_nlp():
+    return spacy.blank("en")
+
+
+@pytest.fixture
+def toy_docs(blank_nlp):
+    return [annotate(blank_nlp, t, m, RELATIONS.get(i, ())) for i, (t, m) in enumerate(TEXTS)]
+
+
+@pytest.fixture(scope="session")
+def default_backbone_path() -> str:
+    from spacy_softprompt.backbone import offline_default_path
+
+    return str(offline_default_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, default_backbone_path) -> str:
+    """A 2-layer, 32-wide random BERT with the default backbone's WordPiece tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_bert")
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=256,
+    )
+    BertModel(config).save_pretrained(path, safe_serialization=True)
+    AutoTokenizer.from_pretrained(default_backbone_path).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> str:
+    """A 2-layer random GPT-2 (decoder) with a small byte-level BPE trained on the test texts."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2Model, GPT2TokenizerFast
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_gpt2")
+    bpe = ByteLevelBPETokenizer()
+    corpus = [t for t, _ in TEXTS] * 20 + ["The patient was given a new drug and felt well."] * 5
+    bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
+    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
+                                  eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    tokenizer.save_pretrained(path)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=256)
+    GPT2Model(config).save_pretrained(path, safe_serialization=True)
+    return str(path)

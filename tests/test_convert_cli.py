@@ -1,0 +1,238 @@
+"""``convert`` and ``export-brat`` verbs, run in-process through ``main``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List
+
+import pytest
+import spacy
+from spacy.tokens import Doc, DocBin
+
+import spacy_softprompt  # noqa: F401  (registers the extensions)
+from spacy_softprompt.cli import main
+from spacy_softprompt.corpora.brat import read_brat
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SDOH = DATA / "sdoh-mtsamples"
+ADE = DATA / "ade-corpus-v2"
+
+
+def needs(path: Path) -> None:
+    if not path.is_dir():
+        pytest.skip(f"shared data not found at {path} (it lives outside the project)")
+
+
+def load(path: Path) -> List[Doc]:
+    return list(DocBin(store_user_data=True).from_disk(path).get_docs(spacy.blank("en").vocab))
+
+
+def write_pair(folder: Path, name: str, text: str, ann: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.txt").write_text(text, encoding="utf-8")
+    (folder / f"{name}.ann").write_text(ann, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def sdoh_dev(tmp_path_factory) -> Path:
+    needs(SDOH)
+    out = tmp_path_factory.mktemp("convert") / "dev.spacy"
+    assert main(["convert", "brat", str(SDOH), str(out), "--split", "dev"]) == 0
+    return out
+
+
+def test_convert_brat_split(sdoh_dev, tmp_path, capsys):
+    docs = load(sdoh_dev)
+    expected, summary = read_brat(SDOH / "dev", spacy.blank("en"))
+    assert [d._.doc_id for d in docs] == [d._.doc_id for d in expected]
+    assert sum(len(d._.relations) for d in docs) == sum(summary.relations.values()) > 0
+    assert sum(len(d.spans["softprompt"]) for d in docs) == sum(summary.entities.values())
+    out = tmp_path / "dev.spacy"
+    assert (
+        main(
+            [
+                "convert",
+                "brat",
+                str(SDOH),
+                str(out),
+                "--split",
+                "dev",
+                "--summary",
+                str(tmp_path / "s.json"),
+                "--relation-map",
+                "Status=StatusTime",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "## Conversion summary" in printed and "| StatusTime |" in printed
+    written = json.loads((tmp_path / "s.json").read_text())
+    assert written["documents"] == 73 and "Status" not in written["relations"]
+    assert main(["convert", "brat", str(SDOH / "dev"), str(out), "--summary", str(tmp_path / "s.md")]) == 0
+    assert (tmp_path / "s.md").read_text().startswith("## Conversion summary")
+
+
+def test_convert_user_errors(tmp_path, capsys):
+    assert main(["convert", "brat", str(tmp_path / "missing"), str(tmp_path / "x.spacy")]) == 1
+    assert "input not found" in capsys.readouterr().err
+    assert main(["convert", "brat", str(tmp_path), str(tmp_path / "x.spacy"), "--split", "train"]) == 1
+    assert "no folder" in capsys.readouterr().err
+    write_pair(tmp_path / "c", "d", "Aspirin", "T1\tDrug 0 7\tAspirin\n")
+    assert (
+        main(["convert", "brat", str(tmp_path / "c"), str(tmp_path / "x.spacy"), "--label-map", "Drug"]) == 1
+    )
+    assert "OLD=NEW" in capsys.readouterr().err
+    assert main(["convert", "brat", str(tmp_path / "empty"), str(tmp_path / "x.spacy")]) == 1
+    (tmp_path / "empty").mkdir()
+    assert main(["convert", "brat", str(tmp_path / "empty"), str(tmp_path / "x.spacy")]) == 1
+    assert "no documents" in capsys.readouterr().err
+    assert not (tmp_path / "x.spacy").exists()
+
+
+def test_convert_malformed_and_lenient(tmp_path, capsys):
+    write_pair(
+        tmp_path / "in", "doc", "Aspirin caused a rash.", "T1\tDrug 0 7\tAspirin\nT2\tADE 17 21\track\n"
+    )
+    out = tmp_path / "out.spacy"
+    assert main(["convert", "brat", str(tmp_path / "in"), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'in' / 'doc.ann'}:2: text mismatch" in err and "--lenient" in err
+    assert not out.exists()
+    summary = tmp_path / "summary.json"
+    assert (
+        main(["convert", "brat", str(tmp_path / "in"), str(out), "--lenient", "--summary", str(summary)]) == 0
+    )
+    written = json.loads(summary.read_text())
+    assert written["not_converted"] == {"malformed input: text mismatch": 1}
+    assert written["problems"][0].startswith(f"{tmp_path / 'in' / 'doc.ann'}:2:")
+    [doc] = load(out)
+    assert [(s.text, s.label_) for s in doc.spans["softprompt"]] == [("Aspirin", "Drug")]
+    assert main(["convert", "brat", str(tmp_path / "in"), str(out), "--text-check", "offsets"]) == 0
+    [doc] = load(out)
+    assert len(doc.spans["softprompt"]) == 2
+
+
+def test_convert_head_types(tmp_path):
+    text = "Nausea after Aspirin."
+    write_pair(
+        tmp_path / "in",
+        "doc",
+        text,
+        "T1\tADE 0 6\tNausea\nT2\tDrug 13 20\tAspirin\nR1\tADE-Drug Arg1:T1 Arg2:T2\n",
+    )
+    out = tmp_path / "out.spacy"
+    assert (
+        main(
+            [
+                "convert",
+                "brat",
+                str(tmp_path / "in"),
+                str(out),
+                "--head-types",
+                "DRUG",
+                "--label-map",
+                "Drug=DRUG",
+                "--relation-map",
+                "ADE-Drug=Drug-ADE",
+            ]
+        )
+        == 0
+    )
+    [doc] = load(out)
+    [relation] = doc._.relations
+    assert (relation.head.text, relation.head.label_, relation.label, relation.tail.text) == (
+        "Aspirin",
+        "DRUG",
+        "Drug-ADE",
+        "Nausea",
+    )
+
+
+def test_convert_ade_split(tmp_path, capsys):
+    needs(ADE)
+    out = tmp_path / "ade.spacy"
+    assert (
+        main(["convert", "ade", str(ADE), str(out), "--split", "test", "--label-map", "Adverse_Effect=ADE"])
+        == 0
+    )
+    assert "## Conversion summary" in capsys.readouterr().out
+    docs = load(out)
+    test_pmids = set(json.loads((ADE / "splits.json").read_text())["test"])
+    assert len(docs) == 400 and {d._.doc_id.split("-")[0] for d in docs} <= test_pmids
+    labels = {s.label_ for d in docs for s in d.spans["softprompt"]}
+    assert "ADE" in labels and "Adverse_Effect" not in labels
+    assert main(["convert", "ade", str(ADE), str(out), "--label-map", "Nope=X"]) == 1
+    assert "Nope" in capsys.readouterr().err
+
+
+def test_export_brat_gold_round_trip(sdoh_dev, tmp_path):
+    out = tmp_path / "brat"
+    assert main(["export-brat", str(sdoh_dev), str(out)]) == 0
+    gold = load(sdoh_dev)
+    back, summary = read_brat(out, spacy.blank("en"), text_check="strict")
+    assert [d._.doc_id for d in back] == [d._.doc_id for d in gold]
+
+    def content(docs: List[Doc]) -> list:
+        return [
+            (
+                sorted((s.start_char, s.end_char, s.label_) for s in d.spans["softprompt"]),
+                sorted(r.key() for r in d._.relations),
+            )
+            for d in docs
+        ]
+
+    assert content(back) == content(gold)
+    assert (
+        main(
+            [
+                "export-brat",
+                str(sdoh_dev),
+                str(tmp_path / "n2c2"),
+                "--tail-first",
+                "--relation-map",
+                "Status=Status-Trigger",
+            ]
+        )
+        == 0
+    )
+    ann = (tmp_path / "n2c2" / f"{gold[0]._.doc_id}.ann").read_text()
+    assert "\tStatus-Trigger " in ann and "\tStatus " not in ann
+
+
+def test_export_brat_pipeline_predictions(tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "Drug", "pattern": "aspirin"}])
+    nlp.to_disk(tmp_path / "pipeline")
+    gold = nlp.make_doc("She took aspirin.")
+    gold._.doc_id = "notes/a"
+    unnamed = nlp.make_doc("No aspirin today.")
+    DocBin(store_user_data=True, docs=[gold, unnamed]).to_disk(tmp_path / "data.spacy")
+    assert (
+        main(
+            [
+                "export-brat",
+                str(tmp_path / "data.spacy"),
+                str(tmp_path / "out"),
+                "--pipeline",
+                str(tmp_path / "pipeline"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "out" / "notes" / "a.ann").read_text() == "T1\tDrug 9 16\taspirin\n"
+    assert (tmp_path / "out" / "notes" / "a.txt").read_text() == "She took aspirin."
+    assert (tmp_path / "out" / "1.ann").read_text() == "T1\tDrug 3 10\taspirin\n"
+    assert main(["export-brat", str(tmp_path / "data.spacy"), str(tmp_path / "gold")]) == 0
+    assert (tmp_path / "gold" / "notes" / "a.ann").read_text() == ""
+
+
+def test_export_brat_user_errors(tmp_path, capsys):
+    assert main(["export-brat", str(tmp_path / "missing.spacy"), str(tmp_path / "out")]) == 1
+    assert "input file not found" in capsys.readouterr().err
+    doc = spacy.blank("en").make_doc("text")
+    doc._.doc_id = "../escape"
+    DocBin(store_user_data=True, docs=[doc]).to_disk(tmp_path / "bad.spacy")
+    assert main(["export-brat", str(tmp_path / "bad.spacy"), str(tmp_path / "out")]) == 1
+    assert "not a relative path" in capsys.readouterr().err
