@@ -1,0 +1,74 @@
+"""The task schema: which concept types exist, and which relations each trigger type heads.
+
+The relation schema is the verbalizer's map: ``triggers[head_type][relation]``
+lists the concept types that relation reaches. For ADE corpus v2 that is
+``{"Drug": {"Drug-AE": ["Adverse_Effect"], "Drug-Dose": ["Dosage"]}}``; for the
+SDoH corpus every event type (Tobacco, Alcohol, ...) heads its roles (Status,
+Amount, ...). Relations are always stored head = trigger, tail = argument.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional
+
+from spacy.tokens import Doc
+
+from .relations import DEFAULT_SPANS_KEY
+
+
+@dataclass
+class TaskSchema:
+    concept_labels: List[str]
+    # trigger type -> relation label -> tail types (most frequent first)
+    triggers: Dict[str, Dict[str, List[str]]] = field(default_factory=dict)
+
+    @property
+    def relation_labels(self) -> List[str]:
+        return sorted({rel for rels in self.triggers.values() for rel in rels})
+
+    def relations_for(self, trigger_label: str) -> List[str]:
+        return sorted(self.triggers.get(trigger_label, {}))
+
+    def tail_types(self, trigger_label: str, relation: str) -> List[str]:
+        return self.triggers.get(trigger_label, {}).get(relation, [])
+
+    def to_dict(self) -> Dict:
+        return {"concept_labels": list(self.concept_labels), "triggers": self.triggers}
+
+    @classmethod
+    def from_dict(cls, data: Dict) -> "TaskSchema":
+        return cls(list(data["concept_labels"]), {h: dict(r) for h, r in data["triggers"].items()})
+
+    @classmethod
+    def infer(
+        cls,
+        docs: Iterable[Doc],
+        spans_key: str = DEFAULT_SPANS_KEY,
+        labels: Optional[Iterable[str]] = None,
+        triggers: Optional[Dict[str, Dict[str, List[str]]]] = None,
+    ) -> "TaskSchema":
+        """Collect labels and the relation schema from gold docs; given values win."""
+        label_set = set(labels or [])
+        tails: Dict[str, Dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+        for doc in docs:
+            spans = doc.spans[spans_key] if spans_key in doc.spans else doc.ents
+            if labels is None:
+                label_set.update(span.label_ for span in spans)
+            for rel in doc._.relations:
+                tails[rel.head.label_][rel.label][rel.tail.label_] += 1
+                if labels is None:
+                    label_set.update((rel.head.label_, rel.tail.label_))
+        if triggers is None:
+            triggers = {
+                head: {rel: [t for t, _ in counts.most_common()] for rel, counts in sorted(rels.items())}
+                for head, rels in sorted(tails.items())
+            }
+        for head, rels in triggers.items():
+            missing = {head} | {t for ts in rels.values() for t in ts}
+            if labels is not None and not missing <= label_set:
+                raise ValueError(
+                    f"Relation schema mentions concept types {sorted(missing - label_set)} "
+                    f"that are not among the labels {sorted(label_set)}."
+                )
+        return cls(sorted(label_set), triggers)
