@@ -7,7 +7,6 @@ PY := $(VENV)/bin/python
 # `make TORCH_SPEC=torch` or install your CUDA build into .venv first.
 TORCH_SPEC ?= torch==2.13.0
 SHARED_DATA ?= ../shared/data
-DEMO_STEPS ?= 300
 
 .PHONY: install test assets demo clean
 
@@ -34,8 +33,11 @@ assets:
 test: install
 	$(PY) -m pytest -q
 
+# The main job: convert ADE corpus v2, train the soft-prompt (frozen) pipeline on the
+# offline default backbone, print strict/lenient test scores, annotate an example.
+# Pass project variables through, e.g. make demo VARS="--vars.strategy finetune".
 demo: install assets
-	$(PY) -m spacy_softprompt.demo --steps $(DEMO_STEPS)
+	$(PY) -m spacy project run all . $(VARS)
 
 clean:
 	rm -rf corpus training metrics

@@ -190,7 +190,8 @@ class SoftPromptIE(TrainablePipe):
         """Infer labels and the relation schema (unless given), load the backbone, build the network."""
         validate_get_examples(get_examples, "SoftPromptIE.initialize")
         key = self.cfg["spans_key"]
-        schema = TaskSchema.infer((eg.reference for eg in get_examples()), key, labels, relation_schema)
+        gold_docs = [eg.reference for eg in get_examples()]  # one pass: reading a corpus is slow
+        schema = TaskSchema.infer(gold_docs, key, labels, relation_schema)
         if not schema.concept_labels:
             raise ValueError(
                 f"No concept labels for '{self.name}': the training data has no spans in "
@@ -203,10 +204,7 @@ class SoftPromptIE(TrainablePipe):
         self.cfg["backbone"] = {"name": self.settings["backbone"], "sha256": weights_hash(backbone)}
         self._build(schema, backbone, tokenizer, fresh=True)
         too_long = sum(
-            1
-            for eg in get_examples()
-            for span in _gold_spans(eg.reference, key)
-            if len(span) > self.settings["max_span_width"]
+            len(span) > self.settings["max_span_width"] for doc in gold_docs for span in _gold_spans(doc, key)
         )
         if too_long:
             logger.warning(

@@ -13,6 +13,7 @@ shape ``(queries, window tokens, span widths, outputs)``.
 """
 
 import os
+import warnings
 from typing import Any, Callable, Dict, Tuple
 
 from spacy.util import registry
@@ -34,6 +35,8 @@ def _one_torch_thread_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_one_torch_thread_after_fork)
+# thinc 8.2's PyTorchShim uses the older autocast spelling; the warning is not actionable here.
+warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.autocast", category=FutureWarning)
 
 
 @registry.architectures("spacy_softprompt.SoftPromptIE.v1")

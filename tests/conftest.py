@@ -2,6 +2,7 @@
 the offline default backbone, and small annotated Docs."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,10 @@ import spacy
 
 import spacy_softprompt  # noqa: F401  (registers extensions)
 from spacy_softprompt import Relation, set_concepts, set_relations
+
+# Tests never reach for a model hub: everything is built here or shipped in a package.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -17,6 +17,7 @@ VERBS = {
     "evaluate": "evaluate",
     "score-brat": "score_brat",
     "export-brat": "export_brat",
+    "render": "render",
 }
 
 

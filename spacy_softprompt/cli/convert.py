@@ -77,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="also write the summary here (.json for JSON, anything else markdown)",
     )
+    parser.add_argument(
+        "--splits",
+        type=Path,
+        metavar="FILE",
+        help="ADE: the splits.json to select --split from (default: splits.json in the input folder)",
+    )
     parser.add_argument("--spans-key", default="softprompt", help="span group for the concepts")
 
 
@@ -165,6 +171,7 @@ def _read_ade(
             label_map={**label_map, **relation_map} or None,
             lenient=args.lenient,
             spans_key=args.spans_key,
+            splits_file=args.splits,
         )
     except CorpusFormatError:
         raise

@@ -88,11 +88,13 @@ def read_ade(
     lenient: bool = False,
     include_negatives: bool = False,
     spans_key: str = DEFAULT_SPANS_KEY,
+    splits_file: Optional[Path] = None,
 ) -> Tuple[List[Doc], ConversionSummary]:
     """Convert the corpus in ``folder`` (or one split of it) to Docs with concepts and relations.
 
     ``label_map`` renames entity and relation labels (e.g. ``{"Adverse_Effect": "ADE"}``).
     Malformed rows raise :class:`CorpusFormatError`; with ``lenient`` they are counted instead.
+    ``splits_file`` defaults to ``splits.json`` in ``folder``.
     """
     folder = Path(folder)
     names = dict(label_map or {})
@@ -102,7 +104,7 @@ def read_ade(
     summary = ConversionSummary(source=f"ADE corpus v2 ({folder}, split={split})", lenient=lenient)
     if split is not None and split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-    split_of = _load_splits(folder) if split is not None else {}
+    split_of = _load_splits(Path(splits_file or folder / SPLITS_FILE)) if split is not None else {}
 
     rows: List[_Row] = []
     for file_name, arg_label, relation in REL_FILES:
@@ -136,9 +138,8 @@ def read_ade(
     return [doc for _, _, doc in docs], summary
 
 
-def _load_splits(folder: Path) -> Dict[str, str]:
-    """PMID -> split name, from ``splits.json``; a PMID listed twice is a format error."""
-    path = folder / SPLITS_FILE
+def _load_splits(path: Path) -> Dict[str, str]:
+    """PMID -> split name, from a ``splits.json``; a PMID listed twice is a format error."""
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; it is needed to select a split")
     data = json.loads(path.read_text(encoding="utf-8"))

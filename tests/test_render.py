@@ -1,0 +1,36 @@
+"""render: concepts and relations of a trained pipeline, in the terminal and as an HTML page."""
+import pytest
+import spacy
+from spacy.training import Example
+
+from spacy_softprompt.cli import main
+
+from conftest import TEXTS
+
+
+@pytest.fixture(scope="module")
+def trained_pipeline(tiny_bert, tmp_path_factory):
+    from conftest import RELATIONS, annotate
+
+    nlp = spacy.blank("en")
+    docs = [annotate(nlp, t, m, RELATIONS.get(i, ())) for i, (t, m) in enumerate(TEXTS)]
+    nlp.add_pipe("softprompt_ie", config={"model": {"backbone": tiny_bert, "strategy": "none", "freeze_backbone": False}})
+    examples = [Example(nlp.make_doc(d.text), d) for d in docs]
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    for _ in range(80):
+        nlp.update(examples, sgd=optimizer)
+    path = tmp_path_factory.mktemp("render") / "pipeline"
+    nlp.to_disk(path)
+    return path
+
+
+def test_render_terminal_and_html(trained_pipeline, tmp_path, capsys):
+    page = tmp_path / "out.html"
+    assert main(["render", str(trained_pipeline), TEXTS[1][0], "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert "[ibuprofen]{Drug}" in out
+    assert "ibuprofen (Drug) --Drug-AE--> rash (ADE)" in out
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "ibuprofen" in html and "Drug-Dose" in html
+    assert "<script" not in html  # self-contained, nothing fetched or run
