@@ -75,6 +75,15 @@ def resolve_backbone(name: str) -> str:
     )
 
 
+def portable_reference(name: str) -> str:
+    """How to name a backbone in a saved artifact: the offline default and hub ids as
+    given (they resolve on any machine), a local folder as an absolute path (a relative
+    one would depend on the working directory at load time)."""
+    if name in _OFFLINE_DEFAULT_NAMES or not Path(name).expanduser().exists():
+        return name
+    return str(Path(name).expanduser().resolve())
+
+
 def load_backbone(name: str, *, trust_remote_code: bool = False) -> Tuple["object", "object"]:
     """Load ``(AutoModel, AutoTokenizer)`` for ``name`` with safetensors weights only."""
     from transformers import AutoModel, AutoTokenizer

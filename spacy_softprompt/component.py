@@ -32,7 +32,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
 from . import artifact
-from .backbone import load_backbone, weights_hash
+from .backbone import load_backbone, portable_reference, weights_hash
 from .model import attach_network, get_network, settings_of
 from .network import SoftPromptNetwork, prompt_init_from_words
 from .queries import Batch, DocPieces, Query, QueryEncoder, label_words, tokenize_doc
@@ -201,7 +201,10 @@ class SoftPromptIE(TrainablePipe):
             self.settings["backbone"], trust_remote_code=self.settings["trust_remote_code"]
         )
         self.cfg["schema"] = schema.to_dict()
-        self.cfg["backbone"] = {"name": self.settings["backbone"], "sha256": weights_hash(backbone)}
+        self.cfg["backbone"] = {
+            "name": portable_reference(self.settings["backbone"]),
+            "sha256": weights_hash(backbone),
+        }
         self._build(schema, backbone, tokenizer, fresh=True)
         too_long = sum(
             len(span) > self.settings["max_span_width"] for doc in gold_docs for span in _gold_spans(doc, key)
@@ -410,12 +413,13 @@ class SoftPromptIE(TrainablePipe):
         network = get_network(self.model) if self.model.shims else None
         embed = bool(self.cfg["store_backbone"] or not self.settings["freeze_backbone"])
         tokenizer = self.encoder.tokenizer if self.encoder is not None else None
-        artifact.save_component(Path(path), self.cfg, network, tokenizer, embed)
+        cfg = dict(self.cfg, backbone_frozen=self.settings["freeze_backbone"])
+        artifact.save_component(Path(path), cfg, network, tokenizer, embed)
 
     def from_disk(self, path: Path, *, exclude: Iterable[str] = tuple()) -> "SoftPromptIE":
         path = Path(path)
         cfg = srsly.read_json(path / artifact.CFG_FILE)
-        self.cfg.update({k: v for k, v in cfg.items() if k != "backbone_stored"})
+        self.cfg.update({k: v for k, v in cfg.items() if k in self.cfg})
         if cfg.get("schema") is None or not (path / artifact.TRAINABLE_FILE).exists():
             return self  # saved before initialize: nothing learned yet
         backbone, tokenizer = artifact.load_backbone_for(path, cfg, self.settings["trust_remote_code"])

@@ -35,3 +35,14 @@ def test_weights_hash_changes_with_any_weight(tiny_bert):
     with torch.no_grad():
         next(model.parameters())[0, 0] += 1e-3
     assert weights_hash(model) != before
+
+
+def test_saved_reference_is_portable(tiny_bert, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from spacy_softprompt.backbone import portable_reference
+
+    assert portable_reference("default") == "default"
+    assert portable_reference("org/some-model") == "org/some-model"
+    monkeypatch.chdir(Path(tiny_bert).parent)
+    assert portable_reference(Path(tiny_bert).name) == tiny_bert

@@ -18,6 +18,7 @@ VERBS = {
     "score-brat": "score_brat",
     "export-brat": "export_brat",
     "render": "render",
+    "compare": "compare",
 }
 
 

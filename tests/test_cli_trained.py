@@ -1,4 +1,4 @@
-"""render: concepts and relations of a trained pipeline, in the terminal and as an HTML page."""
+"""Verbs that need a trained pipeline: render (terminal and HTML) and compare."""
 import pytest
 import spacy
 from spacy.training import Example
@@ -34,3 +34,21 @@ def test_render_terminal_and_html(trained_pipeline, tmp_path, capsys):
     html = page.read_text()
     assert html.startswith("<!DOCTYPE html>") and "ibuprofen" in html and "Drug-Dose" in html
     assert "<script" not in html  # self-contained, nothing fetched or run
+
+
+def test_compare_counts_trainable_parameters_and_size(trained_pipeline, tmp_path, capsys):
+    import json
+
+    metrics = tmp_path / "m.json"
+    metrics.write_text(json.dumps({"concepts_strict_f": 0.5, "concepts_lenient_f": 0.75,
+                                   "relations_strict_f": 0.25, "relations_lenient_f": 0.5}))
+    out = tmp_path / "table.md"
+    assert main(["compare", f"finetune={trained_pipeline}:{metrics}", "--output", str(out)]) == 0
+    row = json.loads(out.with_suffix(".json").read_text())[0]
+    nlp = spacy.load(trained_pipeline)
+    network = nlp.get_pipe("softprompt_ie").network
+    assert row["trainable_parameters"] == sum(p.numel() for p in network.parameters())  # unfrozen: all
+    files = [p for p in (trained_pipeline / "softprompt_ie").rglob("*") if p.is_file()]
+    assert row["artifact_bytes"] == sum(p.stat().st_size for p in files)
+    assert "| finetune | 50.0 | 75.0 | 25.0 | 50.0 |" in out.read_text()
+

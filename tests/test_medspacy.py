@@ -1,0 +1,48 @@
+"""Composition with medspaCy: sentence splitter and sectionizer before softprompt_ie,
+ConText after it, reading the concepts from doc.ents and from the span group."""
+import pytest
+import spacy
+from spacy.training import Example
+
+from conftest import annotate
+
+medspacy = pytest.importorskip("medspacy")
+
+NOTE = "Allergies: The patient denies rash after aspirin. Ibuprofen caused nausea."
+CONCEPTS = [("rash", "ADE"), ("aspirin", "Drug"), ("Ibuprofen", "Drug"), ("nausea", "ADE")]
+RELATIONS = [("aspirin", "Drug-AE", "rash"), ("Ibuprofen", "Drug-AE", "nausea")]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert, tmp_path_factory):
+    """A pipeline fitted on the note (this test is about composition, not accuracy)."""
+    nlp = spacy.blank("en")
+    gold = annotate(nlp, NOTE, CONCEPTS, RELATIONS)
+    nlp.add_pipe("softprompt_ie", config={"model": {"backbone": tiny_bert, "strategy": "none", "freeze_backbone": False}})
+    examples = [Example(nlp.make_doc(NOTE), gold)]
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    for _ in range(60):
+        nlp.update(examples, sgd=optimizer)
+    path = tmp_path_factory.mktemp("medspacy") / "pipeline"
+    nlp.to_disk(path)
+    return path
+
+
+@pytest.mark.parametrize("input_span_type", ["ents", "group"])
+def test_context_marks_negated_concepts_and_relations_survive(trained, input_span_type):
+    nlp = spacy.load(trained)
+    nlp.add_pipe("medspacy_pyrush", first=True)
+    nlp.add_pipe("medspacy_sectionizer", after="medspacy_pyrush")
+    nlp.add_pipe(
+        "medspacy_context",
+        config={"input_span_type": input_span_type, "span_group_name": "softprompt"},
+    )
+    doc = nlp(NOTE)
+    concepts = doc.ents if input_span_type == "ents" else doc.spans["softprompt"]
+    negated = {span.text: span._.is_negated for span in concepts}
+    assert negated == {"aspirin": True, "rash": True, "Ibuprofen": False, "nausea": False}
+    assert [(r.head.text, r.label, r.tail.text) for r in doc._.relations] == [
+        ("aspirin", "Drug-AE", "rash"), ("Ibuprofen", "Drug-AE", "nausea")
+    ]
+    assert any(section.category == "allergy" for section in doc._.sections)
