@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import spacy
 import torch
@@ -16,7 +15,7 @@ from spacy.training import Example
 from spacy_softprompt.artifact import BackboneMismatch
 from spacy_softprompt.scoring import score_examples
 
-from conftest import RELATIONS, TEXTS, annotate
+from conftest import TEXTS, annotate
 
 
 def make_pipeline(backbone, strategy, frozen, **model):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 VERBS = {
     "convert": "convert",
@@ -19,11 +20,42 @@ VERBS = {
     "export-brat": "export_brat",
     "render": "render",
     "compare": "compare",
+    "experiment": "experiment",
 }
 
 
 class CLIError(Exception):
     """A user-facing error: printed without a traceback, exit code 1."""
+
+
+def add_mapping_argument(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """An ``OLD=NEW ...`` option (label and relation renames); parse it with ``parse_mapping``."""
+    parser.add_argument(flag, nargs="+", action="extend", default=[], metavar="OLD=NEW", help=help)
+
+
+def parse_mapping(pairs: List[str], option: str) -> Dict[str, str]:
+    """``["A=B", ...]`` -> ``{"A": "B"}``."""
+    mapping: Dict[str, str] = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new:
+            raise CLIError(f"{option} expects OLD=NEW pairs, got {pair!r}")
+        mapping[old] = new
+    return mapping
+
+
+def write_scores(scores: Dict[str, Any], json_path: Optional[Path], markdown_path: Optional[Path]) -> None:
+    """The metrics files of ``evaluate`` and ``score-brat``."""
+    import json
+
+    from ..scoring import to_markdown
+
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf8")
+    if markdown_path:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(to_markdown(scores), encoding="utf8")
 
 
 def build_parser() -> argparse.ArgumentParser:

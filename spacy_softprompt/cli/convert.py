@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Tuple
 
-from . import CLIError
+from . import CLIError, add_mapping_argument, parse_mapping
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -34,22 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["train", "dev", "test"],
         help="brat: convert the subfolder INPUT/<split>; ade: the split fixed by splits.json",
     )
-    parser.add_argument(
-        "--label-map",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="OLD=NEW",
-        help="rename concept labels, e.g. Adverse_Effect=ADE",
-    )
-    parser.add_argument(
-        "--relation-map",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="OLD=NEW",
-        help="rename relation labels (brat: R types, event roles, equivalence types)",
-    )
+    add_mapping_argument(parser, "--label-map", "rename concept labels, e.g. Adverse_Effect=ADE")
+    add_mapping_argument(parser, "--relation-map", "rename relation labels (brat: R types, event roles, equivalence types)")
     parser.add_argument(
         "--head-types",
         nargs="+",
@@ -84,17 +70,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ADE: the splits.json to select --split from (default: splits.json in the input folder)",
     )
     parser.add_argument("--spans-key", default="softprompt", help="span group for the concepts")
-
-
-def parse_mapping(pairs: List[str], option: str) -> Dict[str, str]:
-    """``["A=B", ...]`` -> ``{"A": "B"}``."""
-    mapping: Dict[str, str] = {}
-    for pair in pairs:
-        old, sep, new = pair.partition("=")
-        if not sep or not old or not new:
-            raise CLIError(f"{option} expects OLD=NEW pairs, got {pair!r}")
-        mapping[old] = new
-    return mapping
 
 
 def run(args: argparse.Namespace) -> int:

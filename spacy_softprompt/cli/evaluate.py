@@ -6,13 +6,12 @@ annotation reaches it), then scored with :mod:`spacy_softprompt.scoring`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from . import CLIError
+from . import CLIError, write_scores
 
 HELP = "Score a trained pipeline on gold data (.spacy): concepts and relations, strict and lenient."
 
@@ -32,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from spacy.tokens import Doc, DocBin
     from tqdm import tqdm
 
-    from ..scoring import format_table, score_concepts_and_relations, to_markdown
+    from ..scoring import format_table, score_concepts_and_relations
 
     if not args.data.is_file():
         raise CLIError(
@@ -68,10 +67,5 @@ def run(args: argparse.Namespace) -> int:
 
     print(format_table(scores))
     print(f"\n{len(gold)} documents, {scores['speed']:.0f} words/s")
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf8")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(to_markdown(scores), encoding="utf8")
+    write_scores(scores, args.output, args.markdown)
     return 0

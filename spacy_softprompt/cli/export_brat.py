@@ -12,8 +12,7 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, List
 
-from . import CLIError
-from .convert import parse_mapping
+from . import CLIError, add_mapping_argument, parse_mapping
 
 if TYPE_CHECKING:
     from spacy.tokens import Doc
@@ -25,14 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", type=Path, help="DocBin (.spacy) with the documents")
     parser.add_argument("output_dir", type=Path, help="folder for the .txt/.ann files")
     parser.add_argument("--pipeline", help="spaCy pipeline (path or package) whose predictions to export")
-    parser.add_argument(
-        "--relation-map",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="OLD=NEW",
-        help="rename relation labels on the way out, e.g. Drug-AE=ADE-Drug",
-    )
+    add_mapping_argument(parser, "--relation-map", "rename relation labels on the way out, e.g. Drug-AE=ADE-Drug")
     parser.add_argument(
         "--tail-first",
         action="store_true",

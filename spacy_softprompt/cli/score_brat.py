@@ -10,12 +10,11 @@ is reported and not scored. Both are warned about on stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
-from . import CLIError
+from . import CLIError, write_scores
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -65,7 +64,7 @@ def _read(folder: Path, nlp: "Language", what: str) -> Tuple[Dict[str, "Doc"], "
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..scoring import format_table, score_concepts_and_relations, to_markdown
+    from ..scoring import format_table, score_concepts_and_relations
 
     nlp = _char_pipeline()
     gold, gold_summary = _read(args.gold_dir, nlp, "gold")
@@ -96,10 +95,5 @@ def run(args: argparse.Namespace) -> int:
 
     print(format_table(scores))
     print(f"\n{len(pairs)} gold documents, {len(missing)} without system output")
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf8")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(to_markdown(scores), encoding="utf8")
+    write_scores(scores, args.output, args.markdown)
     return 0
