@@ -63,7 +63,7 @@ Aggregation
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Set, Tuple
+from typing import Any, Callable, Collection, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
 
 from spacy.tokens import Doc
 from spacy.training import Example
@@ -136,10 +136,24 @@ def prf(counts: Counter) -> Dict[str, float]:
     return {"p": p, "r": r, "f": f}
 
 
+def _restrict(items: _ByLabel, types: Optional[Collection[str]]) -> _ByLabel:
+    """Only items whose arguments all have one of ``types`` (None: everything)."""
+    if types is None:
+        return items
+    kept = {label: {i for i in group if all(arg.type in types for arg in i)} for label, group in items.items()}
+    return {label: group for label, group in kept.items() if group}
+
+
 def score_concepts_and_relations(
-    pairs: Iterable[Tuple[Doc, Doc]], spans_key: str = DEFAULT_SPANS_KEY
+    pairs: Iterable[Tuple[Doc, Doc]],
+    spans_key: str = DEFAULT_SPANS_KEY,
+    concept_types: Optional[Collection[str]] = None,
 ) -> Dict[str, Any]:
     """Score (predicted, gold) document pairs; see the module docstring for the semantics.
+
+    ``concept_types`` restricts scoring to those concept types (and to relations
+    between them), e.g. when a model trained on one corpus is scored on another
+    that annotates more types.
 
     Returns flat keys usable as spaCy scores, for T in concepts/relations and
     M in strict/lenient: ``T_M_p``, ``T_M_r``, ``T_M_f`` (0-1 floats),
@@ -160,7 +174,8 @@ def score_concepts_and_relations(
                 "character offsets can only be compared on the same text."
             )
         for target, extract in extractors.items():
-            system_items, gold_items = extract(predicted), extract(gold)
+            system_items = _restrict(extract(predicted), concept_types)
+            gold_items = _restrict(extract(gold), concept_types)
             for label in system_items.keys() | gold_items.keys():
                 system_set, gold_set = system_items.get(label, set()), gold_items.get(label, set())
                 for mode in MODES:

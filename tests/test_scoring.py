@@ -342,3 +342,20 @@ def test_score_brat(tmp_path: Path, capsys: pytest.CaptureFixture):
     assert scores["only_in_system"] == ["doc3"]
     err = capsys.readouterr().err
     assert "doc2: no system document" in err and "doc3: in the system folder only" in err
+
+
+def test_concept_types_restrict_concepts_and_relations():
+    """Cross-corpus scoring: gold types the model never learned are left out."""
+    nlp = spacy.blank("en")
+    gold = nlp("Aspirin caused rash in the liver")
+    pred = nlp("Aspirin caused rash in the liver")
+    g = [gold.char_span(0, 7, "Drug"), gold.char_span(15, 19, "ADE"), gold.char_span(27, 32, "Organ")]
+    set_concepts(gold, g)
+    set_relations(gold, [Relation(g[0], g[1], "Drug-AE"), Relation(g[1], g[2], "located")])
+    p = [pred.char_span(0, 7, "Drug")]
+    set_concepts(pred, p)
+    scores = score_concepts_and_relations([(pred, gold)], concept_types={"Drug", "ADE"})
+    # concepts: gold Drug, ADE (Organ dropped) vs predicted Drug -> P 1, R 1/2
+    assert scores["concepts_strict_p"] == 1.0 and scores["concepts_strict_r"] == 0.5
+    # relations: only Drug-AE remains in gold (located touches Organ), none predicted
+    assert scores["relations_strict_fn"] == 1 and "located" not in scores["relations_strict_per_type"]

@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU to run on; -1 (default) for CPU")
     parser.add_argument("--spans-key", default="softprompt", help="span group holding the concepts")
     parser.add_argument("--batch-size", type=int, default=16, help="documents per nlp.pipe batch")
+    parser.add_argument(
+        "--concept-types",
+        nargs="+",
+        metavar="TYPE",
+        help="score only these concept types and relations between them (cross-corpus transfer)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
     predicted = list(tqdm(batches, total=len(gold), desc="evaluate", unit="doc", file=sys.stderr))
     seconds = time.perf_counter() - start
 
-    scores: Dict[str, Any] = score_concepts_and_relations(zip(predicted, gold), spans_key=args.spans_key)
+    scores: Dict[str, Any] = score_concepts_and_relations(
+        zip(predicted, gold), spans_key=args.spans_key, concept_types=args.concept_types
+    )
     words = sum(len(doc) for doc in predicted)
     scores["documents"] = len(gold)
     scores["speed"] = words / seconds if seconds > 0 else 0.0
