@@ -34,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+PALETTE = ["#7aecec", "#feca74", "#aa9cfc", "#ff9561", "#bfeeb7", "#e4e7d2", "#c887fb", "#9cc9cc", "#ffeb80", "#ff8197"]
+
+
 def _concepts(doc, key: str):
     group = doc.spans[key] if key in doc.spans else doc.ents
     scores = getattr(group, "attrs", {}).get("scores") or [1.0] * len(group)
@@ -64,7 +67,9 @@ def html_page(doc, key: str) -> str:
     """displaCy's span view of every concept (overlaps shown stacked) plus a relation table."""
     from spacy import displacy
 
-    spans_html = displacy.render(doc, style="span", options={"spans_key": key}, page=False)
+    labels = sorted({span.label_ for span, _ in _concepts(doc, key)})
+    colors = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+    spans_html = displacy.render(doc, style="span", options={"spans_key": key, "colors": colors}, page=False)
     rows = "\n".join(
         f"<tr><td>{html.escape(r.head.text)}</td><td>{html.escape(r.head.label_)}</td>"
         f"<td><b>{html.escape(r.label)}</b></td><td>{html.escape(r.tail.text)}</td>"
