@@ -229,7 +229,7 @@ class SoftPromptIE(TrainablePipe):
         )
         prompt_init = None
         if s["strategy"] in ("soft", "deep"):
-            words = [self.encoder._ids(label_words(x)) for x in schema.concept_labels + schema.relation_labels]
+            words = [self.encoder.text_ids(label_words(x)) for x in schema.concept_labels + schema.relation_labels]
             prompt_init = prompt_init_from_words(
                 backbone.get_input_embeddings(), words, s["prompt_length"], s["prompt_init"]
             )
@@ -247,13 +247,10 @@ class SoftPromptIE(TrainablePipe):
             freeze_backbone=s["freeze_backbone"],
         )
         if fresh and s["strategy"] == "deep":
-            n = self.encoder.prompt_start + s["prompt_length"]
-            ids = np.full((self.encoder.n_prompts, n), self.encoder.pad_id, dtype=np.int64)
-            if self.encoder.cls_id is not None:
-                ids[:, 0] = self.encoder.cls_id
             import torch
 
-            network.calibrate_deep_prompts(torch.from_numpy(ids), self.encoder.prompt_start)
+            ids = torch.from_numpy(self.encoder.prompt_only_ids())
+            network.calibrate_deep_prompts(ids, self.encoder.prompt_start)
         attach_network(self.model, network)
 
     # --- prediction -----------------------------------------------------------------
@@ -267,7 +264,7 @@ class SoftPromptIE(TrainablePipe):
         for (doc_i, start, end, label), score in sorted(concept_hits.items()):
             concepts[doc_i].append((start, end, label, score))
         triggers = {
-            i: [Span(doc, s, e, label=l) for s, e, l, _ in concepts[i] if l in self.schema.triggers]
+            i: [Span(doc, s, e, label=l) for s, e, l, _ in concepts[i] if l in encoder.schema.triggers]
             for i, doc in enumerate(docs)
         }
         relation_queries = [q for i, p in enumerate(pieces) for q in encoder.relation_queries(i, p, triggers[i])]
@@ -290,7 +287,7 @@ class SoftPromptIE(TrainablePipe):
                 key = (q.doc_index, start, start + int(w) + 1, encoder.output_label(q, int(k)))
                 if q.trigger is not None:
                     key += ((q.trigger.start, q.trigger.end, q.trigger.label_),)
-                    if key[3] not in self.schema.relations_for(q.trigger.label_):
+                    if key[3] not in encoder.schema.relations_for(q.trigger.label_):
                         continue
                 score = float(probs[b, t, w, k])
                 if score > hits.get(key, -1.0):
@@ -305,7 +302,7 @@ class SoftPromptIE(TrainablePipe):
             yield encoder.collate([queries[j] for j in order[i : i + size]], pieces, with_targets)
 
     def set_annotations(self, docs: Iterable[Doc], predictions: Predictions) -> None:
-        schema = self.schema
+        schema = self._require_encoder().schema
         for doc, concepts, relations in zip(docs, predictions.concepts, predictions.relations):
             spans = [Span(doc, s, e, label=label) for s, e, label, _ in concepts]
             set_concepts(doc, spans, [c[3] for c in concepts], self.cfg["spans_key"], self.cfg["set_ents"])
@@ -385,7 +382,7 @@ class SoftPromptIE(TrainablePipe):
                 tail = _align(doc, rel.tail, rel.tail.label_)
                 if head is not None and tail is not None:
                     by_trigger[(head.start, head.end, head.label_)].append((rel.label, tail))
-            triggers = [s for s in gold if s.label_ in self.schema.triggers]
+            triggers = [s for s in gold if s.label_ in encoder.schema.triggers]
             for q in encoder.relation_queries(i, p, triggers):
                 q.gold = _gold_answers(encoder, q, by_trigger[(q.trigger.start, q.trigger.end, q.trigger.label_)])
                 queries.append(q)

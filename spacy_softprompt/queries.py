@@ -184,9 +184,9 @@ class QueryEncoder:
         self.question_ids: List[List[int]] = []
         if strategy == "hard":
             for label in self.concepts:
-                self.question_ids.append(self._ids(texts.get(label, default_query_text(label, False))))
+                self.question_ids.append(self.text_ids(texts.get(label, default_query_text(label, False))))
             for label in self.relations:
-                self.question_ids.append(self._ids(texts.get(label, default_query_text(label, True))))
+                self.question_ids.append(self.text_ids(texts.get(label, default_query_text(label, True))))
         model_max = getattr(tokenizer, "model_max_length", max_length) or max_length
         self.max_length = int(min(max_length, model_max if model_max < 100_000 else max_length))
         concept_query_len = max([self._query_part_len(i, 0) for i in range(len(self.concepts))] or [0])
@@ -211,8 +211,16 @@ class QueryEncoder:
     def prompt_start(self) -> int:
         return 1 if self.cls_id is not None else 0
 
-    def _ids(self, text: str) -> List[int]:
+    def text_ids(self, text: str) -> List[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_only_ids(self) -> np.ndarray:
+        """One sequence per prompt holding just ``[CLS]`` and the prompt slots
+        (what deep prompts are calibrated on)."""
+        ids = np.full((self.n_prompts, self.prompt_start + self.prompt_length), self.pad_id, dtype=np.int64)
+        if self.cls_id is not None:
+            ids[:, 0] = self.cls_id
+        return ids
 
     def _query_part_len(self, prompt_id: int, trigger_len: int) -> int:
         if self.strategy == "hard":
