@@ -29,7 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", type=Path, required=True, help="training .spacy")
     parser.add_argument("--dev", type=Path, required=True, help="dev .spacy (model selection)")
     parser.add_argument("--test", type=Path, required=True, help="test .spacy (reported)")
-    parser.add_argument("--output", type=Path, required=True, help="folder for runs, table (.md/.json) and plot (.png)")
+    parser.add_argument("--output", type=Path, required=True, help="folder for the table (.md/.json) and plot (.png)")
+    parser.add_argument(
+        "--runs", type=Path, default=Path("training/experiments"), help="folder for each run's pipeline and metrics"
+    )
     parser.add_argument("--values", type=int, nargs="+", help="prompt lengths, or shots per concept type")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="fewshot: sampling seeds per K")
     parser.add_argument("--max-steps", type=int, default=200)
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         runs = [(k, seed, None) for k in values for seed in args.seeds]
     results: List[Dict] = []
     for index, (value, seed, overrides) in enumerate(runs, 1):
-        run_dir = args.output / "runs" / f"{args.kind}-{value}-seed{seed}"
+        run_dir = args.runs / f"{args.kind}-{value}-seed{seed}"
         print(f"[{index}/{len(runs)}] {args.kind} = {value}, seed {seed}", flush=True)
         if overrides is None:
             overrides = _train_args(args, ["--system.seed", str(seed)], train=_fewshot_file(args, value, seed, run_dir))
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         print("    " + ", ".join(f"{m} {100 * scores[m]:.1f}" for m in METRICS), flush=True)
     args.output.mkdir(parents=True, exist_ok=True)
     table = to_markdown(args.kind, results)
-    (args.output / f"{args.kind}.md").write_text(table + "\n", encoding="utf-8")
+    command = "python -m spacy_softprompt " + " ".join(sys.argv[1:])
+    (args.output / f"{args.kind}.md").write_text(f"Made by: `{command}`\n\n{table}\n", encoding="utf-8")
     (args.output / f"{args.kind}.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     plot(args.kind, results, args.output / f"{args.kind}.png")
     print(table)
