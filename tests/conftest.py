@@ -42,6 +42,20 @@ def annotate(nlp, text, mentions, relations=()):
     return doc
 
 
+def fit_pipeline(gold_docs, steps, learn_rate=0.01, **config):
+    """A blank-English pipeline with softprompt_ie (``config``) trained ``steps`` times on ``gold_docs``."""
+    from spacy.training import Example
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("softprompt_ie", config=config)
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in gold_docs]
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = learn_rate
+    for _ in range(steps):
+        nlp.update(examples, sgd=optimizer)
+    return nlp
+
+
 @pytest.fixture
 def blank_nlp():
     return spacy.blank("en")

@@ -1,25 +1,17 @@
 """Verbs that need a trained pipeline: render (terminal and HTML) and compare."""
 import pytest
 import spacy
-from spacy.training import Example
 
 from spacy_softprompt.cli import main
 
-from conftest import TEXTS
+from conftest import RELATIONS, TEXTS, annotate, fit_pipeline
 
 
 @pytest.fixture(scope="module")
 def trained_pipeline(tiny_bert, tmp_path_factory):
-    from conftest import RELATIONS, annotate
-
-    nlp = spacy.blank("en")
-    docs = [annotate(nlp, t, m, RELATIONS.get(i, ())) for i, (t, m) in enumerate(TEXTS)]
-    nlp.add_pipe("softprompt_ie", config={"model": {"backbone": tiny_bert, "strategy": "none", "freeze_backbone": False}})
-    examples = [Example(nlp.make_doc(d.text), d) for d in docs]
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 0.01
-    for _ in range(80):
-        nlp.update(examples, sgd=optimizer)
+    blank = spacy.blank("en")
+    docs = [annotate(blank, t, m, RELATIONS.get(i, ())) for i, (t, m) in enumerate(TEXTS)]
+    nlp = fit_pipeline(docs, 80, model={"backbone": tiny_bert, "strategy": "none", "freeze_backbone": False})
     path = tmp_path_factory.mktemp("render") / "pipeline"
     nlp.to_disk(path)
     return path

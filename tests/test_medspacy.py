@@ -2,9 +2,8 @@
 ConText after it, reading the concepts from doc.ents and from the span group."""
 import pytest
 import spacy
-from spacy.training import Example
 
-from conftest import annotate
+from conftest import annotate, fit_pipeline
 
 medspacy = pytest.importorskip("medspacy")
 
@@ -16,14 +15,8 @@ RELATIONS = [("aspirin", "Drug-AE", "rash"), ("Ibuprofen", "Drug-AE", "nausea")]
 @pytest.fixture(scope="module")
 def trained(tiny_bert, tmp_path_factory):
     """A pipeline fitted on the note (this test is about composition, not accuracy)."""
-    nlp = spacy.blank("en")
-    gold = annotate(nlp, NOTE, CONCEPTS, RELATIONS)
-    nlp.add_pipe("softprompt_ie", config={"model": {"backbone": tiny_bert, "strategy": "none", "freeze_backbone": False}})
-    examples = [Example(nlp.make_doc(NOTE), gold)]
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 0.01
-    for _ in range(60):
-        nlp.update(examples, sgd=optimizer)
+    gold = annotate(spacy.blank("en"), NOTE, CONCEPTS, RELATIONS)
+    nlp = fit_pipeline([gold], 60, model={"backbone": tiny_bert, "strategy": "none", "freeze_backbone": False})
     path = tmp_path_factory.mktemp("medspacy") / "pipeline"
     nlp.to_disk(path)
     return path

@@ -5,20 +5,16 @@ import sys
 
 import pytest
 import spacy
-from spacy.training import Example
 
-from conftest import RELATIONS, TEXTS, annotate
+from conftest import RELATIONS, TEXTS, annotate, fit_pipeline
 
 
 @pytest.mark.slow
 def test_packaged_pipeline_installs_and_loads_by_name(tiny_bert, tmp_path):
-    nlp = spacy.blank("en")
-    docs = [annotate(nlp, t, m, RELATIONS.get(i, ())) for i, (t, m) in enumerate(TEXTS)]
-    nlp.add_pipe("softprompt_ie", config={
-        "store_backbone": True, "model": {"backbone": tiny_bert, "strategy": "soft", "prompt_length": 4}})
-    examples = [Example(nlp.make_doc(d.text), d) for d in docs]
-    optimizer = nlp.initialize(lambda: examples)
-    nlp.update(examples, sgd=optimizer)
+    blank = spacy.blank("en")
+    docs = [annotate(blank, t, m, RELATIONS.get(i, ())) for i, (t, m) in enumerate(TEXTS)]
+    nlp = fit_pipeline(docs, 1, store_backbone=True,
+                       model={"backbone": tiny_bert, "strategy": "soft", "prompt_length": 4})
     nlp.meta["name"] = "softprompt_pkgtest"
     nlp.meta["version"] = "0.0.1"
     nlp.to_disk(tmp_path / "pipeline")

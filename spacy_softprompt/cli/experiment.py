@@ -112,9 +112,9 @@ def _train_and_evaluate(args: argparse.Namespace, run_dir: Path, overrides: Sequ
 
 
 def _run(command: List[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise CLIError(f"command failed: {' '.join(command)}\n{done.stderr[-3000:]}")
+    """Run a step with its own progress output (spaCy's training table, progress bars)."""
+    if subprocess.run(command).returncode != 0:
+        raise CLIError(f"command failed (its output is above): {' '.join(command)}")
 
 
 def _summaries(results: List[Dict]) -> List[Dict]:
