@@ -21,6 +21,7 @@ VERBS = {
     "render": "render",
     "compare": "compare",
     "experiment": "experiment",
+    "bench": "bench",
 }
 
 

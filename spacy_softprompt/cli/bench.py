@@ -1,0 +1,209 @@
+"""``bench``: the stock spaCy pipeline and every strategy, side by side, in one run.
+
+Each system is trained with ``python -m spacy train`` (same backbone, data,
+batcher and steps), then scored on the test file with the ``evaluate`` verb.
+Per system: strict/lenient concept F1, relation F1, training wall time, peak
+resident memory of the training process (``wait4`` rusage of that child),
+inference words per second with ``nlp.pipe``, trainable parameters and the
+size on disk of the saved pipeline and of the task component.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+from . import CLIError
+
+HELP = "train and score the stock transformer+ner pipeline and each softprompt_ie strategy in one run"
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SYSTEMS = [
+    ("stock transformer+ner", "stock_transformer_ner", "transformer"),
+    ("none (fine-tune)", "finetune", "softprompt_ie"),
+    ("hard prompts", "hard_prompt", "softprompt_ie"),
+    ("soft prompts", "soft_prompt", "softprompt_ie"),
+    ("soft prompts, frozen", "soft_prompt_frozen", "softprompt_ie"),
+    ("deep prompts, frozen", "deep_prompt_frozen", "softprompt_ie"),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train", type=Path, required=True, help="training .spacy (e.g. corpus/ade/train.spacy)")
+    parser.add_argument("--dev", type=Path, required=True, help="dev .spacy (model selection)")
+    parser.add_argument("--test", type=Path, required=True, help="test .spacy (reported)")
+    parser.add_argument("--output", type=Path, required=True, help="markdown report; the JSON goes beside it")
+    parser.add_argument("--runs", type=Path, default=Path("training/bench"), help="folder for the trained pipelines")
+    parser.add_argument("--backbone", default="default", help="the one backbone every system uses")
+    parser.add_argument("--max-steps", type=int, default=600)
+    parser.add_argument("--eval-frequency", type=int, default=100)
+    parser.add_argument("--dev-limit", type=int, default=0, help="dev docs evaluated while training (0 = all)")
+    parser.add_argument("--configs", type=Path, default=CONFIGS, help="folder with the systems' configs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI form: 24 train / 8 dev / 8 test docs and 3 steps; exercises the code, figures mean nothing",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..backbone import BackboneNotFound, resolve_backbone
+
+    for path in (args.train, args.dev, args.test):
+        if not path.exists():
+            raise CLIError(f"{path} not found (run `spacy project run convert` first)")
+    try:
+        backbone = resolve_backbone(args.backbone)
+    except BackboneNotFound as err:
+        raise CLIError(str(err)) from err
+    data = _data(args)
+    rows: List[Dict[str, Any]] = []
+    for index, (name, config, component) in enumerate(SYSTEMS, 1):
+        print(f"\n[{index}/{len(SYSTEMS)}] {name}: training configs/{config}.cfg", flush=True)
+        rows.append({"system": name, "config": config, **_bench_one(args, data, backbone, config, component)})
+        print("    " + ", ".join(f"{k} {v}" for k, v in rows[-1].items() if k not in ("system", "config")), flush=True)
+    report = {"machine": machine(), "backbone": args.backbone, "backbone_path": backbone,
+              "max_steps": data["max_steps"], "quick": args.quick, "data": data["sizes"], "systems": rows,
+              "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:])}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    args.output.write_text(to_markdown(report), encoding="utf-8")
+    print("\n" + to_markdown(report))
+    return 0
+
+
+def _data(args: argparse.Namespace) -> Dict[str, Any]:
+    """The files to train and score on; --quick writes small subsets of them."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    nlp = spacy.blank("en")
+    files = {"train": args.train, "dev": args.dev, "test": args.test}
+    limits = {"train": 24, "dev": 8, "test": 8} if args.quick else {}
+    sizes = {}
+    for split, path in files.items():
+        docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
+        if split in limits:
+            docs = docs[: limits[split]]
+            path = args.runs / f"quick-{split}.spacy"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            DocBin(store_user_data=True, docs=docs).to_disk(path)
+            files[split] = path
+        sizes[split] = {"documents": len(docs), "words": sum(len(doc) for doc in docs)}
+    return {"files": files, "sizes": sizes, "max_steps": 3 if args.quick else args.max_steps,
+            "eval_frequency": 3 if args.quick else args.eval_frequency}
+
+
+def _bench_one(args, data: Dict[str, Any], backbone: str, config: str, component: str) -> Dict[str, Any]:
+    out = args.runs / config
+    name_override = (["--components.transformer.model.name", backbone] if component == "transformer"
+                     else ["--components.softprompt_ie.model.backbone", backbone])
+    command = [
+        sys.executable, "-m", "spacy", "train", str(args.configs / f"{config}.cfg"), "--output", str(out),
+        "--paths.train", str(data["files"]["train"]), "--paths.dev", str(data["files"]["dev"]),
+        "--training.max_steps", str(data["max_steps"]), "--training.eval_frequency", str(data["eval_frequency"]),
+        "--corpora.dev.limit", str(args.dev_limit), *name_override,
+    ]
+    start = time.perf_counter()
+    process = subprocess.Popen(command)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise CLIError(f"training failed (its output is above): {' '.join(command)}")
+    metrics = out / "metrics.json"
+    evaluate = [sys.executable, "-m", "spacy_softprompt", "evaluate", str(out / "model-best"),
+                str(data["files"]["test"]), "--output", str(metrics)]
+    if subprocess.run(evaluate).returncode != 0:
+        raise CLIError(f"evaluation failed (its output is above): {' '.join(evaluate)}")
+    scores = json.loads(metrics.read_text())
+    return {
+        "concepts_strict_f": round(100 * scores["concepts_strict_f"], 1),
+        "concepts_lenient_f": round(100 * scores["concepts_lenient_f"], 1),
+        "relations_strict_f": round(100 * scores["relations_strict_f"], 1) if component != "transformer" else None,
+        "relations_lenient_f": round(100 * scores["relations_lenient_f"], 1) if component != "transformer" else None,
+        "train_seconds": round(seconds, 1),
+        "peak_train_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports kB
+        "words_per_second": round(scores["speed"], 1),
+        "trainable_parameters": trainable_parameters(out / "model-best"),
+        "pipeline_mb": round(_folder_bytes(out / "model-best") / 1e6, 2),
+        "component_mb": round(_folder_bytes(out / "model-best" / component) / 1e6, 3),
+    }
+
+
+def trainable_parameters(pipeline: Path) -> int:
+    """Parameters the optimizer would update: thinc params plus torch params that require grad."""
+    import spacy
+
+    nlp = spacy.load(pipeline)
+    total = 0
+    for _, pipe in nlp.pipeline:
+        model = getattr(pipe, "model", None)
+        if model is None:
+            continue
+        for node in model.walk():
+            total += sum(int(node.get_param(p).size) for p in node.param_names if node.has_param(p))
+            for shim in node.shims:
+                torch_model = getattr(shim, "_model", None)
+                if torch_model is not None:
+                    total += sum(p.numel() for p in torch_model.parameters() if p.requires_grad)
+    return total
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def machine() -> Dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.cuda.is_available(), "platform": platform.platform()}
+
+
+def to_markdown(report: Dict[str, Any]) -> str:
+    m, d = report["machine"], report["data"]
+    lines = [
+        "# Benchmark: stock spaCy pipeline vs softprompt_ie strategies",
+        "",
+        f"Command: `{report['command']}`" + (" (**quick form: figures mean nothing**)" if report["quick"] else ""),
+        "",
+        f"Backbone `{report['backbone']}`; {report['max_steps']} training steps each; "
+        f"train {d['train']['documents']} docs / {d['train']['words']} words, dev {d['dev']['documents']}, "
+        f"test {d['test']['documents']} docs / {d['test']['words']} words.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}, "
+        f"CUDA {'yes' if m['cuda'] else 'no'}.",
+        "",
+        "| system | concept F1 strict | concept F1 lenient | relation F1 strict | relation F1 lenient "
+        "| train time (s) | peak train RSS (MB) | words/s | trainable params | pipeline (MB) | component (MB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in report["systems"]:
+        rel = [("n/a" if r[k] is None else f"{r[k]:.1f}") for k in ("relations_strict_f", "relations_lenient_f")]
+        lines.append(
+            f"| {r['system']} | {r['concepts_strict_f']:.1f} | {r['concepts_lenient_f']:.1f} | {rel[0]} | {rel[1]} "
+            f"| {r['train_seconds']:.0f} | {r['peak_train_rss_mb']:.0f} | {r['words_per_second']:.0f} "
+            f"| {r['trainable_parameters']:,} | {r['pipeline_mb']:.1f} | {r['component_mb']:.3f} |"
+        )
+    lines += [
+        "",
+        "Train time includes initialization and the dev evaluations during training. Words per second: "
+        "`nlp.pipe` over the test texts (concepts and relations for softprompt_ie, entities only for the "
+        "stock pipeline). The stock `ner` writes non-overlapping `doc.ents`; it is scored against all gold "
+        "concepts, overlapping ones included.",
+        "",
+    ]
+    return "\n".join(lines)
