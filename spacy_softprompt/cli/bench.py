@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 from . import CLIError
 
@@ -63,17 +63,18 @@ def run(args: argparse.Namespace) -> int:
     except BackboneNotFound as err:
         raise CLIError(str(err)) from err
     data = _data(args)
-    rows: List[Dict[str, Any]] = []
-    for index, (name, config, component) in enumerate(SYSTEMS, 1):
-        print(f"\n[{index}/{len(SYSTEMS)}] {name}: training configs/{config}.cfg", flush=True)
-        rows.append({"system": name, "config": config, **_bench_one(args, data, backbone, config, component)})
-        print("    " + ", ".join(f"{k} {v}" for k, v in rows[-1].items() if k not in ("system", "config")), flush=True)
     report = {"machine": machine(), "backbone": args.backbone, "backbone_path": backbone,
-              "max_steps": data["max_steps"], "quick": args.quick, "data": data["sizes"], "systems": rows,
+              "max_steps": data["max_steps"], "quick": args.quick, "data": data["sizes"], "systems": [],
               "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:])}
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    args.output.write_text(to_markdown(report), encoding="utf-8")
+    for index, (name, config, component) in enumerate(SYSTEMS, 1):
+        print(f"\n[{index}/{len(SYSTEMS)}] {name}: training configs/{config}.cfg", flush=True)
+        row = {"system": name, "config": config, **_bench_one(args, data, backbone, config, component)}
+        report["systems"].append(row)
+        print("    " + ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("system", "config")), flush=True)
+        # written after every system, so a long run interrupted late still leaves its figures
+        args.output.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        args.output.write_text(to_markdown(report), encoding="utf-8")
     print("\n" + to_markdown(report))
     return 0
 
