@@ -44,3 +44,20 @@ def test_compare_counts_trainable_parameters_and_size(trained_pipeline, tmp_path
     assert row["artifact_bytes"] == sum(p.stat().st_size for p in files)
     assert "| finetune | 50.0 | 75.0 | 25.0 | 50.0 |" in out.read_text()
 
+
+
+def test_render_with_context_marks_negation(trained_pipeline, capsys):
+    pytest.importorskip("medspacy")
+    # a training sentence (the fitted pipeline finds metformin in it) that ConText reads as negated
+    assert main(["render", str(trained_pipeline), TEXTS[2][0], "--context"]) == 0
+    concepts = capsys.readouterr().out.split("Concepts:")[1].split("Relations:")[0].strip().splitlines()
+    assert len(concepts) == 1
+    assert concepts[0].split()[:2] == ["metformin", "Drug"] and concepts[0].endswith("[negated]")
+
+
+def test_render_context_without_medspacy_says_what_to_install(trained_pipeline, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "medspacy", None)  # import fails as if not installed
+    assert main(["render", str(trained_pipeline), "text", "--context"]) == 1
+    assert "pip install 'spacy_softprompt[medspacy]'" in capsys.readouterr().err

@@ -16,6 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("text", help="the text to annotate")
     parser.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page")
     parser.add_argument("--spans-key", default="softprompt", help="span group holding the concepts")
+    parser.add_argument(
+        "--context",
+        action="store_true",
+        help="also run medspaCy's sentence splitter and ConText and show negated/uncertain concepts "
+        "(needs the medspacy extra)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
         nlp = spacy.load(args.pipeline)
     except OSError as err:
         raise CLIError(f"cannot load pipeline {args.pipeline}: {err}") from err
+    if args.context:
+        add_context(nlp, args.spans_key)
     doc = nlp(args.text)
     print(terminal_view(doc, args.spans_key))
     if args.html is not None:
@@ -35,6 +43,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 PALETTE = ["#7aecec", "#feca74", "#aa9cfc", "#ff9561", "#bfeeb7", "#e4e7d2", "#c887fb", "#9cc9cc", "#ffeb80", "#ff8197"]
+
+
+def add_context(nlp, spans_key: str) -> None:
+    """medspaCy's sentence splitter before, ConText after the extractor, reading the span group."""
+    try:
+        import medspacy  # noqa: F401  (registers the medspacy_* factories)
+    except ImportError as err:
+        raise CLIError(
+            "--context needs medspaCy: pip install 'spacy_softprompt[medspacy]' (or make install)"
+        ) from err
+    nlp.add_pipe("medspacy_pyrush", first=True)
+    nlp.add_pipe("medspacy_context", config={"input_span_type": "group", "span_group_name": spans_key})
+
+
+def _modifiers(span) -> str:
+    flags = [name for name in ("is_negated", "is_uncertain", "is_historical", "is_hypothetical", "is_family")
+             if span.has_extension(name) and getattr(span._, name)]
+    return ("  [" + ", ".join(f[3:] for f in flags) + "]") if flags else ""
 
 
 def _concepts(doc, key: str):
@@ -54,7 +80,9 @@ def terminal_view(doc, key: str) -> str:
     lines: List[str] = ["".join(marked), "", "Concepts:"]
     concepts = _concepts(doc, key)
     width = max([len(s.text) for s, _ in concepts] + [4])
-    lines += [f"  {s.text:<{width}}  {s.label_:<16} {score:.2f}" for s, score in concepts] or ["  (none)"]
+    lines += [
+        f"  {s.text:<{width}}  {s.label_:<16} {score:.2f}{_modifiers(s)}" for s, score in concepts
+    ] or ["  (none)"]
     lines += ["", "Relations:"]
     lines += [
         f"  {r.head.text} ({r.head.label_}) --{r.label}--> {r.tail.text} ({r.tail.label_})  {r.score:.2f}"
