@@ -410,8 +410,7 @@ class SoftPromptIE(TrainablePipe):
         network = get_network(self.model) if self.model.shims else None
         embed = bool(self.cfg["store_backbone"] or not self.settings["freeze_backbone"])
         tokenizer = self.encoder.tokenizer if self.encoder is not None else None
-        cfg = dict(self.cfg, backbone_frozen=self.settings["freeze_backbone"])
-        artifact.save_component(Path(path), cfg, network, tokenizer, embed)
+        artifact.save_component(Path(path), self.cfg, network, tokenizer, embed)
 
     def from_disk(self, path: Path, *, exclude: Iterable[str] = tuple()) -> "SoftPromptIE":
         path = Path(path)

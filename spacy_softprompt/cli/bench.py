@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from . import CLIError
+from .compare import folder_bytes, trainable_parameters
 
 HELP = "train and score the stock transformer+ner pipeline and each softprompt_ie strategy in one run"
 
@@ -132,32 +133,9 @@ def _bench_one(args, data: Dict[str, Any], backbone: str, config: str, component
         "peak_train_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports kB
         "words_per_second": round(scores["speed"], 1),
         "trainable_parameters": trainable_parameters(out / "model-best"),
-        "pipeline_mb": round(_folder_bytes(out / "model-best") / 1e6, 2),
-        "component_mb": round(_folder_bytes(out / "model-best" / component) / 1e6, 3),
+        "pipeline_mb": round(folder_bytes(out / "model-best") / 1e6, 2),
+        "component_mb": round(folder_bytes(out / "model-best" / component) / 1e6, 3),
     }
-
-
-def trainable_parameters(pipeline: Path) -> int:
-    """Parameters the optimizer would update: thinc params plus torch params that require grad."""
-    import spacy
-
-    nlp = spacy.load(pipeline)
-    total = 0
-    for _, pipe in nlp.pipeline:
-        model = getattr(pipe, "model", None)
-        if model is None:
-            continue
-        for node in model.walk():
-            total += sum(int(node.get_param(p).size) for p in node.param_names if node.has_param(p))
-            for shim in node.shims:
-                torch_model = getattr(shim, "_model", None)
-                if torch_model is not None:
-                    total += sum(p.numel() for p in torch_model.parameters() if p.requires_grad)
-    return total
-
-
-def _folder_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def machine() -> Dict[str, Any]:

@@ -22,29 +22,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--component", default="softprompt_ie", help="name of the component in each pipeline")
 
 
-def component_footprint(component_dir: Path) -> Dict[str, int]:
-    """Parameters that training changed, and the bytes the component's folder takes."""
-    from safetensors import safe_open
+def trainable_parameters(pipeline: Path) -> int:
+    """Parameters the optimizer would update: thinc params plus torch params that require grad
+    (a frozen backbone counts for nothing)."""
+    import spacy
 
-    cfg = json.loads((component_dir / "cfg.json").read_text())
-    trainable = 0
-    files = [component_dir / "trainable.safetensors"]
-    if cfg.get("backbone_stored") and not cfg.get("backbone_frozen", True):
-        files += sorted((component_dir / "backbone").glob("*.safetensors"))
-    for path in files:
-        if path.exists():
-            with safe_open(str(path), framework="np") as handle:
-                for key in handle.keys():
-                    trainable += int(_numel(handle.get_slice(key).get_shape()))
-    size = sum(p.stat().st_size for p in component_dir.rglob("*") if p.is_file())
-    return {"trainable_parameters": trainable, "artifact_bytes": size}
+    nlp = spacy.load(pipeline)
+    total = 0
+    for _, pipe in nlp.pipeline:
+        model = getattr(pipe, "model", None)
+        if model is None:
+            continue
+        for node in model.walk():
+            total += sum(int(node.get_param(p).size) for p in node.param_names if node.has_param(p))
+            for shim in node.shims:
+                torch_model = getattr(shim, "_model", None)
+                if torch_model is not None:
+                    total += sum(p.numel() for p in torch_model.parameters() if p.requires_grad)
+    return total
 
 
-def _numel(shape: List[int]) -> int:
-    n = 1
-    for dim in shape:
-        n *= dim
-    return n
+def folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,10 +59,14 @@ def run(args: argparse.Namespace) -> int:
         if not Path(metrics).exists():
             raise CLIError(f"metrics file {metrics} not found (run `evaluate` first)")
         scores = json.loads(Path(metrics).read_text())
-        rows.append({"name": name, **component_footprint(component_dir), **{
-            key: scores.get(key, 0.0)
-            for key in ("concepts_strict_f", "concepts_lenient_f", "relations_strict_f", "relations_lenient_f")
-        }})
+        row = {
+            "name": name,
+            "trainable_parameters": trainable_parameters(Path(pipeline)),
+            "artifact_bytes": folder_bytes(component_dir),
+        }
+        for key in ("concepts_strict_f", "concepts_lenient_f", "relations_strict_f", "relations_lenient_f"):
+            row[key] = scores.get(key, 0.0)
+        rows.append(row)
     table = to_markdown(rows)
     print(table)
     if args.output is not None:
