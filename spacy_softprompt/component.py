@@ -51,6 +51,7 @@ freeze_backbone = true
 prompt_length = 16
 prompt_init = "vocab"
 reparametrize = false
+prompt_layer = 0
 max_length = 128
 window_overlap = 32
 max_span_width = 12
@@ -226,6 +227,7 @@ class SoftPromptIE(TrainablePipe):
             window_overlap=s["window_overlap"],
             max_span_width=s["max_span_width"],
             query_texts=self.cfg["query_texts"],
+            prompt_layer=s["prompt_layer"],
         )
         prompt_init = None
         if s["strategy"] in ("soft", "deep"):
@@ -245,6 +247,7 @@ class SoftPromptIE(TrainablePipe):
             head_width=s["head_width"],
             dropout=s["dropout"],
             freeze_backbone=s["freeze_backbone"],
+            prompt_layer=s["prompt_layer"],
         )
         if fresh and s["strategy"] == "deep":
             import torch
@@ -259,7 +262,8 @@ class SoftPromptIE(TrainablePipe):
         encoder = self._require_encoder()
         pieces = [tokenize_doc(doc, encoder.tokenizer) for doc in docs]
         concept_queries = [q for i, p in enumerate(pieces) for q in encoder.concept_queries(i, p)]
-        concept_hits = self._score_queries(concept_queries, pieces, self.cfg["threshold"])
+        cache: Optional[dict] = {} if encoder.late else None  # lower layers: once per window
+        concept_hits = self._score_queries(concept_queries, pieces, self.cfg["threshold"], cache)
         concepts: List[List[Tuple[int, int, str, float]]] = [[] for _ in docs]
         for (doc_i, start, end, label), score in sorted(concept_hits.items()):
             concepts[doc_i].append((start, end, label, score))
@@ -268,17 +272,20 @@ class SoftPromptIE(TrainablePipe):
             for i, doc in enumerate(docs)
         }
         relation_queries = [q for i, p in enumerate(pieces) for q in encoder.relation_queries(i, p, triggers[i])]
-        relation_hits = self._score_queries(relation_queries, pieces, self.cfg["relation_threshold"])
+        relation_hits = self._score_queries(relation_queries, pieces, self.cfg["relation_threshold"], cache)
         relations: List[list] = [[] for _ in docs]
         for (doc_i, start, end, label, trigger), score in sorted(relation_hits.items()):
             relations[doc_i].append((trigger, label, (start, end), score))
         return Predictions(concepts, relations)
 
-    def _score_queries(self, queries: List[Query], pieces: Sequence[DocPieces], threshold: float) -> Dict:
+    def _score_queries(
+        self, queries: List[Query], pieces: Sequence[DocPieces], threshold: float, cache: Optional[dict]
+    ) -> Dict:
         """Run queries in length-sorted batches; keep candidates above threshold, max over windows."""
         encoder = self._require_encoder()
         hits: Dict[tuple, float] = {}
         for batch in self._batches(queries, pieces, with_targets=False):
+            batch.cache = cache
             logits = self.model.ops.to_numpy(self.model.predict(batch))
             probs = sigmoid(logits, np)
             for b, t, w, k in zip(*np.nonzero((probs >= threshold) & batch.span_mask)):
@@ -464,6 +471,8 @@ def _align(doc: Doc, span: Span, label: str) -> Optional[Span]:
     return doc.char_span(span.start_char, span.end_char, label=label, alignment_mode="expand")
 
 
-def _query_size(query: Query, pieces: Sequence[DocPieces]) -> int:
+def _query_size(query: Query, pieces: Sequence[DocPieces]) -> Tuple[int, int, int]:
+    """Sort key: window length first; then the window itself, so that queries sharing a
+    window share a batch (late prompts read each window's lower layers once per batch)."""
     start, end = query.window
-    return int(pieces[query.doc_index].counts[start:end].sum())
+    return int(pieces[query.doc_index].counts[start:end].sum()), query.doc_index, start

@@ -47,6 +47,7 @@ def build_softprompt_model(
     prompt_length: int = 16,
     prompt_init: str = "vocab",
     reparametrize: bool = False,
+    prompt_layer: int = 0,
     max_length: int = 128,
     window_overlap: int = 32,
     max_span_width: int = 12,
@@ -65,6 +66,9 @@ def build_softprompt_model(
     prompt_length: learned vectors per query (soft/deep), 8 to 128 in the paper's sweep.
     prompt_init: "vocab" (embeddings of the label's words) or "random".
     reparametrize: pass prompts through a residual MLP while training (P-tuning).
+    prompt_layer: 0 puts the query part at the input (one full backbone pass per
+        window and query); k > 0 runs layers below k once per window, shared by all
+        its queries, and lets the query part in at layer k (late prompts).
     max_length: subwords per backbone sequence (query part + text window).
     window_overlap: subwords shared by consecutive windows of a long document.
     max_span_width: longest answer span, in spaCy tokens.
@@ -76,6 +80,8 @@ def build_softprompt_model(
         raise ValueError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}.")
     if strategy in ("soft", "deep") and not 1 <= prompt_length <= 512:
         raise ValueError(f"prompt_length must be between 1 and 512, not {prompt_length}.")
+    if prompt_layer < 0:
+        raise ValueError(f"prompt_layer must be 0 (input prompts) or a layer index, not {prompt_layer}.")
     settings = dict(
         backbone=backbone,
         strategy=strategy,
@@ -83,6 +89,7 @@ def build_softprompt_model(
         prompt_length=prompt_length,
         prompt_init=prompt_init,
         reparametrize=reparametrize,
+        prompt_layer=prompt_layer,
         max_length=max_length,
         window_overlap=window_overlap,
         max_span_width=max_span_width,
@@ -117,16 +124,28 @@ def forward(model: Model[Batch, Floats4d], batch: Batch, is_train: bool) -> Tupl
     get_network(model)
     shim = model.shims[0]
     device = shim.device
+
+    def tensor(array):
+        return xp2torch(model.ops.asarray(array), device=device)
+
+    shared = None
+    if batch.shared is not None:
+        shared = {
+            name: value if name.endswith("_keys") else tensor(value)
+            for name, value in vars(batch.shared).items()
+        }
     inputs = ArgsKwargs(
         args=(),
         kwargs=dict(
-            input_ids=xp2torch(model.ops.asarray(batch.input_ids), device=device),
-            attention_mask=xp2torch(model.ops.asarray(batch.attention_mask), device=device),
-            prompt_ids=xp2torch(model.ops.asarray(batch.prompt_ids), device=device),
-            marker=xp2torch(model.ops.asarray(batch.marker), device=device),
-            token_starts=xp2torch(model.ops.asarray(batch.token_starts), device=device),
-            token_ends=xp2torch(model.ops.asarray(batch.token_ends), device=device),
+            input_ids=tensor(batch.input_ids),
+            attention_mask=tensor(batch.attention_mask),
+            prompt_ids=tensor(batch.prompt_ids),
+            marker=tensor(batch.marker),
+            token_starts=tensor(batch.token_starts),
+            token_ends=tensor(batch.token_ends),
             prompt_start=batch.prompt_start,
+            shared=shared,
+            cache=batch.cache,
         ),
     )
     if not is_train:

@@ -14,6 +14,14 @@ Concept queries run over windows that tile the whole document with overlap,
 so nothing is truncated; relation queries run over one window centred on
 their trigger, so an argument just across a tiling boundary is still seen.
 Candidate answers are spans of spaCy tokens up to ``max_span_width`` long.
+
+With late prompts (``prompt_layer > 0``) a batch also lists its distinct text
+windows (``[CLS] window [SEP]``) and query parts (``[CLS] query part``) on their
+own, which the network's lower layers read once each, and a gather map that
+assembles layer ``k``'s input ``[CLS] <query part> <window> [SEP]`` per query.
+Relation queries then use the tiling window that best centres their trigger
+(so they share its lower layers with the concept queries), and the trigger is
+known by the marker alone, not by copies of its subwords.
 """
 from __future__ import annotations
 
@@ -134,11 +142,27 @@ class Query:
 
 
 @dataclass
+class SharedInputs:
+    """Late prompts: what the lower layers read once per batch, and how layer k's input
+    is gathered from it. Rows of the gather source are ``[zero vector; window states
+    (U*Sw, flattened); query-part states (Q*Sq, flattened)]``."""
+
+    window_ids: np.ndarray  # (U, Sw) [CLS] window text [SEP]
+    window_mask: np.ndarray  # (U, Sw)
+    window_keys: List[tuple]  # (doc index, start, end): cache key of each window
+    query_ids: np.ndarray  # (Q, Sq) [CLS] query part, one per distinct prompt
+    query_mask: np.ndarray  # (Q, Sq)
+    query_keys: List[tuple]  # ("query", prompt id)
+    query_prompts: np.ndarray  # (Q,) prompt row of each query part
+    gather: np.ndarray  # (B, S) source row of each position of layer k's input
+
+
+@dataclass
 class Batch:
     """Padded numpy arrays for one backbone pass, and the queries they came from."""
 
     queries: List[Query]
-    input_ids: np.ndarray  # (B, S)
+    input_ids: np.ndarray  # (B, S) (late prompts: padding; the network reads ``shared``)
     attention_mask: np.ndarray  # (B, S)
     prompt_ids: np.ndarray  # (B,)
     marker: np.ndarray  # (B, S) 1.0 on trigger subwords inside the window
@@ -147,6 +171,8 @@ class Batch:
     span_mask: np.ndarray  # (B, T, W, K) candidate (start, width, class) is scored
     targets: Optional[np.ndarray]  # (B, T, W, K) gold answers, training only
     prompt_start: int
+    shared: Optional[SharedInputs] = None  # late prompts only
+    cache: Optional[dict] = None  # inference: lower-layer states kept across batches
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -166,12 +192,14 @@ class QueryEncoder:
         window_overlap: int,
         max_span_width: int,
         query_texts: Optional[Dict[str, str]] = None,
+        prompt_layer: int = 0,
     ):
         if strategy not in STRATEGIES:
             raise ValueError(f"Unknown prompt strategy {strategy!r}; choose one of {STRATEGIES}.")
         self.tokenizer = tokenizer
         self.schema = schema
         self.strategy = strategy
+        self.late = prompt_layer > 0
         self.prompt_length = prompt_length if strategy in ("soft", "deep") else 0
         self.max_span_width = max_span_width
         self.window_overlap = window_overlap
@@ -189,7 +217,9 @@ class QueryEncoder:
                 self.question_ids.append(self.text_ids(texts.get(label, default_query_text(label, True))))
         model_max = getattr(tokenizer, "model_max_length", max_length) or max_length
         self.max_length = int(min(max_length, model_max if model_max < 100_000 else max_length))
-        concept_query_len = max([self._query_part_len(i, 0) for i in range(len(self.concepts))] or [0])
+        # Late prompts put every query, relations too, on the same tiling windows.
+        n_sharing = self.n_prompts if self.late else len(self.concepts)
+        concept_query_len = max([self._query_part_len(i, 0) for i in range(n_sharing)] or [0])
         self.concept_budget = self.max_length - self._n_special(concept_query_len) - concept_query_len
         if self.concept_budget < 8:
             raise ValueError(
@@ -228,8 +258,15 @@ class QueryEncoder:
         return self.prompt_length + trigger_len
 
     def _n_special(self, query_len: int) -> int:
+        """[CLS] and [SEP] around the window, and a [SEP] after a query part (input prompts)."""
         n = (self.cls_id is not None) + (self.sep_id is not None)
-        return n + (self.sep_id is not None and query_len > 0)
+        return n + (self.sep_id is not None and query_len > 0 and not self.late)
+
+    def query_part_ids(self, prompt_id: int) -> List[int]:
+        """The query part's own tokens: the question (hard) or the slots the prompts fill."""
+        if self.strategy == "hard":
+            return list(self.question_ids[prompt_id])
+        return [self.pad_id] * self.prompt_length
 
     def output_column(self, query: Query, label: str) -> Optional[int]:
         """The output column that answers ``label`` in ``query`` (None: it does not ask)."""
@@ -263,6 +300,7 @@ class QueryEncoder:
     def relation_queries(self, doc_index: int, pieces: DocPieces, triggers: Iterable[Span]) -> List[Query]:
         queries: List[Query] = []
         n_concepts = len(self.concepts)
+        tiles = tile_windows(pieces.counts, self.concept_budget, self.window_overlap) if self.late else []
         for trigger in triggers:
             relations = self.schema.relations_for(trigger.label_)
             if not relations or pieces.first[trigger.start : trigger.end].max(initial=-1) < 0:
@@ -273,22 +311,49 @@ class QueryEncoder:
             else:
                 jobs = [(n_concepts + self.relations.index(r), 0, 1, r) for r in relations]
             for prompt_id, output, n_out, relation in jobs:
-                query_len = self._query_part_len(prompt_id, n_trigger)
-                budget = self.max_length - self._n_special(query_len) - query_len
-                window = centred_window(pieces.counts, trigger.start, trigger.end, budget)
+                if self.late:
+                    window = best_tile(tiles, trigger.start, trigger.end)
+                else:
+                    query_len = self._query_part_len(prompt_id, n_trigger)
+                    budget = self.max_length - self._n_special(query_len) - query_len
+                    window = centred_window(pieces.counts, trigger.start, trigger.end, budget)
                 queries.append(Query(doc_index, prompt_id, output, n_out, window, trigger, relation))
         return queries
 
     # --- batches ----------------------------------------------------------------
+    def _window_text(self, p: DocPieces, window: Tuple[int, int], offset: int, budget: int):
+        """The window's subwords, and per window token its first/last subword's position
+        once the subwords are placed at ``offset`` (and whether it has subwords at all)."""
+        w_start, w_end = window
+        firsts, lasts = p.first[w_start:w_end], p.last[w_start:w_end]
+        present = firsts >= 0
+        if not present.any():
+            zeros = np.zeros(w_end - w_start, dtype=np.int64)
+            return [], zeros, zeros, present
+        lo = int(firsts[present].min())
+        hi = min(int(lasts.max()), lo + budget - 1)  # only a single over-long token is cut
+        starts = np.where(present, np.minimum(firsts - lo, hi - lo) + offset, 0)
+        ends = np.where(present, np.minimum(lasts - lo, hi - lo) + offset, 0)
+        return p.ids[lo : hi + 1].tolist(), starts, ends, present
+
+    def _marker(self, q: Query, length: int, starts: np.ndarray, ends: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """1.0 on the subwords of the query's trigger inside its window."""
+        marker = np.zeros(length, dtype=np.float32)
+        if q.trigger is not None:
+            w_start, w_end = q.window
+            for i in range(max(q.trigger.start, w_start), min(q.trigger.end, w_end)):
+                if present[i - w_start]:
+                    marker[starts[i - w_start] : ends[i - w_start] + 1] = 1.0
+        return marker
+
     def collate(self, queries: Sequence[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Batch:
+        if self.late:
+            return self._collate_late(queries, pieces, with_targets)
         rows, token_rows, marker_rows = [], [], []
         for q in queries:
             p = pieces[q.doc_index]
             ids: List[int] = [] if self.cls_id is None else [self.cls_id]
-            if self.strategy == "hard":
-                ids += self.question_ids[q.prompt_id]
-            else:
-                ids += [self.pad_id] * self.prompt_length
+            ids += self.query_part_ids(q.prompt_id)
             if q.trigger is not None:
                 t_first = p.first[q.trigger.start : q.trigger.end]
                 t_last = p.last[q.trigger.start : q.trigger.end]
@@ -296,44 +361,77 @@ class QueryEncoder:
                 ids += p.ids[lo : hi + 1][:MAX_TRIGGER_PIECES].tolist()
             if len(ids) > self.prompt_start and self.sep_id is not None:
                 ids.append(self.sep_id)
-            w_start, w_end = q.window
-            firsts, lasts = p.first[w_start:w_end], p.last[w_start:w_end]
-            present = firsts >= 0
             offset = len(ids)
-            budget = self.max_length - offset - (self.sep_id is not None)
-            if present.any():
-                lo = int(firsts[present].min())
-                hi = min(int(lasts.max()), lo + budget - 1)  # only a single over-long token is cut
-                ids += p.ids[lo : hi + 1].tolist()
-                starts = np.where(present, np.minimum(firsts - lo, hi - lo) + offset, 0)
-                ends = np.where(present, np.minimum(lasts - lo, hi - lo) + offset, 0)
-            else:
-                starts = ends = np.zeros(w_end - w_start, dtype=np.int64)
+            text, starts, ends, present = self._window_text(
+                p, q.window, offset, self.max_length - offset - (self.sep_id is not None)
+            )
+            ids += text
             if self.sep_id is not None:
                 ids.append(self.sep_id)
-            marker = np.zeros(len(ids), dtype=np.float32)
-            if q.trigger is not None:
-                for i in range(max(q.trigger.start, w_start), min(q.trigger.end, w_end)):
-                    if present[i - w_start]:
-                        marker[starts[i - w_start] : ends[i - w_start] + 1] = 1.0
             rows.append(ids)
             token_rows.append((starts, ends, present))
-            marker_rows.append(marker)
+            marker_rows.append(self._marker(q, len(ids), starts, ends, present))
+        input_ids, attention = _pad([r for r in rows], self.pad_id)
+        return self._finish(queries, input_ids, attention, marker_rows, token_rows, with_targets, None)
 
+    def _collate_late(self, queries: Sequence[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Batch:
+        ps = self.prompt_start
+        cls = [] if self.cls_id is None else [self.cls_id]
+        sep = [] if self.sep_id is None else [self.sep_id]
+        window_keys = list(dict.fromkeys((q.doc_index,) + tuple(q.window) for q in queries))
+        window_rows, window_tokens = [], {}
+        for key in window_keys:
+            text, starts, ends, present = self._window_text(pieces[key[0]], key[1:], ps, self.concept_budget)
+            window_rows.append(cls + text + sep)
+            window_tokens[key] = (starts, ends, present)
+        prompt_keys = [] if self.strategy == "none" else list(dict.fromkeys(q.prompt_id for q in queries))
+        query_rows = [cls + self.query_part_ids(pid) for pid in prompt_keys]
+        window_ids, window_mask = _pad(window_rows, self.pad_id)
+        query_ids, query_mask = _pad(query_rows, self.pad_id)
+        n_windows, window_len = window_ids.shape
+        query_len = query_ids.shape[1]
+        part_len = max(query_len - ps, 0)  # query part slots in layer k's input
+        seq_len = ps + part_len + max(len(r) - ps for r in window_rows)
+        gather = np.zeros((len(queries), seq_len), dtype=np.int64)
+        attention = np.zeros((len(queries), seq_len), dtype=np.int64)
+        token_rows, marker_rows = [], []
+        query_base = 1 + n_windows * window_len
+        for b, q in enumerate(queries):
+            key = (q.doc_index,) + tuple(q.window)
+            u, n_window = window_keys.index(key), len(window_rows[window_keys.index(key)])
+            gather[b, :ps] = 1 + u * window_len + np.arange(ps)
+            attention[b, :ps] = 1
+            if part_len:
+                r = prompt_keys.index(q.prompt_id)
+                n_part = len(query_rows[r]) - ps
+                gather[b, ps : ps + n_part] = query_base + r * query_len + ps + np.arange(n_part)
+                attention[b, ps : ps + n_part] = 1
+            n_text = n_window - ps
+            gather[b, ps + part_len : ps + part_len + n_text] = 1 + u * window_len + ps + np.arange(n_text)
+            attention[b, ps + part_len : ps + part_len + n_text] = 1
+            starts, ends, present = window_tokens[key]
+            starts, ends = starts + part_len * present, ends + part_len * present
+            token_rows.append((starts, ends, present))
+            marker_rows.append(self._marker(q, seq_len, starts, ends, present))
+        shared = SharedInputs(
+            window_ids, window_mask, window_keys, query_ids, query_mask,
+            [("query", pid) for pid in prompt_keys], np.asarray(prompt_keys, dtype=np.int64), gather,
+        )
+        input_ids = np.full(attention.shape, self.pad_id, dtype=np.int64)
+        return self._finish(queries, input_ids, attention, marker_rows, token_rows, with_targets, shared)
+
+    def _finish(self, queries, input_ids, attention, marker_rows, token_rows, with_targets, shared) -> Batch:
+        """Token positions, candidate masks and targets, common to both layouts."""
         n, width, k = len(queries), self.max_span_width, self.n_outputs
-        seq_len = max(len(r) for r in rows)
+        seq_len = input_ids.shape[1]
         n_tok = max(1, max(len(t[0]) for t in token_rows))
-        input_ids = np.full((n, seq_len), self.pad_id, dtype=np.int64)
-        attention = np.zeros((n, seq_len), dtype=np.int64)
         marker = np.zeros((n, seq_len), dtype=np.float32)
         token_starts = np.zeros((n, n_tok), dtype=np.int64)
         token_ends = np.zeros((n, n_tok), dtype=np.int64)
         span_mask = np.zeros((n, n_tok, width, k), dtype=bool)
         targets = np.zeros((n, n_tok, width, k), dtype=np.float32) if with_targets else None
         prompt_ids = np.array([q.prompt_id for q in queries], dtype=np.int64)
-        for b, (ids, (starts, ends, present), m, q) in enumerate(zip(rows, token_rows, marker_rows, queries)):
-            input_ids[b, : len(ids)] = ids
-            attention[b, : len(ids)] = 1
+        for b, ((starts, ends, present), m, q) in enumerate(zip(token_rows, marker_rows, queries)):
             marker[b, : len(m)] = m
             t = len(starts)
             token_starts[b, :t] = starts
@@ -347,8 +445,28 @@ class QueryEncoder:
                         targets[b, start - w_start, end - start - 1, cls] = 1.0
         return Batch(
             list(queries), input_ids, attention, prompt_ids, marker, token_starts, token_ends,
-            span_mask, targets, self.prompt_start,
+            span_mask, targets, self.prompt_start, shared,
         )
+
+
+def best_tile(tiles: Sequence[Tuple[int, int]], start: int, end: int) -> Tuple[int, int]:
+    """The tiling window holding ``[start, end)`` with the most context on its shorter side
+    (the first window touching it, when the span is longer than any window)."""
+    holding = [w for w in tiles if w[0] <= start and end <= w[1]]
+    if not holding:
+        return next((w for w in tiles if w[0] < end and start < w[1]), tiles[0])
+    return max(holding, key=lambda w: min(start - w[0], w[1] - end))
+
+
+def _pad(rows: Sequence[List[int]], pad_id: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Right-padded ids and their attention mask."""
+    width = max((len(r) for r in rows), default=0)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    return ids, mask
 
 
 def _valid_spans(present: np.ndarray, width: int) -> np.ndarray:

@@ -6,6 +6,11 @@ Per system: strict/lenient concept F1, relation F1, training wall time, peak
 resident memory of the training process (``wait4`` rusage of that child),
 inference words per second with ``nlp.pipe``, trainable parameters and the
 size on disk of the saved pipeline and of the task component.
+
+The softprompt_ie strategies run with late prompts (``--prompt-layer``, lower
+layers shared by every query of a window); the paper's input prompts (one full
+backbone pass per query) run once more for frozen soft prompts, so the table
+shows both paths side by side.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, NamedTuple, Optional
 
 from . import CLIError
 from .compare import folder_bytes, trainable_parameters
@@ -25,13 +30,26 @@ from .compare import folder_bytes, trainable_parameters
 HELP = "train and score the stock transformer+ner pipeline and each softprompt_ie strategy in one run"
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+LATE = "late"  # placeholder for --prompt-layer
+
+
+class System(NamedTuple):
+    name: str
+    run: str  # folder under --runs
+    config: str  # configs/<config>.cfg
+    component: str
+    prompt_layer: Optional[object] = None  # LATE, an int, or None (not a softprompt_ie system)
+
+
 SYSTEMS = [
-    ("stock transformer+ner", "stock_transformer_ner", "transformer"),
-    ("none (fine-tune)", "finetune", "softprompt_ie"),
-    ("hard prompts", "hard_prompt", "softprompt_ie"),
-    ("soft prompts", "soft_prompt", "softprompt_ie"),
-    ("soft prompts, frozen", "soft_prompt_frozen", "softprompt_ie"),
-    ("deep prompts, frozen", "deep_prompt_frozen", "softprompt_ie"),
+    System("stock transformer+ner", "stock_transformer_ner", "stock_transformer_ner", "transformer"),
+    System("none (fine-tune)", "finetune", "finetune", "softprompt_ie", LATE),
+    System("hard prompts", "hard_prompt", "hard_prompt", "softprompt_ie", LATE),
+    System("soft prompts", "soft_prompt", "soft_prompt", "softprompt_ie", LATE),
+    System("soft prompts, frozen", "soft_prompt_frozen", "soft_prompt_frozen", "softprompt_ie", LATE),
+    System("deep prompts, frozen", "deep_prompt_frozen", "deep_prompt_frozen", "softprompt_ie", LATE),
+    System("soft prompts, frozen, input prompts (naive)", "soft_prompt_frozen_input", "soft_prompt_frozen",
+           "softprompt_ie", 0),
 ]
 
 
@@ -46,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-frequency", type=int, default=100)
     parser.add_argument("--dev-limit", type=int, default=0, help="dev docs evaluated while training (0 = all)")
     parser.add_argument("--configs", type=Path, default=CONFIGS, help="folder with the systems' configs")
+    parser.add_argument(
+        "--prompt-layer", type=int, default=4,
+        help="backbone layer where the query part enters for the late-prompt systems (0 = input prompts)",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -66,11 +88,15 @@ def run(args: argparse.Namespace) -> int:
     data = _data(args)
     report = {"machine": machine(), "backbone": args.backbone, "backbone_path": backbone,
               "max_steps": data["max_steps"], "quick": args.quick, "data": data["sizes"], "systems": [],
+              "prompt_layer": args.prompt_layer,
               "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:])}
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    for index, (name, config, component) in enumerate(SYSTEMS, 1):
-        print(f"\n[{index}/{len(SYSTEMS)}] {name}: training configs/{config}.cfg", flush=True)
-        row = {"system": name, "config": config, **_bench_one(args, data, backbone, config, component)}
+    for index, system in enumerate(SYSTEMS, 1):
+        layer = args.prompt_layer if system.prompt_layer == LATE else system.prompt_layer
+        print(f"\n[{index}/{len(SYSTEMS)}] {system.name}: training configs/{system.config}.cfg"
+              + ("" if layer is None else f", prompt_layer {layer}"), flush=True)
+        row = {"system": system.name, "run": system.run, "config": system.config, "prompt_layer": layer,
+               **_bench_one(args, data, backbone, system, layer)}
         report["systems"].append(row)
         print("    " + ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("system", "config")), flush=True)
         # written after every system, so a long run interrupted late still leaves its figures
@@ -102,15 +128,19 @@ def _data(args: argparse.Namespace) -> Dict[str, Any]:
             "eval_frequency": 3 if args.quick else args.eval_frequency}
 
 
-def _bench_one(args, data: Dict[str, Any], backbone: str, config: str, component: str) -> Dict[str, Any]:
-    out = args.runs / config
-    name_override = (["--components.transformer.model.name", backbone] if component == "transformer"
-                     else ["--components.softprompt_ie.model.backbone", backbone])
+def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer: Optional[int]) -> Dict[str, Any]:
+    out = args.runs / system.run
+    component = system.component
+    if component == "transformer":
+        overrides = ["--components.transformer.model.name", backbone]
+    else:
+        overrides = ["--components.softprompt_ie.model.backbone", backbone,
+                     "--components.softprompt_ie.model.prompt_layer", str(layer)]
     command = [
-        sys.executable, "-m", "spacy", "train", str(args.configs / f"{config}.cfg"), "--output", str(out),
+        sys.executable, "-m", "spacy", "train", str(args.configs / f"{system.config}.cfg"), "--output", str(out),
         "--paths.train", str(data["files"]["train"]), "--paths.dev", str(data["files"]["dev"]),
         "--training.max_steps", str(data["max_steps"]), "--training.eval_frequency", str(data["eval_frequency"]),
-        "--corpora.dev.limit", str(args.dev_limit), *name_override,
+        "--corpora.dev.limit", str(args.dev_limit), *overrides,
     ]
     start = time.perf_counter()
     process = subprocess.Popen(command)
@@ -165,6 +195,9 @@ def to_markdown(report: Dict[str, Any]) -> str:
         f"test {d['test']['documents']} docs / {d['test']['words']} words.",
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}, "
         f"CUDA {'yes' if m['cuda'] else 'no'}.",
+        "",
+        f"softprompt_ie systems use late prompts from layer {report.get('prompt_layer', 0)} unless marked "
+        "input prompts (naive: one full backbone pass per window and query).",
         "",
         "| system | concept F1 strict | concept F1 lenient | relation F1 strict | relation F1 lenient "
         "| train time (s) | peak train RSS (MB) | words/s | trainable params | pipeline (MB) | component (MB) |",
