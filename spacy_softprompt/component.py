@@ -253,7 +253,7 @@ class SoftPromptIE(TrainablePipe):
             import torch
 
             ids = torch.from_numpy(self.encoder.prompt_only_ids())
-            network.calibrate_deep_prompts(ids, self.encoder.prompt_start)
+            network.calibrate_deep_prompts(ids, self.encoder.prompt_start, prompt_init)
         attach_network(self.model, network)
 
     # --- prediction -----------------------------------------------------------------

@@ -47,9 +47,11 @@ class PromptTable(nn.Module):
         n_deep_layers: int,
         init: torch.Tensor,
         reparametrize: bool,
+        input_prompts: bool = True,
     ):
         super().__init__()
-        self.vectors = nn.Parameter(init.clone())  # (P, N, D)
+        # (P, N, D); deep late prompts have none: their first block is written at layer k
+        self.vectors = nn.Parameter(init.clone()) if input_prompts else None
         self.deep = (
             nn.Parameter(init[:, None].repeat(1, n_deep_layers, 1, 1).clone()) if n_deep_layers else None
         )  # (P, L, N, D)
@@ -153,14 +155,16 @@ class SoftPromptNetwork(nn.Module):
         self._stacks: Dict[Tuple[int, int], nn.ModuleList] = {}
         self.prompts: Optional[PromptTable] = None
         self._deep_state: Optional[tuple] = None
+        # Deep prompts are written at the input of every layer from here on: layer 1 after
+        # input prompts, layer k with late prompts (lower layers never see a query).
+        self.first_deep_layer = prompt_layer or 1
         if strategy in ("soft", "deep"):
             assert prompt_init is not None and prompt_init.shape == (n_prompts, prompt_length, dim)
-            n_deep = len(layers) - 1 if strategy == "deep" else 0
-            self.prompts = PromptTable(n_prompts, prompt_length, dim, n_deep, prompt_init, reparametrize)
-            if n_deep:
-                for index, layer in enumerate(layers):
-                    if index > 0:
-                        layer.register_forward_pre_hook(self._deep_hook(index - 1))
+            n_deep = len(layers) - self.first_deep_layer if strategy == "deep" else 0
+            input_prompts = not (strategy == "deep" and prompt_layer)
+            self.prompts = PromptTable(n_prompts, prompt_length, dim, n_deep, prompt_init, reparametrize, input_prompts)
+            for index in range(n_deep):
+                layers[self.first_deep_layer + index].register_forward_pre_hook(self._deep_hook(index))
         self.trigger_marker = nn.Parameter(torch.zeros(dim))
         self.head = SpanHead(dim, head_width, max_span_width, n_outputs, dropout)
         if freeze_backbone:
@@ -184,19 +188,19 @@ class SoftPromptNetwork(nn.Module):
         return hook
 
     @torch.no_grad()
-    def calibrate_deep_prompts(self, input_ids: torch.Tensor, prompt_start: int) -> None:
-        """Start each layer's prompts at the hidden states the input prompts produce there,
-        so deep prompts begin exactly where soft prompts would and only add freedom."""
+    def calibrate_deep_prompts(self, input_ids: torch.Tensor, prompt_start: int, prompt_init: torch.Tensor) -> None:
+        """Start each layer's prompts at the hidden states that ``prompt_init``, used as input
+        prompts, produces there, so deep prompts begin where soft prompts would and only add
+        freedom. ``input_ids``: one ``[CLS] <prompt slots>`` row per prompt."""
         if self.prompts is None or self.prompts.deep is None:
             return
-        prompt_ids = torch.arange(len(self.prompts.vectors), device=input_ids.device)
         embeds = self._embed(input_ids, None, prompt_start)
-        vectors = self.prompts.vectors[prompt_ids].to(embeds.dtype)
+        vectors = prompt_init.to(embeds.device, embeds.dtype)
         end = prompt_start + vectors.shape[1]
         embeds = torch.cat([embeds[:, :prompt_start], vectors, embeds[:, end:]], dim=1)
-        out = self.backbone(inputs_embeds=embeds, output_hidden_states=True)
-        for layer in range(self.prompts.deep.shape[1]):
-            self.prompts.deep[:, layer] = out.hidden_states[layer + 1][:, prompt_start:end]
+        out = self.backbone(inputs_embeds=embeds, output_hidden_states=True)  # [i]: input of layer i
+        for index in range(self.prompts.deep.shape[1]):
+            self.prompts.deep[:, index] = out.hidden_states[self.first_deep_layer + index][:, prompt_start:end]
 
     def trainable_state(self) -> dict:
         """What a frozen-backbone artifact stores: everything but the backbone."""
@@ -233,7 +237,7 @@ class SoftPromptNetwork(nn.Module):
     def _embed(self, input_ids: torch.Tensor, prompt_ids: Optional[torch.Tensor], prompt_start: int) -> torch.Tensor:
         """Token embeddings, with the input prompt vectors written over the prompt slots."""
         embeds = self.backbone.get_input_embeddings()(input_ids)
-        if self.prompts is not None and prompt_ids is not None:
+        if self.prompts is not None and self.prompts.vectors is not None and prompt_ids is not None:
             vectors = self.prompts.input_prompts(prompt_ids).to(embeds.dtype)
             end = prompt_start + vectors.shape[1]
             embeds = torch.cat([embeds[:, :prompt_start], vectors, embeds[:, end:]], dim=1)
@@ -319,7 +323,9 @@ class SoftPromptNetwork(nn.Module):
         if hi < n_layers:
             handles.append(full[hi - 1].register_forward_hook(lambda m, a, out: captured.append(_first_tensor(out))))
         if (lo, hi) != (0, n_layers):
-            owner._modules[name] = self._stacks.setdefault((lo, hi), nn.ModuleList(list(full)[lo:hi]))
+            if (lo, hi) not in self._stacks:
+                self._stacks[(lo, hi)] = nn.ModuleList(list(full)[lo:hi])
+            owner._modules[name] = self._stacks[(lo, hi)]
         if self.strategy == "deep" and prompt_ids is not None:
             self._deep_state = (prompt_ids, prompt_start)
         try:

@@ -384,13 +384,15 @@ class QueryEncoder:
             text, starts, ends, present = self._window_text(pieces[key[0]], key[1:], ps, self.concept_budget)
             window_rows.append(cls + text + sep)
             window_tokens[key] = (starts, ends, present)
-        prompt_keys = [] if self.strategy == "none" else list(dict.fromkeys(q.prompt_id for q in queries))
-        query_rows = [cls + self.query_part_ids(pid) for pid in prompt_keys]
+        parts = {pid: self.query_part_ids(pid) for pid in dict.fromkeys(q.prompt_id for q in queries)}
+        # Deep prompts write layer k's prompt slots themselves: no lower pass for them.
+        prompt_keys = list(parts) if self.strategy in ("soft", "hard") else []
+        query_rows = [cls + parts[pid] for pid in prompt_keys]
         window_ids, window_mask = _pad(window_rows, self.pad_id)
         query_ids, query_mask = _pad(query_rows, self.pad_id)
         n_windows, window_len = window_ids.shape
         query_len = query_ids.shape[1]
-        part_len = max(query_len - ps, 0)  # query part slots in layer k's input
+        part_len = max(len(part) for part in parts.values())  # query part slots in layer k's input
         seq_len = ps + part_len + max(len(r) - ps for r in window_rows)
         gather = np.zeros((len(queries), seq_len), dtype=np.int64)
         attention = np.zeros((len(queries), seq_len), dtype=np.int64)
@@ -401,11 +403,11 @@ class QueryEncoder:
             u, n_window = window_keys.index(key), len(window_rows[window_keys.index(key)])
             gather[b, :ps] = 1 + u * window_len + np.arange(ps)
             attention[b, :ps] = 1
-            if part_len:
+            n_part = len(parts[q.prompt_id])
+            attention[b, ps : ps + n_part] = 1
+            if q.prompt_id in prompt_keys:
                 r = prompt_keys.index(q.prompt_id)
-                n_part = len(query_rows[r]) - ps
                 gather[b, ps : ps + n_part] = query_base + r * query_len + ps + np.arange(n_part)
-                attention[b, ps : ps + n_part] = 1
             n_text = n_window - ps
             gather[b, ps + part_len : ps + part_len + n_text] = 1 + u * window_len + ps + np.arange(n_text)
             attention[b, ps + part_len : ps + part_len + n_text] = 1

@@ -136,3 +136,21 @@ def test_best_tile_centres_the_trigger():
     assert best_tile(tiles, 1, 2) == (0, 10)
     assert best_tile(tiles, 17, 18) == (12, 20)
     assert best_tile(tiles, 5, 13) == (0, 10)  # longer than any window's overlap: first touching
+
+
+@pytest.mark.parametrize("strategy,layer", [("none", 1), ("hard", 1), ("soft", 1), ("deep", 1), ("deep", 0), ("soft", 0)])
+def test_every_trainable_parameter_learns(tiny_bert, toy_docs, strategy, layer):
+    """No dead weights: with late deep prompts the input prompts and the deep prompts
+    below layer k would never reach the output, so they must not exist at all."""
+    nlp = make_pipeline(tiny_bert, strategy, True, prompt_layer=layer)
+    examples = examples_for(nlp, toy_docs)
+    nlp.initialize(lambda: examples)
+    nlp.get_pipe("softprompt_ie").update(examples)  # no optimizer: gradients stay on the parameters
+    network = nlp.get_pipe("softprompt_ie").network
+    trainable = {name: p for name, p in network.named_parameters() if p.requires_grad}
+    assert trainable
+    dead = [name for name, p in trainable.items() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not dead
+    if strategy == "deep" and layer:
+        assert network.prompts.vectors is None
+        assert network.prompts.deep.shape[1] == network.n_layers - layer

@@ -22,6 +22,7 @@ VERBS = {
     "compare": "compare",
     "experiment": "experiment",
     "bench": "bench",
+    "scaling": "scaling",
 }
 
 

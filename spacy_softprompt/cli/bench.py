@@ -69,6 +69,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="backbone layer where the query part enters for the late-prompt systems (0 = input prompts)",
     )
     parser.add_argument(
+        "--malloc-mmap-threshold", type=int, default=None, metavar="BYTES",
+        help="set glibc's MALLOC_MMAP_THRESHOLD_ for the training runs: allocations above it are "
+             "returned to the system when freed, so peak RSS measures what training needs rather "
+             "than heap fragmentation (default: glibc's dynamic threshold)",
+    )
+    parser.add_argument(
+        "--only", nargs="+", metavar="RUN", choices=[system.run for system in SYSTEMS],
+        help="run just these systems (by run folder name; the report's command line shows the choice)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="CI form: 24 train / 8 dev / 8 test docs and 3 steps; exercises the code, figures mean nothing",
@@ -88,12 +98,13 @@ def run(args: argparse.Namespace) -> int:
     data = _data(args)
     report = {"machine": machine(), "backbone": args.backbone, "backbone_path": backbone,
               "max_steps": data["max_steps"], "quick": args.quick, "data": data["sizes"], "systems": [],
-              "prompt_layer": args.prompt_layer,
+              "prompt_layer": args.prompt_layer, "malloc_mmap_threshold": args.malloc_mmap_threshold,
               "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:])}
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    for index, system in enumerate(SYSTEMS, 1):
+    chosen = [system for system in SYSTEMS if not args.only or system.run in args.only]
+    for index, system in enumerate(chosen, 1):
         layer = args.prompt_layer if system.prompt_layer == LATE else system.prompt_layer
-        print(f"\n[{index}/{len(SYSTEMS)}] {system.name}: training configs/{system.config}.cfg"
+        print(f"\n[{index}/{len(chosen)}] {system.name}: training configs/{system.config}.cfg"
               + ("" if layer is None else f", prompt_layer {layer}"), flush=True)
         row = {"system": system.name, "run": system.run, "config": system.config, "prompt_layer": layer,
                **_bench_one(args, data, backbone, system, layer)}
@@ -143,7 +154,10 @@ def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer:
         "--corpora.dev.limit", str(args.dev_limit), *overrides,
     ]
     start = time.perf_counter()
-    process = subprocess.Popen(command)
+    env = dict(os.environ)
+    if args.malloc_mmap_threshold:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.malloc_mmap_threshold)
+    process = subprocess.Popen(command, env=env)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -194,7 +208,9 @@ def to_markdown(report: Dict[str, Any]) -> str:
         f"train {d['train']['documents']} docs / {d['train']['words']} words, dev {d['dev']['documents']}, "
         f"test {d['test']['documents']} docs / {d['test']['words']} words.",
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}, "
-        f"CUDA {'yes' if m['cuda'] else 'no'}.",
+        f"CUDA {'yes' if m['cuda'] else 'no'}."
+        + (f" Training runs with MALLOC_MMAP_THRESHOLD_={report['malloc_mmap_threshold']}."
+           if report.get("malloc_mmap_threshold") else ""),
         "",
         f"softprompt_ie systems use late prompts from layer {report.get('prompt_layer', 0)} unless marked "
         "input prompts (naive: one full backbone pass per window and query).",
