@@ -68,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prompt-layer", type=int, default=4,
         help="backbone layer where the query part enters for the late-prompt systems (0 = input prompts)",
     )
+    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for training and scoring; -1 (default): CPU")
     parser.add_argument(
         "--malloc-mmap-threshold", type=int, default=None, metavar="BYTES",
         help="set glibc's MALLOC_MMAP_THRESHOLD_ for the training runs: allocations above it are "
@@ -151,7 +152,7 @@ def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer:
         sys.executable, "-m", "spacy", "train", str(args.configs / f"{system.config}.cfg"), "--output", str(out),
         "--paths.train", str(data["files"]["train"]), "--paths.dev", str(data["files"]["dev"]),
         "--training.max_steps", str(data["max_steps"]), "--training.eval_frequency", str(data["eval_frequency"]),
-        "--corpora.dev.limit", str(args.dev_limit), *overrides,
+        "--corpora.dev.limit", str(args.dev_limit), "--gpu-id", str(args.gpu_id), *overrides,
     ]
     start = time.perf_counter()
     env = dict(os.environ)
@@ -164,7 +165,7 @@ def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer:
         raise CLIError(f"training failed (its output is above): {' '.join(command)}")
     metrics = out / "metrics.json"
     evaluate = [sys.executable, "-m", "spacy_softprompt", "evaluate", str(out / "model-best"),
-                str(data["files"]["test"]), "--output", str(metrics)]
+                str(data["files"]["test"]), "--output", str(metrics), "--gpu-id", str(args.gpu_id)]
     if subprocess.run(evaluate).returncode != 0:
         raise CLIError(f"evaluation failed (its output is above): {' '.join(evaluate)}")
     scores = json.loads(metrics.read_text())
