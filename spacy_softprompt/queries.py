@@ -371,7 +371,7 @@ class QueryEncoder:
             rows.append(ids)
             token_rows.append((starts, ends, present))
             marker_rows.append(self._marker(q, len(ids), starts, ends, present))
-        input_ids, attention = _pad([r for r in rows], self.pad_id)
+        input_ids, attention = _pad(rows, self.pad_id)
         return self._finish(queries, input_ids, attention, marker_rows, token_rows, with_targets, None)
 
     def _collate_late(self, queries: Sequence[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Batch:
@@ -379,6 +379,7 @@ class QueryEncoder:
         cls = [] if self.cls_id is None else [self.cls_id]
         sep = [] if self.sep_id is None else [self.sep_id]
         window_keys = list(dict.fromkeys((q.doc_index,) + tuple(q.window) for q in queries))
+        window_index = {key: u for u, key in enumerate(window_keys)}
         window_rows, window_tokens = [], {}
         for key in window_keys:
             text, starts, ends, present = self._window_text(pieces[key[0]], key[1:], ps, self.concept_budget)
@@ -387,6 +388,7 @@ class QueryEncoder:
         parts = {pid: self.query_part_ids(pid) for pid in dict.fromkeys(q.prompt_id for q in queries)}
         # Deep prompts write layer k's prompt slots themselves: no lower pass for them.
         prompt_keys = list(parts) if self.strategy in ("soft", "hard") else []
+        prompt_index = {pid: r for r, pid in enumerate(prompt_keys)}
         query_rows = [cls + parts[pid] for pid in prompt_keys]
         window_ids, window_mask = _pad(window_rows, self.pad_id)
         query_ids, query_mask = _pad(query_rows, self.pad_id)
@@ -400,13 +402,14 @@ class QueryEncoder:
         query_base = 1 + n_windows * window_len
         for b, q in enumerate(queries):
             key = (q.doc_index,) + tuple(q.window)
-            u, n_window = window_keys.index(key), len(window_rows[window_keys.index(key)])
+            u = window_index[key]
+            n_window = len(window_rows[u])
             gather[b, :ps] = 1 + u * window_len + np.arange(ps)
             attention[b, :ps] = 1
             n_part = len(parts[q.prompt_id])
             attention[b, ps : ps + n_part] = 1
-            if q.prompt_id in prompt_keys:
-                r = prompt_keys.index(q.prompt_id)
+            if q.prompt_id in prompt_index:
+                r = prompt_index[q.prompt_id]
                 gather[b, ps : ps + n_part] = query_base + r * query_len + ps + np.arange(n_part)
             n_text = n_window - ps
             gather[b, ps + part_len : ps + part_len + n_text] = 1 + u * window_len + ps + np.arange(n_text)

@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     text_sets = []
     main_texts, main_labels = texts_of(args.texts)
     for n in args.types:
-        labels = (main_labels[:n] + [f"Type{i:02d}" for i in range(len(main_labels[:n]) + 1, n + 1)])[:n]
+        real = main_labels[:n]  # the corpus's own types first, then made-up ones
+        labels = real + [f"Type{i:02d}" for i in range(len(real) + 1, n + 1)]
         text_sets.append({"texts": args.texts.stem, "schema": "synthetic", "n_types": n, "labels": labels,
                           "_texts": main_texts})
     for item in args.real:
