@@ -36,7 +36,7 @@ from .backbone import load_backbone, portable_reference, weights_hash
 from .model import attach_network, get_network, settings_of
 from .network import SoftPromptNetwork, prompt_init_from_words
 from .queries import Batch, DocPieces, Query, QueryEncoder, label_words, tokenize_doc
-from .relations import DEFAULT_SPANS_KEY, Relation, set_concepts, set_relations
+from .relations import DEFAULT_SPANS_KEY, Relation, concept_spans, set_concepts, set_relations
 from .schema import TaskSchema
 from .scoring import score_examples
 
@@ -208,7 +208,7 @@ class SoftPromptIE(TrainablePipe):
         }
         self._build(schema, backbone, tokenizer, fresh=True)
         too_long = sum(
-            len(span) > self.settings["max_span_width"] for doc in gold_docs for span in _gold_spans(doc, key)
+            len(span) > self.settings["max_span_width"] for doc in gold_docs for span in concept_spans(doc, key)
         )
         if too_long:
             logger.warning(
@@ -378,7 +378,7 @@ class SoftPromptIE(TrainablePipe):
             doc = eg.predicted
             p = tokenize_doc(doc, encoder.tokenizer)
             pieces.append(p)
-            gold = [_align(doc, s, s.label_) for s in _gold_spans(eg.reference, key)]
+            gold = [_align(doc, s, s.label_) for s in concept_spans(eg.reference, key)]
             gold = [s for s in gold if s is not None]
             for q in encoder.concept_queries(i, p):
                 q.gold = _gold_answers(encoder, q, ((s.label_, s) for s in gold))
@@ -458,10 +458,6 @@ def _gold_answers(encoder: QueryEncoder, query: Query, labelled: Iterable[Tuple[
         if column is not None:
             answers.append((span.start, span.end, column))
     return answers
-
-
-def _gold_spans(doc: Doc, key: str) -> Sequence[Span]:
-    return doc.spans[key] if key in doc.spans else doc.ents
 
 
 def _align(doc: Doc, span: Span, label: str) -> Optional[Span]:

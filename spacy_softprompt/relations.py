@@ -184,6 +184,11 @@ def set_concepts(
         doc.ents = select_entities(list(group), group.attrs["scores"])
 
 
+def concept_spans(doc: Doc, spans_key: str = DEFAULT_SPANS_KEY) -> Sequence[Span]:
+    """A doc's concepts: the span group ``spans_key`` if the doc has one, else ``doc.ents``."""
+    return doc.spans[spans_key] if spans_key in doc.spans else doc.ents
+
+
 def concept_scores(doc: Doc, spans_key: str = DEFAULT_SPANS_KEY) -> List[float]:
     group = doc.spans[spans_key] if spans_key in doc.spans else []
     scores = getattr(group, "attrs", {}).get("scores")

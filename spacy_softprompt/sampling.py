@@ -17,7 +17,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from spacy.tokens import Doc
 
-from .relations import DEFAULT_SPANS_KEY
+from .relations import DEFAULT_SPANS_KEY, concept_spans
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,7 @@ class SampleReport:
 
 def label_counts(doc: Doc, spans_key: str = DEFAULT_SPANS_KEY) -> Counter:
     """Concept examples per label in ``doc``: the span group if present, else ``doc.ents``."""
-    spans = doc.spans[spans_key] if spans_key in doc.spans else doc.ents
-    return Counter(span.label_ for span in spans)
+    return Counter(span.label_ for span in concept_spans(doc, spans_key))
 
 
 def sample_few_shot(

@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional
 
 from spacy.tokens import Doc
 
-from .relations import DEFAULT_SPANS_KEY
+from .relations import DEFAULT_SPANS_KEY, concept_spans
 
 
 @dataclass
@@ -52,7 +52,7 @@ class TaskSchema:
         label_set = set(labels or [])
         tails: Dict[str, Dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
         for doc in docs:
-            spans = doc.spans[spans_key] if spans_key in doc.spans else doc.ents
+            spans = concept_spans(doc, spans_key)
             if labels is None:
                 label_set.update(span.label_ for span in spans)
             for rel in doc._.relations:

@@ -68,7 +68,7 @@ from typing import Any, Callable, Collection, Dict, Iterable, List, NamedTuple, 
 from spacy.tokens import Doc
 from spacy.training import Example
 
-from .relations import DEFAULT_SPANS_KEY, get_relations
+from .relations import DEFAULT_SPANS_KEY, concept_spans, get_relations
 
 TARGETS = ("concepts", "relations")
 MODES = ("strict", "lenient")
@@ -87,7 +87,7 @@ _ByLabel = Dict[str, Set[_Item]]
 
 
 def _concept_items(doc: Doc, spans_key: str) -> _ByLabel:
-    spans = doc.spans[spans_key] if spans_key in doc.spans else doc.ents
+    spans = concept_spans(doc, spans_key)
     items: _ByLabel = defaultdict(set)
     for span in spans:
         items[span.label_].add((_Arg(span.start_char, span.end_char, span.label_),))

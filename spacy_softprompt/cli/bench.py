@@ -30,7 +30,6 @@ from .compare import folder_bytes, trainable_parameters
 HELP = "train and score the stock transformer+ner pipeline and each softprompt_ie strategy in one run"
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-LATE = "late"  # placeholder for --prompt-layer
 
 
 class System(NamedTuple):
@@ -38,18 +37,18 @@ class System(NamedTuple):
     run: str  # folder under --runs
     config: str  # configs/<config>.cfg
     component: str
-    prompt_layer: Optional[object] = None  # LATE, an int, or None (not a softprompt_ie system)
+    late: bool = False  # softprompt_ie with late prompts from --prompt-layer (else input prompts)
 
 
 SYSTEMS = [
     System("stock transformer+ner", "stock_transformer_ner", "stock_transformer_ner", "transformer"),
-    System("none (fine-tune)", "finetune", "finetune", "softprompt_ie", LATE),
-    System("hard prompts", "hard_prompt", "hard_prompt", "softprompt_ie", LATE),
-    System("soft prompts", "soft_prompt", "soft_prompt", "softprompt_ie", LATE),
-    System("soft prompts, frozen", "soft_prompt_frozen", "soft_prompt_frozen", "softprompt_ie", LATE),
-    System("deep prompts, frozen", "deep_prompt_frozen", "deep_prompt_frozen", "softprompt_ie", LATE),
+    System("none (fine-tune)", "finetune", "finetune", "softprompt_ie", late=True),
+    System("hard prompts", "hard_prompt", "hard_prompt", "softprompt_ie", late=True),
+    System("soft prompts", "soft_prompt", "soft_prompt", "softprompt_ie", late=True),
+    System("soft prompts, frozen", "soft_prompt_frozen", "soft_prompt_frozen", "softprompt_ie", late=True),
+    System("deep prompts, frozen", "deep_prompt_frozen", "deep_prompt_frozen", "softprompt_ie", late=True),
     System("soft prompts, frozen, input prompts (naive)", "soft_prompt_frozen_input", "soft_prompt_frozen",
-           "softprompt_ie", 0),
+           "softprompt_ie"),
 ]
 
 
@@ -104,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     chosen = [system for system in SYSTEMS if not args.only or system.run in args.only]
     for index, system in enumerate(chosen, 1):
-        layer = args.prompt_layer if system.prompt_layer == LATE else system.prompt_layer
+        layer = None if system.component != "softprompt_ie" else (args.prompt_layer if system.late else 0)
         print(f"\n[{index}/{len(chosen)}] {system.name}: training configs/{system.config}.cfg"
               + ("" if layer is None else f", prompt_layer {layer}"), flush=True)
         row = {"system": system.name, "run": system.run, "config": system.config, "prompt_layer": layer,

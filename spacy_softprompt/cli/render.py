@@ -64,7 +64,9 @@ def _modifiers(span) -> str:
 
 
 def _concepts(doc, key: str):
-    group = doc.spans[key] if key in doc.spans else doc.ents
+    from ..relations import concept_spans
+
+    group = concept_spans(doc, key)
     scores = getattr(group, "attrs", {}).get("scores") or [1.0] * len(group)
     return list(zip(group, scores))
 

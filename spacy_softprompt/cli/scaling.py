@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from spacy.tokens import DocBin
 
     from ..backbone import BackboneNotFound, resolve_backbone
+    from ..relations import concept_spans
 
     try:
         backbone = resolve_backbone(args.backbone)
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"{path} not found (run `spacy project run convert` first)")
         docs = list(DocBin().from_disk(path).get_docs(vocab))
         docs = docs[: args.limit] if args.limit else docs
-        labels = sorted({s.label_ for d in docs for s in (d.spans.get("softprompt") or d.ents)})
+        labels = sorted({s.label_ for d in docs for s in concept_spans(d)})
         return [d.text for d in docs], labels
 
     text_sets = []
