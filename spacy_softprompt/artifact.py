@@ -1,8 +1,8 @@
-"""Saving and loading the component's learned state, without pickles.
+"""The saved form of a trained model, without pickles and without running its code.
 
-Layout of a saved component folder::
+Layout of the model folder (``<pipeline>/<component>/model/``)::
 
-    cfg.json                 schema, decoding settings, backbone reference
+    task.json                schema, hard-prompt texts, backbone reference
     trainable.safetensors    prompts, marker and span head
     backbone/                only when the backbone is stored inside:
                              config.json, model.safetensors, tokenizer files
@@ -10,48 +10,85 @@ Layout of a saved component folder::
 With a frozen backbone the default is to store only ``trainable.safetensors``
 (a few hundred kB) plus the backbone's name and SHA-256 weight hash; loading
 re-resolves the backbone and refuses one whose hash differs. A fine-tuned
-backbone is always stored inside. Nothing here executes code from the
-artifact: JSON, safetensors and ``from_pretrained(use_safetensors=True,
-trust_remote_code=False)`` only.
+backbone is always stored inside.
+
+Nothing here executes code from the artifact: JSON, safetensors, and
+``from_pretrained(use_safetensors=True)`` with ``trust_remote_code`` off. A
+saved config cannot switch remote code on for itself: only the person
+loading can, with ``SPACY_SOFTPROMPT_TRUST_REMOTE_CODE=1`` in the environment.
 """
 from __future__ import annotations
 
+import os
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import srsly
 
 from .backbone import load_backbone, weights_hash
 
-CFG_FILE = "cfg.json"
+TASK_FILE = "task.json"
 TRAINABLE_FILE = "trainable.safetensors"
 BACKBONE_DIR = "backbone"
+TRUST_ENV = "SPACY_SOFTPROMPT_TRUST_REMOTE_CODE"
 
 
 class BackboneMismatch(ValueError):
     """The backbone found at load time is not the one the prompts were trained on."""
 
 
-def save_component(path: Path, cfg: Dict[str, Any], network: Any, tokenizer: Any, embed_backbone: bool) -> None:
+class DamagedArtifact(ValueError):
+    """A saved file is missing or unreadable; the message names it."""
+
+
+def remote_code_allowed_at_load(saved_setting: bool) -> bool:
+    """Remote code when loading a saved pipeline: only if the environment allows it.
+    A saved ``trust_remote_code = true`` alone is ignored, with a warning."""
+    allowed = os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes")
+    if saved_setting and not allowed:
+        warnings.warn(
+            "This pipeline's config says trust_remote_code = true; that is ignored when loading, so "
+            f"no code from the pipeline runs. To allow it, set {TRUST_ENV}=1 in the environment.",
+            stacklevel=3,
+        )
+    return allowed
+
+
+def save_model(path: Path, task: Optional[Dict[str, Any]], network: Any, tokenizer: Any, embed_backbone: bool) -> None:
+    """Write the model folder; ``task`` None: not initialized yet (nothing learned)."""
     from safetensors.torch import save_file
 
     path.mkdir(parents=True, exist_ok=True)
-    cfg = dict(cfg, backbone_stored=bool(network is not None and embed_backbone))
-    if network is not None:
+    record: Dict[str, Any] = {"initialized": task is not None}
+    if task is not None:
+        record.update(task, backbone_stored=bool(embed_backbone))
         state = {k: v.detach().cpu().contiguous() for k, v in network.trainable_state().items()}
         save_file(state, str(path / TRAINABLE_FILE))
         if embed_backbone:
             network.backbone.save_pretrained(str(path / BACKBONE_DIR), safe_serialization=True)
             tokenizer.save_pretrained(str(path / BACKBONE_DIR))
-    srsly.write_json(path / CFG_FILE, cfg)
+    srsly.write_json(path / TASK_FILE, record)
 
 
-def load_backbone_for(path: Path, cfg: Dict[str, Any], trust_remote_code: bool) -> Tuple[Any, Any]:
-    """The backbone a saved component needs: stored inside, or re-resolved and verified."""
-    if cfg.get("backbone_stored"):
+def read_task(path: Path) -> Optional[Dict[str, Any]]:
+    """The saved task of a model folder (None: saved before initialize)."""
+    file = path / TASK_FILE
+    if not file.exists():
+        raise DamagedArtifact(f"{file} is missing: this is not a complete softprompt_ie model folder.")
+    try:
+        record = srsly.read_json(file)
+    except ValueError as err:
+        raise DamagedArtifact(f"{file} is not valid JSON ({err}).") from None
+    return record if record.get("initialized") else None
+
+
+def load_backbone_for(path: Path, task: Dict[str, Any], trust_remote_code: bool) -> Tuple[Any, Any]:
+    """The backbone a saved model needs: stored inside, or re-resolved and verified."""
+    if task.get("backbone_stored"):
         return load_backbone(str(path / BACKBONE_DIR), trust_remote_code=trust_remote_code)
-    reference = cfg["backbone"]
+    reference = task["backbone"]
     backbone, tokenizer = load_backbone(reference["name"], trust_remote_code=trust_remote_code)
     found = weights_hash(backbone)
     if found != reference["sha256"]:
@@ -65,12 +102,37 @@ def load_backbone_for(path: Path, cfg: Dict[str, Any], trust_remote_code: bool) 
 
 
 def load_trainable(path: Path) -> Dict[str, Any]:
+    """The learned tensors; a missing or damaged file is an error that names it."""
     from safetensors.torch import load_file
 
-    return load_file(str(path / TRAINABLE_FILE))
+    file = path / TRAINABLE_FILE
+    if not file.exists():
+        raise DamagedArtifact(
+            f"{file} is missing, but {path / TASK_FILE} says the model was trained: the learned "
+            "prompts and head are gone. Copy the complete pipeline folder again, or retrain."
+        )
+    try:
+        return load_file(str(file))
+    except Exception as err:  # safetensors raises its own SafetensorError, OSError, ...
+        raise DamagedArtifact(f"{file} is damaged and cannot be read ({err}). Copy it again, or retrain.") from None
 
 
-def folder_to_bytes(write) -> bytes:
+def load_state(network: Any, path: Path) -> None:
+    """Load the learned tensors into ``network``, checking that they fit it."""
+    state = load_trainable(path)
+    own = network.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith("backbone.")]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if missing or unexpected or reshaped:
+        raise DamagedArtifact(
+            f"{path / TRAINABLE_FILE} does not fit this component's config (missing: {missing[:5]}, "
+            f"unexpected: {unexpected[:5]}, other shape: {reshaped[:3]}); was it saved with other settings?"
+        )
+    network.load_state_dict(state, strict=False)
+
+
+def folder_to_bytes(write: Callable[[Path], None]) -> bytes:
     """Serialize by writing a folder and packing its files (one format for disk and bytes)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -79,7 +141,7 @@ def folder_to_bytes(write) -> bytes:
     return srsly.msgpack_dumps(files)
 
 
-def bytes_to_folder(data: bytes, read) -> None:
+def bytes_to_folder(data: bytes, read: Callable[[Path], None]) -> None:
     files = srsly.msgpack_loads(data)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

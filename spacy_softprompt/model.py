@@ -1,26 +1,38 @@
 """The registered thinc architecture ``spacy_softprompt.SoftPromptIE.v1``.
 
-The config block describes the network (backbone, strategy, prompt length,
-span head); the PyTorch network itself is built later, by the component's
-``initialize`` (from the backbone name) or ``from_disk`` (from the saved
-artifact), and attached as the model's PyTorch shim. Building it lazily is
-what lets a saved pipeline load on a machine where the training-time backbone
-path does not exist, and lets thinc place it on the device that ``--gpu-id``
-selected.
+The config block describes the network; the model is built in two steps, as
+spaCy's trainable pipes do with their output layer:
 
-Input: a :class:`~spacy_softprompt.queries.Batch`. Output: span logits of
+1. the architecture returns a :class:`SoftPromptModel` holding the settings;
+2. the component gives it the task (schema, hard-prompt texts) and calls
+   ``model.initialize()``, which loads the backbone and builds the query
+   builder, the collator and the PyTorch network (as a thinc PyTorchShim, on
+   the device ``--gpu-id`` selected); or ``model.from_disk()`` rebuilds them
+   from a saved folder (:mod:`.artifact`, safetensors only).
+
+Building late is what lets a saved pipeline load on a machine where the
+training-time backbone path does not exist.
+
+Input: a :class:`~spacy_softprompt.collate.Batch`. Output: span logits of
 shape ``(queries, window tokens, span widths, outputs)``.
 """
 
 import os
 import warnings
-from typing import Any, Callable, Dict, Tuple
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, PyTorchShim, torch2xp, xp2torch
 from thinc.types import Floats4d
 
-from .queries import STRATEGIES, Batch
+from . import artifact
+from .backbone import load_backbone, portable_reference, weights_hash
+from .collate import Batch, Collator
+from .queries import QueryBuilder, label_words
+from .schema import TaskSchema
+from .strategies import strategy_class
 
 
 def _one_torch_thread_after_fork() -> None:
@@ -56,14 +68,16 @@ def build_softprompt_model(
     batch_size: int = 32,
     mixed_precision: bool = False,
     trust_remote_code: bool = False,
-) -> Model[Batch, Floats4d]:
+    backbone_family: Optional[str] = None,
+) -> "SoftPromptModel":
     """A transformer with learned prompts and an MRC span head.
 
     backbone: Hugging Face id, local folder, or "default" (offline all-MiniLM-L6-v2).
     strategy: "none" (no query part), "hard" (questions), "soft" (learned prompt
-        vectors) or "deep" (learned prompts at every layer).
+        vectors) or "deep" (learned prompts at every layer); see strategies.py.
     freeze_backbone: train only prompts and heads; the backbone is left bit-identical.
-    prompt_length: learned vectors per query (soft/deep), 8 to 128 in the paper's sweep.
+    prompt_length: learned vectors per query (soft/deep); the paper sweeps 8 to 128,
+        and shorter prompts (down to 1) train too.
     prompt_init: "vocab" (embeddings of the label's words) or "random".
     reparametrize: pass prompts through a residual MLP while training (P-tuning).
     prompt_layer: 0 puts the query part at the input (one full backbone pass per
@@ -72,57 +86,147 @@ def build_softprompt_model(
     max_length: subwords per backbone sequence (query part + text window).
     window_overlap: subwords shared by consecutive windows of a long document.
     max_span_width: longest answer span, in spaCy tokens.
+    head_width: hidden width of the span head.
+    dropout: span head dropout; spaCy's [training] dropout replaces it while training.
     batch_size: sequences per backbone pass.
     mixed_precision: autocast on CUDA (ignored on CPU).
-    trust_remote_code: only if you trust the backbone's repository.
+    trust_remote_code: for initialize (training) only; a saved pipeline never
+        enables it for itself (see artifact.py).
+    backbone_family: "bert", "gpt2" or "llama" for a model type missing from the
+        layer table (nn/stack.py); null: from the backbone's model_type.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}.")
-    if strategy in ("soft", "deep") and not 1 <= prompt_length <= 512:
+    strategy_class(strategy)  # fail on an unknown name at config time
+    if not 1 <= prompt_length <= 512:
         raise ValueError(f"prompt_length must be between 1 and 512, not {prompt_length}.")
     if prompt_layer < 0:
         raise ValueError(f"prompt_layer must be 0 (input prompts) or a layer index, not {prompt_layer}.")
-    settings = dict(
-        backbone=backbone,
-        strategy=strategy,
-        freeze_backbone=freeze_backbone,
-        prompt_length=prompt_length,
-        prompt_init=prompt_init,
-        reparametrize=reparametrize,
-        prompt_layer=prompt_layer,
-        max_length=max_length,
-        window_overlap=window_overlap,
-        max_span_width=max_span_width,
-        head_width=head_width,
-        dropout=dropout,
-        batch_size=batch_size,
-        mixed_precision=mixed_precision,
-        trust_remote_code=trust_remote_code,
-    )
-    return Model("softprompt_ie", forward, attrs={"settings": settings}, shims=[])
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), not {dropout}.")
+    settings = {k: v for k, v in locals().items()}
+    attrs = {"settings": settings, "task": None, "store_backbone": False, "dropout_rate": dropout}
+    return SoftPromptModel("softprompt_ie", forward, init=init, attrs=attrs)
 
 
-def attach_network(model: Model, network: Any) -> None:
-    """Put the PyTorch network inside ``model`` (on thinc's current device)."""
-    import torch
+class SoftPromptModel(Model):
+    """A thinc Model that owns its network and saves it as safetensors (:mod:`.artifact`)."""
 
-    use_amp = bool(model.attrs["settings"]["mixed_precision"]) and torch.cuda.is_available()
-    shim = PyTorchShim(network, mixed_precision=use_amp, grad_scaler=PyTorchGradScaler(enabled=use_amp))
-    model.shims[:] = [shim]
+    @property
+    def settings(self) -> Dict[str, Any]:
+        return self.attrs["settings"]
 
+    @property
+    def builder(self) -> QueryBuilder:
+        if "builder" not in self.attrs:
+            raise ValueError(
+                "The softprompt_ie model is not initialized: call nlp.initialize() (training) "
+                "or load a trained pipeline with spacy.load()."
+            )
+        return self.attrs["builder"]
 
-def get_network(model: Model) -> Any:
-    if not model.shims:
-        raise ValueError(
-            "The softprompt_ie model has no network yet: call nlp.initialize() (training) "
-            "or load a trained pipeline with spacy.load()."
+    @property
+    def collator(self) -> Collator:
+        self.builder  # the same clear error
+        return self.attrs["collator"]
+
+    @property
+    def network(self) -> Any:
+        self.builder
+        return self.shims[0]._model
+
+    @contextmanager
+    def shared_lower_states(self) -> Iterator[None]:
+        """Inference: keep the lower-layer states of windows and query parts (late prompts)
+        across the batches of this block, e.g. one ``predict`` call."""
+        self.attrs["cache"] = {}
+        try:
+            yield
+        finally:
+            self.attrs.pop("cache", None)
+
+    # --- building ------------------------------------------------------------------
+    def build(self, task: Dict[str, Any], backbone: Any, tokenizer: Any, fresh: bool) -> None:
+        """Query builder, collator and network for ``task`` on ``backbone``."""
+        import torch
+
+        from .nn.network import SoftPromptNetwork
+        from .nn.prompts import prompt_init_from_words
+
+        s = self.settings
+        schema = TaskSchema.from_dict(task["schema"])
+        builder = QueryBuilder(
+            tokenizer, schema, strategy=s["strategy"], prompt_length=s["prompt_length"],
+            max_length=s["max_length"], window_overlap=s["window_overlap"],
+            query_texts=task.get("query_texts") or {}, prompt_layer=s["prompt_layer"],
         )
-    return model.shims[0]._model
+        strategy = builder.strategy
+        init_vectors = None
+        if strategy.learned:
+            labels = builder.labels.concepts + builder.labels.relations
+            words = [builder.text_ids(label_words(label)) for label in labels]
+            init_vectors = prompt_init_from_words(
+                backbone.get_input_embeddings(), words, s["prompt_length"], s["prompt_init"]
+            )
+        prompts = strategy.build_prompts(
+            dim=backbone.config.hidden_size, n_layers=backbone.config.num_hidden_layers,
+            prompt_layer=s["prompt_layer"], init=init_vectors, reparametrize=s["reparametrize"],
+        )
+        network = SoftPromptNetwork(
+            backbone, prompts, n_outputs=strategy.n_outputs, max_span_width=s["max_span_width"],
+            head_width=s["head_width"], dropout=s["dropout"], freeze_backbone=s["freeze_backbone"],
+            prompt_layer=s["prompt_layer"], backbone_family=s["backbone_family"],
+        )
+        collator = Collator(builder, s["max_span_width"])
+        if fresh and strategy.deep:
+            ids = torch.from_numpy(collator.prompt_only_ids())
+            network.calibrate_deep_prompts(ids, builder.special.prompt_start, init_vectors)
+        use_amp = bool(s["mixed_precision"]) and torch.cuda.is_available()
+        shim = PyTorchShim(network, mixed_precision=use_amp, grad_scaler=PyTorchGradScaler(enabled=use_amp))
+        self.shims[:] = [shim]
+        self.attrs.update(task=task, builder=builder, collator=collator, tokenizer=tokenizer)
+
+    # --- serialization ---------------------------------------------------------------
+    def to_disk(self, path: Any) -> None:
+        embed = bool(self.attrs["store_backbone"] or not self.settings["freeze_backbone"])
+        network = self.network if self.attrs["task"] is not None else None
+        artifact.save_model(Path(path), self.attrs["task"], network, self.attrs.get("tokenizer"), embed)
+
+    def from_disk(self, path: Any) -> "SoftPromptModel":
+        path = Path(path)
+        task = artifact.read_task(path)
+        if task is not None:
+            self.load_folder(path, task)
+        return self
+
+    def load_folder(self, path: Path, task: Dict[str, Any]) -> None:
+        """Rebuild from a saved folder holding ``trainable.safetensors`` (and ``backbone/``)."""
+        trust = artifact.remote_code_allowed_at_load(self.settings["trust_remote_code"])
+        backbone, tokenizer = artifact.load_backbone_for(path, task, trust)
+        self.build(task, backbone, tokenizer, fresh=False)
+        artifact.load_state(self.network, path)
+
+    def to_bytes(self) -> bytes:
+        return artifact.folder_to_bytes(self.to_disk)
+
+    def from_bytes(self, bytes_data: bytes) -> "SoftPromptModel":
+        artifact.bytes_to_folder(bytes_data, self.from_disk)
+        return self
 
 
-def forward(model: Model[Batch, Floats4d], batch: Batch, is_train: bool) -> Tuple[Floats4d, Callable]:
-    get_network(model)
-    shim = model.shims[0]
+def init(model: SoftPromptModel, X: Any = None, Y: Any = None) -> None:
+    """Load the backbone named in the settings and build the network for the task
+    the component set in ``model.attrs["task"]`` (its schema and query texts)."""
+    task = model.attrs["task"]
+    if task is None:
+        raise ValueError("The softprompt_ie component sets the task before initializing its model.")
+    s = model.settings
+    backbone, tokenizer = load_backbone(s["backbone"], trust_remote_code=s["trust_remote_code"])
+    task = dict(task, backbone={"name": portable_reference(s["backbone"]), "sha256": weights_hash(backbone)})
+    model.build(task, backbone, tokenizer, fresh=True)
+
+
+def forward(model: SoftPromptModel, batch: Batch, is_train: bool) -> Tuple[Floats4d, Callable]:
+    shim = model.shims[0] if model.shims else None
+    model.builder  # a clear error when not initialized
     device = shim.device
 
     def tensor(array):
@@ -145,11 +249,12 @@ def forward(model: Model[Batch, Floats4d], batch: Batch, is_train: bool) -> Tupl
             token_ends=tensor(batch.token_ends),
             prompt_start=batch.prompt_start,
             shared=shared,
-            cache=batch.cache,
+            cache=None if is_train else model.attrs.get("cache"),
         ),
     )
     if not is_train:
         return torch2xp(shim.predict(inputs), ops=model.ops), lambda d: batch
+    model.network.set_dropout(model.attrs.get("dropout_rate", model.settings["dropout"]))
     output, torch_backprop = shim.begin_update(inputs)
 
     def backprop(d_logits: Floats4d) -> Batch:
@@ -158,7 +263,3 @@ def forward(model: Model[Batch, Floats4d], batch: Batch, is_train: bool) -> Tupl
         return batch
 
     return torch2xp(output, ops=model.ops), backprop
-
-
-def settings_of(model: Model) -> Dict[str, Any]:
-    return model.attrs["settings"]

@@ -123,7 +123,8 @@ def test_frozen_save_load_identical_and_small(tiny_bert, toy_docs, tmp_path):
     train(nlp, examples_for(nlp, toy_docs), 10, 0.01)
     nlp.to_disk(tmp_path / "pipeline")
     saved = tmp_path / "pipeline" / "softprompt_ie"
-    assert sorted(p.name for p in saved.iterdir()) == ["cfg.json", "trainable.safetensors"]
+    assert sorted(p.name for p in saved.iterdir()) == ["cfg", "model"]
+    assert sorted(p.name for p in (saved / "model").iterdir()) == ["task.json", "trainable.safetensors"]
     loaded = spacy.load(tmp_path / "pipeline")
     assert predictions(loaded, TEST_TEXTS) == predictions(nlp, TEST_TEXTS)
 
@@ -137,7 +138,7 @@ def test_unfrozen_save_stores_backbone_and_loads_without_original(tiny_bert, toy
     train(nlp, examples_for(nlp, toy_docs), 5, 0.01)
     nlp.to_disk(tmp_path / "pipeline")
     shutil.rmtree(backbone)  # the pipeline must not need the training-time folder
-    assert (tmp_path / "pipeline" / "softprompt_ie" / "backbone" / "model.safetensors").exists()
+    assert (tmp_path / "pipeline" / "softprompt_ie" / "model" / "backbone" / "model.safetensors").exists()
     component = tmp_path / "pipeline" / "softprompt_ie"
     assert not [p for p in component.rglob("*") if p.suffix in (".bin", ".pt", ".pkl", ".pth")]
     loaded = spacy.load(tmp_path / "pipeline")
@@ -186,7 +187,7 @@ def test_store_backbone_option_makes_frozen_pipeline_self_contained(tiny_bert, t
     )
     train(nlp, examples_for(nlp, toy_docs), 2, 0.01)
     nlp.to_disk(tmp_path / "pipeline")
-    assert (tmp_path / "pipeline" / "softprompt_ie" / "backbone" / "config.json").exists()
+    assert (tmp_path / "pipeline" / "softprompt_ie" / "model" / "backbone" / "config.json").exists()
     assert predictions(spacy.load(tmp_path / "pipeline"), TEST_TEXTS) == predictions(nlp, TEST_TEXTS)
 
 
@@ -213,10 +214,10 @@ def test_long_document_is_windowed_without_losing_its_end(tiny_bert, blank_nlp):
     examples = examples_for(nlp, [doc])
     pipe = nlp.get_pipe("softprompt_ie")
     losses = train_until_fitted(nlp, examples, max_rounds=6, steps_per_round=20, learn_rate=0.01)
-    from spacy_softprompt.queries import tile_windows, tokenize_doc
+    from spacy_softprompt.pieces import tokenize_doc
 
-    pieces = tokenize_doc(examples[0].predicted, pipe.encoder.tokenizer)
-    assert len(tile_windows(pieces.counts, pipe.encoder.concept_budget, 8)) > 3
+    pieces = tokenize_doc(examples[0].predicted, pipe.model.builder.tokenizer)
+    assert len(pipe.model.builder.tiles(pieces)) > 3
     assert losses[-1] < losses[0]
     predicted = nlp(text)
     assert [(s.text, s.label_) for s in predicted.spans["softprompt"]] == [("penicillin", "Drug"), ("hives", "ADE")]
@@ -228,13 +229,13 @@ def test_relation_across_a_window_boundary(tiny_bert, blank_nlp):
     relation window still holds both."""
     from transformers import AutoTokenizer
 
-    from spacy_softprompt.queries import QueryEncoder, tile_windows, tokenize_doc
+    from spacy_softprompt.pieces import tile_windows, tokenize_doc
+    from spacy_softprompt.queries import QueryBuilder
     from spacy_softprompt.schema import TaskSchema
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     schema = TaskSchema(["ADE", "Drug"], {"Drug": {"Drug-AE": ["ADE"]}})
-    encoder = QueryEncoder(tokenizer, schema, strategy="soft", prompt_length=8, max_length=40,
-                           window_overlap=4, max_span_width=12)
+    encoder = QueryBuilder(tokenizer, schema, strategy="soft", prompt_length=8, max_length=40, window_overlap=4)
     sentence = "Penicillin was started on Monday and by Friday widespread hives appeared."
     for n_words in range(40):  # shift the sentence until it straddles a tiling boundary
         text = "Vitals stable " * n_words + sentence + " The patient felt well."
@@ -252,7 +253,7 @@ def test_relation_across_a_window_boundary(tiny_bert, blank_nlp):
     nlp = make_pipeline(tiny_bert, "soft", False, max_length=40, window_overlap=4)
     examples = examples_for(nlp, [doc])
     train_until_fitted(nlp, examples, max_rounds=6, steps_per_round=20, learn_rate=0.01)
-    assert nlp.get_pipe("softprompt_ie").encoder.concept_budget == encoder.concept_budget
+    assert nlp.get_pipe("softprompt_ie").model.builder.concept_budget == encoder.concept_budget
     predicted = nlp(text)
     assert [(r.head.text, r.label, r.tail.text) for r in predicted._.relations] == [("Penicillin", "Drug-AE", "hives")]
 

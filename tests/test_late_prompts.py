@@ -7,7 +7,7 @@ import pytest
 import spacy
 import torch
 
-from spacy_softprompt.queries import best_tile, tokenize_doc
+from spacy_softprompt.pieces import best_tile, tokenize_doc
 
 from test_component import (
     TEST_TEXTS, examples_for, fitted, make_pipeline, predictions, train, train_until_fitted,
@@ -36,9 +36,9 @@ def test_late_prompts_fit_concepts_and_relations(request, toy_docs, backbone, st
 
 def _concept_logits(nlp, docs):
     pipe = nlp.get_pipe("softprompt_ie")
-    pieces = [tokenize_doc(nlp.make_doc(d.text), pipe.encoder.tokenizer) for d in docs]
-    queries = [q for i, p in enumerate(pieces) for q in pipe.encoder.concept_queries(i, p)]
-    return pipe.model.predict(pipe.encoder.collate(queries, pieces, with_targets=False))
+    pieces = [tokenize_doc(nlp.make_doc(d.text), pipe.model.builder.tokenizer) for d in docs]
+    queries = [q for i, p in enumerate(pieces) for q in pipe.model.builder.concept_queries(i, p)]
+    return pipe.model.predict(pipe.model.collator.collate(queries, pieces, with_targets=False))
 
 
 def test_without_a_query_part_late_and_input_layouts_compute_the_same(tiny_bert, toy_docs):
@@ -69,13 +69,11 @@ class RowCounter:
 
 
 def test_lower_layers_read_each_window_once_and_are_cached_across_stages(tiny_bert, toy_docs):
-    from spacy_softprompt.network import find_layers
-
     nlp = make_pipeline(tiny_bert, "soft", False, prompt_layer=1)
     examples = examples_for(nlp, toy_docs)
     train_until_fitted(nlp, examples, max_rounds=8, steps_per_round=20, learn_rate=0.01)
     pipe = nlp.get_pipe("softprompt_ie")
-    counter = RowCounter(find_layers(pipe.network.backbone))
+    counter = RowCounter(pipe.network.stack.layers)
     try:
         docs = [nlp.make_doc(d.text) for d in toy_docs]
         predicted = pipe.predict(docs)
@@ -92,12 +90,10 @@ def test_lower_layers_read_each_window_once_and_are_cached_across_stages(tiny_be
 
 
 def test_frozen_lower_pass_keeps_no_activations_for_backprop(tiny_bert, toy_docs):
-    from spacy_softprompt.network import find_layers
-
     nlp = make_pipeline(tiny_bert, "soft", True, prompt_layer=1)
     examples = examples_for(nlp, toy_docs)
     optimizer, _ = train(nlp, examples, 1, 0.01)
-    layers = find_layers(nlp.get_pipe("softprompt_ie").network.backbone)
+    layers = nlp.get_pipe("softprompt_ie").network.stack.layers
     needs_grad = {0: [], 1: []}
     handles = [
         layer.register_forward_hook(lambda m, a, out, i=i: needs_grad[i].append((out[0].shape[0], out[0].requires_grad)))

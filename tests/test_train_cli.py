@@ -35,7 +35,7 @@ def test_spacy_train_soft_prompt_frozen_on_ade_subset(tmp_path):
     best = tmp_path / "training" / "model-best"
     meta = json.loads((best / "meta.json").read_text())
     assert "concepts_strict_f" in meta["performance"] and "relations_strict_f" in meta["performance"]
-    assert sorted(p.name for p in (best / "softprompt_ie").iterdir()) == ["cfg.json", "trainable.safetensors"]
+    assert sorted(p.name for p in (best / "softprompt_ie" / "model").iterdir()) == ["task.json", "trainable.safetensors"]
 
     metrics = tmp_path / "metrics.json"
     out = subprocess.run(

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if not (sep and sep2):
             raise CLIError(f"expected NAME=PIPELINE:METRICS, got {spec!r}")
         component_dir = Path(pipeline) / args.component
-        if not (component_dir / "cfg.json").exists():
+        if not (component_dir / "model").exists() and not (component_dir / "cfg.json").exists():
             raise CLIError(f"{component_dir} is not a saved {args.component} component (train it first)")
         if not Path(metrics).exists():
             raise CLIError(f"metrics file {metrics} not found (run `evaluate` first)")

@@ -1,0 +1,235 @@
+"""From queries to padded arrays: the two layouts of a backbone batch.
+
+*Input prompts* (``prompt_layer = 0``): one row per query,
+``[CLS] <query part> [trigger subwords] [SEP] <window> [SEP]``.
+
+*Late prompts* (``prompt_layer = k > 0``): a batch also lists its distinct
+text windows (``[CLS] window [SEP]``) and query parts (``[CLS] query part``) on
+their own, which the network's lower layers read once each, and a gather map
+that assembles layer ``k``'s input ``[CLS] <query part> <window> [SEP]`` per
+query from their states.
+
+Both layouts end with the same per-query arrays: the sequence position of
+each window token's first and last subword, the mask of candidate spans
+(start token, width, output column) and, for training, the gold targets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .pieces import DocPieces
+from .queries import MAX_TRIGGER_PIECES, Query, QueryBuilder
+
+
+@dataclass
+class SharedInputs:
+    """Late prompts: what the lower layers read once per batch, and how layer k's input
+    is gathered from it. Rows of the gather source are ``[zero vector; window states
+    (U*Sw, flattened); query-part states (Q*Sq, flattened)]``."""
+
+    window_ids: np.ndarray  # (U, Sw) [CLS] window text [SEP]
+    window_mask: np.ndarray  # (U, Sw)
+    window_keys: List[tuple]  # (doc index, start, end): cache key of each window
+    query_ids: np.ndarray  # (Q, Sq) [CLS] query part, one per distinct prompt
+    query_mask: np.ndarray  # (Q, Sq)
+    query_keys: List[tuple]  # ("query", prompt id)
+    query_prompts: np.ndarray  # (Q,) prompt row of each query part
+    gather: np.ndarray  # (B, S) source row of each position of layer k's input
+
+
+@dataclass
+class Batch:
+    """Padded numpy arrays for one backbone pass, and the queries they came from."""
+
+    queries: List[Query]
+    input_ids: np.ndarray  # (B, S) (late prompts: padding; the network reads ``shared``)
+    attention_mask: np.ndarray  # (B, S)
+    prompt_ids: np.ndarray  # (B,)
+    marker: np.ndarray  # (B, S) 1.0 on trigger subwords inside the window
+    token_starts: np.ndarray  # (B, T) sequence position of each window token's first subword
+    token_ends: np.ndarray  # (B, T)
+    span_mask: np.ndarray  # (B, T, W, K) candidate (start, width, class) is scored
+    targets: Optional[np.ndarray]  # (B, T, W, K) gold answers, training only
+    prompt_start: int
+    shared: Optional[SharedInputs] = None  # late prompts only
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+
+class Collator:
+    """Turns queries of one :class:`QueryBuilder` into :class:`Batch` es."""
+
+    def __init__(self, builder: QueryBuilder, max_span_width: int):
+        self.builder = builder
+        self.strategy = builder.strategy
+        self.special = builder.special
+        self.max_span_width = max_span_width
+
+    def collate(self, queries: Sequence[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Batch:
+        if self.builder.late:
+            return self._collate_late(queries, pieces, with_targets)
+        return self._collate_input(queries, pieces, with_targets)
+
+    def prompt_only_ids(self) -> np.ndarray:
+        """One sequence per prompt holding just ``[CLS]`` and the prompt slots
+        (what deep prompts are calibrated on)."""
+        s, length = self.special, self.strategy.prompt_length
+        ids = np.full((self.strategy.labels.n_prompts, s.prompt_start + length), s.pad_id, dtype=np.int64)
+        if s.cls_id is not None:
+            ids[:, 0] = s.cls_id
+        return ids
+
+    def _window_text(self, p: DocPieces, window: Tuple[int, int], offset: int, budget: int):
+        """The window's subwords, and per window token its first/last subword's position
+        once the subwords are placed at ``offset`` (and whether it has subwords at all)."""
+        w_start, w_end = window
+        firsts, lasts = p.first[w_start:w_end], p.last[w_start:w_end]
+        present = firsts >= 0
+        if not present.any():
+            zeros = np.zeros(w_end - w_start, dtype=np.int64)
+            return [], zeros, zeros, present
+        lo = int(firsts[present].min())
+        hi = min(int(lasts.max()), lo + budget - 1)  # only a single over-long token is cut
+        starts = np.where(present, np.minimum(firsts - lo, hi - lo) + offset, 0)
+        ends = np.where(present, np.minimum(lasts - lo, hi - lo) + offset, 0)
+        return p.ids[lo : hi + 1].tolist(), starts, ends, present
+
+    def _marker(self, q: Query, length: int, starts: np.ndarray, ends: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """1.0 on the subwords of the query's trigger inside its window."""
+        marker = np.zeros(length, dtype=np.float32)
+        if q.trigger is not None:
+            w_start, w_end = q.window
+            for i in range(max(q.trigger.start, w_start), min(q.trigger.end, w_end)):
+                if present[i - w_start]:
+                    marker[starts[i - w_start] : ends[i - w_start] + 1] = 1.0
+        return marker
+
+    def _collate_input(self, queries: Sequence[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Batch:
+        rows, token_rows, marker_rows = [], [], []
+        for q in queries:
+            p = pieces[q.doc_index]
+            ids: List[int] = [] if self.special.cls_id is None else [self.special.cls_id]
+            ids += self.strategy.query_part_ids(q.prompt_id, self.special.pad_id)
+            if q.trigger is not None:
+                t_first = p.first[q.trigger.start : q.trigger.end]
+                t_last = p.last[q.trigger.start : q.trigger.end]
+                lo, hi = int(t_first[t_first >= 0].min()), int(t_last.max())
+                ids += p.ids[lo : hi + 1][:MAX_TRIGGER_PIECES].tolist()
+            if len(ids) > self.special.prompt_start and self.special.sep_id is not None:
+                ids.append(self.special.sep_id)
+            offset = len(ids)
+            text, starts, ends, present = self._window_text(
+                p, q.window, offset, self.builder.max_length - offset - (self.special.sep_id is not None)
+            )
+            ids += text
+            if self.special.sep_id is not None:
+                ids.append(self.special.sep_id)
+            rows.append(ids)
+            token_rows.append((starts, ends, present))
+            marker_rows.append(self._marker(q, len(ids), starts, ends, present))
+        input_ids, attention = _pad(rows, self.special.pad_id)
+        return self._finish(queries, input_ids, attention, marker_rows, token_rows, with_targets, None)
+
+    def _collate_late(self, queries: Sequence[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Batch:
+        ps = self.special.prompt_start
+        cls = [] if self.special.cls_id is None else [self.special.cls_id]
+        sep = [] if self.special.sep_id is None else [self.special.sep_id]
+        window_keys = list(dict.fromkeys((q.doc_index,) + tuple(q.window) for q in queries))
+        window_index = {key: u for u, key in enumerate(window_keys)}
+        window_rows, window_tokens = [], {}
+        for key in window_keys:
+            text, starts, ends, present = self._window_text(pieces[key[0]], key[1:], ps, self.builder.concept_budget)
+            window_rows.append(cls + text + sep)
+            window_tokens[key] = (starts, ends, present)
+        parts = {pid: self.strategy.query_part_ids(pid, self.special.pad_id) for pid in dict.fromkeys(q.prompt_id for q in queries)}
+        # Deep late prompts write layer k's prompt slots themselves: no lower pass for them.
+        prompt_keys = list(parts) if self.strategy.lower_layers_read_query_part(self.builder.prompt_layer) else []
+        prompt_index = {pid: r for r, pid in enumerate(prompt_keys)}
+        query_rows = [cls + parts[pid] for pid in prompt_keys]
+        window_ids, window_mask = _pad(window_rows, self.special.pad_id)
+        query_ids, query_mask = _pad(query_rows, self.special.pad_id)
+        n_windows, window_len = window_ids.shape
+        query_len = query_ids.shape[1]
+        part_len = max(len(part) for part in parts.values())  # query part slots in layer k's input
+        seq_len = ps + part_len + max(len(r) - ps for r in window_rows)
+        gather = np.zeros((len(queries), seq_len), dtype=np.int64)
+        attention = np.zeros((len(queries), seq_len), dtype=np.int64)
+        token_rows, marker_rows = [], []
+        query_base = 1 + n_windows * window_len
+        for b, q in enumerate(queries):
+            key = (q.doc_index,) + tuple(q.window)
+            u = window_index[key]
+            n_window = len(window_rows[u])
+            gather[b, :ps] = 1 + u * window_len + np.arange(ps)
+            attention[b, :ps] = 1
+            n_part = len(parts[q.prompt_id])
+            attention[b, ps : ps + n_part] = 1
+            if q.prompt_id in prompt_index:
+                r = prompt_index[q.prompt_id]
+                gather[b, ps : ps + n_part] = query_base + r * query_len + ps + np.arange(n_part)
+            n_text = n_window - ps
+            gather[b, ps + part_len : ps + part_len + n_text] = 1 + u * window_len + ps + np.arange(n_text)
+            attention[b, ps + part_len : ps + part_len + n_text] = 1
+            starts, ends, present = window_tokens[key]
+            starts, ends = starts + part_len * present, ends + part_len * present
+            token_rows.append((starts, ends, present))
+            marker_rows.append(self._marker(q, seq_len, starts, ends, present))
+        shared = SharedInputs(
+            window_ids, window_mask, window_keys, query_ids, query_mask,
+            [("query", pid) for pid in prompt_keys], np.asarray(prompt_keys, dtype=np.int64), gather,
+        )
+        input_ids = np.full(attention.shape, self.special.pad_id, dtype=np.int64)
+        return self._finish(queries, input_ids, attention, marker_rows, token_rows, with_targets, shared)
+
+    def _finish(self, queries, input_ids, attention, marker_rows, token_rows, with_targets, shared) -> Batch:
+        """Token positions, candidate masks and targets, common to both layouts."""
+        n, width, k = len(queries), self.max_span_width, self.strategy.n_outputs
+        seq_len = input_ids.shape[1]
+        n_tok = max(1, max(len(t[0]) for t in token_rows))
+        marker = np.zeros((n, seq_len), dtype=np.float32)
+        token_starts = np.zeros((n, n_tok), dtype=np.int64)
+        token_ends = np.zeros((n, n_tok), dtype=np.int64)
+        span_mask = np.zeros((n, n_tok, width, k), dtype=bool)
+        targets = np.zeros((n, n_tok, width, k), dtype=np.float32) if with_targets else None
+        prompt_ids = np.array([q.prompt_id for q in queries], dtype=np.int64)
+        for b, ((starts, ends, present), m, q) in enumerate(zip(token_rows, marker_rows, queries)):
+            marker[b, : len(m)] = m
+            t = len(starts)
+            token_starts[b, :t] = starts
+            token_ends[b, :t] = ends
+            valid = _valid_spans(present, width)
+            span_mask[b, :t, :, q.output : q.output + q.n_outputs] = valid[:, :, None]
+            if targets is not None:
+                w_start, w_end = q.window
+                for start, end, cls in q.gold:
+                    if w_start <= start and end <= w_end and 0 < end - start <= width:
+                        targets[b, start - w_start, end - start - 1, cls] = 1.0
+        return Batch(
+            list(queries), input_ids, attention, prompt_ids, marker, token_starts, token_ends,
+            span_mask, targets, self.special.prompt_start, shared,
+        )
+
+
+def _pad(rows: Sequence[List[int]], pad_id: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Right-padded ids and their attention mask."""
+    width = max((len(r) for r in rows), default=0)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def _valid_spans(present: np.ndarray, width: int) -> np.ndarray:
+    """(T, W) mask: span from token t of width w+1 stays inside the window and both its
+    first and last token have subwords (never starts or ends on whitespace)."""
+    t = len(present)
+    ends = np.arange(t)[:, None] + np.arange(width)[None, :]
+    inside = ends < t
+    ends = np.minimum(ends, max(t - 1, 0))
+    return inside & present[:, None] & present[ends] if t else np.zeros((0, width), dtype=bool)

@@ -1,0 +1,189 @@
+"""The network: backbone + learned prompts + trigger marker + span head.
+
+Two ways to run the queries (``prompt_layer``):
+
+- ``0``, *input prompts* (the paper's MRC): the query part is at the input and
+  every (window, query) pays one full backbone pass, so cost grows linearly
+  with the number of concept and relation types.
+- ``k > 0``, *late prompts*: layers ``0..k-1`` read each text window once,
+  without any query; each query part is read by the same lower layers on its
+  own (a few tokens, cached at inference); the query part and the trigger
+  marker join the window's states at layer ``k``, and only layers ``k..L-1``
+  run once per query. With a frozen backbone the shared lower pass runs
+  without autograd, which is also what cuts training memory.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+from ..strategies import first_deep_layer
+from .prompts import PromptTable, write_slots
+from .span_head import SpanHead
+from .stack import LayerStack
+
+
+class SoftPromptNetwork(nn.Module):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        prompts: Optional[PromptTable],
+        *,
+        n_outputs: int,
+        max_span_width: int,
+        head_width: int,
+        dropout: float,
+        freeze_backbone: bool,
+        prompt_layer: int = 0,
+        backbone_family: Optional[str] = None,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.freeze_backbone = freeze_backbone
+        self.stack = LayerStack(backbone, backbone_family)
+        if not 0 <= prompt_layer < len(self.stack):
+            raise ValueError(
+                f"prompt_layer={prompt_layer} is outside this backbone's {len(self.stack)} layers: use 0 "
+                f"(prompts at the input) up to {len(self.stack) - 1} (prompts before the last layer)."
+            )
+        self.prompt_layer = prompt_layer
+        self.first_deep_layer = first_deep_layer(prompt_layer)
+        self.prompts = prompts
+        dim = backbone.config.hidden_size
+        self.trigger_marker = nn.Parameter(torch.zeros(dim))
+        self.head = SpanHead(dim, head_width, max_span_width, n_outputs, dropout)
+        if freeze_backbone:
+            for param in self.backbone.parameters():
+                param.requires_grad_(False)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.stack)
+
+    def trainable_state(self) -> Dict[str, torch.Tensor]:
+        """What a frozen-backbone artifact stores: everything but the backbone."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+
+    def set_dropout(self, rate: float) -> None:
+        """The span head's dropout for the next passes (spaCy's ``[training] dropout``)."""
+        self.head.dropout.p = float(rate)
+
+    @torch.no_grad()
+    def calibrate_deep_prompts(self, input_ids: torch.Tensor, prompt_start: int, prompt_init: torch.Tensor) -> None:
+        """Start each layer's prompts at the hidden states that ``prompt_init``, used as input
+        prompts, produces there, so deep prompts begin where soft prompts would and only add
+        freedom. ``input_ids``: one ``[CLS] <prompt slots>`` row per prompt."""
+        if self.prompts is None or self.prompts.deep is None:
+            return
+        embeds = write_slots(self.backbone.get_input_embeddings()(input_ids), prompt_init, prompt_start)
+        seen: Dict[int, torch.Tensor] = {}
+
+        def record(i: int, hidden: torch.Tensor) -> torch.Tensor:
+            seen[i] = hidden
+            return hidden
+
+        self.stack.run(self.stack.embed(embeds), torch.ones_like(input_ids), before_layer=record)
+        end = prompt_start + prompt_init.shape[1]
+        for index in range(self.prompts.deep.shape[1]):
+            self.prompts.deep[:, index] = seen[self.first_deep_layer + index][:, prompt_start:end]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_ids: torch.Tensor,
+        marker: torch.Tensor,
+        token_starts: torch.Tensor,
+        token_ends: torch.Tensor,
+        prompt_start: int,
+        shared: Optional[Dict[str, torch.Tensor]] = None,
+        cache: Optional[dict] = None,
+    ) -> torch.Tensor:
+        """Span logits ``(queries, window tokens, widths, outputs)``.
+
+        ``shared`` (late prompts only) holds the distinct windows and query parts
+        of the batch and the gather map that assembles layer ``k``'s input; ``cache``
+        (inference only) keeps their lower-layer states across batches.
+        """
+        if self.prompt_layer == 0:
+            embeds = self._embed(input_ids, prompt_ids, prompt_start)
+            embeds = embeds + marker[..., None].to(embeds.dtype) * self.trigger_marker.to(embeds.dtype)
+            hidden = self._upper(self.stack.embed(embeds), 0, attention_mask, prompt_ids, prompt_start)
+        else:
+            assert shared is not None, "late prompts need the batch's shared windows"
+            hidden = self._late_hidden(attention_mask, prompt_ids, marker, prompt_start, shared, cache)
+        return self.head(hidden, token_starts, token_ends).float()
+
+    # --- pieces -------------------------------------------------------------------
+    def _embed(self, input_ids: torch.Tensor, prompt_ids: Optional[torch.Tensor], prompt_start: int) -> torch.Tensor:
+        """Token embeddings, with the input prompt vectors written over the prompt slots."""
+        embeds = self.backbone.get_input_embeddings()(input_ids)
+        if self.prompts is not None and self.prompts.vectors is not None and prompt_ids is not None:
+            embeds = write_slots(embeds, self.prompts.input_prompts(prompt_ids), prompt_start)
+        return embeds
+
+    def _upper(
+        self, hidden: torch.Tensor, lo: int, attention_mask: torch.Tensor, prompt_ids: torch.Tensor, prompt_start: int
+    ) -> torch.Tensor:
+        """Layers ``lo..L-1``, writing deep prompts (if any) before each layer from the first prompt layer."""
+        before = None
+        if self.prompts is not None and self.prompts.deep is not None:
+            def before(i: int, h: torch.Tensor) -> torch.Tensor:
+                if i < self.first_deep_layer:
+                    return h
+                return write_slots(h, self.prompts.layer_prompts(prompt_ids, i - self.first_deep_layer), prompt_start)
+        return self.stack.run(hidden, attention_mask, lo, before_layer=before)
+
+    def _late_hidden(
+        self,
+        attention_mask: torch.Tensor,
+        prompt_ids: torch.Tensor,
+        marker: torch.Tensor,
+        prompt_start: int,
+        shared: Dict[str, torch.Tensor],
+        cache: Optional[dict],
+    ) -> torch.Tensor:
+        windows = self._lower_states(shared["window_ids"], shared["window_mask"], shared["window_keys"],
+                                     None, prompt_start, cache)
+        with_prompts = shared["query_prompts"] if self.prompts is not None else None
+        queries = self._lower_states(shared["query_ids"], shared["query_mask"], shared["query_keys"],
+                                     with_prompts, prompt_start, cache)
+        dim = windows.shape[-1]
+        source = torch.cat([windows.new_zeros(1, dim), windows.reshape(-1, dim), queries.reshape(-1, dim).to(windows.dtype)])
+        hidden = source[shared["gather"]]  # (B, S, D): [CLS] query part, window text, [SEP]
+        hidden = hidden + marker[..., None].to(hidden.dtype) * self.trigger_marker.to(hidden.dtype)
+        return self._upper(hidden, self.prompt_layer, attention_mask, prompt_ids, prompt_start)
+
+    def _lower_states(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        keys: List[tuple],
+        prompt_ids: Optional[torch.Tensor],
+        prompt_start: int,
+        cache: Optional[dict],
+    ) -> torch.Tensor:
+        """Layer ``k``'s input for each row of ``ids``; rows whose key is cached are not recomputed."""
+        dim = self.backbone.config.hidden_size
+        if ids.shape[0] == 0:
+            return self.trigger_marker.new_zeros(0, ids.shape[1], dim)
+        todo = list(range(len(keys))) if cache is None else [i for i, key in enumerate(keys) if key not in cache]
+        computed = None
+        if todo:
+            rows = torch.as_tensor(todo, device=ids.device)
+            sub_prompts = prompt_ids[rows] if prompt_ids is not None else None
+            needs_grad = sub_prompts is not None or not self.freeze_backbone
+            with torch.set_grad_enabled(torch.is_grad_enabled() and needs_grad):
+                embeds = self.stack.embed(self._embed(ids[rows], sub_prompts, prompt_start))
+                computed = self.stack.run(embeds, mask[rows], 0, self.prompt_layer)
+        if cache is None:
+            return computed
+        for j, i in enumerate(todo):
+            cache[keys[i]] = computed[j, : int(mask[i].sum())]
+        out = self.trigger_marker.new_zeros(ids.shape[0], ids.shape[1], dim)
+        for i, key in enumerate(keys):
+            states = cache[key]
+            out[i, : len(states)] = states.to(out.dtype)
+        return out

@@ -1,0 +1,182 @@
+"""The training strategies: what a query asks with, and what it answers into.
+
+The paper's strategies differ in the *query part* of each backbone sequence
+``[CLS] <query part> [SEP] <text window> [SEP]`` and in what learns:
+
+- ``none``: no query part; one pass answers every type through typed outputs
+  (fine-tuning without prompts);
+- ``hard``: the words of a natural-language question per type;
+- ``soft``: ``prompt_length`` learned vectors per type, at the input (or at
+  layer ``k`` with late prompts);
+- ``deep``: learned vectors per type written at every layer (P-tuning v2).
+
+Whether the backbone is frozen is a separate switch. Each strategy is one
+class here, registered in :data:`STRATEGIES` by name; adding a strategy means
+adding a class. Nothing outside this module compares strategy names: the
+rest of the package asks the strategy object.
+
+Prompt rows ("prompt ids") number concept types first, then relation types;
+``none`` uses row 0 for all concepts and row ``n_concepts`` for all relations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
+
+# (prompt row, first output column, number of output columns, relation asked or None)
+Job = Tuple[int, int, int, Optional[str]]
+
+
+@dataclass
+class Labels:
+    """The label inventory a strategy answers over, in output order."""
+
+    concepts: List[str]
+    relations: List[str]
+
+    @property
+    def n_prompts(self) -> int:
+        return len(self.concepts) + len(self.relations)
+
+
+class Strategy:
+    """How queries are asked and answered; subclasses set the class attributes."""
+
+    name: ClassVar[str]
+    #: one query answers every type, in typed output columns (else one binary output)
+    typed_outputs: ClassVar[bool] = False
+    #: learned prompt vectors (needs an initialisation from the label words)
+    learned: ClassVar[bool] = False
+    #: learned prompts written at the input of every layer from the first prompt layer
+    deep: ClassVar[bool] = False
+
+    def __init__(self, labels: Labels, prompt_length: int, questions: Optional[Sequence[Sequence[int]]] = None):
+        self.labels = labels
+        self.prompt_length = prompt_length if self.learned else 0
+        self.questions = [list(q) for q in questions or []]
+
+    # --- what a query holds ------------------------------------------------------
+    def query_part_ids(self, prompt_id: int, pad_id: int) -> List[int]:
+        """The query part's tokens: slots that learned vectors overwrite, or a question."""
+        return [pad_id] * self.prompt_length
+
+    def query_part_len(self, prompt_id: int) -> int:
+        return len(self.query_part_ids(prompt_id, 0))
+
+    def lower_layers_read_query_part(self, prompt_layer: int) -> bool:
+        """Late prompts: whether the query part goes through layers below ``k`` on its own
+        (a question or input prompts do; deep late prompts are written at layer ``k``)."""
+        return self.query_part_len(0) > 0
+
+    # --- what a query answers -------------------------------------------------------
+    @property
+    def n_outputs(self) -> int:
+        return self.labels.n_prompts if self.typed_outputs else 1
+
+    def concept_jobs(self) -> List[Job]:
+        return [(c, 0, 1, None) for c in range(len(self.labels.concepts))]
+
+    def relation_jobs(self, relations: Sequence[str]) -> List[Job]:
+        """The queries a trigger heading ``relations`` asks."""
+        n = len(self.labels.concepts)
+        return [(n + self.labels.relations.index(r), 0, 1, r) for r in relations]
+
+    def output_column(self, prompt_id: int, relation: Optional[str], is_relation: bool, label: str) -> Optional[int]:
+        """The output column that answers ``label`` in a query (None: it does not ask)."""
+        if is_relation:
+            return 0 if relation == label else None
+        if label not in self.labels.concepts:
+            return None
+        return 0 if self.labels.concepts[prompt_id] == label else None
+
+    def output_label(self, prompt_id: int, relation: Optional[str], is_relation: bool, column: int) -> str:
+        """Inverse of :meth:`output_column`."""
+        if is_relation:
+            assert relation is not None
+            return relation
+        return self.labels.concepts[prompt_id]
+
+    # --- the learned part ------------------------------------------------------------
+    def build_prompts(self, *, dim: int, n_layers: int, prompt_layer: int, init: Any, reparametrize: bool) -> Any:
+        """The torch module holding this strategy's learned vectors (None: it has none)."""
+        return None
+
+
+class NoPrompt(Strategy):
+    """Fine-tuning without prompts: typed outputs, one pass per window for all concepts."""
+
+    name = "none"
+    typed_outputs = True
+
+    def concept_jobs(self) -> List[Job]:
+        return [(0, 0, len(self.labels.concepts), None)]
+
+    def relation_jobs(self, relations: Sequence[str]) -> List[Job]:
+        n = len(self.labels.concepts)
+        return [(n, n, len(self.labels.relations), None)]
+
+    def output_column(self, prompt_id, relation, is_relation, label):
+        names = self.labels.relations if is_relation else self.labels.concepts
+        if label not in names:
+            return None
+        return (len(self.labels.concepts) if is_relation else 0) + names.index(label)
+
+    def output_label(self, prompt_id, relation, is_relation, column):
+        if is_relation:
+            return self.labels.relations[column - len(self.labels.concepts)]
+        return self.labels.concepts[column]
+
+
+class HardPrompt(Strategy):
+    """A natural-language question per type (``query_texts`` or built from the label)."""
+
+    name = "hard"
+
+    def query_part_ids(self, prompt_id: int, pad_id: int) -> List[int]:
+        return list(self.questions[prompt_id])
+
+    def query_part_len(self, prompt_id: int) -> int:
+        return len(self.questions[prompt_id])
+
+
+class SoftPrompt(Strategy):
+    """``prompt_length`` learned vectors per type over the query part's slots."""
+
+    name = "soft"
+    learned = True
+
+    def build_prompts(self, *, dim, n_layers, prompt_layer, init, reparametrize):
+        from .nn.prompts import PromptTable
+
+        return PromptTable(init, n_deep_layers=0, reparametrize=reparametrize, input_prompts=True)
+
+
+class DeepPrompt(SoftPrompt):
+    """Learned vectors per type at every layer from the first prompt layer on."""
+
+    name = "deep"
+    deep = True
+
+    def lower_layers_read_query_part(self, prompt_layer: int) -> bool:
+        return prompt_layer == 0
+
+    def build_prompts(self, *, dim, n_layers, prompt_layer, init, reparametrize):
+        from .nn.prompts import PromptTable
+
+        n_deep = n_layers - first_deep_layer(prompt_layer)
+        return PromptTable(init, n_deep_layers=n_deep, reparametrize=reparametrize, input_prompts=prompt_layer == 0)
+
+
+def first_deep_layer(prompt_layer: int) -> int:
+    """Deep prompts are written from layer 1 after input prompts, from layer ``k`` when late."""
+    return prompt_layer or 1
+
+
+STRATEGIES: Dict[str, Type[Strategy]] = {cls.name: cls for cls in (NoPrompt, HardPrompt, SoftPrompt, DeepPrompt)}
+
+
+def strategy_class(name: str) -> Type[Strategy]:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"Unknown strategy {name!r}: choose one of {', '.join(STRATEGIES)}.") from None

@@ -1,0 +1,63 @@
+"""Training targets: the gold answers of each query, from the reference Docs.
+
+Concept queries are answered by the gold concepts of their type; relation
+queries are asked on gold triggers and answered by the tails of the gold
+relations of that trigger. Gold spans are re-aligned to the predicted Doc's
+tokens by characters (the two may be tokenized differently). Discontinuous
+gold concepts are learned as their covering span (the span in the group).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+
+from .pieces import DocPieces, tokenize_doc
+from .queries import Query, QueryBuilder
+from .relations import concept_spans
+
+
+def training_queries(
+    builder: QueryBuilder, examples: Sequence[Example], spans_key: str
+) -> Tuple[List[Query], List[DocPieces]]:
+    """Every concept and gold-trigger relation query of ``examples``, with its gold answers."""
+    queries: List[Query] = []
+    pieces: List[DocPieces] = []
+    triggers_of = builder.schema.triggers
+    for i, eg in enumerate(examples):
+        doc = eg.predicted
+        p = tokenize_doc(doc, builder.tokenizer)
+        pieces.append(p)
+        gold = [s for s in (align(doc, s) for s in concept_spans(eg.reference, spans_key)) if s is not None]
+        for q in builder.concept_queries(i, p):
+            q.gold = gold_answers(builder, q, ((s.label_, s) for s in gold))
+            queries.append(q)
+        by_trigger: Dict[Tuple[int, int, str], List[Tuple[str, Span]]] = defaultdict(list)
+        for rel in eg.reference._.relations:
+            head, tail = align(doc, rel.head), align(doc, rel.tail)
+            if head is not None and tail is not None:
+                by_trigger[(head.start, head.end, head.label_)].append((rel.label, tail))
+        triggers = [s for s in gold if s.label_ in triggers_of]
+        for q in builder.relation_queries(i, p, triggers):
+            q.gold = gold_answers(builder, q, by_trigger[(q.trigger.start, q.trigger.end, q.trigger.label_)])
+            queries.append(q)
+    return queries, pieces
+
+
+def gold_answers(builder: QueryBuilder, query: Query, labelled: Iterable[Tuple[str, Span]]) -> List[Tuple[int, int, int]]:
+    """Gold spans this query asks about, as (start, end, output column)."""
+    answers = []
+    for label, span in labelled:
+        column = builder.output_column(query, label)
+        if column is not None:
+            answers.append((span.start, span.end, column))
+    return answers
+
+
+def align(doc: Doc, span: Span) -> Optional[Span]:
+    """The same characters as a span of ``doc`` (whose tokenization may differ)."""
+    if span.doc is doc:
+        return span
+    return doc.char_span(span.start_char, span.end_char, label=span.label_, alignment_mode="expand")
