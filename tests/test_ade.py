@@ -19,7 +19,9 @@ from spacy_softprompt.corpora.ade import (
 )
 from spacy_softprompt.corpora.summary import CorpusFormatError
 
-ADE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ade-corpus-v2"
+from conftest import SHARED_DATA, require_shared  # noqa: E402
+
+ADE = SHARED_DATA / "ade-corpus-v2"
 FILES = {"DRUG-AE.rel": ("Adverse_Effect", "Drug-AE"), "DRUG-DOSE.rel": ("Dosage", "Drug-Dose")}
 SPLITS = (None, "train", "dev", "test")
 
@@ -57,9 +59,7 @@ def nlp():
 
 @pytest.fixture(scope="module")
 def corpus(nlp) -> Dict[Optional[str], tuple]:
-    if not ADE.is_dir():
-        pytest.skip(f"ADE corpus not found at {ADE} (shared data lives outside the project)")
-    return {split: read_ade(ADE, nlp, split=split) for split in SPLITS}
+    return {split: read_ade(require_shared(ADE), nlp, split=split) for split in SPLITS}
 
 
 @pytest.fixture(scope="module")

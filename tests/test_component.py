@@ -3,6 +3,7 @@ long documents, odd inputs. Tiny random backbones unless a frozen backbone must
 already know language (then the offline default all-MiniLM-L6-v2)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -196,12 +197,20 @@ def test_spacy_load_in_fresh_process_without_import(tiny_bert, toy_docs, tmp_pat
     train(nlp, examples_for(nlp, toy_docs), 3, 0.01)
     nlp.to_disk(tmp_path / "pipeline")
     code = (
-        "import spacy, sys; nlp = spacy.load(sys.argv[1]); doc = nlp('Aspirin caused nausea.');"
-        "print(type(nlp.get_pipe('softprompt_ie')).__name__, len(doc._.relations) >= 0)"
+        "import json, spacy, sys; nlp = spacy.load(sys.argv[1]);"
+        "print(type(nlp.get_pipe('softprompt_ie')).__name__);"
+        "docs = list(nlp.pipe(sys.argv[2:]));"
+        "print(json.dumps([[[s.start_char, s.end_char, s.label_] for s in d.spans['softprompt']] for d in docs]));"
+        "print(json.dumps([sorted(list(r.key()) for r in d._.relations) for d in docs]))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "pipeline")], capture_output=True, text=True)
+    texts = [t for t, _ in TEXTS]
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "pipeline"), *texts], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "SoftPromptIE True"
+    name, concepts, relations = out.stdout.strip().splitlines()
+    docs = list(nlp.pipe(texts))
+    assert name == "SoftPromptIE"
+    assert json.loads(concepts) == [[[s.start_char, s.end_char, s.label_] for s in d.spans["softprompt"]] for d in docs]
+    assert json.loads(relations) == [sorted(list(r.key()) for r in d._.relations) for d in docs]
 
 
 def test_long_document_is_windowed_without_losing_its_end(tiny_bert, blank_nlp):
@@ -302,3 +311,52 @@ def test_frozen_artifact_for_default_backbone_is_under_one_percent(default_backb
     artifact = sum(p.stat().st_size for p in (tmp_path / "pipeline" / "softprompt_ie").iterdir())
     backbone = (Path(default_backbone_path) / "model.safetensors").stat().st_size
     assert artifact < 0.01 * backbone, (artifact, backbone)
+
+
+def test_training_dropout_reaches_the_span_head(tiny_bert, toy_docs):
+    """spaCy's [training] dropout arrives as update(drop=...) and is the head's dropout."""
+    nlp = make_pipeline(tiny_bert, "soft", True)
+    examples = examples_for(nlp, toy_docs)
+    nlp.initialize(lambda: examples)
+    pipe = nlp.get_pipe("softprompt_ie")
+
+    def loss(drop):
+        torch.manual_seed(0)
+        return pipe.update(examples, drop=drop)["softprompt_ie"]
+
+    assert loss(0.0) == loss(0.0)
+    assert pipe.network.head.dropout.p == 0.0
+    assert loss(0.9) != loss(0.0)
+    pipe.update(examples, drop=0.3)
+    assert pipe.network.head.dropout.p == 0.3
+
+
+def test_every_relation_argument_is_a_concept(blank_nlp):
+    """A relation tail that was not itself predicted as a concept joins the span group,
+    typed by the schema and scored by its relation (decoding.py's one rule)."""
+    from spacy_softprompt.decoding import annotations
+    from spacy_softprompt.schema import TaskSchema
+
+    doc = blank_nlp.make_doc("Aspirin caused severe nausea and rash.")
+    schema = TaskSchema(["ADE", "Drug"], {"Drug": {"Drug-AE": ["ADE"]}})
+    concepts = [(0, 1, "Drug", 0.9), (5, 6, "ADE", 0.8)]
+    relations = [((0, 1, "Drug"), "Drug-AE", (2, 4), 0.7), ((0, 1, "Drug"), "Drug-AE", (5, 6), 0.6)]
+    spans, scores, found = annotations(doc, concepts, relations, schema)
+    assert [(s.text, s.label_) for s in spans] == [("Aspirin", "Drug"), ("rash", "ADE"), ("severe nausea", "ADE")]
+    assert scores == [0.9, 0.8, 0.7]
+    assert [(r.head.text, r.tail.text, r.tail.label_) for r in found] == [
+        ("Aspirin", "severe nausea", "ADE"), ("Aspirin", "rash", "ADE")
+    ]
+
+
+def test_predicted_relation_arguments_are_all_in_the_span_group(tiny_bert, toy_docs):
+    nlp = make_pipeline(tiny_bert, "soft", False)
+    train(nlp, examples_for(nlp, toy_docs), 30, 0.01)
+    nlp.get_pipe("softprompt_ie").cfg.update(relation_threshold=0.001)  # tails that are no concept
+    docs = list(nlp.pipe([t for t, _ in TEXTS]))
+    concept_stage = nlp.get_pipe("softprompt_ie").predict([nlp.make_doc(t) for t, _ in TEXTS]).concepts
+    assert sum(map(len, concept_stage)) < sum(len(d.spans["softprompt"]) for d in docs)  # tails joined
+    for doc in docs:
+        group = {(s.start, s.end, s.label_) for s in doc.spans["softprompt"]}
+        for rel in doc._.relations:
+            assert {(rel.head.start, rel.head.end, rel.head.label_), (rel.tail.start, rel.tail.end, rel.tail.label_)} <= group

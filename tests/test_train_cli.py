@@ -10,14 +10,14 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, require_shared
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED_DATA / "ade-corpus-v2").exists(), reason="needs ../shared/data/ade-corpus-v2")
 def test_spacy_train_soft_prompt_frozen_on_ade_subset(tmp_path):
+    require_shared(SHARED_DATA / "ade-corpus-v2")
     from spacy_softprompt.corpora.ade import read_ade
 
     nlp = spacy.blank("en")
