@@ -36,7 +36,7 @@ class SharedInputs:
     query_ids: np.ndarray  # (Q, Sq) [CLS] query part, one per distinct prompt
     query_mask: np.ndarray  # (Q, Sq)
     query_keys: List[tuple]  # ("query", prompt id)
-    query_prompts: np.ndarray  # (Q,) prompt row of each query part
+    query_prompts: np.ndarray  # (Q, R) prompt rows of each query part
     gather: np.ndarray  # (B, S) source row of each position of layer k's input
 
 
@@ -47,7 +47,7 @@ class Batch:
     queries: List[Query]
     input_ids: np.ndarray  # (B, S) (late prompts: padding; the network reads ``shared``)
     attention_mask: np.ndarray  # (B, S)
-    prompt_ids: np.ndarray  # (B,)
+    prompt_ids: np.ndarray  # (B, R) prompt rows of each query's part (R: 1, or all types when packed)
     marker: np.ndarray  # (B, S) 1.0 on trigger subwords inside the window
     token_starts: np.ndarray  # (B, T) sequence position of each window token's first subword
     token_ends: np.ndarray  # (B, T)
@@ -55,6 +55,7 @@ class Batch:
     targets: Optional[np.ndarray]  # (B, T, W, K) gold answers, training only
     prompt_start: int
     shared: Optional[SharedInputs] = None  # late prompts only
+    type_pool: Optional[np.ndarray] = None  # (B, K, S) packed: mean over output column k's own part
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -113,7 +114,7 @@ class Collator:
         for q in queries:
             p = pieces[q.doc_index]
             ids: List[int] = [] if self.special.cls_id is None else [self.special.cls_id]
-            ids += self.strategy.query_part_ids(q.prompt_id, self.special.pad_id)
+            ids += self.strategy.query_part_ids(q.rows, self.special.pad_id)
             if q.trigger is not None:
                 t_first = p.first[q.trigger.start : q.trigger.end]
                 t_last = p.last[q.trigger.start : q.trigger.end]
@@ -145,7 +146,8 @@ class Collator:
             text, starts, ends, present = self._window_text(pieces[key[0]], key[1:], ps, self.builder.concept_budget)
             window_rows.append(cls + text + sep)
             window_tokens[key] = (starts, ends, present)
-        parts = {pid: self.strategy.query_part_ids(pid, self.special.pad_id) for pid in dict.fromkeys(q.prompt_id for q in queries)}
+        pad = self.special.pad_id
+        parts = {rows: self.strategy.query_part_ids(rows, pad) for rows in dict.fromkeys(q.rows for q in queries)}
         # Deep late prompts write layer k's prompt slots themselves: no lower pass for them.
         prompt_keys = list(parts) if self.strategy.lower_layers_read_query_part(self.builder.prompt_layer) else []
         prompt_index = {pid: r for r, pid in enumerate(prompt_keys)}
@@ -166,10 +168,10 @@ class Collator:
             n_window = len(window_rows[u])
             gather[b, :ps] = 1 + u * window_len + np.arange(ps)
             attention[b, :ps] = 1
-            n_part = len(parts[q.prompt_id])
+            n_part = len(parts[q.rows])
             attention[b, ps : ps + n_part] = 1
-            if q.prompt_id in prompt_index:
-                r = prompt_index[q.prompt_id]
+            if q.rows in prompt_index:
+                r = prompt_index[q.rows]
                 gather[b, ps : ps + n_part] = query_base + r * query_len + ps + np.arange(n_part)
             n_text = n_window - ps
             gather[b, ps + part_len : ps + part_len + n_text] = 1 + u * window_len + ps + np.arange(n_text)
@@ -180,7 +182,8 @@ class Collator:
             marker_rows.append(self._marker(q, seq_len, starts, ends, present))
         shared = SharedInputs(
             window_ids, window_mask, window_keys, query_ids, query_mask,
-            [("query", pid) for pid in prompt_keys], np.asarray(prompt_keys, dtype=np.int64), gather,
+            [("query",) + rows for rows in prompt_keys],
+            np.asarray(prompt_keys, dtype=np.int64).reshape(len(prompt_keys), len(queries[0].rows)), gather,
         )
         input_ids = np.full(attention.shape, self.special.pad_id, dtype=np.int64)
         return self._finish(queries, input_ids, attention, marker_rows, token_rows, with_targets, shared)
@@ -195,7 +198,8 @@ class Collator:
         token_ends = np.zeros((n, n_tok), dtype=np.int64)
         span_mask = np.zeros((n, n_tok, width, k), dtype=bool)
         targets = np.zeros((n, n_tok, width, k), dtype=np.float32) if with_targets else None
-        prompt_ids = np.array([q.prompt_id for q in queries], dtype=np.int64)
+        prompt_ids = np.array([q.rows for q in queries], dtype=np.int64).reshape(n, -1)
+        type_pool = np.zeros((n, k, seq_len), dtype=np.float32) if self.strategy.matches_type_parts else None
         for b, ((starts, ends, present), m, q) in enumerate(zip(token_rows, marker_rows, queries)):
             marker[b, : len(m)] = m
             t = len(starts)
@@ -203,6 +207,12 @@ class Collator:
             token_ends[b, :t] = ends
             valid = _valid_spans(present, width)
             span_mask[b, :t, :, q.output : q.output + q.n_outputs] = valid[:, :, None]
+            if type_pool is not None:  # output column == prompt row for packed queries
+                at = self.special.prompt_start
+                for row in q.rows:
+                    n_part = len(self.strategy.part_ids(row, 0))
+                    type_pool[b, row, at : at + n_part] = 1.0 / max(1, n_part)
+                    at += n_part
             if targets is not None:
                 w_start, w_end = q.window
                 for start, end, cls in q.gold:
@@ -210,7 +220,7 @@ class Collator:
                         targets[b, start - w_start, end - start - 1, cls] = 1.0
         return Batch(
             list(queries), input_ids, attention, prompt_ids, marker, token_starts, token_ends,
-            span_mask, targets, self.special.prompt_start, shared,
+            span_mask, targets, self.special.prompt_start, shared, type_pool,
         )
 
 

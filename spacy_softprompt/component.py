@@ -61,6 +61,7 @@ batch_size = 32
 mixed_precision = false
 trust_remote_code = false
 backbone_family = null
+packed = false
 """
 
 
@@ -213,10 +214,17 @@ class SoftPromptIE(TrainablePipe):
         return hits
 
     def _batches(self, queries: List[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Iterator[Batch]:
+        """Batches of ``batch_size`` similar queries (same number of prompt rows)."""
         size = max(1, int(self.model.settings["batch_size"]))
-        order = sorted(range(len(queries)), key=lambda i: query_size(queries[i], list(pieces)))
-        for i in range(0, len(order), size):
-            yield self.model.collator.collate([queries[j] for j in order[i : i + size]], pieces, with_targets)
+        pieces = list(pieces)
+        chunk: List[Query] = []
+        for query in sorted(queries, key=lambda q: query_size(q, pieces)):
+            if chunk and (len(chunk) == size or len(query.rows) != len(chunk[0].rows)):
+                yield self.model.collator.collate(chunk, pieces, with_targets)
+                chunk = []
+            chunk.append(query)
+        if chunk:
+            yield self.model.collator.collate(chunk, pieces, with_targets)
 
     def set_annotations(self, docs: Iterable[Doc], predictions: Predictions) -> None:
         schema = self.schema

@@ -32,7 +32,7 @@ from .backbone import load_backbone, portable_reference, weights_hash
 from .collate import Batch, Collator
 from .queries import QueryBuilder, label_words
 from .schema import TaskSchema
-from .strategies import strategy_class
+from .strategies import Labels, strategy_class
 
 
 def _one_torch_thread_after_fork() -> None:
@@ -69,6 +69,7 @@ def build_softprompt_model(
     mixed_precision: bool = False,
     trust_remote_code: bool = False,
     backbone_family: Optional[str] = None,
+    packed: bool = False,
 ) -> "SoftPromptModel":
     """A transformer with learned prompts and an MRC span head.
 
@@ -94,8 +95,11 @@ def build_softprompt_model(
         enables it for itself (see artifact.py).
     backbone_family: "bert", "gpt2" or "llama" for a model type missing from the
         layer table (nn/stack.py); null: from the backbone's model_type.
+    packed: one query per window asks every concept type (and one per trigger every
+        relation type); spans are matched against each type's own prompt states
+        (hard, soft, deep; "none" is one pass already).
     """
-    strategy_class(strategy)  # fail on an unknown name at config time
+    strategy_class(strategy)(Labels([], []), prompt_length, packed=packed)  # fail early on bad choices
     if not 1 <= prompt_length <= 512:
         raise ValueError(f"prompt_length must be between 1 and 512, not {prompt_length}.")
     if prompt_layer < 0:
@@ -157,6 +161,7 @@ class SoftPromptModel(Model):
             tokenizer, schema, strategy=s["strategy"], prompt_length=s["prompt_length"],
             max_length=s["max_length"], window_overlap=s["window_overlap"],
             query_texts=task.get("query_texts") or {}, prompt_layer=s["prompt_layer"],
+            packed=s["packed"],
         )
         strategy = builder.strategy
         init_vectors = None
@@ -174,6 +179,7 @@ class SoftPromptModel(Model):
             backbone, prompts, n_outputs=strategy.n_outputs, max_span_width=s["max_span_width"],
             head_width=s["head_width"], dropout=s["dropout"], freeze_backbone=s["freeze_backbone"],
             prompt_layer=s["prompt_layer"], backbone_family=s["backbone_family"],
+            match_type_parts=strategy.matches_type_parts,
         )
         collator = Collator(builder, s["max_span_width"])
         if fresh and strategy.deep:
@@ -250,6 +256,7 @@ def forward(model: SoftPromptModel, batch: Batch, is_train: bool) -> Tuple[Float
             prompt_start=batch.prompt_start,
             shared=shared,
             cache=None if is_train else model.attrs.get("cache"),
+            type_pool=None if batch.type_pool is None else tensor(batch.type_pool),
         ),
     )
     if not is_train:

@@ -44,7 +44,7 @@ class Query:
     """One backbone sequence: a question about one window of one doc."""
 
     doc_index: int
-    prompt_id: int  # row of the prompt/question table (concepts first, then relations)
+    rows: Tuple[int, ...]  # prompt/question rows in its query part (concepts first, then relations)
     output: int  # first output class this query reads
     n_outputs: int  # how many output classes it reads
     window: Tuple[int, int]
@@ -89,6 +89,7 @@ class QueryBuilder:
         window_overlap: int,
         query_texts: Optional[Dict[str, str]] = None,
         prompt_layer: int = 0,
+        packed: bool = False,
     ):
         self.tokenizer = tokenizer
         self.schema = schema
@@ -100,12 +101,12 @@ class QueryBuilder:
         texts = dict(query_texts or {})
         questions = [self.text_ids(texts.get(l, default_query_text(l, False))) for l in labels.concepts]
         questions += [self.text_ids(texts.get(l, default_query_text(l, True))) for l in labels.relations]
-        self.strategy: Strategy = strategy_class(strategy)(labels, prompt_length, questions)
+        self.strategy: Strategy = strategy_class(strategy)(labels, prompt_length, questions, packed)
         model_max = getattr(tokenizer, "model_max_length", max_length) or max_length
         self.max_length = int(min(max_length, model_max if model_max < 100_000 else max_length))
         # Late prompts put every query, relations too, on the same tiling windows.
-        n_sharing = labels.n_prompts if self.late else len(labels.concepts)
-        longest = max([self.strategy.query_part_len(i) for i in range(n_sharing)] or [0])
+        jobs = self.strategy.concept_jobs() + (self.strategy.relation_jobs(labels.relations) if self.late else [])
+        longest = max([self.strategy.query_part_len(rows) for rows, _, _, _ in jobs] or [0])
         self.concept_budget = self.max_length - self.n_special(longest) - longest
         if self.concept_budget < 8:
             raise ValueError(
@@ -129,10 +130,10 @@ class QueryBuilder:
     # --- outputs ------------------------------------------------------------------
     def output_column(self, query: Query, label: str) -> Optional[int]:
         """The output column that answers ``label`` in ``query`` (None: it does not ask)."""
-        return self.strategy.output_column(query.prompt_id, query.relation, query.trigger is not None, label)
+        return self.strategy.output_column(query.relation, query.trigger is not None, label, query.rows)
 
     def output_label(self, query: Query, column: int) -> str:
-        return self.strategy.output_label(query.prompt_id, query.relation, query.trigger is not None, column)
+        return self.strategy.output_label(query.relation, query.trigger is not None, column, query.rows)
 
     # --- queries ------------------------------------------------------------------
     def tiles(self, pieces: DocPieces) -> List[Tuple[int, int]]:
@@ -140,7 +141,7 @@ class QueryBuilder:
 
     def concept_queries(self, doc_index: int, pieces: DocPieces) -> List[Query]:
         jobs = self.strategy.concept_jobs()
-        return [Query(doc_index, p, out, n, w) for w in self.tiles(pieces) for p, out, n, _ in jobs]
+        return [Query(doc_index, rows, out, n, w) for w in self.tiles(pieces) for rows, out, n, _ in jobs]
 
     def relation_queries(self, doc_index: int, pieces: DocPieces, triggers: Iterable[Span]) -> List[Query]:
         queries: List[Query] = []
@@ -150,22 +151,23 @@ class QueryBuilder:
             if not relations or pieces.first[trigger.start : trigger.end].max(initial=-1) < 0:
                 continue
             n_trigger = min(int(pieces.counts[trigger.start : trigger.end].sum()), MAX_TRIGGER_PIECES)
-            for prompt_id, output, n_out, relation in self.strategy.relation_jobs(relations):
+            for rows, output, n_out, relation in self.strategy.relation_jobs(relations):
                 if self.late:
                     window = best_tile(tiles, trigger.start, trigger.end)
                 else:
-                    query_len = self.strategy.query_part_len(prompt_id) + n_trigger
+                    query_len = self.strategy.query_part_len(rows) + n_trigger
                     budget = self.max_length - self.n_special(query_len) - query_len
                     window = centred_window(pieces.counts, trigger.start, trigger.end, budget)
-                queries.append(Query(doc_index, prompt_id, output, n_out, window, trigger, relation))
+                queries.append(Query(doc_index, rows, output, n_out, window, trigger, relation))
         return queries
 
 
-def query_size(query: Query, pieces: List[DocPieces]) -> Tuple[int, int, int]:
-    """Sort key for batching: window length first; then the window itself, so that queries
-    sharing a window share a batch (late prompts read each window's lower layers once)."""
+def query_size(query: Query, pieces: List[DocPieces]) -> Tuple[int, int, int, int]:
+    """Sort key for batching: the number of prompt rows (a batch writes one block of
+    prompts per query), window length; then the window itself, so that queries sharing
+    a window share a batch (late prompts read each window's lower layers once)."""
     start, end = query.window
-    return int(pieces[query.doc_index].counts[start:end].sum()), query.doc_index, start
+    return len(query.rows), int(pieces[query.doc_index].counts[start:end].sum()), query.doc_index, start
 
 
 def _first_set(*values: Optional[int]) -> Optional[int]:

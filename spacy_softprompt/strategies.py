@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
-# (prompt row, first output column, number of output columns, relation asked or None)
-Job = Tuple[int, int, int, Optional[str]]
+# (prompt rows in the query part, first output column, number of output columns, relation asked or None)
+Job = Tuple[Tuple[int, ...], int, int, Optional[str]]
 
 
 @dataclass
@@ -40,33 +40,54 @@ class Labels:
 
 
 class Strategy:
-    """How queries are asked and answered; subclasses set the class attributes."""
+    """How queries are asked and answered; subclasses set the class attributes.
+
+    ``packed``: one query per window asks every concept type (and one per
+    trigger every relation type): the query part holds each type's part in
+    turn, and each type is answered by matching candidate spans against the
+    output states of its own part (typed outputs, one pass for all types).
+    """
 
     name: ClassVar[str]
-    #: one query answers every type, in typed output columns (else one binary output)
-    typed_outputs: ClassVar[bool] = False
     #: learned prompt vectors (needs an initialisation from the label words)
     learned: ClassVar[bool] = False
     #: learned prompts written at the input of every layer from the first prompt layer
     deep: ClassVar[bool] = False
 
-    def __init__(self, labels: Labels, prompt_length: int, questions: Optional[Sequence[Sequence[int]]] = None):
+    def __init__(
+        self, labels: Labels, prompt_length: int, questions: Optional[Sequence[Sequence[int]]] = None,
+        packed: bool = False,
+    ):
         self.labels = labels
         self.prompt_length = prompt_length if self.learned else 0
         self.questions = [list(q) for q in questions or []]
+        self.packed = packed
+
+    @property
+    def typed_outputs(self) -> bool:
+        """One query answers every type, in typed output columns (else one binary output)."""
+        return self.packed
+
+    @property
+    def matches_type_parts(self) -> bool:
+        """Typed outputs scored against each type's own query part (packed prompts)."""
+        return self.packed
 
     # --- what a query holds ------------------------------------------------------
-    def query_part_ids(self, prompt_id: int, pad_id: int) -> List[int]:
-        """The query part's tokens: slots that learned vectors overwrite, or a question."""
+    def part_ids(self, row: int, pad_id: int) -> List[int]:
+        """One row's part: slots that learned vectors overwrite, or a question."""
         return [pad_id] * self.prompt_length
 
-    def query_part_len(self, prompt_id: int) -> int:
-        return len(self.query_part_ids(prompt_id, 0))
+    def query_part_ids(self, rows: Sequence[int], pad_id: int) -> List[int]:
+        return [i for row in rows for i in self.part_ids(row, pad_id)]
+
+    def query_part_len(self, rows: Sequence[int]) -> int:
+        return len(self.query_part_ids(rows, 0))
 
     def lower_layers_read_query_part(self, prompt_layer: int) -> bool:
         """Late prompts: whether the query part goes through layers below ``k`` on its own
         (a question or input prompts do; deep late prompts are written at layer ``k``)."""
-        return self.query_part_len(0) > 0
+        return self.query_part_len((0,)) > 0
 
     # --- what a query answers -------------------------------------------------------
     @property
@@ -74,27 +95,39 @@ class Strategy:
         return self.labels.n_prompts if self.typed_outputs else 1
 
     def concept_jobs(self) -> List[Job]:
-        return [(c, 0, 1, None) for c in range(len(self.labels.concepts))]
+        n = len(self.labels.concepts)
+        if self.typed_outputs:
+            return [(tuple(range(n)) if self.packed else (), 0, n, None)]
+        return [((c,), 0, 1, None) for c in range(n)]
 
     def relation_jobs(self, relations: Sequence[str]) -> List[Job]:
         """The queries a trigger heading ``relations`` asks."""
-        n = len(self.labels.concepts)
-        return [(n + self.labels.relations.index(r), 0, 1, r) for r in relations]
+        n, n_rel = len(self.labels.concepts), len(self.labels.relations)
+        if self.typed_outputs:
+            return [(tuple(range(n, n + n_rel)) if self.packed else (), n, n_rel, None)]
+        return [((n + self.labels.relations.index(r),), 0, 1, r) for r in relations]
 
-    def output_column(self, prompt_id: int, relation: Optional[str], is_relation: bool, label: str) -> Optional[int]:
+    def output_column(self, relation: Optional[str], is_relation: bool, label: str, rows: Sequence[int]) -> Optional[int]:
         """The output column that answers ``label`` in a query (None: it does not ask)."""
+        names = self.labels.relations if is_relation else self.labels.concepts
+        if label not in names:
+            return None
+        if self.typed_outputs:
+            return (len(self.labels.concepts) if is_relation else 0) + names.index(label)
         if is_relation:
             return 0 if relation == label else None
-        if label not in self.labels.concepts:
-            return None
-        return 0 if self.labels.concepts[prompt_id] == label else None
+        return 0 if self.labels.concepts[rows[0]] == label else None
 
-    def output_label(self, prompt_id: int, relation: Optional[str], is_relation: bool, column: int) -> str:
+    def output_label(self, relation: Optional[str], is_relation: bool, column: int, rows: Sequence[int]) -> str:
         """Inverse of :meth:`output_column`."""
+        if self.typed_outputs:
+            if is_relation:
+                return self.labels.relations[column - len(self.labels.concepts)]
+            return self.labels.concepts[column]
         if is_relation:
             assert relation is not None
             return relation
-        return self.labels.concepts[prompt_id]
+        return self.labels.concepts[rows[0]]
 
     # --- the learned part ------------------------------------------------------------
     def build_prompts(self, *, dim: int, n_layers: int, prompt_layer: int, init: Any, reparametrize: bool) -> Any:
@@ -103,28 +136,19 @@ class Strategy:
 
 
 class NoPrompt(Strategy):
-    """Fine-tuning without prompts: typed outputs, one pass per window for all concepts."""
+    """Fine-tuning without prompts: no query part, typed outputs (fixed output columns),
+    one pass per window for all concepts."""
 
     name = "none"
-    typed_outputs = True
 
-    def concept_jobs(self) -> List[Job]:
-        return [(0, 0, len(self.labels.concepts), None)]
+    def __init__(self, labels, prompt_length, questions=None, packed=False):
+        if packed:
+            raise ValueError("strategy 'none' already answers every type in one pass; packed is for hard, soft and deep.")
+        super().__init__(labels, prompt_length, questions)
 
-    def relation_jobs(self, relations: Sequence[str]) -> List[Job]:
-        n = len(self.labels.concepts)
-        return [(n, n, len(self.labels.relations), None)]
-
-    def output_column(self, prompt_id, relation, is_relation, label):
-        names = self.labels.relations if is_relation else self.labels.concepts
-        if label not in names:
-            return None
-        return (len(self.labels.concepts) if is_relation else 0) + names.index(label)
-
-    def output_label(self, prompt_id, relation, is_relation, column):
-        if is_relation:
-            return self.labels.relations[column - len(self.labels.concepts)]
-        return self.labels.concepts[column]
+    @property
+    def typed_outputs(self) -> bool:
+        return True
 
 
 class HardPrompt(Strategy):
@@ -132,11 +156,8 @@ class HardPrompt(Strategy):
 
     name = "hard"
 
-    def query_part_ids(self, prompt_id: int, pad_id: int) -> List[int]:
-        return list(self.questions[prompt_id])
-
-    def query_part_len(self, prompt_id: int) -> int:
-        return len(self.questions[prompt_id])
+    def part_ids(self, row: int, pad_id: int) -> List[int]:
+        return list(self.questions[row])
 
 
 class SoftPrompt(Strategy):

@@ -62,10 +62,14 @@ def train_until_fitted(nlp, examples, max_rounds, steps_per_round, learn_rate):
         ("tiny_bert", "deep", False),
         ("tiny_gpt2", "soft", False),
         ("tiny_gpt2", "none", False),
+        ("tiny_bert", "soft_packed", False),
+        ("tiny_bert", "hard_packed", False),
+        ("tiny_gpt2", "deep_packed", False),
     ],
 )
 def test_unfrozen_strategies_fit_concepts_and_relations(request, toy_docs, backbone, strategy, frozen):
-    nlp = make_pipeline(request.getfixturevalue(backbone), strategy, frozen)
+    strategy, _, packed = strategy.partition("_")
+    nlp = make_pipeline(request.getfixturevalue(backbone), strategy, frozen, packed=bool(packed))
     examples = examples_for(nlp, toy_docs)
     losses = train_until_fitted(nlp, examples, max_rounds=6, steps_per_round=20, learn_rate=0.01)
     assert losses[-1] < 0.2 * losses[0]
@@ -360,3 +364,26 @@ def test_predicted_relation_arguments_are_all_in_the_span_group(tiny_bert, toy_d
         group = {(s.start, s.end, s.label_) for s in doc.spans["softprompt"]}
         for rel in doc._.relations:
             assert {(rel.head.start, rel.head.end, rel.head.label_), (rel.tail.start, rel.tail.end, rel.tail.label_)} <= group
+
+
+def test_packed_queries_ask_every_type_in_one_pass(tiny_bert, toy_docs):
+    """Packed: one concept query per window and one relation query per trigger, each type
+    answered through its own part of the query."""
+    nlp = make_pipeline(tiny_bert, "soft", False, packed=True)
+    examples = examples_for(nlp, toy_docs)
+    nlp.initialize(lambda: examples)
+    builder = nlp.get_pipe("softprompt_ie").model.builder
+    from spacy_softprompt.pieces import tokenize_doc
+
+    pieces = tokenize_doc(examples[1].predicted, builder.tokenizer)
+    concept_queries = builder.concept_queries(0, pieces)
+    assert len(concept_queries) == 1 and concept_queries[0].rows == (0, 1, 2)
+    trigger = examples[1].predicted.char_span(18, 27, label="Drug")
+    relation_queries = builder.relation_queries(0, pieces, [trigger])
+    assert len(relation_queries) == 1 and relation_queries[0].rows == (3, 4)
+
+
+def test_packed_needs_a_query_part(tiny_bert):
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match="'none' already answers every type in one pass"):
+        nlp.add_pipe("softprompt_ie", config={"model": {"backbone": tiny_bert, "strategy": "none", "packed": True}})

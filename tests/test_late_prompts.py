@@ -21,12 +21,15 @@ from test_component import (
         ("tiny_bert", "hard", False, 1),
         ("tiny_bert", "soft", False, 1),
         ("tiny_gpt2", "soft", False, 1),
+        ("tiny_bert", "soft_packed", False, 1),
         # A frozen backbone must already know language: the offline default, prompts from layer 3 of 6.
         ("default_backbone_path", "deep", True, 3),
+        ("default_backbone_path", "deep_packed", True, 3),
     ],
 )
 def test_late_prompts_fit_concepts_and_relations(request, toy_docs, backbone, strategy, frozen, layer):
-    nlp = make_pipeline(request.getfixturevalue(backbone), strategy, frozen, prompt_layer=layer)
+    strategy, _, packed = strategy.partition("_")
+    nlp = make_pipeline(request.getfixturevalue(backbone), strategy, frozen, prompt_layer=layer, packed=bool(packed))
     examples = examples_for(nlp, toy_docs if not frozen else toy_docs[:2])
     learn_rate = 0.03 if frozen else 0.01
     losses = train_until_fitted(nlp, examples, max_rounds=8, steps_per_round=20, learn_rate=learn_rate)

@@ -60,7 +60,7 @@ def test_late_layout_gathers_cls_query_window(default_backbone_path, blank_nlp, 
     assert windows == ["[CLS] aspirin caused severe nausea. [SEP]"]
     # Deep late prompts are written at layer k: no query part goes through the lower layers.
     reads_part = builder.strategy.lower_layers_read_query_part(2)
-    assert len(shared.query_ids) == (0 if not reads_part else len({q.prompt_id for q in batch.queries}))
+    assert len(shared.query_ids) == (0 if not reads_part else len({q.rows for q in batch.queries}))
     n_window = shared.window_ids.shape[1]
     for b, query in enumerate(batch.queries):
         sources = shared.gather[b][batch.attention_mask[b].astype(bool)]
@@ -73,13 +73,13 @@ def test_answers_map_to_columns_and_back(default_backbone_path):
     for name in STRATEGIES:
         builder = QueryBuilder(tokenizer, SCHEMA, strategy=name, prompt_length=3, max_length=64, window_overlap=8)
         strategy = builder.strategy
-        for prompt, output, n, relation in strategy.concept_jobs():
+        for rows, output, n, relation in strategy.concept_jobs():
             for column in range(output, output + n):
-                label = strategy.output_label(prompt, relation, False, column)
-                assert strategy.output_column(prompt, relation, False, label) == column
-        for prompt, output, n, relation in strategy.relation_jobs(["Drug-AE"]):
-            label = strategy.output_label(prompt, relation, True, output)
-            assert label == "Drug-AE" and strategy.output_column(prompt, relation, True, label) == output
+                label = strategy.output_label(relation, False, column, rows)
+                assert strategy.output_column(relation, False, label, rows) == column
+        for rows, output, n, relation in strategy.relation_jobs(["Drug-AE"]):
+            label = strategy.output_label(relation, True, output, rows)
+            assert label == "Drug-AE" and strategy.output_column(relation, True, label, rows) == output
 
 
 def test_no_strategy_name_is_compared_outside_the_strategies_module():

@@ -23,6 +23,7 @@ VERBS = {
     "experiment": "experiment",
     "bench": "bench",
     "scaling": "scaling",
+    "init-config": "init_config",
 }
 
 

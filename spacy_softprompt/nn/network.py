@@ -21,7 +21,7 @@ from torch import nn
 
 from ..strategies import first_deep_layer
 from .prompts import PromptTable, write_slots
-from .span_head import SpanHead
+from .span_head import SpanHead, TypeMatchingSpanHead
 from .stack import LayerStack
 
 
@@ -38,6 +38,7 @@ class SoftPromptNetwork(nn.Module):
         freeze_backbone: bool,
         prompt_layer: int = 0,
         backbone_family: Optional[str] = None,
+        match_type_parts: bool = False,
     ):
         super().__init__()
         self.backbone = backbone
@@ -53,7 +54,11 @@ class SoftPromptNetwork(nn.Module):
         self.prompts = prompts
         dim = backbone.config.hidden_size
         self.trigger_marker = nn.Parameter(torch.zeros(dim))
-        self.head = SpanHead(dim, head_width, max_span_width, n_outputs, dropout)
+        self.head = (
+            TypeMatchingSpanHead(dim, head_width, max_span_width, dropout)
+            if match_type_parts
+            else SpanHead(dim, head_width, max_span_width, n_outputs, dropout)
+        )
         if freeze_backbone:
             for param in self.backbone.parameters():
                 param.requires_grad_(False)
@@ -100,6 +105,7 @@ class SoftPromptNetwork(nn.Module):
         prompt_start: int,
         shared: Optional[Dict[str, torch.Tensor]] = None,
         cache: Optional[dict] = None,
+        type_pool: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Span logits ``(queries, window tokens, widths, outputs)``.
 
@@ -114,7 +120,7 @@ class SoftPromptNetwork(nn.Module):
         else:
             assert shared is not None, "late prompts need the batch's shared windows"
             hidden = self._late_hidden(attention_mask, prompt_ids, marker, prompt_start, shared, cache)
-        return self.head(hidden, token_starts, token_ends).float()
+        return self.head(hidden, token_starts, token_ends, type_pool).float()
 
     # --- pieces -------------------------------------------------------------------
     def _embed(self, input_ids: torch.Tensor, prompt_ids: Optional[torch.Tensor], prompt_start: int) -> torch.Tensor:

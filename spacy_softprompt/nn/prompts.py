@@ -39,11 +39,12 @@ class PromptTable(nn.Module):
         return table + self.reparam(table) if self.reparam is not None else table
 
     def input_prompts(self, prompt_ids: torch.Tensor) -> torch.Tensor:
-        return self._shape(self.vectors[prompt_ids])
+        """``prompt_ids`` (B, R): each query's rows, one block after the other -> (B, R*N, D)."""
+        return self._shape(self.vectors[prompt_ids]).flatten(1, 2)
 
     def layer_prompts(self, prompt_ids: torch.Tensor, index: int) -> torch.Tensor:
-        """Prompts of the ``index``-th deep layer (counted from the first prompt layer)."""
-        return self._shape(self.deep[prompt_ids, index])
+        """Prompts of the ``index``-th deep layer (counted from the first prompt layer), (B, R*N, D)."""
+        return self._shape(self.deep[prompt_ids, index]).flatten(1, 2)
 
 
 def write_slots(hidden: torch.Tensor, vectors: torch.Tensor, start: int) -> torch.Tensor:

@@ -1,4 +1,10 @@
-"""Scores every (start token, width) candidate span of a window, per output column."""
+"""Scores every (start token, width) candidate span of a window, per output column.
+
+:class:`SpanHead` has one fixed output column per type (or one binary output);
+:class:`TypeMatchingSpanHead` scores each span against each type's own query-part
+states (packed queries), so a type is a query, not a column: one pass answers
+every type, and a type can be added without a new output weight.
+"""
 from __future__ import annotations
 
 import math
@@ -25,7 +31,8 @@ class SpanHead(nn.Module):
     def dropout(self) -> nn.Dropout:
         return self.out[1]
 
-    def forward(self, hidden: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    def spans(self, hidden: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """Pre-activation span features (B, T, W, H) from the first and last subword states."""
         dim = hidden.shape[-1]
         h_start = hidden.gather(1, starts[..., None].expand(-1, -1, dim))
         h_end = hidden.gather(1, ends[..., None].expand(-1, -1, dim))
@@ -33,4 +40,21 @@ class SpanHead(nn.Module):
         n_tok = a.shape[1]
         idx = torch.arange(n_tok, device=a.device)[:, None] + torch.arange(self.max_span_width, device=a.device)
         e_shifted = e[:, idx.clamp(max=n_tok - 1)]  # (B, T, W, H)
-        return self.out(a[:, :, None] + e_shifted + self.width.weight)  # (B, T, W, K)
+        return a[:, :, None] + e_shifted + self.width.weight
+
+    def forward(self, hidden: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, type_pool=None) -> torch.Tensor:
+        return self.out(self.spans(hidden, starts, ends))  # (B, T, W, K)
+
+
+class TypeMatchingSpanHead(SpanHead):
+    """score(span, k) = <gelu(span features), T mean(h over type k's part)> / sqrt(H) + b."""
+
+    def __init__(self, dim: int, width: int, max_span_width: int, dropout: float):
+        super().__init__(dim, width, max_span_width, 1, dropout)
+        self.type_proj = nn.Linear(dim, width)
+        self.scale = 1.0 / math.sqrt(width)
+
+    def forward(self, hidden: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, type_pool=None) -> torch.Tensor:
+        spans = self.dropout(self.out[0](self.spans(hidden, starts, ends)))  # (B, T, W, H)
+        types = self.type_proj(type_pool.to(hidden.dtype) @ hidden)  # (B, K, H)
+        return torch.einsum("btwh,bkh->btwk", spans, types) * self.scale + self.out[2].bias

@@ -1,0 +1,350 @@
+"""``init-config``: write a complete training config from a few choices.
+
+In the spirit of ``spacy init config``: the component blocks come from the
+factories' own default configs (``softprompt_ie``'s, or spaCy's ``transformer``
+and ``ner`` for the stock baseline), with only the chosen settings changed, so
+a setting added to a component appears here without touching this module.
+The training sections around them are the ones this project trains with.
+
+The committed ``configs/*.cfg`` are this module's output (``make configs``;
+``tests/test_configs.py`` fails when they drift). The experiment verbs
+(``bench``, ``experiment``, ``scaling``) generate their configs here too, so
+they work from an installed wheel, where there is no ``configs/`` folder.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from . import CLIError
+
+HELP = "write a training config (strategy, frozen backbone, backbone, prompt layer, corpus paths, gpu)"
+
+#: learning rates chosen by --frozen/--no-frozen: a frozen backbone trains only prompts and
+#: heads, which take a much larger step than fine-tuning the whole backbone can.
+LEARN_RATE = {True: 0.005, False: 0.0001}
+MAX_STEPS = 600
+STOCK = "stock_transformer_ner"
+#: the hub name written for the stock pipeline when the backbone is "default" (spacy-transformers
+#: does not know our offline alias; bench writes the resolved folder instead)
+STOCK_DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What a user picks; everything else comes from the factories' defaults."""
+
+    strategy: str = "soft"
+    frozen: bool = True
+    backbone: str = "default"
+    prompt_layer: Optional[int] = None  # None: the factory's default
+    train: Optional[str] = None
+    dev: Optional[str] = None
+    gpu: bool = False
+    max_steps: int = MAX_STEPS
+    stock: bool = False  # spaCy's transformer + ner instead of softprompt_ie
+
+
+@dataclass(frozen=True)
+class Preset:
+    choices: Choices
+    description: str
+
+
+PRESETS: Dict[str, Preset] = {
+    "finetune": Preset(Choices(strategy="none", frozen=False),
+                       "Strategy 1 (paper): fine-tuning without prompts; backbone unfrozen, typed span outputs "
+                       "from one pass."),
+    "hard_prompt": Preset(Choices(strategy="hard", frozen=False),
+                          "Strategy 2 (paper): hard prompts (a natural-language question per type); backbone "
+                          "unfrozen."),
+    "soft_prompt": Preset(Choices(strategy="soft", frozen=False),
+                          "Strategy 3 (paper): soft prompts (learned vectors per query); backbone unfrozen."),
+    "soft_prompt_frozen": Preset(Choices(strategy="soft", frozen=True),
+                                 "Strategy 4 (paper): soft prompts with a frozen backbone; only prompts and heads "
+                                 "learn."),
+    "deep_prompt_frozen": Preset(Choices(strategy="deep", frozen=True),
+                                 "Beyond the paper: deep prompts (a learned prompt at every layer) with a frozen "
+                                 "backbone."),
+    STOCK: Preset(Choices(frozen=False, stock=True),
+                  "The stock spaCy way to do the concept part of the job: spacy-transformers + ner, fine-tuned, "
+                  "with the same backbone, batcher, steps and learning rate schedule as finetune.cfg. It is the "
+                  "baseline of `python -m spacy_softprompt bench`."),
+}
+
+# The training sections this project uses around the components (spaCy's own defaults fill
+# anything missing). total_steps is written as a number by generate(): a ${training.max_steps}
+# reference fails `spacy debug data` ("total_steps value is not a valid integer").
+TRAINING_SECTIONS = """
+[paths]
+train = null
+dev = null
+vectors = null
+init_tok2vec = null
+
+[system]
+gpu_allocator = "pytorch"
+seed = 0
+
+[nlp]
+lang = "en"
+pipeline = []
+batch_size = 64
+disabled = []
+before_creation = null
+after_creation = null
+after_pipeline_creation = null
+tokenizer = {"@tokenizers":"spacy.Tokenizer.v1"}
+
+[components]
+
+[corpora]
+
+[corpora.train]
+@readers = "spacy.Corpus.v1"
+path = ${paths.train}
+max_length = 0
+gold_preproc = false
+limit = 0
+augmenter = null
+
+[corpora.dev]
+@readers = "spacy.Corpus.v1"
+path = ${paths.dev}
+max_length = 0
+gold_preproc = false
+limit = 0
+augmenter = null
+
+[training]
+seed = ${system.seed}
+gpu_allocator = ${system.gpu_allocator}
+dropout = 0.1
+accumulate_gradient = 1
+patience = 1600
+max_epochs = 0
+max_steps = 600
+eval_frequency = 100
+frozen_components = []
+annotating_components = []
+dev_corpus = "corpora.dev"
+train_corpus = "corpora.train"
+before_to_disk = null
+before_update = null
+
+[training.batcher]
+@batchers = "spacy.batch_by_words.v1"
+discard_oversize = false
+tolerance = 0.2
+size = 400
+get_length = null
+
+[training.logger]
+@loggers = "spacy.ConsoleLogger.v1"
+progress_bar = true
+
+[training.optimizer]
+@optimizers = "Adam.v1"
+beta1 = 0.9
+beta2 = 0.999
+L2_is_weight_decay = true
+L2 = 0.01
+grad_clip = 1.0
+use_averages = false
+eps = 0.00000001
+
+[training.optimizer.learn_rate]
+@schedules = "warmup_linear.v1"
+warmup_steps = 50
+total_steps = 600
+initial_rate = 0.0001
+
+[training.score_weights]
+
+[pretraining]
+
+[initialize]
+vectors = ${paths.vectors}
+init_tok2vec = ${paths.init_tok2vec}
+vocab_data = null
+lookups = null
+before_init = null
+after_init = null
+
+[initialize.components]
+
+[initialize.tokenizer]
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..strategies import STRATEGIES
+
+    parser.add_argument("output", type=Path, help="config file to write ('-' for stdout); a folder with --preset all")
+    parser.add_argument(
+        "--preset", choices=[*PRESETS, "all"],
+        help="start from a named config of configs/ (explicit options override it); 'all' writes every "
+             "preset into the OUTPUT folder, as `make configs` does",
+    )
+    parser.add_argument("--strategy", choices=list(STRATEGIES), help="query part: none, hard, soft or deep "
+                        "(default soft)")
+    parser.add_argument("--frozen", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"freeze the backbone (default); the learning rate follows: "
+                             f"{LEARN_RATE[True]} frozen, {LEARN_RATE[False]} unfrozen")
+    parser.add_argument("--backbone", help="Hugging Face id or folder; 'default' is the offline all-MiniLM-L6-v2")
+    parser.add_argument("--prompt-layer", type=int, help="0: query part at the input (the paper); k > 0: late "
+                        "prompts from layer k, lower layers shared by all queries of a window")
+    parser.add_argument("--train", help="training .spacy written into [paths] (else pass --paths.train to spacy train)")
+    parser.add_argument("--dev", help="dev .spacy written into [paths]")
+    parser.add_argument("--max-steps", type=int, help=f"training steps, also the schedule's length "
+                        f"(default {MAX_STEPS})")
+    parser.add_argument("--gpu", action="store_true", help="train on a GPU: mixed precision on")
+
+
+def run(args: argparse.Namespace) -> int:
+    explicit = {key: value for key, value in (
+        ("strategy", args.strategy), ("frozen", args.frozen), ("backbone", args.backbone),
+        ("prompt_layer", args.prompt_layer), ("train", args.train), ("dev", args.dev),
+        ("max_steps", args.max_steps)) if value is not None}
+    if args.gpu:
+        explicit["gpu"] = True
+    if args.preset == "all":
+        args.output.mkdir(parents=True, exist_ok=True)
+        for name in PRESETS:
+            path = args.output / f"{name}.cfg"
+            path.write_text(generate(name, **explicit), encoding="utf-8")
+            print(f"wrote {path}")
+        return 0
+    text = generate(args.preset, **explicit)
+    if str(args.output) == "-":
+        print(text, end="")
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    return 0
+
+
+def generate(preset: Optional[str] = None, **choices: Any) -> str:
+    """The config text for ``preset`` (or the defaults) with ``choices`` (fields of :class:`Choices`)
+    replacing the preset's; a comment header says what it is and how to train it."""
+    if preset is not None and preset not in PRESETS:
+        raise CLIError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    base = PRESETS[preset].choices if preset else Choices()
+    try:
+        chosen = replace(base, **choices)
+    except TypeError as err:
+        raise CLIError(f"unknown config choice: {err}") from err
+    if chosen.stock and (chosen.prompt_layer is not None or "strategy" in choices or chosen.frozen):
+        raise CLIError("the stock transformer+ner pipeline has no strategy, frozen backbone or prompt layer")
+    return _header(preset, chosen) + build_config(chosen).to_str() + "\n"
+
+
+def build_config(choices: Choices):
+    """The config as a thinc ``Config`` (not interpolated: ``${paths.train}`` stays a reference)."""
+    import spacy
+    from spacy.util import CONFIG_SECTION_ORDER, combine_score_weights
+    from thinc.api import Config
+
+    if choices.max_steps < 1:
+        raise CLIError(f"max_steps must be a positive number of steps, not {choices.max_steps}")
+    nlp = spacy.blank("en")  # creating a Language loads the factories' entry points
+    config = Config(section_order=CONFIG_SECTION_ORDER).from_str(TRAINING_SECTIONS, interpolate=False)
+    components = _stock_components(nlp, choices) if choices.stock else _softprompt_components(nlp, choices)
+    config["nlp"]["pipeline"] = list(components)
+    if choices.stock:
+        config["nlp"]["batch_size"] = 128
+    config["components"] = {name: block for name, block in sorted(components.items())}
+    weights = [nlp.get_factory_meta(block["factory"]).default_score_weights for block in components.values()]
+    config["training"]["score_weights"] = combine_score_weights(weights)
+    config["training"]["max_steps"] = choices.max_steps
+    schedule = config["training"]["optimizer"]["learn_rate"]
+    schedule["total_steps"] = choices.max_steps
+    schedule["initial_rate"] = LEARN_RATE[choices.frozen]
+    for split in ("train", "dev"):
+        if getattr(choices, split) is not None:
+            config["paths"][split] = str(getattr(choices, split))
+    return config
+
+
+def _factory_block(nlp, factory: str) -> Dict[str, Any]:
+    """``[components.<name>]`` as the factory's default config fills it."""
+    return {"factory": factory, **copy.deepcopy(dict(nlp.get_factory_meta(factory).default_config))}
+
+
+def _softprompt_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
+    block = _factory_block(nlp, "softprompt_ie")
+    model = block["model"]
+    model.update(strategy=choices.strategy, freeze_backbone=choices.frozen, backbone=choices.backbone)
+    if choices.prompt_layer is not None:
+        if choices.prompt_layer < 0:
+            raise CLIError(f"--prompt-layer is a layer number (0 for input prompts), not {choices.prompt_layer}")
+        model["prompt_layer"] = choices.prompt_layer
+    if choices.gpu:
+        model["mixed_precision"] = True
+    return {"softprompt_ie": block}
+
+
+def _stock_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
+    transformer = _factory_block(nlp, "transformer")
+    transformer["model"]["name"] = STOCK_DEFAULT_NAME if choices.backbone == "default" else choices.backbone
+    transformer["model"]["mixed_precision"] = choices.gpu
+    ner = _factory_block(nlp, "ner")
+    ner["model"]["use_upper"] = False  # as spaCy's own transformer configs: the transformer is the hidden layer
+    ner["model"]["tok2vec"] = {"@architectures": "spacy-transformers.TransformerListener.v1",
+                               "grad_factor": 1.0, "pooling": {"@layers": "reduce_mean.v1"}, "upstream": "*"}
+    return {"transformer": transformer, "ner": ner}
+
+
+def _header(preset: Optional[str], choices: Choices) -> str:
+    """The comment lines on top: what the config is, how it was made, how to train it."""
+    description = PRESETS[preset].description if preset else _describe(choices)
+    name = preset or "my_config"
+    command = ["python -m spacy_softprompt init-config", f"configs/{name}.cfg"]
+    if preset:
+        command.append(f"--preset {preset}")
+    default = Choices()
+    for field, flag in (("strategy", "--strategy"), ("backbone", "--backbone"), ("prompt_layer", "--prompt-layer"),
+                        ("train", "--train"), ("dev", "--dev"), ("max_steps", "--max-steps")):
+        value = getattr(choices, field)
+        if value != getattr(PRESETS[preset].choices if preset else default, field):
+            command.append(f"{flag} {value}")
+    if choices.frozen != (PRESETS[preset].choices if preset else default).frozen:
+        command.append("--frozen" if choices.frozen else "--no-frozen")
+    if choices.gpu:
+        command.append("--gpu")
+    paths = "" if choices.train and choices.dev else (
+        " --paths.train corpus/train.spacy --paths.dev corpus/dev.spacy")
+    lines = _wrap(description) + [
+        f"# Made by: {' '.join(command)}  (do not edit: regenerate)",
+        f"# Train: python -m spacy train configs/{name}.cfg{paths} --output training/{name}"
+        + (" --gpu-id 0" if choices.gpu else ""),
+    ]
+    if not choices.stock:
+        lines.append("# (--gpu-id 0 on a GPU; --components.softprompt_ie.model.backbone <hf id or folder> for another "
+                     "backbone; prompt_layer 0: prompts at the input, k > 0: late prompts from layer k)")
+    lines.append("# Overriding --training.max_steps? Override --training.optimizer.learn_rate.total_steps with it.")
+    return "\n".join(lines) + "\n"
+
+
+def _describe(choices: Choices) -> str:
+    """A preset's description when the choices match one, else a plain one."""
+    for preset in PRESETS.values():
+        core = preset.choices
+        if (core.strategy, core.frozen, core.stock) == (choices.strategy, choices.frozen, choices.stock):
+            return preset.description
+    return (f"softprompt_ie, strategy {choices.strategy!r}, backbone "
+            + ("frozen: only prompts and heads learn." if choices.frozen else "unfrozen."))
+
+
+def _wrap(text: str, width: int = 100) -> List[str]:
+    lines, line = [], "#"
+    for word in text.split():
+        if len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = "#"
+        line += " " + word
+    return lines + [line]
