@@ -15,6 +15,7 @@ each window token's first and last subword, the mask of candidate spans
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -32,10 +33,10 @@ class SharedInputs:
 
     window_ids: np.ndarray  # (U, Sw) [CLS] window text [SEP]
     window_mask: np.ndarray  # (U, Sw)
-    window_keys: List[tuple]  # (doc index, start, end): cache key of each window
+    window_keys: List[bytes]  # cache key of each window: a digest of its subword ids
     query_ids: np.ndarray  # (Q, Sq) [CLS] query part, one per distinct prompt
     query_mask: np.ndarray  # (Q, Sq)
-    query_keys: List[tuple]  # ("query", prompt id)
+    query_keys: List[tuple]  # ("query", prompt rows...)
     query_prompts: np.ndarray  # (Q, R) prompt rows of each query part
     gather: np.ndarray  # (B, S) source row of each position of layer k's input
 
@@ -181,7 +182,7 @@ class Collator:
             token_rows.append((starts, ends, present))
             marker_rows.append(self._marker(q, seq_len, starts, ends, present))
         shared = SharedInputs(
-            window_ids, window_mask, window_keys, query_ids, query_mask,
+            window_ids, window_mask, [content_key(row) for row in window_rows], query_ids, query_mask,
             [("query",) + rows for rows in prompt_keys],
             np.asarray(prompt_keys, dtype=np.int64).reshape(len(prompt_keys), len(queries[0].rows)), gather,
         )
@@ -222,6 +223,11 @@ class Collator:
             list(queries), input_ids, attention, prompt_ids, marker, token_starts, token_ends,
             span_mask, targets, self.special.prompt_start, shared, type_pool,
         )
+
+
+def content_key(ids: Sequence[int]) -> bytes:
+    """What a sequence's lower-layer states depend on (a frozen backbone): its ids."""
+    return hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=16).digest()
 
 
 def _pad(rows: Sequence[List[int]], pad_id: int) -> Tuple[np.ndarray, np.ndarray]:

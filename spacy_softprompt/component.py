@@ -28,6 +28,7 @@ from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
+from wasabi import msg
 from thinc.api import Config, Model, Optimizer, set_dropout_rate, torch2xp, xp2torch
 
 from .collate import Batch
@@ -62,6 +63,7 @@ mixed_precision = false
 trust_remote_code = false
 backbone_family = null
 packed = false
+cache_frozen_states = true
 """
 
 
@@ -179,6 +181,8 @@ class SoftPromptIE(TrainablePipe):
             )
         self.model.attrs["task"] = {"schema": schema.to_dict(), "query_texts": self.cfg["query_texts"]}
         self.model.initialize()
+        if self.model.caches_frozen_states:
+            self._announce_frozen_cache(gold_docs)
         width = self.model.settings["max_span_width"]
         too_long = sum(len(span) > width for doc in gold_docs for span in concept_spans(doc, key))
         if too_long:
@@ -186,6 +190,22 @@ class SoftPromptIE(TrainablePipe):
                 "%d gold spans are longer than max_span_width=%d tokens and cannot be learned; "
                 "raise max_span_width to cover them.", too_long, width
             )
+
+    def _announce_frozen_cache(self, docs: Sequence[Doc]) -> None:
+        """Say how much memory the frozen lower-layer states of the training windows take."""
+        builder = self.model.builder
+        n_windows = n_subwords = 0
+        for doc in docs:
+            pieces = tokenize_doc(doc, builder.tokenizer)
+            for start, end in builder.tiles(pieces):
+                n_windows += 1
+                n_subwords += int(pieces.counts[start:end].sum()) + 2
+        dim = self.model.network.backbone.config.hidden_size
+        msg.info(
+            f"{self.name}: frozen layers below prompt_layer={self.model.settings['prompt_layer']} run once per "
+            f"training window ({n_windows} windows, {n_subwords} subwords): about "
+            f"{n_subwords * dim * 4 / 2**20:.1f} MB kept in memory (cache_frozen_states = false to turn off)"
+        )
 
     # --- prediction -----------------------------------------------------------------
     def predict(self, docs: Iterable[Doc]) -> Predictions:

@@ -70,6 +70,7 @@ def build_softprompt_model(
     trust_remote_code: bool = False,
     backbone_family: Optional[str] = None,
     packed: bool = False,
+    cache_frozen_states: bool = True,
 ) -> "SoftPromptModel":
     """A transformer with learned prompts and an MRC span head.
 
@@ -98,6 +99,8 @@ def build_softprompt_model(
     packed: one query per window asks every concept type (and one per trigger every
         relation type); spans are matched against each type's own prompt states
         (hard, soft, deep; "none" is one pass already).
+    cache_frozen_states: with a frozen backbone and late prompts, compute each training
+        window's states below layer k once and reuse them in every epoch (in memory).
     """
     strategy_class(strategy)(Labels([], []), prompt_length, packed=packed)  # fail early on bad choices
     if not 1 <= prompt_length <= 512:
@@ -189,6 +192,12 @@ class SoftPromptModel(Model):
         shim = PyTorchShim(network, mixed_precision=use_amp, grad_scaler=PyTorchGradScaler(enabled=use_amp))
         self.shims[:] = [shim]
         self.attrs.update(task=task, builder=builder, collator=collator, tokenizer=tokenizer)
+        self.attrs["frozen_states"] = {} if self.caches_frozen_states else None
+
+    @property
+    def caches_frozen_states(self) -> bool:
+        s = self.settings
+        return bool(s["freeze_backbone"] and s["prompt_layer"] > 0 and s["cache_frozen_states"])
 
     # --- serialization ---------------------------------------------------------------
     def to_disk(self, path: Any) -> None:
@@ -255,7 +264,7 @@ def forward(model: SoftPromptModel, batch: Batch, is_train: bool) -> Tuple[Float
             token_ends=tensor(batch.token_ends),
             prompt_start=batch.prompt_start,
             shared=shared,
-            cache=None if is_train else model.attrs.get("cache"),
+            cache=model.attrs.get("frozen_states") if is_train else model.attrs.get("cache"),
             type_pool=None if batch.type_pool is None else tensor(batch.type_pool),
         ),
     )

@@ -92,8 +92,9 @@ def test_lower_layers_read_each_window_once_and_are_cached_across_stages(tiny_be
     assert sum(counter.rows[1]) == len(docs) * n_concepts + relations_asked
 
 
-def test_frozen_lower_pass_keeps_no_activations_for_backprop(tiny_bert, toy_docs):
-    nlp = make_pipeline(tiny_bert, "soft", True, prompt_layer=1)
+@pytest.mark.parametrize("cached", [False, True])
+def test_frozen_lower_pass_keeps_no_activations_for_backprop(tiny_bert, toy_docs, cached):
+    nlp = make_pipeline(tiny_bert, "soft", True, prompt_layer=1, cache_frozen_states=cached)
     examples = examples_for(nlp, toy_docs)
     optimizer, _ = train(nlp, examples, 1, 0.01)
     layers = nlp.get_pipe("softprompt_ie").network.stack.layers
@@ -108,7 +109,7 @@ def test_frozen_lower_pass_keeps_no_activations_for_backprop(tiny_bert, toy_docs
         for handle in handles:
             handle.remove()
     windows = [rg for rows, rg in needs_grad[0] if rows == len(toy_docs)]
-    assert windows == [False]  # the shared text pass: no graph kept
+    assert windows == ([] if cached else [False])  # the shared text pass: no graph kept, or not run
     assert any(rg for _, rg in needs_grad[0])  # the prompts' own pass does learn
     assert all(rg for _, rg in needs_grad[1])
 
@@ -153,3 +154,28 @@ def test_every_trainable_parameter_learns(tiny_bert, toy_docs, strategy, layer):
     if strategy == "deep" and layer:
         assert network.prompts.vectors is None
         assert network.prompts.deep.shape[1] == network.n_layers - layer
+
+
+def test_frozen_states_cache_gives_the_same_loss_and_gradients(tiny_bert, toy_docs, capsys):
+    """Frozen backbone, late prompts: the training windows' states below layer k are computed
+    once and reused; the loss and every gradient are those of a run without the cache."""
+    runs = {}
+    for cached in (False, True):
+        torch.manual_seed(0)
+        nlp = make_pipeline(tiny_bert, "soft", True, prompt_layer=1, cache_frozen_states=cached)
+        examples = examples_for(nlp, toy_docs)
+        nlp.initialize(lambda: examples)
+        pipe = nlp.get_pipe("softprompt_ie")
+        for step in range(2):  # the second step reads the cache
+            pipe.network.zero_grad(set_to_none=True)
+            torch.manual_seed(step)
+            loss = pipe.update(examples)["softprompt_ie"]
+        grads = {n: p.grad.clone() for n, p in pipe.network.named_parameters() if p.requires_grad}
+        runs[cached] = (loss, grads, pipe.model.attrs["frozen_states"])
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-6)
+    for name, grad in runs[False][1].items():
+        torch.testing.assert_close(runs[True][1][name], grad, rtol=1e-5, atol=1e-7)
+    assert runs[False][2] is None and len(runs[True][2]) == len(toy_docs)  # one window per toy doc
+    assert "frozen layers below prompt_layer=1 run once per training window (4 windows" in " ".join(
+        capsys.readouterr().out.split()
+    )

@@ -14,7 +14,8 @@ Two ways to run the queries (``prompt_layer``):
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional
 
 import torch
 from torch import nn
@@ -166,22 +167,28 @@ class SoftPromptNetwork(nn.Module):
         self,
         ids: torch.Tensor,
         mask: torch.Tensor,
-        keys: List[tuple],
+        keys: List,
         prompt_ids: Optional[torch.Tensor],
         prompt_start: int,
         cache: Optional[dict],
     ) -> torch.Tensor:
-        """Layer ``k``'s input for each row of ``ids``; rows whose key is cached are not recomputed."""
+        """Layer ``k``'s input for each row of ``ids``; rows whose key is cached are not recomputed.
+
+        States that learn (prompts, an unfrozen backbone, while training) are never cached.
+        Frozen states are computed with the backbone's dropout off, so that a state read
+        from the cache is exactly the one that would be computed now."""
         dim = self.backbone.config.hidden_size
         if ids.shape[0] == 0:
             return self.trigger_marker.new_zeros(0, ids.shape[1], dim)
+        learns = torch.is_grad_enabled() and (prompt_ids is not None or not self.freeze_backbone)
+        if learns:
+            cache = None
         todo = list(range(len(keys))) if cache is None else [i for i, key in enumerate(keys) if key not in cache]
         computed = None
         if todo:
             rows = torch.as_tensor(todo, device=ids.device)
             sub_prompts = prompt_ids[rows] if prompt_ids is not None else None
-            needs_grad = sub_prompts is not None or not self.freeze_backbone
-            with torch.set_grad_enabled(torch.is_grad_enabled() and needs_grad):
+            with torch.set_grad_enabled(learns), _dropout_off(self.backbone, not learns):
                 embeds = self.stack.embed(self._embed(ids[rows], sub_prompts, prompt_start))
                 computed = self.stack.run(embeds, mask[rows], 0, self.prompt_layer)
         if cache is None:
@@ -193,3 +200,16 @@ class SoftPromptNetwork(nn.Module):
             states = cache[key]
             out[i, : len(states)] = states.to(out.dtype)
         return out
+
+
+@contextmanager
+def _dropout_off(module: nn.Module, off: bool) -> Iterator[None]:
+    """Eval mode for ``module`` inside the block (when ``off``), its own mode after."""
+    was_training = module.training
+    if off and was_training:
+        module.eval()
+    try:
+        yield
+    finally:
+        if off and was_training:
+            module.train()
