@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 SHARED_DATA ?= ../shared/data
 
-.PHONY: install test assets demo clean
+.PHONY: install test assets demo clean configs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: install
 # Pass project variables through, e.g. make demo VARS="--vars.strategy finetune".
 demo: install assets
 	$(PY) -m spacy project run all . $(VARS)
+
+# The committed configs/*.cfg are init-config's output (tests/test_configs.py fails when they
+# drift): regenerate them after a change to the generator or to the component's defaults.
+configs: install
+	$(PY) -m spacy_softprompt init-config configs --preset all
 
 clean:
 	rm -rf corpus training metrics
