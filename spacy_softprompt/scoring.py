@@ -1,58 +1,53 @@
 """Concept and end-to-end relation scores, strict and lenient, as in n2c2 2018 track 2.
 
-This is the one scorer of the package: the component's ``score()``, the
-``evaluate`` verb and the ``score-brat`` verb all call it, so a number means
-the same thing wherever it is printed.
+One scorer for the package: the component's scorer (``spacy_softprompt.scorer.v1``),
+``evaluate`` and training call :func:`score_examples`; ``score-brat`` reads raw
+``.ann`` offsets (:mod:`.brat_scoring`) and counts them with the same
+:func:`count_matches` under the official rule. ``docs/scoring.md`` has the rules
+side by side.
 
 What is compared
     Concepts are the spans in ``doc.spans[spans_key]`` (``doc.ents`` when the
     key is absent), each one a (start_char, end_char, label) item. Relations
     are ``doc._.relations``, each one a label plus two arguments, head and
-    tail, each argument a (start_char, end_char, concept type) item. Items are
-    sets per document: duplicates (same offsets and labels) count once, and a
-    span carrying two labels is two items. Only character offsets are used, so
-    predicted and gold documents may be tokenized differently (their texts
-    must be equal).
+    tail, each argument a (start_char, end_char, concept type) item. In a Doc,
+    items are sets per document: duplicates (same offsets and labels) count
+    once, and a span carrying two labels is two items. Only character offsets
+    are used, so predicted and gold documents may be tokenized differently
+    (their texts must be equal).
 
-Matching (the official n2c2 2018 track 2 scorer, ``track2_eval.py``)
+Matching (the official n2c2 2018 track 2 script, ``track2-evaluation.py``)
     - strict: same label and identical offsets;
     - lenient: same label and overlapping offsets (``a.start < b.end and
       b.start < a.end``);
     - a relation matches when its label matches and head matches head and
       tail matches tail, both under the same mode (offsets and concept type).
 
-Counting one-to-many overlaps (lenient)
-    We follow the n2c2 script's "pare down" step rather than a one-to-one
-    matching, so that lenient numbers mean what they mean in papers that used
-    it. Per document and label:
+Counting: the "pare down" (per document and label)
+    System items are visited in order (the ``.ann`` file's order in
+    ``score-brat``; offset order (start, end, type) for Docs, which have no
+    file order). Each one *claims* every gold item it matches. If one of
+    those gold items was already claimed, the system item is discarded:
+    neither TP nor FP (counted as ``ignored``), though it still claims the
+    others. Otherwise it is a TP if it matches some gold item, else an FP.
+    FN = gold items - TP. Each TP claims at least one gold item no other TP
+    claimed, so TP <= gold items.
 
-    1. exact matches come first: a system item identical to a gold item is a
-       TP and claims that gold item (this step is ours, see below);
-    2. the other system items are visited in offset order (the script follows
-       the order of the system ``.ann`` file). Each one *claims* every gold item
-       it overlaps. If one of those gold items was already claimed, the system
-       item is discarded: neither TP nor FP (reported as ``ignored``); it
-       still claims the other gold items it overlaps, as in the script.
-       Otherwise it is a TP if it overlaps some gold item, else an FP;
-    3. FN = gold items - TP.
+``lenient_matching``: where the package's scorer differs on purpose
+    - ``"official"``: the pare-down above, alone. ``score-brat`` always uses it.
+    - ``"exact_first"`` (default of :func:`score_examples`, hence of
+      ``evaluate``, training and the registered scorer): before the pare-down,
+      every system item identical to a gold item is a TP and claims that gold
+      item; the others are then pared down in offset order.
 
-    Consequences: two predictions overlapping one gold concept give 1 TP and
-    1 ignored; one prediction overlapping two gold concepts gives 1 TP and
-    1 FN; s1 overlapping g1, then s2 overlapping g1 and g2, make s2 ignored
-    and g2 an FN although s2 touches it.
-
-    Step 1 is the one departure from the script. Without it, where gold items
-    of one label overlap each other (nested spans of one type: frequent in
-    MACCROBAT, rare in n2c2 2018), the outer item's prediction claims the inner
-    gold item too, and even a perfect system loses the inner one as an FN:
-    lenient would score below strict. With it, lenient TP is never below strict
-    TP. The counts then differ from the script's only where an exactly
-    predicted gold item would have been claimed first by another prediction
-    that overlaps it (nested same-label gold, or a chain like the third case
-    above); we count the exact prediction as the TP. Each TP claims at least
-    one gold item no other TP claimed, so
-    TP <= gold items and FN is never negative. In strict mode only step 1
-    applies (duplicates are merged), so ``ignored`` is always 0 there.
+    They differ only where gold items of one label overlap each other (nested
+    spans of one type, frequent in MACCROBAT, rare in n2c2 2018) or in chains.
+    Example: gold Anatomy "left lung lobe" (12-26) and "lung" (17-21), and a
+    perfect system predicting both. ``official``: "left lung lobe" comes first,
+    claims both gold items (TP); "lung" matches a claimed item and is ignored:
+    TP 1, FN 1, lenient recall 0.5 while strict recall is 1.0.
+    ``exact_first``: both are exact, TP 2, FN 0. With ``exact_first`` lenient
+    TP is never below strict TP. Strict counts are the same under both rules.
 
 Aggregation
     Counts are summed over documents and labels (micro). P = TP/(TP+FP),
@@ -63,8 +58,10 @@ Aggregation
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any, Callable, Collection, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
+from typing import Any, Callable, Collection, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
+import spacy
+from spacy.scorer import Scorer, get_ner_prf
 from spacy.tokens import Doc
 from spacy.training import Example
 
@@ -73,6 +70,14 @@ from .relations import DEFAULT_SPANS_KEY, concept_spans, get_relations
 TARGETS = ("concepts", "relations")
 MODES = ("strict", "lenient")
 COUNTS = ("tp", "fp", "fn", "ignored")
+LENIENT_MATCHING = ("exact_first", "official")
+
+# Short keys for spaCy's training table (its columns are 6 characters wide): the same
+# figures as concepts_strict_f (span group, exact_first) and relations_strict_f.
+SHORT_KEYS = {"conc_f": "concepts_strict_f", "rel_f": "relations_strict_f"}
+# Proposed ``default_score_weights`` for the component: select on strict concept and
+# relation F1; show spaCy's doc.ents F1 without weighting it.
+DEFAULT_SCORE_WEIGHTS: Dict[str, Optional[float]] = {"conc_f": 0.5, "rel_f": 0.5, "ents_f": 0.0}
 
 
 class _Arg(NamedTuple):
@@ -84,12 +89,98 @@ class _Arg(NamedTuple):
 # A concept is one argument (itself); a relation is (head, tail).
 _Item = Tuple[_Arg, ...]
 _ByLabel = Dict[str, Set[_Item]]
+Tallies = Dict[Tuple[str, str], Dict[str, Counter]]
+
+
+def _identical(system: _Item, gold: _Item) -> bool:
+    return system == gold
+
+
+def _overlaps(system: _Item, gold: _Item) -> bool:
+    """Lenient match: each argument has the same type and overlapping offsets."""
+    return all(s.type == g.type and s.start < g.end and g.start < s.end for s, g in zip(system, gold))
+
+
+def _pare_down(system: Iterable[_Item], gold: Sequence[_Item], match: Callable, claimed: Set[int], counts: Counter):
+    """The n2c2 pare-down over ``system`` in the order given; ``claimed`` holds gold positions."""
+    for s in system:
+        hits = [i for i, g in enumerate(gold) if match(s, g)]
+        if any(i in claimed for i in hits):
+            counts["ignored"] += 1
+        elif hits:
+            counts["tp"] += 1
+        else:
+            counts["fp"] += 1
+        claimed.update(hits)
+
+
+def count_matches(
+    system: Sequence[_Item], gold: Sequence[_Item], mode: str, lenient_matching: str = "official"
+) -> Counter:
+    """TP/FP/FN/ignored for one document and label. ``system`` is visited in the order
+    given; duplicates in either sequence are distinct items (as distinct ids are in a
+    ``.ann`` file). See the module docstring for both rules."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if lenient_matching not in LENIENT_MATCHING:
+        raise ValueError(f"lenient_matching must be one of {LENIENT_MATCHING}, got {lenient_matching!r}")
+    counts: Counter = Counter({name: 0 for name in COUNTS})
+    claimed: Set[int] = set()
+    if mode == "strict":
+        _pare_down(system, gold, _identical, claimed, counts)
+    elif lenient_matching == "official":
+        _pare_down(system, gold, _overlaps, claimed, counts)
+    else:
+        exact = set(gold)
+        _pare_down([s for s in system if s in exact], gold, _identical, claimed, counts)
+        _pare_down([s for s in system if s not in exact], gold, _overlaps, claimed, counts)
+    counts["fn"] = len(gold) - counts["tp"]
+    return counts
+
+
+def new_tallies() -> Tallies:
+    return {(target, mode): defaultdict(Counter) for target in TARGETS for mode in MODES}
+
+
+def tally(tallies: Tallies, target: str, label: str, system: Sequence[_Item], gold: Sequence[_Item], rule: str):
+    """Add one document's counts for one label, in both modes."""
+    for mode in MODES:
+        tallies[target, mode][label].update(count_matches(system, gold, mode, rule))
+
+
+def prf(counts: Counter) -> Dict[str, float]:
+    """Precision, recall and F1 from counts; 0.0 wherever a denominator is 0."""
+    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"p": p, "r": r, "f": f}
+
+
+def scores_from_tallies(tallies: Tallies) -> Dict[str, Any]:
+    """Flat keys, for T in concepts/relations and M in strict/lenient: ``T_M_p``, ``T_M_r``,
+    ``T_M_f`` (0-1 floats), ``T_M_tp``, ``T_M_fp``, ``T_M_fn``, ``T_M_ignored`` (ints) and
+    ``T_M_per_type``: ``{label: {"p", "r", "f", "tp", "fp", "fn", "ignored"}}``."""
+    scores: Dict[str, Any] = {}
+    for (target, mode), per_label in tallies.items():
+        prefix = f"{target}_{mode}"
+        total: Counter = Counter({name: 0 for name in COUNTS})
+        for counts in per_label.values():
+            total.update(counts)
+        for name, value in prf(total).items():
+            scores[f"{prefix}_{name}"] = value
+        for name in COUNTS:
+            scores[f"{prefix}_{name}"] = total[name]
+        scores[f"{prefix}_per_type"] = {
+            label: {**prf(counts), **{name: counts[name] for name in COUNTS}}
+            for label, counts in sorted(per_label.items())
+        }
+    return scores
 
 
 def _concept_items(doc: Doc, spans_key: str) -> _ByLabel:
-    spans = concept_spans(doc, spans_key)
     items: _ByLabel = defaultdict(set)
-    for span in spans:
+    for span in concept_spans(doc, spans_key):
         items[span.label_].add((_Arg(span.start_char, span.end_char, span.label_),))
     return items
 
@@ -101,39 +192,6 @@ def _relation_items(doc: Doc) -> _ByLabel:
         tail = _Arg(rel.tail.start_char, rel.tail.end_char, rel.tail.label_)
         items[rel.label].add((head, tail))
     return items
-
-
-def _overlaps(system: _Item, gold: _Item) -> bool:
-    """Lenient match: each argument has the same type and overlapping offsets."""
-    return all(s.type == g.type and s.start < g.end and g.start < s.end for s, g in zip(system, gold))
-
-
-def _count(system: Set[_Item], gold: Set[_Item], lenient: bool) -> Counter:
-    """TP/FP/FN/ignored for one document and label: exact matches (all of strict mode),
-    then, when lenient, the n2c2 pare-down over the other system items."""
-    exact = system & gold
-    claimed: Set[_Item] = set(exact)
-    counts: Counter = Counter(tp=len(exact))
-    for s in sorted(system - exact):
-        hits = [g for g in gold if _overlaps(s, g)] if lenient else []
-        if any(g in claimed for g in hits):
-            counts["ignored"] += 1
-        elif hits:
-            counts["tp"] += 1
-        else:
-            counts["fp"] += 1
-        claimed.update(hits)
-    counts["fn"] += len(gold) - counts["tp"]
-    return counts
-
-
-def prf(counts: Counter) -> Dict[str, float]:
-    """Precision, recall and F1 from counts; 0.0 wherever a denominator is 0."""
-    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return {"p": p, "r": r, "f": f}
 
 
 def _restrict(items: _ByLabel, types: Optional[Collection[str]]) -> _ByLabel:
@@ -148,25 +206,20 @@ def score_concepts_and_relations(
     pairs: Iterable[Tuple[Doc, Doc]],
     spans_key: str = DEFAULT_SPANS_KEY,
     concept_types: Optional[Collection[str]] = None,
+    lenient_matching: str = "exact_first",
 ) -> Dict[str, Any]:
-    """Score (predicted, gold) document pairs; see the module docstring for the semantics.
+    """Score (predicted, gold) document pairs; see the module docstring for the semantics
+    and :func:`scores_from_tallies` for the keys.
 
     ``concept_types`` restricts scoring to those concept types (and to relations
     between them), e.g. when a model trained on one corpus is scored on another
     that annotates more types.
-
-    Returns flat keys usable as spaCy scores, for T in concepts/relations and
-    M in strict/lenient: ``T_M_p``, ``T_M_r``, ``T_M_f`` (0-1 floats),
-    ``T_M_tp``, ``T_M_fp``, ``T_M_fn``, ``T_M_ignored`` (ints) and
-    ``T_M_per_type``: ``{label: {"p", "r", "f", "tp", "fp", "fn", "ignored"}}``.
     """
     extractors: Dict[str, Callable[[Doc], _ByLabel]] = {
         "concepts": lambda doc: _concept_items(doc, spans_key),
         "relations": _relation_items,
     }
-    tallies: Dict[Tuple[str, str], Dict[str, Counter]] = {
-        (target, mode): defaultdict(Counter) for target in TARGETS for mode in MODES
-    }
+    tallies = new_tallies()
     for predicted, gold in pairs:
         if predicted.text != gold.text:
             raise ValueError(
@@ -177,27 +230,74 @@ def score_concepts_and_relations(
             system_items = _restrict(extract(predicted), concept_types)
             gold_items = _restrict(extract(gold), concept_types)
             for label in system_items.keys() | gold_items.keys():
-                system_set, gold_set = system_items.get(label, set()), gold_items.get(label, set())
-                for mode in MODES:
-                    tallies[target, mode][label].update(_count(system_set, gold_set, mode == "lenient"))
-    scores: Dict[str, Any] = {}
-    for (target, mode), per_label in tallies.items():
-        prefix = f"{target}_{mode}"
-        total: Counter = sum(per_label.values(), Counter())
-        for name, value in prf(total).items():
-            scores[f"{prefix}_{name}"] = value
-        for name in COUNTS:
-            scores[f"{prefix}_{name}"] = total[name]
-        scores[f"{prefix}_per_type"] = {
-            label: {**prf(counts), **{name: counts[name] for name in COUNTS}}
-            for label, counts in sorted(per_label.items())
-        }
+                system_seq = sorted(system_items.get(label, ()))
+                gold_seq = sorted(gold_items.get(label, ()))
+                tally(tallies, target, label, system_seq, gold_seq, lenient_matching)
+    return scores_from_tallies(tallies)
+
+
+def score_examples(
+    examples: Iterable[Example],
+    spans_key: str = DEFAULT_SPANS_KEY,
+    lenient_matching: str = "exact_first",
+    concept_types: Optional[Collection[str]] = None,
+) -> Dict[str, Any]:
+    """Score spaCy ``Example``s: ``predicted`` against ``reference``."""
+    pairs = ((eg.predicted, eg.reference) for eg in examples)
+    return score_concepts_and_relations(pairs, spans_key, concept_types, lenient_matching)
+
+
+def standard_scores(examples: Sequence[Example], spans_key: str = DEFAULT_SPANS_KEY) -> Dict[str, Any]:
+    """spaCy's own keys, so ``spacy evaluate`` and ``spacy train`` tables show figures:
+    ``ents_p/r/f/per_type`` (``doc.ents``, spaCy's NER scorer) and
+    ``spans_<key>_p/r/f/per_type`` (the concepts, spaCy's span scorer, overlaps allowed).
+    Both are token-based and exact-match; ``None`` where there is nothing to score."""
+    scores = dict(get_ner_prf(examples))
+    scores.update(
+        Scorer.score_spans(
+            examples,
+            f"spans_{spans_key}",
+            getter=lambda doc, attr: concept_spans(doc, spans_key),
+            allow_overlap=True,
+        )
+    )
     return scores
 
 
-def score_examples(examples: Iterable[Example], spans_key: str = DEFAULT_SPANS_KEY) -> Dict[str, Any]:
-    """Score spaCy ``Example``s: ``predicted`` against ``reference``."""
-    return score_concepts_and_relations(((eg.predicted, eg.reference) for eg in examples), spans_key)
+def softprompt_score(
+    examples: Iterable[Example],
+    *,
+    spans_key: str = DEFAULT_SPANS_KEY,
+    lenient_matching: str = "exact_first",
+    concept_types: Optional[Collection[str]] = None,
+    **kwargs: Any,
+) -> Dict[str, Any]:
+    """The component's scores: :func:`score_examples`'s keys, spaCy's standard keys
+    (:func:`standard_scores`) and the short keys of ``SHORT_KEYS``. Other keyword
+    arguments (the component's cfg, which ``Pipe.score`` passes on) are ignored."""
+    examples = list(examples)
+    scores = score_examples(examples, spans_key, lenient_matching, concept_types)
+    scores.update(standard_scores(examples, spans_key))
+    scores.update({short: scores[long] for short, long in SHORT_KEYS.items()})
+    return scores
+
+
+@spacy.registry.scorers("spacy_softprompt.scorer.v1")
+def make_softprompt_scorer(
+    spans_key: Optional[str] = None, lenient_matching: str = "exact_first"
+) -> Callable[..., Dict[str, Any]]:
+    """``(examples, **kwargs) -> scores``. ``spans_key`` None: the ``spans_key`` keyword
+    (the component passes its cfg) or the package default."""
+    if lenient_matching not in LENIENT_MATCHING:
+        raise ValueError(f"lenient_matching must be one of {LENIENT_MATCHING}, got {lenient_matching!r}")
+
+    def scorer(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        if spans_key is not None:
+            kwargs["spans_key"] = spans_key
+        kwargs["lenient_matching"] = lenient_matching
+        return softprompt_score(examples, **kwargs)
+
+    return scorer
 
 
 _HEADER = ["", "strict P", "strict R", "strict F", "lenient P", "lenient R", "lenient F", "gold", "predicted"]
