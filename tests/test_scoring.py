@@ -331,17 +331,34 @@ def test_score_brat(tmp_path: Path, capsys: pytest.CaptureFixture):
     assert cli(["score-brat", str(gold), str(system), "--output", str(out)]) == 0
 
     scores = json.loads(out.read_text())
-    # concepts strict: Drug tp1 (doc1) fn1 (doc2); ADE fp1 fn1 -> tp1 fp1 fn2: P 1/2, R 1/3, F 0.4.
-    check(scores, "concepts_strict", tp=1, fp=1, fn=2, p=0.5, r=1 / 3, f=0.4)
-    # lenient: "a rash" overlaps "rash" -> tp2 fp0 fn1: P 1, R 2/3, F 0.8.
-    check(scores, "concepts_lenient", tp=2, fp=0, fn=1, p=1.0, r=2 / 3, f=0.8)
+    # Official script: only doc1 (in both folders) is scored.
+    # concepts strict: Drug tp1; ADE fp1 fn1 -> tp1 fp1 fn1: P 1/2, R 1/2, F 1/2.
+    check(scores, "concepts_strict", tp=1, fp=1, fn=1, p=0.5, r=0.5, f=0.5)
+    # lenient: "a rash" overlaps "rash" -> tp2.
+    check(scores, "concepts_lenient", tp=2, fp=0, fn=0, p=1.0, r=1.0, f=1.0)
     check(scores, "relations_strict", tp=0, fp=1, fn=1, p=0.0, r=0.0, f=0.0)
     check(scores, "relations_lenient", tp=1, fp=0, fn=0, p=1.0, r=1.0, f=1.0)
-    assert scores["documents"] == 2
+    assert scores["documents"] == 1
     assert scores["missing_in_system"] == ["doc2"]
     assert scores["only_in_system"] == ["doc3"]
     err = capsys.readouterr().err
-    assert "doc2: no system document" in err and "doc3: in the system folder only" in err
+    assert "doc2: no system .ann; skipped" in err and "doc3: in the system folder only" in err
+
+    # --count-missing: doc2's gold Drug counts as FN.
+    assert cli(["score-brat", str(gold), str(system), "--output", str(out), "--count-missing"]) == 0
+    scores = json.loads(out.read_text())
+    check(scores, "concepts_strict", tp=1, fp=1, fn=2, p=0.5, r=1 / 3, f=0.4)
+    assert scores["documents"] == 2
+    assert "doc2: no system .ann; all its gold annotations count as FN" in capsys.readouterr().err
+
+
+def test_score_brat_refuses_folders_without_common_files(tmp_path: Path, capsys: pytest.CaptureFixture):
+    _write_brat(tmp_path / "gold", "a", "x\n", "")
+    _write_brat(tmp_path / "system", "b", "x\n", "")
+    assert cli(["score-brat", str(tmp_path / "gold"), str(tmp_path / "system")]) == 1
+    assert "No .ann file name is in both" in capsys.readouterr().err
+    assert cli(["score-brat", str(tmp_path / "nope"), str(tmp_path / "system")]) == 1
+    assert "gold folder not found" in capsys.readouterr().err
 
 
 def test_concept_types_restrict_concepts_and_relations():
@@ -359,3 +376,54 @@ def test_concept_types_restrict_concepts_and_relations():
     assert scores["concepts_strict_p"] == 1.0 and scores["concepts_strict_r"] == 0.5
     # relations: only Drug-AE remains in gold (located touches Organ), none predicted
     assert scores["relations_strict_fn"] == 1 and "located" not in scores["relations_strict_per_type"]
+
+
+# --- registered scorer and spaCy's standard keys -------------------------------------------
+
+
+def test_registered_scorer_reports_spacy_standard_keys():
+    from spacy_softprompt.scoring import DEFAULT_SCORE_WEIGHTS
+
+    config = {"scorer": {"@scorers": "spacy_softprompt.scorer.v1"}}
+    scorer = spacy.registry.resolve(config)["scorer"]
+    text = "Takes aspirin and ibuprofen daily."
+    gold = make_doc(text, [("aspirin", "Drug"), ("ibuprofen", "Drug"), ("daily", "Frequency")])
+    pred = make_doc(text, [("aspirin", "Drug"), ("daily", "Drug")])
+    # The component passes its cfg (and labels) as keyword arguments: extra ones are ignored.
+    scores = scorer([Example(pred, gold)], spans_key="softprompt", threshold=0.5, labels=["Drug"])
+    # Drug tp1 (aspirin) fp1 (daily typed Drug) fn1 (ibuprofen); Frequency fn1:
+    # tp1 fp1 fn2 -> P 1/2, R 1/3, F 0.4, the same in every family of keys.
+    check(scores, "concepts_strict", tp=1, fp=1, fn=2, p=0.5, r=1 / 3, f=0.4)
+    for prefix in ("ents", "spans_softprompt"):
+        assert scores[f"{prefix}_p"] == pytest.approx(0.5)
+        assert scores[f"{prefix}_r"] == pytest.approx(1 / 3)
+        assert scores[f"{prefix}_f"] == pytest.approx(0.4)
+        per_type = scores[f"{prefix}_per_type"]
+        assert per_type["Drug"]["p"] == pytest.approx(0.5) and per_type["Drug"]["r"] == pytest.approx(0.5)
+        assert per_type["Frequency"]["r"] == 0.0
+    assert scores["conc_f"] == pytest.approx(0.4) and scores["rel_f"] == 0.0
+    assert all(key in scores and isinstance(scores[key], float) for key in DEFAULT_SCORE_WEIGHTS)
+    assert all(len(key) <= 6 for key in DEFAULT_SCORE_WEIGHTS)  # spaCy's table columns are 6 wide
+
+
+def test_registered_scorer_settings():
+    text = "Mass in the left lung lobe."
+    nested = [("left lung lobe", "Anatomy"), ("lung", "Anatomy")]
+    gold = make_doc(text, nested)
+    pred = make_doc(text, nested)
+    pred.spans["other"] = pred.spans["softprompt"]
+    del pred.spans["softprompt"]
+    gold.spans["other"] = gold.spans["softprompt"]
+    del gold.spans["softprompt"]
+    config = {"@scorers": "spacy_softprompt.scorer.v1", "spans_key": "other", "lenient_matching": "official"}
+    scorer = spacy.registry.resolve({"scorer": config})["scorer"]
+    # The scorer's own spans_key wins over the one the component passes.
+    scores = scorer([Example(pred, gold)], spans_key="softprompt")
+    assert scores["spans_other_f"] == 1.0 and sorted(scores["spans_other_per_type"]) == ["Anatomy"]
+    assert "spans_softprompt_f" not in scores
+    # official: the outer prediction claims both nested gold spans; exact_first: both exact.
+    check(scores, "concepts_lenient", tp=1, fp=0, fn=1, p=1.0, r=0.5, f=2 / 3, ignored=1)
+    default = score_examples([Example(pred, gold)], spans_key="other")
+    check(default, "concepts_lenient", tp=2, fp=0, fn=0, p=1.0, r=1.0, f=1.0)
+    with pytest.raises(ValueError, match="lenient_matching"):
+        spacy.registry.resolve({"scorer": {**config, "lenient_matching": "greedy"}})
