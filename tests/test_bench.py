@@ -1,7 +1,9 @@
 """`bench --quick`: the benchmark's whole path (stock transformer+ner and every
 strategy, trained with spaCy, scored, measured) on a tiny ADE subset. CI runs it;
-its figures are not reported."""
+its figures are not reported. Also the experiment verbs' shared run helper and
+their early checks (missing matplotlib fails before any training)."""
 import json
+import sys
 
 import pytest
 import spacy
@@ -9,18 +11,18 @@ from spacy.tokens import DocBin
 
 from spacy_softprompt.cli import main
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, require_shared
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED_DATA / "ade-corpus-v2").exists(), reason="needs ../shared/data/ade-corpus-v2")
 def test_bench_quick_measures_every_system(tmp_path):
     from spacy_softprompt.cli.bench import SYSTEMS
     from spacy_softprompt.corpora.ade import read_ade
 
+    ade = require_shared(SHARED_DATA / "ade-corpus-v2")
     nlp = spacy.blank("en")
     for split in ("train", "dev", "test"):
-        docs, _ = read_ade(SHARED_DATA / "ade-corpus-v2", nlp, split=split)
+        docs, _ = read_ade(ade, nlp, split=split)
         DocBin(store_user_data=True, docs=docs[:30]).to_disk(tmp_path / f"{split}.spacy")
     report = tmp_path / "bench.md"
     code = main(["bench", "--quick", "--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
@@ -38,8 +40,61 @@ def test_bench_quick_measures_every_system(tmp_path):
     assert by_config["soft_prompt"]["prompt_layer"] == 4 and by_config["soft_prompt_frozen_input"]["prompt_layer"] == 0
     trained = spacy.util.load_config(tmp_path / "runs" / "soft_prompt" / "model-best" / "config.cfg")
     assert trained["components"]["softprompt_ie"]["model"]["prompt_layer"] == 4
+    # each run keeps the config it trained with: 3 steps, and a schedule of the same length
+    run_config = spacy.util.load_config(tmp_path / "runs" / "soft_prompt" / "config.cfg")
+    assert run_config["training"]["max_steps"] == 3
+    assert run_config["training"]["optimizer"]["learn_rate"]["total_steps"] == 3
     # frozen strategies train only prompts and head: far fewer parameters than fine-tuning
     frozen = by_config["soft_prompt_frozen"]["trainable_parameters"]
     assert frozen < 0.05 * by_config["finetune"]["trainable_parameters"]
     assert by_config["soft_prompt_frozen"]["component_mb"] < 0.01 * by_config["soft_prompt"]["component_mb"]
     assert "quick form: figures mean nothing" in report.read_text()
+
+
+def test_run_config_keeps_the_schedule_as_long_as_training(tmp_path):
+    from spacy_softprompt.cli import CLIError
+    from spacy_softprompt.cli.runs import base_config, write_run_config
+
+    config = base_config("finetune")
+    path = write_run_config(config, {"training.max_steps": 42, "paths.train": tmp_path / "t.spacy",
+                                     "components.softprompt_ie.model.prompt_layer": 2}, tmp_path / "run.cfg")
+    written = spacy.util.load_config(path, interpolate=True)
+    assert written["training"]["max_steps"] == 42
+    assert written["training"]["optimizer"]["learn_rate"]["total_steps"] == 42
+    assert written["corpora"]["train"]["path"] == str(tmp_path / "t.spacy")
+    assert written["components"]["softprompt_ie"]["model"]["prompt_layer"] == 2
+    assert config["training"]["max_steps"] == 600  # the base config is left as it was
+    with pytest.raises(CLIError, match="no \\[nothing.here\\] section"):
+        write_run_config(config, {"nothing.here.x": 1}, tmp_path / "bad.cfg")
+
+
+def test_experiment_without_matplotlib_fails_before_training(tmp_path, toy_docs, monkeypatch, capsys):
+    """It used to crash with ModuleNotFoundError after every run had trained."""
+    for split in ("train", "dev", "test"):
+        DocBin(store_user_data=True, docs=toy_docs).to_disk(tmp_path / f"{split}.spacy")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    args = ["experiment", "prompt-length", "--values", "4", "--max-steps", "1", "--runs", str(tmp_path / "runs"),
+            "--output", str(tmp_path / "out"), *(f"--{s}={tmp_path / s}.spacy" for s in ("train", "dev", "test"))]
+    assert main(args) == 1
+    assert "matplotlib is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_experiment_no_plot_trains_and_tabulates_without_matplotlib(tmp_path, toy_docs, tiny_bert, monkeypatch):
+    for split in ("train", "dev", "test"):
+        DocBin(store_user_data=True, docs=toy_docs).to_disk(tmp_path / f"{split}.spacy")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    args = ["experiment", "prompt-length", "--values", "4", "--max-steps", "2", "--eval-frequency", "2",
+            "--backbone", tiny_bert, "--no-plot", "--runs", str(tmp_path / "runs"), "--output", str(tmp_path / "out"),
+            *(f"--{s}={tmp_path / s}.spacy" for s in ("train", "dev", "test"))]
+    assert main(args) == 0
+    rows = json.loads((tmp_path / "out" / "prompt-length.json").read_text())
+    assert [(r["value"], r["seed"]) for r in rows] == [(4, 0)]
+    assert "| 4 | 1 |" in (tmp_path / "out" / "prompt-length.md").read_text()
+    assert not (tmp_path / "out" / "prompt-length.png").exists()
+    run = tmp_path / "runs" / "prompt-length-4-seed0"
+    trained = spacy.util.load_config(run / "model-best" / "config.cfg")
+    assert trained["components"]["softprompt_ie"]["model"]["prompt_length"] == 4
+    assert trained["components"]["softprompt_ie"]["model"]["backbone"] == tiny_bert
+    assert (run / "metrics.json").exists()

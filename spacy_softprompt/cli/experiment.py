@@ -3,29 +3,36 @@
 - ``prompt-length``: train one config at several prompt lengths;
 - ``fewshot``: train on K examples per concept type (several seeds per K).
 
-Every run goes through ``python -m spacy train`` and the ``evaluate`` verb, the
-same path a user takes, and scores the held-out test file.
+Every run starts from an ``init-config`` preset (or ``--config``) and goes
+through :func:`runs.train_and_evaluate` (``python -m spacy train``, then the
+``evaluate`` verb on the held-out test file), the path a user takes. The plot
+needs matplotlib: it is checked before the first run, not after the last.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
-from . import CLIError
+from .init_config import PRESETS, STOCK
+from .runs import base_config, corpus_settings, matplotlib_available, require_files, train_and_evaluate
 
-HELP = "sweep prompt length or few-shot size (train + evaluate per setting), write a table and a PNG plot"
+HELP = ("sweep prompt length or few-shot size (train + evaluate per setting), write a table and a PNG plot "
+        "(the plot needs matplotlib, checked before training; --no-plot skips it)")
 
 METRICS = ("concepts_strict_f", "concepts_lenient_f", "relations_strict_f", "relations_lenient_f")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=["prompt-length", "fewshot"])
-    parser.add_argument("--config", type=Path, required=True, help="training config, e.g. configs/soft_prompt_frozen.cfg")
+    parser.add_argument(
+        "--preset", default="soft_prompt_frozen", choices=[name for name in PRESETS if name != STOCK],
+        help="the init-config preset every run starts from (default soft_prompt_frozen)",
+    )
+    parser.add_argument("--config", type=Path, help="a training config file instead of --preset")
     parser.add_argument("--train", type=Path, required=True, help="training .spacy")
     parser.add_argument("--dev", type=Path, required=True, help="dev .spacy (model selection)")
     parser.add_argument("--test", type=Path, required=True, help="test .spacy (reported)")
@@ -41,25 +48,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dev-limit", type=int, default=0, help="dev docs evaluated while training (0 = all)")
     parser.add_argument("--backbone", default=None, help="override the config's backbone")
     parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--no-plot", dest="plot", action="store_false",
+                        help="write the table only (no matplotlib needed)")
 
 
 def run(args: argparse.Namespace) -> int:
-    for path in (args.config, args.train, args.dev, args.test):
-        if not path.exists():
-            raise CLIError(f"{path} not found")
+    require_files([args.train, args.dev, args.test])
+    if args.plot:
+        matplotlib_available(required=True, verb="experiment")
+    config = base_config(args.preset, args.config)
+    model = "components.softprompt_ie.model"
     if args.kind == "prompt-length":
         values = args.values or [8, 16, 32, 64, 128]
-        runs = [(v, 0, _train_args(args, ["--components.softprompt_ie.model.prompt_length", str(v)])) for v in values]
+        runs = [(v, 0, {f"{model}.prompt_length": v}) for v in values]
     else:
         values = args.values or [5, 10, 20, 50, 100]
-        runs = [(k, seed, None) for k in values for seed in args.seeds]
+        runs = [(k, seed, {"system.seed": seed}) for k in values for seed in args.seeds]
     results: List[Dict] = []
-    for index, (value, seed, overrides) in enumerate(runs, 1):
+    for index, (value, seed, extra) in enumerate(runs, 1):
         run_dir = args.runs / f"{args.kind}-{value}-seed{seed}"
         print(f"[{index}/{len(runs)}] {args.kind} = {value}, seed {seed}", flush=True)
-        if overrides is None:
-            overrides = _train_args(args, ["--system.seed", str(seed)], train=_fewshot_file(args, value, seed, run_dir))
-        scores = _train_and_evaluate(args, run_dir, overrides)
+        fewshot = args.kind == "fewshot"
+        train = _fewshot_file(args, value, seed, run_dir) if fewshot else args.train
+        settings = corpus_settings(train, args.dev, max_steps=args.max_steps, eval_frequency=args.eval_frequency,
+                                   dev_limit=args.dev_limit, train_limit=None if fewshot else args.train_limit)
+        if args.backbone:
+            settings[f"{model}.backbone"] = args.backbone
+        scores = train_and_evaluate(config, {**settings, **extra}, run_dir, args.test, gpu_id=args.gpu_id).scores
         results.append({"value": value, "seed": seed, **{m: scores[m] for m in METRICS}})
         print("    " + ", ".join(f"{m} {100 * scores[m]:.1f}" for m in METRICS), flush=True)
     args.output.mkdir(parents=True, exist_ok=True)
@@ -67,23 +82,11 @@ def run(args: argparse.Namespace) -> int:
     command = "python -m spacy_softprompt " + " ".join(sys.argv[1:])
     (args.output / f"{args.kind}.md").write_text(f"Made by: `{command}`\n\n{table}\n", encoding="utf-8")
     (args.output / f"{args.kind}.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    plot(args.kind, results, args.output / f"{args.kind}.png")
+    if args.plot:
+        plot(args.kind, results, args.output / f"{args.kind}.png")
     print(table)
-    print(f"\ntable and plot in {args.output}")
+    print(f"\ntable{' and plot' if args.plot else ''} in {args.output}")
     return 0
-
-
-def _train_args(args: argparse.Namespace, extra: List[str], train: Path = None) -> List[str]:
-    overrides = [
-        "--paths.train", str(train or args.train), "--paths.dev", str(args.dev),
-        "--training.max_steps", str(args.max_steps), "--training.eval_frequency", str(args.eval_frequency),
-        "--corpora.dev.limit", str(args.dev_limit), "--gpu-id", str(args.gpu_id),
-    ]
-    if train is None:
-        overrides += ["--corpora.train.limit", str(args.train_limit)]
-    if args.backbone:
-        overrides += ["--components.softprompt_ie.model.backbone", args.backbone]
-    return overrides + extra
 
 
 def _fewshot_file(args: argparse.Namespace, shots: int, seed: int, run_dir: Path) -> Path:
@@ -100,21 +103,6 @@ def _fewshot_file(args: argparse.Namespace, shots: int, seed: int, run_dir: Path
     path = run_dir / "train.spacy"
     DocBin(store_user_data=True, docs=subset).to_disk(path)
     return path
-
-
-def _train_and_evaluate(args: argparse.Namespace, run_dir: Path, overrides: Sequence[str]) -> Dict:
-    model = run_dir / "training"
-    _run([sys.executable, "-m", "spacy", "train", str(args.config), "--output", str(model), *overrides])
-    metrics = run_dir / "metrics.json"
-    _run([sys.executable, "-m", "spacy_softprompt", "evaluate", str(model / "model-best"), str(args.test),
-          "--output", str(metrics), "--gpu-id", str(args.gpu_id)])
-    return json.loads(metrics.read_text())
-
-
-def _run(command: List[str]) -> None:
-    """Run a step with its own progress output (spaCy's training table, progress bars)."""
-    if subprocess.run(command).returncode != 0:
-        raise CLIError(f"command failed (its output is above): {' '.join(command)}")
 
 
 def _summaries(results: List[Dict]) -> List[Dict]:

@@ -24,9 +24,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import CLIError
-from .bench import CONFIGS, machine
+from .bench import machine
+from .init_config import STOCK, generate
+from .runs import matplotlib_available
 
-HELP = "words/s vs number of concept types: stock ner and softprompt_ie (input vs late prompts)"
+HELP = ("words/s vs number of concept types: stock ner and softprompt_ie (input vs late prompts); "
+        "the plot is optional: without matplotlib a warning at the start, and the table only")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         backbone = resolve_backbone(args.backbone)
     except BackboneNotFound as err:
         raise CLIError(str(err)) from err
+    can_plot = matplotlib_available(required=False, verb="scaling")
     vocab = spacy.blank("en").vocab
 
     def texts_of(path: Path) -> Tuple[List[str], List[str]]:
@@ -104,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:45s} {row['schema']:12s} N={row['n_types']:3d}  {words_per_second:8.0f} words/s", flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    plot = _plot(report, args.output.with_suffix(".png"))
+    plot = _plot(report, args.output.with_suffix(".png")) if can_plot else None
     args.output.write_text(to_markdown(report, plot), encoding="utf-8")
     print("\n" + to_markdown(report, plot))
     return 0
@@ -116,8 +120,7 @@ def _pipeline(backbone: str, settings: Optional[Dict[str, Any]], labels: List[st
     from spacy.training import Example
 
     if settings is None:
-        config = spacy.util.load_config(CONFIGS / "stock_transformer_ner.cfg", interpolate=True)
-        config["components"]["transformer"]["model"]["name"] = backbone
+        config = spacy.util.load_config_from_str(generate(STOCK, backbone=backbone), interpolate=True)
         nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
         for label in labels:
             nlp.get_pipe("ner").add_label(label)
@@ -151,15 +154,12 @@ def cost_growth(report: Dict[str, Any], system: str) -> Optional[Tuple[float, fl
     return lo / hi, (1000 / hi - 1000 / lo) / (n_hi - n_lo)
 
 
-def _plot(report: Dict[str, Any], path: Path) -> Optional[Path]:
-    try:
-        import matplotlib
+def _plot(report: Dict[str, Any], path: Path) -> Path:
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed (pip install 'spacy_softprompt[plots]'): no plot written")
-        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     names = list(dict.fromkeys(r["system"] for r in report["rows"]))
     for index, name in enumerate(names):

@@ -1,0 +1,108 @@
+"""The committed configs are init-config's output, and every generated config passes
+spaCy's own `spacy debug config` and `spacy debug data` on converted ADE data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import spacy
+from click.testing import CliRunner
+from spacy.cli import app
+from typer.main import get_command
+
+from spacy_softprompt.cli import CLIError, main
+from spacy_softprompt.cli.init_config import LEARN_RATE, PRESETS, STOCK, generate
+
+from conftest import SHARED_DATA, require_shared
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_committed_config_is_the_generators_output(preset):
+    committed = (CONFIGS / f"{preset}.cfg").read_text(encoding="utf-8")
+    assert committed == generate(preset), (
+        f"configs/{preset}.cfg differs from `init-config --preset {preset}`: run `make configs` and commit"
+    )
+
+
+def test_choices_reach_the_config(tmp_path):
+    out = tmp_path / "my.cfg"
+    assert main(["init-config", str(out), "--strategy", "deep", "--no-frozen", "--backbone", "some/model",
+                 "--prompt-layer", "3", "--train", "a.spacy", "--dev", "b.spacy", "--max-steps", "77", "--gpu"]) == 0
+    config = spacy.util.load_config(out, interpolate=True)  # ${paths.train} resolves
+    model = config["components"]["softprompt_ie"]["model"]
+    assert (model["strategy"], model["freeze_backbone"], model["backbone"]) == ("deep", False, "some/model")
+    assert model["prompt_layer"] == 3 and model["mixed_precision"] is True
+    assert config["corpora"]["train"]["path"] == "a.spacy" and config["paths"]["dev"] == "b.spacy"
+    schedule = config["training"]["optimizer"]["learn_rate"]
+    assert config["training"]["max_steps"] == 77 and schedule["total_steps"] == 77
+    assert schedule["initial_rate"] == LEARN_RATE[False]
+    assert "--gpu-id 0" in out.read_text().split("[paths]")[0]
+    frozen = spacy.util.load_config_from_str(generate(strategy="soft"))
+    assert frozen["training"]["optimizer"]["learn_rate"]["initial_rate"] == LEARN_RATE[True]
+
+
+def test_model_block_is_the_factorys_default_config(monkeypatch):
+    """A setting the component gains appears in the generated configs with no change here."""
+    meta = spacy.blank("en").get_factory_meta("softprompt_ie")
+    defaults = meta.default_config
+    config = spacy.util.load_config_from_str(generate("hard_prompt"))
+    block = config["components"]["softprompt_ie"]
+    chosen = {"strategy": "hard", "freeze_backbone": False}
+    assert {**defaults["model"], **chosen} == block["model"]
+    assert {k: v for k, v in block.items() if k not in ("factory", "model")} == {
+        k: v for k, v in defaults.items() if k != "model"}
+    patched = {**defaults, "model": {**defaults["model"], "a_new_setting": 7}}
+    monkeypatch.setattr(meta, "default_config", patched)
+    assert "a_new_setting = 7" in generate("hard_prompt")
+
+
+def test_stock_preset_refuses_prompt_choices():
+    with pytest.raises(CLIError, match="no strategy"):
+        generate(STOCK, strategy="soft")
+    assert main(["init-config", "-", "--preset", STOCK, "--prompt-layer", "2"]) == 1
+
+
+@pytest.fixture(scope="module")
+def ade_subset(tmp_path_factory):
+    """Train and dev files converted by the `convert` verb from a few PMIDs of each split
+    (over 100 training sentences, so `debug data` warns about size instead of failing)."""
+    ade = require_shared(SHARED_DATA / "ade-corpus-v2")
+    folder = tmp_path_factory.mktemp("ade")
+    splits = json.loads((ade / "splits.json").read_text())
+    (folder / "splits.json").write_text(json.dumps({"train": splits["train"][:60], "dev": splits["dev"][:10]}))
+    for split in ("train", "dev"):
+        code = main(["convert", "ade", str(ade), str(folder / f"{split}.spacy"), "--split", split,
+                     "--splits", str(folder / "splits.json")])
+        assert code == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("configs")
+    assert main(["init-config", str(folder), "--preset", "all"]) == 0
+    return folder
+
+
+def spacy_cli(*args: str):
+    """`python -m spacy ...` run in this process (the same click command; one import of torch
+    for all configs instead of one per call)."""
+    return CliRunner().invoke(get_command(app), list(args), prog_name="python -m spacy", catch_exceptions=False)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_generated_config_passes_spacy_debug(preset, generated, ade_subset, default_backbone_path):
+    paths = ["--paths.train", str(ade_subset / "train.spacy"), "--paths.dev", str(ade_subset / "dev.spacy")]
+    if preset == STOCK:  # spacy-transformers looks a hub name up online: give it the offline copy
+        paths += ["--components.transformer.model.name", default_backbone_path]
+    config = str(generated / f"{preset}.cfg")
+    result = spacy_cli("debug", "config", config, *paths)
+    assert result.exit_code == 0, result.output
+    assert "Config is valid" in result.output
+    result = spacy_cli("debug", "data", config, *paths)
+    assert result.exit_code == 0, result.output
+    assert "Corpus is loadable" in result.output and "training docs" in result.output
+    assert "not a valid integer" not in result.output
