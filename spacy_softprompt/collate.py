@@ -57,6 +57,8 @@ class Batch:
     prompt_start: int
     shared: Optional[SharedInputs] = None  # late prompts only
     type_pool: Optional[np.ndarray] = None  # (B, K, S) packed: mean over output column k's own part
+    levitated: Optional[np.ndarray] = None  # (B, S) bool: trigger marker tokens (packed relations)
+    position_ids: Optional[np.ndarray] = None  # (B, S) with levitated markers: their triggers' positions
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -101,40 +103,56 @@ class Collator:
         return p.ids[lo : hi + 1].tolist(), starts, ends, present
 
     def _marker(self, q: Query, length: int, starts: np.ndarray, ends: np.ndarray, present: np.ndarray) -> np.ndarray:
-        """1.0 on the subwords of the query's trigger inside its window."""
+        """1.0 on the subwords of the query's one trigger inside its window (levitated
+        markers are marked where they are appended)."""
         marker = np.zeros(length, dtype=np.float32)
-        if q.trigger is not None:
-            w_start, w_end = q.window
-            for i in range(max(q.trigger.start, w_start), min(q.trigger.end, w_end)):
+        if q.is_relation and not q.levitated:
+            (trigger,), (w_start, w_end) = q.triggers, q.window
+            for i in range(max(trigger.start, w_start), min(trigger.end, w_end)):
                 if present[i - w_start]:
                     marker[starts[i - w_start] : ends[i - w_start] + 1] = 1.0
         return marker
 
+    @staticmethod
+    def _trigger_positions(q: Query, starts: np.ndarray, present: np.ndarray) -> List[int]:
+        """Sequence position of each levitated trigger's first subword in the window."""
+        w_start = q.window[0]
+        out = []
+        for trigger in q.triggers:
+            inside = [i - w_start for i in range(trigger.start, trigger.end) if 0 <= i - w_start < len(present)]
+            seen = [i for i in inside if present[i]]
+            out.append(int(starts[seen[0]]) if seen else 0)
+        return out
+
     def _collate_input(self, queries: Sequence[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Batch:
-        rows, token_rows, marker_rows = [], [], []
+        rows, token_rows, marker_rows, lifted_rows = [], [], [], []
         for q in queries:
             p = pieces[q.doc_index]
             ids: List[int] = [] if self.special.cls_id is None else [self.special.cls_id]
             ids += self.strategy.query_part_ids(q.rows, self.special.pad_id)
-            if q.trigger is not None:
-                t_first = p.first[q.trigger.start : q.trigger.end]
-                t_last = p.last[q.trigger.start : q.trigger.end]
+            if q.is_relation and not q.levitated:
+                trigger = q.triggers[0]
+                t_first = p.first[trigger.start : trigger.end]
+                t_last = p.last[trigger.start : trigger.end]
                 lo, hi = int(t_first[t_first >= 0].min()), int(t_last.max())
                 ids += p.ids[lo : hi + 1][:MAX_TRIGGER_PIECES].tolist()
             if len(ids) > self.special.prompt_start and self.special.sep_id is not None:
                 ids.append(self.special.sep_id)
             offset = len(ids)
-            text, starts, ends, present = self._window_text(
-                p, q.window, offset, self.builder.max_length - offset - (self.special.sep_id is not None)
-            )
+            room = self.builder.max_length - offset - (self.special.sep_id is not None) - len(q.triggers) * q.levitated
+            text, starts, ends, present = self._window_text(p, q.window, offset, room)
             ids += text
             if self.special.sep_id is not None:
                 ids.append(self.special.sep_id)
+            lifted = self._trigger_positions(q, starts, present) if q.levitated else []
+            at = list(range(len(ids), len(ids) + len(lifted)))
+            ids += [ids[pos] for pos in lifted]  # a marker token starts as its trigger's subword
             rows.append(ids)
             token_rows.append((starts, ends, present))
             marker_rows.append(self._marker(q, len(ids), starts, ends, present))
+            lifted_rows.append((at, lifted))
         input_ids, attention = _pad(rows, self.special.pad_id)
-        return self._finish(queries, input_ids, attention, marker_rows, token_rows, with_targets, None)
+        return self._finish(queries, input_ids, attention, marker_rows, token_rows, lifted_rows, with_targets, None)
 
     def _collate_late(self, queries: Sequence[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Batch:
         ps = self.special.prompt_start
@@ -158,10 +176,11 @@ class Collator:
         n_windows, window_len = window_ids.shape
         query_len = query_ids.shape[1]
         part_len = max(len(part) for part in parts.values())  # query part slots in layer k's input
-        seq_len = ps + part_len + max(len(r) - ps for r in window_rows)
+        n_lifted = max(len(q.triggers) * q.levitated for q in queries)
+        seq_len = ps + part_len + max(len(r) - ps for r in window_rows) + n_lifted
         gather = np.zeros((len(queries), seq_len), dtype=np.int64)
         attention = np.zeros((len(queries), seq_len), dtype=np.int64)
-        token_rows, marker_rows = [], []
+        token_rows, marker_rows, lifted_rows = [], [], []
         query_base = 1 + n_windows * window_len
         for b, q in enumerate(queries):
             key = (q.doc_index,) + tuple(q.window)
@@ -181,17 +200,27 @@ class Collator:
             starts, ends = starts + part_len * present, ends + part_len * present
             token_rows.append((starts, ends, present))
             marker_rows.append(self._marker(q, seq_len, starts, ends, present))
+            lifted = self._trigger_positions(q, starts, present) if q.levitated else []
+            at = list(range(ps + part_len + n_text, ps + part_len + n_text + len(lifted)))
+            gather[b, at] = gather[b, lifted]  # a marker starts as its trigger's state at layer k
+            attention[b, at] = 1
+            lifted_rows.append((at, lifted))
         shared = SharedInputs(
             window_ids, window_mask, [content_key(row) for row in window_rows], query_ids, query_mask,
             [("query",) + rows for rows in prompt_keys],
             np.asarray(prompt_keys, dtype=np.int64).reshape(len(prompt_keys), len(queries[0].rows)), gather,
         )
         input_ids = np.full(attention.shape, self.special.pad_id, dtype=np.int64)
-        return self._finish(queries, input_ids, attention, marker_rows, token_rows, with_targets, shared)
+        return self._finish(queries, input_ids, attention, marker_rows, token_rows, lifted_rows, with_targets, shared)
 
-    def _finish(self, queries, input_ids, attention, marker_rows, token_rows, with_targets, shared) -> Batch:
-        """Token positions, candidate masks and targets, common to both layouts."""
-        n, width, k = len(queries), self.max_span_width, self.strategy.n_outputs
+    def _finish(self, queries, input_ids, attention, marker_rows, token_rows, lifted_rows, with_targets, shared) -> Batch:
+        """Token positions, candidate masks, pooling and targets, common to both layouts.
+        ``lifted_rows``: per query, where its levitated markers sit and the trigger positions
+        they copy."""
+        n, width = len(queries), self.max_span_width
+        k = self.strategy.n_outputs
+        if self.strategy.matches_type_parts:  # columns are queries' own: type parts x triggers
+            k = max(q.output + q.n_outputs for q in queries)
         seq_len = input_ids.shape[1]
         n_tok = max(1, max(len(t[0]) for t in token_rows))
         marker = np.zeros((n, seq_len), dtype=np.float32)
@@ -201,19 +230,24 @@ class Collator:
         targets = np.zeros((n, n_tok, width, k), dtype=np.float32) if with_targets else None
         prompt_ids = np.array([q.rows for q in queries], dtype=np.int64).reshape(n, -1)
         type_pool = np.zeros((n, k, seq_len), dtype=np.float32) if self.strategy.matches_type_parts else None
-        for b, ((starts, ends, present), m, q) in enumerate(zip(token_rows, marker_rows, queries)):
+        any_lifted = any(at for at, _ in lifted_rows)
+        levitated = np.zeros((n, seq_len), dtype=bool) if any_lifted else None
+        position_ids = np.tile(np.arange(seq_len, dtype=np.int64), (n, 1)) if any_lifted else None
+        for b, ((starts, ends, present), m, q, (marker_at, lifted)) in enumerate(
+            zip(token_rows, marker_rows, queries, lifted_rows)
+        ):
             marker[b, : len(m)] = m
+            if lifted:
+                marker[b, marker_at] = 1.0
+                levitated[b, marker_at] = True
+                position_ids[b, marker_at] = lifted
             t = len(starts)
             token_starts[b, :t] = starts
             token_ends[b, :t] = ends
             valid = _valid_spans(present, width)
             span_mask[b, :t, :, q.output : q.output + q.n_outputs] = valid[:, :, None]
-            if type_pool is not None:  # output column == prompt row for packed queries
-                at = self.special.prompt_start
-                for row in q.rows:
-                    n_part = len(self.strategy.part_ids(row, 0))
-                    type_pool[b, row, at : at + n_part] = 1.0 / max(1, n_part)
-                    at += n_part
+            if type_pool is not None:
+                self._pool_types(type_pool[b], q, marker_at)
             if targets is not None:
                 w_start, w_end = q.window
                 for start, end, cls in q.gold:
@@ -221,8 +255,24 @@ class Collator:
                         targets[b, start - w_start, end - start - 1, cls] = 1.0
         return Batch(
             list(queries), input_ids, attention, prompt_ids, marker, token_starts, token_ends,
-            span_mask, targets, self.special.prompt_start, shared, type_pool,
+            span_mask, targets, self.special.prompt_start, shared, type_pool, levitated, position_ids,
         )
+
+    def _pool_types(self, pool: np.ndarray, q: Query, marker_at: List[int]) -> None:
+        """Packed queries: output column -> mean of its type's part (concepts), or half that
+        and half its trigger's levitated marker (relations, one block of columns per trigger)."""
+        at, spans = self.special.prompt_start, []
+        for row in q.rows:
+            n_part = len(self.strategy.part_ids(row, 0))
+            spans.append((at, at + n_part))
+            at += n_part
+        for j, marker in enumerate(marker_at or [None]):
+            for r, (lo, hi) in enumerate(spans):
+                column = j * len(spans) + r
+                share = 0.5 if marker is not None else 1.0
+                pool[column, lo:hi] = share / max(1, hi - lo)
+                if marker is not None:
+                    pool[column, marker] = 0.5
 
 
 def content_key(ids: Sequence[int]) -> bytes:

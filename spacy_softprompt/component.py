@@ -35,7 +35,7 @@ from .collate import Batch
 from .decoding import Predictions, annotations, collect_hits, concepts_by_doc, relations_by_doc
 from .model import SoftPromptModel
 from .pieces import DocPieces, tokenize_doc
-from .queries import Query, query_size
+from .queries import Query, batch_kind, query_size
 from .relations import DEFAULT_SPANS_KEY, concept_spans, set_concepts, set_relations
 from .schema import TaskSchema
 from .scoring import score_examples
@@ -234,12 +234,12 @@ class SoftPromptIE(TrainablePipe):
         return hits
 
     def _batches(self, queries: List[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Iterator[Batch]:
-        """Batches of ``batch_size`` similar queries (same number of prompt rows)."""
+        """Batches of ``batch_size`` queries of one kind (:func:`~.queries.batch_kind`)."""
         size = max(1, int(self.model.settings["batch_size"]))
         pieces = list(pieces)
         chunk: List[Query] = []
         for query in sorted(queries, key=lambda q: query_size(q, pieces)):
-            if chunk and (len(chunk) == size or len(query.rows) != len(chunk[0].rows)):
+            if chunk and (len(chunk) == size or batch_kind(query) != batch_kind(chunk[0])):
                 yield self.model.collator.collate(chunk, pieces, with_targets)
                 chunk = []
             chunk.append(query)

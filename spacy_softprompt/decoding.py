@@ -49,11 +49,12 @@ def collect_hits(builder: Any, batch: Batch, logits: np.ndarray, threshold: floa
     for b, t, w, k in zip(*np.nonzero((probs >= threshold) & batch.span_mask)):
         q = batch.queries[b]
         start = q.window[0] + int(t)
-        key: tuple = (q.doc_index, start, start + int(w) + 1, builder.output_label(q, int(k)))
-        if q.trigger is not None:
-            if key[3] not in builder.schema.relations_for(q.trigger.label_):
+        label, trigger = builder.answer(q, int(k))
+        key: tuple = (q.doc_index, start, start + int(w) + 1, label)
+        if trigger is not None:
+            if label not in builder.schema.relations_for(trigger.label_):
                 continue
-            key += ((q.trigger.start, q.trigger.end, q.trigger.label_),)
+            key += ((trigger.start, trigger.end, trigger.label_),)
         score = float(probs[b, t, w, k])
         if score > hits.get(key, -1.0):
             hits[key] = score

@@ -266,6 +266,8 @@ def forward(model: SoftPromptModel, batch: Batch, is_train: bool) -> Tuple[Float
             shared=shared,
             cache=model.attrs.get("frozen_states") if is_train else model.attrs.get("cache"),
             type_pool=None if batch.type_pool is None else tensor(batch.type_pool),
+            levitated=None if batch.levitated is None else tensor(batch.levitated),
+            position_ids=None if batch.position_ids is None else tensor(batch.position_ids),
         ),
     )
     if not is_train:

@@ -25,6 +25,7 @@ from .schema import TaskSchema
 from .strategies import Labels, Strategy, strategy_class
 
 MAX_TRIGGER_PIECES = 32
+MAX_LEVITATED = 8  # triggers one packed relation query answers (one marker token each)
 
 
 def label_words(label: str) -> str:
@@ -48,9 +49,16 @@ class Query:
     output: int  # first output class this query reads
     n_outputs: int  # how many output classes it reads
     window: Tuple[int, int]
-    trigger: Optional[Span] = None  # the trigger span, for relation queries
+    triggers: Tuple[Span, ...] = ()  # relation queries: the trigger(s) asked about
     relation: Optional[str] = None  # set when the query asks about one relation
+    # Packed relation query: each trigger is a marker token of its own after the window
+    # (it shares its trigger's position, reads the text and itself, and nothing reads it).
+    levitated: bool = False
     gold: List[Tuple[int, int, int]] = field(default_factory=list)  # (start, end, class) in doc tokens
+
+    @property
+    def is_relation(self) -> bool:
+        return bool(self.triggers)
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,7 @@ class QueryBuilder:
         # Late prompts put every query, relations too, on the same tiling windows.
         jobs = self.strategy.concept_jobs() + (self.strategy.relation_jobs(labels.relations) if self.late else [])
         longest = max([self.strategy.query_part_len(rows) for rows, _, _, _ in jobs] or [0])
+        longest += MAX_LEVITATED if self.strategy.packed else 0  # the markers share the windows
         self.concept_budget = self.max_length - self.n_special(longest) - longest
         if self.concept_budget < 8:
             raise ValueError(
@@ -128,12 +137,21 @@ class QueryBuilder:
         return n + (s.sep_id is not None and query_len > 0 and not self.late)
 
     # --- outputs ------------------------------------------------------------------
-    def output_column(self, query: Query, label: str) -> Optional[int]:
-        """The output column that answers ``label`` in ``query`` (None: it does not ask)."""
-        return self.strategy.output_column(query.relation, query.trigger is not None, label, query.rows)
+    def output_column(self, query: Query, label: str, trigger_index: int = 0) -> Optional[int]:
+        """The output column that answers ``label`` (for the query's ``trigger_index``-th
+        trigger) in ``query``; None: it does not ask. A packed relation query has one block
+        of columns per trigger."""
+        column = self.strategy.output_column(query.relation, query.is_relation, label, query.rows)
+        if column is None or not query.levitated:
+            return column
+        return trigger_index * len(query.rows) + column
 
-    def output_label(self, query: Query, column: int) -> str:
-        return self.strategy.output_label(query.relation, query.trigger is not None, column, query.rows)
+    def answer(self, query: Query, column: int) -> Tuple[str, Optional[Span]]:
+        """Inverse of :meth:`output_column`: the label and the trigger an output column answers."""
+        if not query.is_relation:
+            return self.strategy.output_label(None, False, column, query.rows), None
+        trigger_index, column = divmod(column, len(query.rows)) if query.levitated else (0, column)
+        return self.strategy.output_label(query.relation, True, column, query.rows), query.triggers[trigger_index]
 
     # --- queries ------------------------------------------------------------------
     def tiles(self, pieces: DocPieces) -> List[Tuple[int, int]]:
@@ -145,11 +163,15 @@ class QueryBuilder:
 
     def relation_queries(self, doc_index: int, pieces: DocPieces, triggers: Iterable[Span]) -> List[Query]:
         queries: List[Query] = []
+        asked = [
+            t for t in triggers
+            if self.schema.relations_for(t.label_) and pieces.first[t.start : t.end].max(initial=-1) >= 0
+        ]
+        if self.strategy.packed:
+            return self._levitated_queries(doc_index, pieces, asked)
         tiles = self.tiles(pieces) if self.late else []
-        for trigger in triggers:
+        for trigger in asked:
             relations = self.schema.relations_for(trigger.label_)
-            if not relations or pieces.first[trigger.start : trigger.end].max(initial=-1) < 0:
-                continue
             n_trigger = min(int(pieces.counts[trigger.start : trigger.end].sum()), MAX_TRIGGER_PIECES)
             for rows, output, n_out, relation in self.strategy.relation_jobs(relations):
                 if self.late:
@@ -158,16 +180,36 @@ class QueryBuilder:
                     query_len = self.strategy.query_part_len(rows) + n_trigger
                     budget = self.max_length - self.n_special(query_len) - query_len
                     window = centred_window(pieces.counts, trigger.start, trigger.end, budget)
-                queries.append(Query(doc_index, rows, output, n_out, window, trigger, relation))
+                queries.append(Query(doc_index, rows, output, n_out, window, (trigger,), relation))
+        return queries
+
+    def _levitated_queries(self, doc_index: int, pieces: DocPieces, triggers: List[Span]) -> List[Query]:
+        """Packed relations: one query per tiling window asks every relation type of up to
+        ``MAX_LEVITATED`` of its triggers (each trigger in the window that best centres it)."""
+        tiles = self.tiles(pieces)
+        by_tile: Dict[Tuple[int, int], List[Span]] = {}
+        for trigger in triggers:
+            by_tile.setdefault(best_tile(tiles, trigger.start, trigger.end), []).append(trigger)
+        queries = []
+        (rows, output, n_out, _), = self.strategy.relation_jobs(self.labels.relations)
+        for window, found in by_tile.items():
+            for i in range(0, len(found), MAX_LEVITATED):
+                chunk = tuple(found[i : i + MAX_LEVITATED])
+                queries.append(Query(doc_index, rows, 0, n_out * len(chunk), window, chunk, levitated=True))
         return queries
 
 
-def query_size(query: Query, pieces: List[DocPieces]) -> Tuple[int, int, int, int]:
-    """Sort key for batching: the number of prompt rows (a batch writes one block of
-    prompts per query), window length; then the window itself, so that queries sharing
-    a window share a batch (late prompts read each window's lower layers once)."""
+def batch_kind(query: Query) -> Tuple[int, bool]:
+    """Queries of one batch agree on this: their number of prompt rows (one block of
+    prompts is written per query) and whether they carry levitated markers."""
+    return len(query.rows), query.levitated
+
+
+def query_size(query: Query, pieces: List[DocPieces]) -> Tuple[Tuple[int, bool], int, int, int]:
+    """Sort key for batching: the batch kind, window length; then the window itself, so that
+    queries sharing a window share a batch (late prompts read each window's lower layers once)."""
     start, end = query.window
-    return len(query.rows), int(pieces[query.doc_index].counts[start:end].sum()), query.doc_index, start
+    return batch_kind(query), int(pieces[query.doc_index].counts[start:end].sum()), query.doc_index, start
 
 
 def _first_set(*values: Optional[int]) -> Optional[int]:

@@ -103,8 +103,10 @@ class Strategy:
     def relation_jobs(self, relations: Sequence[str]) -> List[Job]:
         """The queries a trigger heading ``relations`` asks."""
         n, n_rel = len(self.labels.concepts), len(self.labels.relations)
+        if self.packed:  # columns per trigger; the query builder gives each trigger its block
+            return [(tuple(range(n, n + n_rel)), 0, n_rel, None)]
         if self.typed_outputs:
-            return [(tuple(range(n, n + n_rel)) if self.packed else (), n, n_rel, None)]
+            return [((), n, n_rel, None)]
         return [((n + self.labels.relations.index(r),), 0, 1, r) for r in relations]
 
     def output_column(self, relation: Optional[str], is_relation: bool, label: str, rows: Sequence[int]) -> Optional[int]:
@@ -113,7 +115,8 @@ class Strategy:
         if label not in names:
             return None
         if self.typed_outputs:
-            return (len(self.labels.concepts) if is_relation else 0) + names.index(label)
+            offset = len(self.labels.concepts) if is_relation and not self.packed else 0
+            return offset + names.index(label)
         if is_relation:
             return 0 if relation == label else None
         return 0 if self.labels.concepts[rows[0]] == label else None
@@ -122,7 +125,7 @@ class Strategy:
         """Inverse of :meth:`output_column`."""
         if self.typed_outputs:
             if is_relation:
-                return self.labels.relations[column - len(self.labels.concepts)]
+                return self.labels.relations[column - (0 if self.packed else len(self.labels.concepts))]
             return self.labels.concepts[column]
         if is_relation:
             assert relation is not None

@@ -41,16 +41,20 @@ def training_queries(
                 by_trigger[(head.start, head.end, head.label_)].append((rel.label, tail))
         triggers = [s for s in gold if s.label_ in triggers_of]
         for q in builder.relation_queries(i, p, triggers):
-            q.gold = gold_answers(builder, q, by_trigger[(q.trigger.start, q.trigger.end, q.trigger.label_)])
+            for j, t in enumerate(q.triggers):
+                q.gold += gold_answers(builder, q, by_trigger[(t.start, t.end, t.label_)], j)
             queries.append(q)
     return queries, pieces
 
 
-def gold_answers(builder: QueryBuilder, query: Query, labelled: Iterable[Tuple[str, Span]]) -> List[Tuple[int, int, int]]:
-    """Gold spans this query asks about, as (start, end, output column)."""
+def gold_answers(
+    builder: QueryBuilder, query: Query, labelled: Iterable[Tuple[str, Span]], trigger_index: int = 0
+) -> List[Tuple[int, int, int]]:
+    """Gold spans this query asks about (for its ``trigger_index``-th trigger), as
+    (start, end, output column)."""
     answers = []
     for label, span in labelled:
-        column = builder.output_column(query, label)
+        column = builder.output_column(query, label, trigger_index)
         if column is not None:
             answers.append((span.start, span.end, column))
     return answers

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import spacy
 import torch
@@ -379,8 +380,34 @@ def test_packed_queries_ask_every_type_in_one_pass(tiny_bert, toy_docs):
     concept_queries = builder.concept_queries(0, pieces)
     assert len(concept_queries) == 1 and concept_queries[0].rows == (0, 1, 2)
     trigger = examples[1].predicted.char_span(18, 27, label="Drug")
-    relation_queries = builder.relation_queries(0, pieces, [trigger])
+    other = examples[1].predicted.char_span(9, 14, label="Drug")  # "50 mg", as if it were a drug
+    relation_queries = builder.relation_queries(0, pieces, [trigger, other])
     assert len(relation_queries) == 1 and relation_queries[0].rows == (3, 4)
+    assert relation_queries[0].levitated and relation_queries[0].triggers == (trigger, other)
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_levitated_triggers_do_not_see_each_other(tiny_bert, toy_docs, layer):
+    """Packed relations answer several triggers in one pass; each trigger's marker reads the
+    text and itself only, so another trigger in the same pass changes none of its scores."""
+    from spacy_softprompt.pieces import tokenize_doc
+
+    nlp = make_pipeline(tiny_bert, "soft", False, packed=True, prompt_layer=layer)
+    nlp.initialize(lambda: examples_for(nlp, toy_docs))
+    pipe = nlp.get_pipe("softprompt_ie")
+    builder, collator = pipe.model.builder, pipe.model.collator
+    doc = nlp.make_doc(TEXTS[1][0])
+    pieces = [tokenize_doc(doc, builder.tokenizer)]
+    ibuprofen, dose = doc.char_span(18, 27, label="Drug"), doc.char_span(9, 14, label="Drug")
+
+    def logits(triggers):
+        queries = builder.relation_queries(0, pieces[0], triggers)
+        return pipe.model.predict(collator.collate(queries, pieces, with_targets=False))
+
+    alone, together = logits([ibuprofen]), logits([ibuprofen, dose])
+    assert together.shape[-1] == 2 * alone.shape[-1]
+    np.testing.assert_allclose(together[..., : alone.shape[-1]], alone, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(together[..., alone.shape[-1]:], alone, atol=1e-3)  # the other trigger differs
 
 
 def test_packed_needs_a_query_part(tiny_bert):

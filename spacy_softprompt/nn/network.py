@@ -107,20 +107,27 @@ class SoftPromptNetwork(nn.Module):
         shared: Optional[Dict[str, torch.Tensor]] = None,
         cache: Optional[dict] = None,
         type_pool: Optional[torch.Tensor] = None,
+        levitated: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Span logits ``(queries, window tokens, widths, outputs)``.
 
         ``shared`` (late prompts only) holds the distinct windows and query parts
         of the batch and the gather map that assembles layer ``k``'s input; ``cache``
         (inference only) keeps their lower-layer states across batches.
+        ``levitated`` marks trigger marker tokens: each reads everything but the other
+        markers, and nothing reads it; ``position_ids`` gives them their triggers' positions.
         """
+        if levitated is not None:
+            attention_mask = _levitated_mask(attention_mask, levitated)
         if self.prompt_layer == 0:
             embeds = self._embed(input_ids, prompt_ids, prompt_start)
             embeds = embeds + marker[..., None].to(embeds.dtype) * self.trigger_marker.to(embeds.dtype)
-            hidden = self._upper(self.stack.embed(embeds), 0, attention_mask, prompt_ids, prompt_start)
+            hidden = self.stack.embed(embeds, position_ids)
+            hidden = self._upper(hidden, 0, attention_mask, prompt_ids, prompt_start, position_ids)
         else:
             assert shared is not None, "late prompts need the batch's shared windows"
-            hidden = self._late_hidden(attention_mask, prompt_ids, marker, prompt_start, shared, cache)
+            hidden = self._late_hidden(attention_mask, prompt_ids, marker, prompt_start, shared, cache, position_ids)
         return self.head(hidden, token_starts, token_ends, type_pool).float()
 
     # --- pieces -------------------------------------------------------------------
@@ -132,7 +139,8 @@ class SoftPromptNetwork(nn.Module):
         return embeds
 
     def _upper(
-        self, hidden: torch.Tensor, lo: int, attention_mask: torch.Tensor, prompt_ids: torch.Tensor, prompt_start: int
+        self, hidden: torch.Tensor, lo: int, attention_mask: torch.Tensor, prompt_ids: torch.Tensor, prompt_start: int,
+        position_ids: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Layers ``lo..L-1``, writing deep prompts (if any) before each layer from the first prompt layer."""
         before = None
@@ -141,7 +149,7 @@ class SoftPromptNetwork(nn.Module):
                 if i < self.first_deep_layer:
                     return h
                 return write_slots(h, self.prompts.layer_prompts(prompt_ids, i - self.first_deep_layer), prompt_start)
-        return self.stack.run(hidden, attention_mask, lo, before_layer=before)
+        return self.stack.run(hidden, attention_mask, lo, before_layer=before, position_ids=position_ids)
 
     def _late_hidden(
         self,
@@ -151,6 +159,7 @@ class SoftPromptNetwork(nn.Module):
         prompt_start: int,
         shared: Dict[str, torch.Tensor],
         cache: Optional[dict],
+        position_ids: Optional[torch.Tensor],
     ) -> torch.Tensor:
         windows = self._lower_states(shared["window_ids"], shared["window_mask"], shared["window_keys"],
                                      None, prompt_start, cache)
@@ -161,7 +170,7 @@ class SoftPromptNetwork(nn.Module):
         source = torch.cat([windows.new_zeros(1, dim), windows.reshape(-1, dim), queries.reshape(-1, dim).to(windows.dtype)])
         hidden = source[shared["gather"]]  # (B, S, D): [CLS] query part, window text, [SEP]
         hidden = hidden + marker[..., None].to(hidden.dtype) * self.trigger_marker.to(hidden.dtype)
-        return self._upper(hidden, self.prompt_layer, attention_mask, prompt_ids, prompt_start)
+        return self._upper(hidden, self.prompt_layer, attention_mask, prompt_ids, prompt_start, position_ids)
 
     def _lower_states(
         self,
@@ -200,6 +209,15 @@ class SoftPromptNetwork(nn.Module):
             states = cache[key]
             out[i, : len(states)] = states.to(out.dtype)
         return out
+
+
+def _levitated_mask(attention_mask: torch.Tensor, levitated: torch.Tensor) -> torch.Tensor:
+    """(B, S, S) who reads whom: every token reads the real tokens that are not markers,
+    and each marker also reads itself."""
+    n = attention_mask.shape[1]
+    reads = attention_mask.bool() & ~levitated.bool()  # (B, S) keys everyone reads
+    itself = torch.eye(n, dtype=torch.bool, device=attention_mask.device)[None] & levitated.bool()[:, None, :]
+    return (reads[:, None, :] | itself).to(attention_mask.dtype)
 
 
 @contextmanager

@@ -30,19 +30,24 @@ class Family:
     final_norm: Optional[str] = None  # applied after the last layer
     causal = False
 
-    def embed(self, backbone: nn.Module, inputs_embeds: torch.Tensor) -> torch.Tensor:
+    def embed(self, backbone: nn.Module, inputs_embeds: torch.Tensor, position_ids: Optional[torch.Tensor]) -> torch.Tensor:
         """Token embeddings (``(B, S, D)``, prompts already written) -> input of layer 0."""
         return inputs_embeds
 
     def mask(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """1/0 padding mask ``(B, S)`` -> additive mask the layers take."""
-        keep = attention_mask[:, None, None, :].bool()  # (B, 1, 1, S)
+        """1/0 mask, ``(B, S)`` keys or ``(B, S, S)`` query x key -> additive mask the layers take."""
+        if attention_mask.dim() == 3:
+            keep = attention_mask[:, None].bool()  # (B, 1, S, S)
+        else:
+            keep = attention_mask[:, None, None, :].bool()  # (B, 1, 1, S)
         if self.causal:
             n = attention_mask.shape[1]
             keep = keep & torch.ones(n, n, dtype=torch.bool, device=keep.device).tril()[None, None]
         return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
 
-    def layer_kwargs(self, backbone: nn.Module, hidden: torch.Tensor, mask: torch.Tensor) -> Dict[str, object]:
+    def layer_kwargs(
+        self, backbone: nn.Module, hidden: torch.Tensor, mask: torch.Tensor, position_ids: Optional[torch.Tensor]
+    ) -> Dict[str, object]:
         return {"attention_mask": mask}
 
 
@@ -51,8 +56,8 @@ class EncoderFamily(Family):
 
     layers_path = "encoder.layer"
 
-    def embed(self, backbone, inputs_embeds):
-        hidden = backbone.embeddings(inputs_embeds=inputs_embeds)
+    def embed(self, backbone, inputs_embeds, position_ids):
+        hidden = backbone.embeddings(inputs_embeds=inputs_embeds, position_ids=position_ids)
         project = getattr(backbone, "embeddings_project", None)  # ELECTRA's smaller embeddings
         return project(hidden) if project is not None else hidden
 
@@ -64,9 +69,10 @@ class GPT2Family(Family):
     final_norm = "ln_f"
     causal = True
 
-    def embed(self, backbone, inputs_embeds):
-        positions = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)
-        return backbone.drop(inputs_embeds + backbone.wpe(positions)[None].to(inputs_embeds.dtype))
+    def embed(self, backbone, inputs_embeds, position_ids):
+        if position_ids is None:
+            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)[None]
+        return backbone.drop(inputs_embeds + backbone.wpe(position_ids).to(inputs_embeds.dtype))
 
 
 class LlamaFamily(Family):
@@ -76,8 +82,8 @@ class LlamaFamily(Family):
     final_norm = "norm"
     causal = True
 
-    def layer_kwargs(self, backbone, hidden, mask):
-        positions = torch.arange(hidden.shape[1], device=hidden.device)[None]
+    def layer_kwargs(self, backbone, hidden, mask, position_ids):
+        positions = position_ids if position_ids is not None else torch.arange(hidden.shape[1], device=hidden.device)[None]
         return {"attention_mask": mask, "position_ids": positions,
                 "position_embeddings": backbone.rotary_emb(hidden, positions)}
 
@@ -125,8 +131,8 @@ class LayerStack:
     def __len__(self) -> int:
         return len(self.layers)
 
-    def embed(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
-        return self.family.embed(self.backbone, inputs_embeds)
+    def embed(self, inputs_embeds: torch.Tensor, position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.family.embed(self.backbone, inputs_embeds, position_ids)
 
     def run(
         self,
@@ -135,12 +141,14 @@ class LayerStack:
         lo: int = 0,
         hi: Optional[int] = None,
         before_layer: Optional[BeforeLayer] = None,
+        position_ids: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Layers ``lo..hi-1`` on ``hidden`` (the input of layer ``lo``); after the last layer,
-        the family's final norm, so ``run(embed(x), mask)`` is the backbone's last hidden state."""
+        the family's final norm, so ``run(embed(x), mask)`` is the backbone's last hidden state.
+        ``attention_mask``: ``(B, S)`` padding, or ``(B, S, S)`` who reads whom."""
         hi = len(self.layers) if hi is None else hi
         mask = self.family.mask(attention_mask, hidden.dtype)
-        kwargs = self.family.layer_kwargs(self.backbone, hidden, mask)
+        kwargs = self.family.layer_kwargs(self.backbone, hidden, mask, position_ids)
         for i in range(lo, hi):
             if before_layer is not None:
                 hidden = before_layer(i, hidden)
