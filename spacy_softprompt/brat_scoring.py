@@ -19,7 +19,9 @@ here, and nowhere else, exactly as that script does, and counts them with
   misreads the line, we keep the covering span).
 - A line starting with ``R`` is a relation: id, then ``type Arg1:Tx Arg2:Ty``;
   the first argument written is the head, whatever its role name. ``E``, ``A``,
-  ``*``, ``#`` and other lines are not read (the script reads none of them).
+  ``*``, ``#`` and other lines are not scored (the script reads none of them);
+  an ``R`` argument naming an event (``Arg1:E3``), where the script stops with
+  a KeyError, is read as that event's trigger concept.
 - An id defined twice keeps its last definition at the place of its first
   (the script stores annotations in a dict keyed by id); relations see every
   concept of the file, wherever it is defined.
@@ -28,9 +30,9 @@ here, and nowhere else, exactly as that script does, and counts them with
   distinct: two identical system concepts give one TP and one ignored, two
   identical gold concepts give one TP and one FN (as in the script).
 
-Where the script crashes or silently misreads (a T line with no offsets, a
-relation to an unknown id, a BOM before the first line), we report
-``file:line: problem`` and skip that line (a BOM is dropped and reported).
+Where the script crashes or misreads (a T line with no offsets or no text
+field, a relation to an unknown id, a BOM before the first line), we read what
+is readable and report ``file:line: problem`` (a BOM is dropped and reported).
 """
 from __future__ import annotations
 
@@ -51,11 +53,22 @@ class AnnFile(NamedTuple):
     problems: List[str]
 
 
+def _offsets(tokens: List[str]) -> Optional[Tuple[int, int]]:
+    """``["Drug", "0", "5;9", "14"]`` -> (0, 14): the second field and the last, as the script reads them."""
+    if len(tokens) < 3:
+        return None
+    try:
+        return int(tokens[1]), int(tokens[-1])
+    except ValueError:
+        return None
+
+
 def read_ann(path: Path) -> AnnFile:
     """T and R lines of one ``.ann`` file with their offsets as written."""
     concepts: Dict[str, _Arg] = {}
     relation_lines: List[Tuple[int, str]] = []
     problems: List[str] = []
+    triggers: Dict[str, str] = {}
     with open(path, encoding="utf-8", errors="replace") as handle:
         lines = handle.readlines()
     if lines and lines[0].startswith("\ufeff"):
@@ -66,17 +79,16 @@ def read_ann(path: Path) -> AnnFile:
         if line.startswith("T"):
             fields = line.split("\t")
             tokens = fields[1].split(" ") if len(fields) > 1 else []
-            try:
-                start, end = int(tokens[1]), int(tokens[-1])
-            except (IndexError, ValueError):
+            offsets = _offsets(tokens)
+            if offsets is None:
                 problems.append(f"{path}:{number}: not a text-bound annotation (id, type and offsets): {line!r}")
                 continue
-            if len(tokens) < 3:
-                problems.append(f"{path}:{number}: not a text-bound annotation (id, type and offsets): {line!r}")
-                continue
-            concepts[fields[0]] = _Arg(start, end, tokens[0])
+            concepts[fields[0]] = _Arg(*offsets, tokens[0])
         elif line.startswith("R"):
             relation_lines.append((number, line))
+        elif line.startswith("E") and "\t" in line:  # only to resolve R arguments that name events
+            trigger = line.split("\t")[1].split(" ")[0].partition(":")[2]
+            triggers[line.split("\t")[0]] = trigger
     relations: Dict[str, Tuple[str, str, str]] = {}
     for number, line in relation_lines:
         fields = line.split("\t")
@@ -84,7 +96,7 @@ def read_ann(path: Path) -> AnnFile:
         if len(tokens) != 3 or ":" not in tokens[1] or ":" not in tokens[2]:
             problems.append(f"{path}:{number}: not a relation (id, type Arg1:id Arg2:id): {line!r}")
             continue
-        head, tail = tokens[1].partition(":")[2], tokens[2].partition(":")[2]
+        head, tail = (triggers.get(t.partition(":")[2], t.partition(":")[2]) for t in tokens[1:])
         unknown = [i for i in (head, tail) if i not in concepts]
         if unknown:
             problems.append(f"{path}:{number}: relation to unknown id {', '.join(unknown)}; not scored")

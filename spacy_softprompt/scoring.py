@@ -57,6 +57,7 @@ Aggregation
 """
 from __future__ import annotations
 
+import operator
 from collections import Counter, defaultdict
 from typing import Any, Callable, Collection, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
@@ -92,10 +93,6 @@ _ByLabel = Dict[str, Set[_Item]]
 Tallies = Dict[Tuple[str, str], Dict[str, Counter]]
 
 
-def _identical(system: _Item, gold: _Item) -> bool:
-    return system == gold
-
-
 def _overlaps(system: _Item, gold: _Item) -> bool:
     """Lenient match: each argument has the same type and overlapping offsets."""
     return all(s.type == g.type and s.start < g.end and g.start < s.end for s, g in zip(system, gold))
@@ -127,12 +124,12 @@ def count_matches(
     counts: Counter = Counter({name: 0 for name in COUNTS})
     claimed: Set[int] = set()
     if mode == "strict":
-        _pare_down(system, gold, _identical, claimed, counts)
+        _pare_down(system, gold, operator.eq, claimed, counts)
     elif lenient_matching == "official":
         _pare_down(system, gold, _overlaps, claimed, counts)
     else:
         exact = set(gold)
-        _pare_down([s for s in system if s in exact], gold, _identical, claimed, counts)
+        _pare_down([s for s in system if s in exact], gold, operator.eq, claimed, counts)
         _pare_down([s for s in system if s not in exact], gold, _overlaps, claimed, counts)
     counts["fn"] = len(gold) - counts["tp"]
     return counts

@@ -54,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {doc_id}: in the system folder only; not scored (no gold)", file=sys.stderr)
     for doc_id in scores["text_differs"]:
         print(f"warning: {doc_id}: gold and system .txt files differ; offsets compared as written", file=sys.stderr)
-    for problem in scores["problems"]:
+    for problem in scores["problems"][:20]:
         print(f"warning: {problem}", file=sys.stderr)
+    if len(scores["problems"]) > 20:
+        print(f"warning: ... {len(scores['problems']) - 20} more problem(s), all in the JSON output", file=sys.stderr)
 
     print(format_table(scores))
     print(
