@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
             path.write_text(generate(name, **explicit), encoding="utf-8")
             print(f"wrote {path}")
         return 0
-    text = generate(args.preset, **explicit)
+    text = generate(args.preset, output=None if str(args.output) == "-" else args.output, **explicit)
     if str(args.output) == "-":
         print(text, end="")
     else:
@@ -228,9 +228,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def generate(preset: Optional[str] = None, **choices: Any) -> str:
+def generate(preset: Optional[str] = None, output: Optional[Path] = None, **choices: Any) -> str:
     """The config text for ``preset`` (or the defaults) with ``choices`` (fields of :class:`Choices`)
-    replacing the preset's; a comment header says what it is and how to train it."""
+    replacing the preset's; a comment header says what it is and how to train it (as ``output``,
+    for a config without a preset: a preset's header always names ``configs/<preset>.cfg``)."""
     if preset is not None and preset not in PRESETS:
         raise CLIError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     base = PRESETS[preset].choices if preset else Choices()
@@ -240,7 +241,7 @@ def generate(preset: Optional[str] = None, **choices: Any) -> str:
         raise CLIError(f"unknown config choice: {err}") from err
     if chosen.stock and (chosen.prompt_layer is not None or "strategy" in choices or chosen.frozen):
         raise CLIError("the stock transformer+ner pipeline has no strategy, frozen backbone or prompt layer")
-    return _header(preset, chosen) + build_config(chosen).to_str() + "\n"
+    return _header(preset, chosen, output) + build_config(chosen).to_str() + "\n"
 
 
 def build_config(choices: Choices):
@@ -299,20 +300,20 @@ def _stock_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
     return {"transformer": transformer, "ner": ner}
 
 
-def _header(preset: Optional[str], choices: Choices) -> str:
+def _header(preset: Optional[str], choices: Choices, output: Optional[Path]) -> str:
     """The comment lines on top: what the config is, how it was made, how to train it."""
     description = PRESETS[preset].description if preset else _describe(choices)
-    name = preset or "my_config"
-    command = ["python -m spacy_softprompt init-config", f"configs/{name}.cfg"]
+    path = Path("configs", f"{preset}.cfg") if preset else Path(output or "config.cfg")
+    command = ["python -m spacy_softprompt init-config", str(path)]
     if preset:
         command.append(f"--preset {preset}")
-    default = Choices()
+    start = PRESETS[preset].choices if preset else Choices()
     for field, flag in (("strategy", "--strategy"), ("backbone", "--backbone"), ("prompt_layer", "--prompt-layer"),
                         ("train", "--train"), ("dev", "--dev"), ("max_steps", "--max-steps")):
         value = getattr(choices, field)
-        if value != getattr(PRESETS[preset].choices if preset else default, field):
+        if value != getattr(start, field):
             command.append(f"{flag} {value}")
-    if choices.frozen != (PRESETS[preset].choices if preset else default).frozen:
+    if choices.frozen != start.frozen:
         command.append("--frozen" if choices.frozen else "--no-frozen")
     if choices.gpu:
         command.append("--gpu")
@@ -320,7 +321,7 @@ def _header(preset: Optional[str], choices: Choices) -> str:
         " --paths.train corpus/train.spacy --paths.dev corpus/dev.spacy")
     lines = _wrap(description) + [
         f"# Made by: {' '.join(command)}  (do not edit: regenerate)",
-        f"# Train: python -m spacy train configs/{name}.cfg{paths} --output training/{name}"
+        f"# Train: python -m spacy train {path}{paths} --output training/{path.stem}"
         + (" --gpu-id 0" if choices.gpu else ""),
     ]
     if not choices.stock:
