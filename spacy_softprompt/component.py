@@ -38,7 +38,7 @@ from .pieces import DocPieces, tokenize_doc
 from .queries import Query, batch_kind, query_size
 from .relations import DEFAULT_SPANS_KEY, concept_spans, set_concepts, set_relations
 from .schema import TaskSchema
-from .scoring import score_examples
+from .scoring import DEFAULT_SCORE_WEIGHTS
 from .targets import training_queries
 
 logger = logging.getLogger("spacy_softprompt")
@@ -78,11 +78,9 @@ cache_frozen_states = true
         "set_ents": True,
         "store_backbone": False,
         "query_texts": {},
+        "scorer": {"@scorers": "spacy_softprompt.scorer.v1"},
     },
-    default_score_weights={
-        "concepts_strict_f": 0.5,
-        "relations_strict_f": 0.5,
-    },
+    default_score_weights=DEFAULT_SCORE_WEIGHTS,
 )
 def make_softprompt_ie(
     nlp: Language,
@@ -94,6 +92,7 @@ def make_softprompt_ie(
     set_ents: bool,
     store_backbone: bool,
     query_texts: Dict[str, str],
+    scorer: Optional[Callable],
 ) -> "SoftPromptIE":
     """Clinical concepts (MRC span queries) and relations (verbalizer queries) with prompts.
 
@@ -104,6 +103,8 @@ def make_softprompt_ie(
         instead of a reference to it with a weight hash.
     query_texts: hard-prompt questions per concept or relation label (defaults
         are built from the label's words).
+    scorer: what ``score()`` calls; the default gives strict and lenient concept and
+        relation scores (n2c2 2018) and spaCy's own ``ents_*`` and ``spans_<key>_*`` keys.
     """
     for option, value in (("threshold", threshold), ("relation_threshold", relation_threshold)):
         if not 0.0 < value <= 1.0:
@@ -111,7 +112,7 @@ def make_softprompt_ie(
     return SoftPromptIE(
         nlp.vocab, model, name, spans_key=spans_key, threshold=threshold,
         relation_threshold=relation_threshold, set_ents=set_ents, store_backbone=store_backbone,
-        query_texts=query_texts,
+        query_texts=query_texts, scorer=scorer,
     )
 
 
@@ -130,10 +131,12 @@ class SoftPromptIE(TrainablePipe):
         set_ents: bool = True,
         store_backbone: bool = False,
         query_texts: Optional[Dict[str, str]] = None,
+        scorer: Optional[Callable] = None,
     ):
         self.vocab = vocab
         self.model = model
         self.name = name
+        self.scorer = scorer
         self.cfg: Dict[str, Any] = {
             "spans_key": spans_key,
             "threshold": threshold,
@@ -295,9 +298,6 @@ class SoftPromptIE(TrainablePipe):
             n_queries,
         )
         return loss, torch2xp(grad, ops=self.model.ops)
-
-    def score(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
-        return score_examples(examples, spans_key=self.cfg["spans_key"])
 
     def add_label(self, label: str) -> int:
         raise NotImplementedError(

@@ -23,6 +23,7 @@ VERBS = {
     "experiment": "experiment",
     "bench": "bench",
     "scaling": "scaling",
+    "step-time": "step_time",
     "init-config": "init_config",
 }
 
