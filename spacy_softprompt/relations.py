@@ -12,15 +12,35 @@ survive every way spaCy moves a Doc around:
   position of each doc in the concatenation. The tail is stored *relative to
   the head's start*, so it moves with it.
 
+- ``Span.as_doc(copy_user_data=True)`` shifts them by the slice's start:
+  relations inside the slice read back, those reaching outside it are not part
+  of the slice's text and are left out.
+
 Each stored relation also carries the exact text of both arguments, so a
-relation can never silently point at other tokens: reading it back checks the
-text and raises :class:`RelationAlignmentError` if it differs.
+relation can never silently point at other tokens. Reading back is per
+relation, so one bad relation never costs the others:
+
+- an argument whose text matches but that no longer falls on token boundaries
+  (the Doc was retokenized, e.g. by ``merge_entities``) is re-aligned to the
+  tokens covering it, with one :class:`RelationAlignmentWarning` counting them;
+- a relation whose stored text differs from the document (the data belongs to
+  another text) is dropped, with a warning naming it.
+
+``get_relations(doc, strict=True)`` raises :class:`RelationAlignmentError`
+instead of either.
+
+Concept scores are kept twice: in ``doc.spans[key].attrs["scores"]`` (spaCy's
+place for them) and per span in ``user_data`` (the same key format), because
+``Doc.from_docs`` builds new span groups without their ``attrs``;
+:func:`concept_scores` reads the second when the first is gone and
+:func:`concatenate` is ``Doc.from_docs`` that puts them back.
 
 Brat attributes (e.g. SDoH ``StatusTimeVal``) are stored the same way, per
 span offsets and label, and read through ``span._.attributes``.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -28,11 +48,16 @@ from spacy.tokens import Doc, Span, SpanGroup
 
 RELATIONS_KEY = "softprompt_relation"
 ATTRIBUTES_KEY = "softprompt_attributes"
+SCORES_KEY = "softprompt_score"
 DEFAULT_SPANS_KEY = "softprompt"
 
 
 class RelationAlignmentError(ValueError):
     """A stored relation no longer matches the text it was attached to."""
+
+
+class RelationAlignmentWarning(UserWarning):
+    """Stored relations were re-aligned to new tokens, or dropped because their text differs."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +85,9 @@ class Relation:
         )
 
 
-def _span_at(doc: Doc, doc_text: str, start: int, end: int, label: str, text: str, what: str) -> Span:
+def _span_at(doc: Doc, doc_text: str, start: int, end: int, label: str, text: str, what: str,
+             strict: bool) -> Tuple[Span, bool]:
+    """The argument's span, and whether it had to be widened to the tokens covering it."""
     if doc_text[start:end] != text:
         raise RelationAlignmentError(
             f"Stored relation {what} {text!r} at characters {start}-{end} does not match the "
@@ -68,17 +95,27 @@ def _span_at(doc: Doc, doc_text: str, start: int, end: int, label: str, text: st
             "to this text."
         )
     span = doc.char_span(start, end, label=label)
-    if span is None:
+    if span is not None:
+        return span, False
+    if strict:
         raise RelationAlignmentError(
             f"Stored relation {what} {text!r} at characters {start}-{end} no longer aligns with "
             "token boundaries (was the document retokenized?)."
         )
-    return span
+    covering = doc.char_span(start, end, label=label, alignment_mode="expand")
+    if covering is None:
+        raise RelationAlignmentError(f"Stored relation {what} {text!r} at characters {start}-{end} covers no token.")
+    return covering, True
 
 
-def get_relations(doc: Doc) -> Tuple[Relation, ...]:
-    """Read the relations stored on ``doc``, in a stable order (by head, then tail)."""
-    relations: List[Relation] = []
+def get_relations(doc: Doc, strict: bool = False) -> Tuple[Relation, ...]:
+    """Read the relations stored on ``doc``, in a stable order (by head, then tail).
+
+    Relations reaching outside the text (the rest of a sliced Doc) are left out; see the module
+    docstring for those that no longer align (re-aligned or dropped, with a warning)."""
+    best: Dict[tuple, Relation] = {}
+    realigned: List[str] = []
+    dropped: List[str] = []
     doc_text = doc.text  # built anew on every access: read it once
     for key, values in sorted(
         ((k, v) for k, v in doc.user_data.items() if _is_key(k, RELATIONS_KEY)),
@@ -86,10 +123,40 @@ def get_relations(doc: Doc) -> Tuple[Relation, ...]:
     ):
         h_start, h_end = key[2], key[3]
         for h_label, h_text, t_rel_start, t_rel_end, t_label, t_text, label, score in values:
-            head = _span_at(doc, doc_text, h_start, h_end, h_label, h_text, "head")
-            tail = _span_at(doc, doc_text, h_start + t_rel_start, h_start + t_rel_end, t_label, t_text, "tail")
-            relations.append(Relation(head, tail, label, float(score)))
-    return tuple(relations)
+            t_start, t_end = h_start + t_rel_start, h_start + t_rel_end
+            if min(h_start, t_start) < 0 or max(h_end, t_end) > len(doc_text):
+                continue  # not in this text: the Doc is a slice of the one the relation was set on
+            try:
+                head, moved_head = _span_at(doc, doc_text, h_start, h_end, h_label, h_text, "head", strict)
+                tail, moved_tail = _span_at(doc, doc_text, t_start, t_end, t_label, t_text, "tail", strict)
+            except RelationAlignmentError:
+                if strict:
+                    raise
+                dropped.append(f"{h_text!r} --{label}--> {t_text!r} at {h_start}-{h_end}/{t_start}-{t_end}")
+                continue
+            if moved_head or moved_tail:
+                realigned.append(f"{h_text!r} --{label}--> {t_text!r} (now {head.text!r} --> {tail.text!r})")
+            relation = Relation(head, tail, label, float(score))
+            known = best.get(relation.key())
+            if known is None or relation.score > known.score:
+                best[relation.key()] = relation
+    if realigned:
+        warnings.warn(
+            f"{len(realigned)} relation(s) no longer fall on token boundaries (was the document "
+            f"retokenized?) and were re-aligned to the tokens covering them: {'; '.join(realigned)}",
+            RelationAlignmentWarning,
+            stacklevel=3,  # the getter of doc._.relations sits between
+
+        )
+    if dropped:
+        warnings.warn(
+            f"{len(dropped)} stored relation(s) do not match the document text and were dropped "
+            f"(their data belongs to another text): {'; '.join(dropped)}",
+            RelationAlignmentWarning,
+            stacklevel=3,  # the getter of doc._.relations sits between
+
+        )
+    return tuple(best.values())
 
 
 def set_relations(doc: Doc, relations: Iterable[Relation]) -> None:
@@ -173,15 +240,33 @@ def set_concepts(
     set_ents: bool = True,
 ) -> None:
     """Write all concepts (overlaps allowed, one label per entry) to ``doc.spans[spans_key]``
-    with their scores in ``.attrs["scores"]``, and a non-overlapping selection to ``doc.ents``."""
+    with their scores in ``.attrs["scores"]`` (and per span in user_data, which outlives
+    ``Doc.from_docs``), and a non-overlapping selection to ``doc.ents``."""
     if scores is None:
         scores = [1.0] * len(spans)
     order = sorted(range(len(spans)), key=lambda i: (spans[i].start, spans[i].end, spans[i].label_))
     group = SpanGroup(doc, name=spans_key, spans=[spans[i] for i in order])
     group.attrs["scores"] = [float(scores[i]) for i in order]
     doc.spans[spans_key] = group
+    _store_scores(doc, spans_key, group, group.attrs["scores"])
     if set_ents:
         doc.ents = select_entities(list(group), group.attrs["scores"])
+
+
+def _store_scores(doc: Doc, spans_key: str, spans: Sequence[Span], scores: Sequence[float]) -> None:
+    """Per span offsets: ``{spans_key: {label: score}}``; new dicts each time, as ``from_docs``
+    and ``as_doc`` copy user_data values shallowly."""
+    new: Dict[tuple, Dict[str, float]] = {}
+    for span, score in zip(spans, scores):
+        new.setdefault(("._.", SCORES_KEY, span.start_char, span.end_char), {})[span.label_] = float(score)
+    for key in [k for k in doc.user_data if _is_key(k, SCORES_KEY)]:
+        others = {group: by_label for group, by_label in doc.user_data[key].items() if group != spans_key}
+        if others:
+            doc.user_data[key] = others
+        else:
+            del doc.user_data[key]
+    for key, by_label in new.items():
+        doc.user_data[key] = {**doc.user_data.get(key, {}), spans_key: by_label}
 
 
 def concept_spans(doc: Doc, spans_key: str = DEFAULT_SPANS_KEY) -> Sequence[Span]:
@@ -190,6 +275,23 @@ def concept_spans(doc: Doc, spans_key: str = DEFAULT_SPANS_KEY) -> Sequence[Span
 
 
 def concept_scores(doc: Doc, spans_key: str = DEFAULT_SPANS_KEY) -> List[float]:
-    group = doc.spans[spans_key] if spans_key in doc.spans else []
-    scores = getattr(group, "attrs", {}).get("scores")
-    return [float(s) for s in scores] if scores is not None else [1.0] * len(group)
+    """The score of each span in ``doc.spans[spans_key]``: its ``attrs["scores"]``, else (after
+    ``Doc.from_docs``) the per-span store; 1.0 for spans with neither (gold data)."""
+    if spans_key not in doc.spans:
+        return []
+    group = doc.spans[spans_key]
+    scores = group.attrs.get("scores")
+    if scores is not None and len(scores) == len(group):
+        return [float(s) for s in scores]
+    stored = [doc.user_data.get(("._.", SCORES_KEY, s.start_char, s.end_char), {}) for s in group]
+    return [float(by_key.get(spans_key, {}).get(s.label_, 1.0)) for s, by_key in zip(group, stored)]
+
+
+def concatenate(docs: Sequence[Doc], **kwargs: Any) -> Doc:
+    """``Doc.from_docs`` (same arguments) that keeps ``doc.spans[key].attrs["scores"]``, which
+    spaCy's span groups lose there; relations and attributes survive it anyway."""
+    joined = Doc.from_docs(list(docs), **kwargs)
+    for key in joined.spans:
+        if any(key in doc.spans and "scores" in doc.spans[key].attrs for doc in docs):
+            joined.spans[key].attrs["scores"] = concept_scores(joined, key)
+    return joined

@@ -7,7 +7,8 @@ import pytest
 import spacy
 from spacy.tokens import Doc, DocBin
 
-from spacy_softprompt import Relation, RelationAlignmentError, set_concepts, set_relations
+from spacy_softprompt import Relation, RelationAlignmentError, get_relations, set_concepts, set_relations
+from spacy_softprompt.relations import RelationAlignmentWarning, concatenate, concept_scores
 
 
 @pytest.fixture(scope="module")
@@ -91,20 +92,96 @@ def test_from_docs_shifts_relations_with_their_doc(nlp, doc):
     }
 
 
-def test_stored_text_mismatch_raises(nlp, doc):
-    other = nlp.make_doc("Aspirin 5 mg caused fevers and a cough.")
+def test_relations_on_another_text_are_dropped_with_a_warning_naming_them(nlp, doc):
+    other = nlp.make_doc("Heparin, 5 mg caused bleeding and a rash.")
     other.user_data.update(doc.user_data)
+    with pytest.warns(RelationAlignmentWarning, match=r"3 stored relation\(s\) do not match.*'Warfarin' --Drug-AE--> 'rash'"):
+        assert other._.relations == ()
     with pytest.raises(RelationAlignmentError, match="does not match the document text"):
-        other._.relations
+        get_relations(other, strict=True)
 
 
-def test_retokenized_text_raises(nlp, doc):
+def test_one_misplaced_relation_does_not_cost_the_others(nlp, doc):
+    """Only the relation whose stored tail text differs is dropped; the others read back."""
+    key = next(k for k in doc.user_data if isinstance(k, tuple) and k[1] == "softprompt_relation")
+    stored = list(doc.user_data[key])
+    broken = next(i for i, value in enumerate(stored) if value[5] == "rash")
+    stored[broken] = stored[broken][:5] + ("rush",) + stored[broken][6:]
+    doc.user_data[key] = stored
+    with pytest.warns(RelationAlignmentWarning, match="'Warfarin' --Drug-AE--> 'rush'"):
+        assert sorted(summary(doc), key=lambda r: r[2]) == EXPECTED[:2]
+
+
+def test_retokenized_text_realigns_to_covering_tokens_with_a_warning(nlp, doc):
     words = ["Warfarin 5", "mg caused bleeding and a rash", "."]
     other = Doc(nlp.vocab, words=words, spaces=[True, False, False])
     assert other.text == doc.text
     other.user_data.update(doc.user_data)
+    with pytest.warns(RelationAlignmentWarning, match=r"^3 relation\(s\) no longer fall on token boundaries"):
+        realigned = other._.relations
+    assert sorted((r.head.text, r.tail.text, r.label) for r in realigned) == [
+        ("Warfarin 5", "Warfarin 5 mg caused bleeding and a rash", "Drug-Dose"),  # "5 mg" spans both
+        ("Warfarin 5", "mg caused bleeding and a rash", "Drug-AE"),  # two tails, one token now: merged
+    ]
     with pytest.raises(RelationAlignmentError, match="token boundaries"):
-        other._.relations
+        get_relations(other, strict=True)
+
+
+def test_merge_entities_after_the_component_keeps_the_relations(nlp):
+    """A nested tail inside a merged entity moves to the merged token; nothing else changes."""
+    doc = annotated(
+        nlp,
+        "She developed severe neutropenia after carbamazepine and a rash.",
+        [("severe neutropenia", "ADE"), ("neutropenia", "ADE"), ("carbamazepine", "Drug"), ("rash", "ADE")],
+        [(2, 0, "Drug-AE", 0.8), (2, 1, "Drug-AE", 0.7), (2, 3, "Drug-AE", 0.6)],
+    )
+    merger = spacy.blank("en")
+    merger.add_pipe("merge_entities")
+    with pytest.warns(RelationAlignmentWarning, match="1 relation.*'neutropenia' \\(now 'carbamazepine' --> 'severe neutropenia'\\)"):
+        merged = merger(doc)._.relations
+    assert [(r.tail.text, r.score) for r in merged] == [("severe neutropenia", 0.8), ("rash", 0.6)]
+    assert all(len(r.tail) == 1 and len(r.head) == 1 for r in merged)
+
+
+@pytest.mark.parametrize("start", range(0, 11))
+def test_a_slice_keeps_the_relations_inside_it(nlp, doc, start):
+    """``doc[start:]`` keeps exactly the relations whose both arguments it contains, at its offsets."""
+    import warnings
+
+    piece = doc[start:]
+    inside = [
+        (r.head.text, r.head.label_, r.tail.text, r.tail.label_, r.label, r.score)
+        for r in doc._.relations if r.head.start >= start and r.tail.start >= start
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about: the rest was cut off on purpose
+        sliced = piece.as_doc(copy_user_data=True)
+        assert summary(sliced) == inside
+    for rel in sliced._.relations:
+        assert sliced.text[rel.tail.start_char : rel.tail.end_char] == rel.tail.text
+
+
+def test_from_docs_keeps_concept_scores(nlp, doc):
+    first = annotated(nlp, "Heparin caused HIT.", [("Heparin", "Drug"), ("HIT", "ADE")], [])
+    set_concepts(first, list(first.spans["softprompt"]), [0.25, 0.75])
+    set_concepts(doc, list(doc.spans["softprompt"]), [0.9, 0.8, 0.7, 0.6])
+    expected = [0.25, 0.75] + concept_scores(doc)
+    plain = Doc.from_docs([first, doc])
+    assert "scores" not in plain.spans["softprompt"].attrs  # what spaCy does: a new group, no attrs
+    assert concept_scores(plain) == expected
+    joined = concatenate([first, doc])
+    assert joined.spans["softprompt"].attrs["scores"] == expected
+    (restored,) = DocBin(store_user_data=True, docs=[joined]).get_docs(nlp.vocab)
+    assert restored.spans["softprompt"].attrs["scores"] == expected
+
+
+def test_scores_of_two_span_groups_are_kept_apart(nlp, doc):
+    spans = list(doc.spans["softprompt"])
+    set_concepts(doc, spans[:2], [0.1, 0.2], spans_key="other", set_ents=False)
+    set_concepts(doc, spans, [0.9, 0.8, 0.7, 0.6])
+    plain = Doc.from_docs([doc])
+    assert concept_scores(plain, "other") == [0.1, 0.2]
+    assert concept_scores(plain) == concept_scores(doc)
 
 
 def test_spans_must_be_labelled_and_from_this_doc(nlp, doc):
