@@ -59,10 +59,11 @@ def test_model_block_is_the_factorys_default_config(monkeypatch):
     assert "a_new_setting = 7" in generate("hard_prompt")
 
 
-def test_stock_preset_refuses_prompt_choices():
+def test_stock_preset_refuses_prompt_choices(capsys):
     with pytest.raises(CLIError, match="no strategy"):
         generate(STOCK, strategy="soft")
-    assert main(["init-config", "-", "--preset", STOCK, "--prompt-layer", "2"]) == 1
+    assert main(["init-config", "-", "--preset", STOCK, "--prompt-layer", "2"]) != 0
+    assert "error: the stock transformer+ner pipeline has no strategy" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
