@@ -75,7 +75,7 @@ def test_experiment_without_matplotlib_fails_before_training(tmp_path, toy_docs,
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
     args = ["experiment", "prompt-length", "--values", "4", "--max-steps", "1", "--runs", str(tmp_path / "runs"),
             "--output", str(tmp_path / "out"), *(f"--{s}={tmp_path / s}.spacy" for s in ("train", "dev", "test"))]
-    assert main(args) == 1
+    assert main(args) != 0
     assert "matplotlib is not installed" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
 
