@@ -3,8 +3,10 @@ import subprocess
 import sys
 
 import pytest
+import spacy
+from spacy.tokens import DocBin
 
-from spacy_softprompt.cli import VERBS, main
+from spacy_softprompt.cli import VERBS, CLIError, build_parser, main
 
 
 def test_help_lists_every_verb_with_a_line(capsys):
@@ -30,8 +32,117 @@ def test_module_entry_point_runs():
 
 
 def test_render_with_a_missing_pipeline_is_a_clear_error(tmp_path, capsys):
-    assert main(["render", str(tmp_path / "nope"), "some text"]) == 1
-    assert "cannot load pipeline" in capsys.readouterr().err
+    assert main(["render", str(tmp_path / "nope"), "some text"]) == 2
+    assert "pipeline not found" in capsys.readouterr().err
+
+
+def test_every_pipeline_argument_takes_a_package_name_too():
+    """A ``pipeline`` argument typed as a path cannot name an installed package."""
+    subparsers = next(a for a in build_parser()._actions if a.dest == "verb").choices
+    found = [(verb, action) for verb, parser in subparsers.items() for action in parser._actions
+             if action.dest == "pipeline"]
+    assert {verb for verb, _ in found} >= {"evaluate", "render", "export-brat"}
+    assert [verb for verb, action in found if action.type is not None] == []
+
+
+def _one_error_line(err: str) -> str:
+    """stderr holds exactly one line, ``error: ...``, and no traceback."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def docbin_file(tmp_path):
+    path = tmp_path / "docs.spacy"
+    DocBin(docs=[spacy.blank("en")("Aspirin caused nausea.")]).to_disk(path)
+    return path
+
+
+@pytest.mark.parametrize("verb", [["sample", "--shots", "1"], ["export-brat"], ["evaluate-blank"]])
+def test_a_file_that_is_not_a_docbin_is_one_line(verb, tmp_path, capsys):
+    """spaCy's E1014, with the file named and what to pass instead."""
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a DocBin\n")
+    if verb == ["evaluate-blank"]:
+        spacy.blank("en").to_disk(tmp_path / "pipeline")
+        argv = ["evaluate", str(tmp_path / "pipeline"), str(bad)]
+    else:
+        argv = [verb[0], str(bad), str(tmp_path / "out"), *verb[1:]]
+    assert main(argv) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "DocBin" in line and "convert" in line
+    if verb[0] != "export-brat":  # export-brat reads its file itself (until it uses cli.read_docbin)
+        assert str(bad) in line
+
+
+def test_a_folder_that_is_not_a_pipeline_is_one_line(tmp_path, docbin_file, capsys):
+    folder = tmp_path / "model-best"
+    folder.mkdir()
+    (folder / "config.cfg").write_text("[nlp]\nlang = \"en\"\n")  # meta.json missing: spaCy's E053
+    assert main(["evaluate", str(folder), str(docbin_file)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"{folder} is not a spaCy pipeline folder" in line and "training/model-best" in line
+
+
+def test_an_unwritable_output_is_one_line(tmp_path, docbin_file, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["sample", str(docbin_file), str(blocker / "out.spacy"), "--shots", "1"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(blocker) in line and "folder can be created" in line
+
+
+def _raise_in_package(args):
+    from spacy_softprompt import Relation, set_relations
+
+    doc, other = spacy.blank("en")("a b"), spacy.blank("en")("a b")
+    set_relations(doc, [Relation(other[0:1], other[1:2], "R")])  # ValueError raised in relations.py
+
+
+def _package_errors():
+    from spacy_softprompt.artifact import BackboneMismatch
+    from spacy_softprompt.backbone import BackboneNotFound
+
+    not_found = BackboneNotFound("Cannot find backbone 'x'. Tried:\n  - local path x (does not exist)\nUse 'default'.")
+    return [
+        (not_found, "error: Cannot find backbone 'x'. Tried: local path x (does not exist); Use 'default'."),
+        (BackboneMismatch("the backbone changed; retrain"), "error: the backbone changed; retrain"),
+        (CLIError("bad option"), "error: bad option"),
+    ]
+
+
+@pytest.mark.parametrize("position", ["before", "after"])
+@pytest.mark.parametrize("case", range(4))
+def test_package_errors_are_one_line_and_debug_shows_the_traceback(case, position, monkeypatch, capsys):
+    import spacy_softprompt.cli.sample as sample
+
+    if case < 3:
+        error, expected = _package_errors()[case]
+
+        def run(args):
+            raise error
+    else:
+        run, expected = _raise_in_package, "error: Relation("
+    monkeypatch.setattr(sample, "run", run)
+    argv = ["sample", "in.spacy", "out.spacy", "--shots", "1"]
+    assert main(argv) == 2
+    assert _one_error_line(capsys.readouterr().err).startswith(expected)
+    assert main(["--debug", *argv] if position == "before" else [*argv, "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and err.strip().splitlines()[-1].startswith(expected)
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """A ValueError raised outside the package is not a message for the user: it propagates."""
+    import spacy_softprompt.cli.sample as sample
+
+    def run(args):
+        raise ValueError("an internal mistake")
+
+    monkeypatch.setattr(sample, "run", run)
+    with pytest.raises(ValueError, match="an internal mistake"):
+        main(["sample", "in.spacy", "out.spacy", "--shots", "1"])
 
 
 def test_experiment_table_and_plot_average_over_seeds(tmp_path):
@@ -56,4 +167,4 @@ def test_experiment_table_and_plot_average_over_seeds(tmp_path):
 def test_experiment_missing_inputs_are_clear_errors(tmp_path, capsys):
     code = main(["experiment", "fewshot", "--config", str(tmp_path / "x.cfg"), "--train", "a", "--dev", "b",
                  "--test", "c", "--output", str(tmp_path)])
-    assert code == 1 and "not found" in capsys.readouterr().err
+    assert code == 2 and "not found" in capsys.readouterr().err

@@ -75,18 +75,18 @@ def test_convert_brat_split(sdoh_dev, tmp_path, capsys):
 
 
 def test_convert_user_errors(tmp_path, capsys):
-    assert main(["convert", "brat", str(tmp_path / "missing"), str(tmp_path / "x.spacy")]) == 1
+    assert main(["convert", "brat", str(tmp_path / "missing"), str(tmp_path / "x.spacy")]) == 2
     assert "input not found" in capsys.readouterr().err
-    assert main(["convert", "brat", str(tmp_path), str(tmp_path / "x.spacy"), "--split", "train"]) == 1
+    assert main(["convert", "brat", str(tmp_path), str(tmp_path / "x.spacy"), "--split", "train"]) == 2
     assert "no folder" in capsys.readouterr().err
     write_pair(tmp_path / "c", "d", "Aspirin", "T1\tDrug 0 7\tAspirin\n")
     assert (
-        main(["convert", "brat", str(tmp_path / "c"), str(tmp_path / "x.spacy"), "--label-map", "Drug"]) == 1
+        main(["convert", "brat", str(tmp_path / "c"), str(tmp_path / "x.spacy"), "--label-map", "Drug"]) == 2
     )
     assert "OLD=NEW" in capsys.readouterr().err
-    assert main(["convert", "brat", str(tmp_path / "empty"), str(tmp_path / "x.spacy")]) == 1
+    assert main(["convert", "brat", str(tmp_path / "empty"), str(tmp_path / "x.spacy")]) == 2
     (tmp_path / "empty").mkdir()
-    assert main(["convert", "brat", str(tmp_path / "empty"), str(tmp_path / "x.spacy")]) == 1
+    assert main(["convert", "brat", str(tmp_path / "empty"), str(tmp_path / "x.spacy")]) == 2
     assert "no documents" in capsys.readouterr().err
     assert not (tmp_path / "x.spacy").exists()
 
@@ -96,7 +96,7 @@ def test_convert_malformed_and_lenient(tmp_path, capsys):
         tmp_path / "in", "doc", "Aspirin caused a rash.", "T1\tDrug 0 7\tAspirin\nT2\tADE 17 21\track\n"
     )
     out = tmp_path / "out.spacy"
-    assert main(["convert", "brat", str(tmp_path / "in"), str(out)]) == 1
+    assert main(["convert", "brat", str(tmp_path / "in"), str(out)]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'in' / 'doc.ann'}:2: text mismatch" in err and "--lenient" in err
     assert not out.exists()
@@ -163,7 +163,7 @@ def test_convert_ade_split(tmp_path, capsys):
     assert len(docs) == 400 and {d._.doc_id.split("-")[0] for d in docs} <= test_pmids
     labels = {s.label_ for d in docs for s in d.spans["softprompt"]}
     assert "ADE" in labels and "Adverse_Effect" not in labels
-    assert main(["convert", "ade", str(ADE), str(out), "--label-map", "Nope=X"]) == 1
+    assert main(["convert", "ade", str(ADE), str(out), "--label-map", "Nope=X"]) == 2
     assert "Nope" in capsys.readouterr().err
 
 
@@ -229,10 +229,10 @@ def test_export_brat_pipeline_predictions(tmp_path):
 
 
 def test_export_brat_user_errors(tmp_path, capsys):
-    assert main(["export-brat", str(tmp_path / "missing.spacy"), str(tmp_path / "out")]) == 1
+    assert main(["export-brat", str(tmp_path / "missing.spacy"), str(tmp_path / "out")]) == 2
     assert "input file not found" in capsys.readouterr().err
     doc = spacy.blank("en").make_doc("text")
     doc._.doc_id = "../escape"
     DocBin(store_user_data=True, docs=[doc]).to_disk(tmp_path / "bad.spacy")
-    assert main(["export-brat", str(tmp_path / "bad.spacy"), str(tmp_path / "out")]) == 1
+    assert main(["export-brat", str(tmp_path / "bad.spacy"), str(tmp_path / "out")]) == 2
     assert "not a relative path" in capsys.readouterr().err

@@ -152,4 +152,4 @@ def test_cli_through_main(corpus_file, tmp_path):
     from spacy_softprompt.cli import main
 
     assert main(["sample", str(corpus_file), str(tmp_path / "o.spacy"), "--shots", "1"]) == 0
-    assert main(["sample", str(corpus_file), str(tmp_path / "o.spacy"), "--shots", "0"]) == 1
+    assert main(["sample", str(corpus_file), str(tmp_path / "o.spacy"), "--shots", "0"]) == 2

@@ -3,14 +3,27 @@
 Each verb module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``; heavy imports (torch, transformers) stay inside ``run``
 so ``--help`` is fast.
+
+Errors: ``main`` turns the package's own errors and the common ones a user
+causes (a file that is not a DocBin, a folder that is not a pipeline, a path
+that cannot be read or written) into one ``error: ...`` line and exit code 2;
+``--debug`` also prints the traceback. Anything else is a bug and keeps its
+traceback. Verbs read pipelines with :func:`load_pipeline` and ``.spacy``
+files with :func:`read_docbin`, so every verb reports these the same way.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+import traceback
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
 
 VERBS = {
     "convert": "convert",
@@ -29,7 +42,7 @@ VERBS = {
 
 
 class CLIError(Exception):
-    """A user-facing error: printed without a traceback, exit code 1."""
+    """A user-facing error: ``main`` prints it as one ``error: ...`` line, exit code 2."""
 
 
 def add_mapping_argument(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
@@ -62,16 +75,136 @@ def write_scores(scores: Dict[str, Any], json_path: Optional[Path], markdown_pat
         markdown_path.write_text(to_markdown(scores), encoding="utf8")
 
 
+def load_pipeline(name: Union[str, Path], gpu_id: int = -1) -> "Language":
+    """The pipeline a verb was given: a folder (e.g. ``training/model-best``) or the name
+    of an installed pipeline package; ``gpu_id >= 0`` runs it on that GPU."""
+    import spacy
+
+    how = ("Pass the folder written by `spacy train` (e.g. training/model-best) "
+           "or the name of an installed pipeline package.")
+    path = Path(name)
+    if path.exists():
+        if not path.is_dir() or not (path / "config.cfg").is_file() or not (path / "meta.json").is_file():
+            raise CLIError(f"{path} is not a spaCy pipeline folder (it needs config.cfg and meta.json). {how}")
+    elif not spacy.util.is_package(str(name)):
+        raise CLIError(f"pipeline not found: {name} is neither a folder nor an installed package. {how}")
+    if gpu_id >= 0:
+        try:
+            spacy.require_gpu(gpu_id)
+        except ValueError as err:
+            raise CLIError(f"cannot use GPU {gpu_id} ({err}); run with --gpu-id -1 for CPU.") from err
+    try:
+        return spacy.load(path if path.exists() else str(name))
+    except OSError as err:
+        if _spacy_code(err) in ("E050", "E053"):
+            raise CLIError(f"cannot load pipeline {name}: {err}. {how}") from err
+        raise
+
+
+def read_docbin(path: Path, vocab: Optional["Vocab"] = None) -> List["Doc"]:
+    """The documents of a ``.spacy`` file, with their user data (relations, doc ids)."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "not found"
+        raise CLIError(f"{path}: {what}. Pass a .spacy (DocBin) file, e.g. one written by "
+                       "`python -m spacy_softprompt convert`.")
+    try:
+        return list(DocBin(store_user_data=True).from_disk(path).get_docs(vocab or Vocab()))
+    except ValueError as err:  # spaCy's E1014, or msgpack/zlib errors on other binary files
+        raise CLIError(f"{path} is not a DocBin (.spacy) file ({_first_line(err)}). Pass a file written by "
+                       "`python -m spacy_softprompt convert` or by DocBin.to_disk.") from err
+
+
+# spaCy errors that a user causes, and what to do about each (raised by code outside the helpers above)
+SPACY_ERRORS = {
+    "E050": "pass a pipeline folder (e.g. training/model-best) or the name of an installed pipeline package",
+    "E053": "pass the folder written by `spacy train` (e.g. training/model-best), which holds meta.json",
+    "E1014": "pass a .spacy file written by `python -m spacy_softprompt convert` or by DocBin.to_disk",
+}
+
+
+def user_message(err: BaseException) -> Optional[str]:
+    """The one-line message for an error the user can fix; None for a bug (keep its traceback)."""
+    from ..relations import RelationAlignmentError
+
+    package_errors: tuple = (CLIError, RelationAlignmentError)
+    # the component's errors: their modules import torch, so only look where they are loaded
+    for module, names in (("artifact", ("BackboneMismatch", "DamagedArtifact")), ("backbone", ("BackboneNotFound",))):
+        loaded = sys.modules.get(f"{__package__.rpartition('.')[0]}.{module}")
+        package_errors += tuple(getattr(loaded, name) for name in names if hasattr(loaded, name))
+    code = _spacy_code(err)
+    if isinstance(err, package_errors) or (isinstance(err, (ValueError, OSError)) and _raised_in_package(err)):
+        return _first_line(err, join=True)
+    if code in SPACY_ERRORS:
+        return f"{_first_line(err)}; {SPACY_ERRORS[code]}"
+    if isinstance(err, OSError) and err.filename is not None:
+        return (f"{err.strerror or type(err).__name__}: {err.filename}. Check that the path exists and that "
+                "you may read it, or, for an output, that its folder can be created and written.")
+    return None
+
+
+def _spacy_code(err: BaseException) -> Optional[str]:
+    message = str(err)
+    if message.startswith("[E") and "]" in message:
+        return message[1 : message.index("]")]
+    return None
+
+
+def _raised_in_package(err: BaseException) -> bool:
+    """Raised by this package's own code (its messages are written for users)."""
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    package = Path(__file__).resolve().parents[1]
+    return Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(package)
+
+
+def _first_line(err: BaseException, join: bool = False) -> str:
+    """The message on one line: its first line, or (``join``) every line joined with ``; ``."""
+    lines = [line.strip().removeprefix("- ") for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if not join:
+        return lines[0]
+    out = lines[0]
+    for line in lines[1:]:
+        out += (" " if out.endswith(":") else "; ") + line
+    return out
+
+
+def quiet_other_libraries(debug: bool) -> None:
+    """Other libraries' debug output stays off unless ``--debug``: medspaCy's PyRuSH logs every
+    sentence at DEBUG through loguru, whose default handler prints everything on stderr."""
+    import logging
+
+    if debug:
+        logging.basicConfig(level=logging.DEBUG)
+    try:
+        from loguru import logger
+    except ImportError:
+        return
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG" if debug else "WARNING")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m spacy_softprompt",
         description="Clinical concept and relation extraction with learned prompts, for spaCy.",
     )
+    debug_help = "show the traceback of an error, and other libraries' debug logging"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="verb", metavar="<verb>")
     for verb, module_name in VERBS.items():
         module = importlib.import_module(f"{__name__}.{module_name}")
         p = sub.add_parser(verb, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
+        # SUPPRESS: given after the verb it sets args.debug, otherwise the top-level default stays
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
         p.set_defaults(_run=module.run)
     return parser
 
@@ -82,8 +215,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "verb", None):
         parser.print_help()
         return 2
+    quiet_other_libraries(args.debug)
     try:
         return int(args._run(args) or 0)
-    except CLIError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except Exception as err:
+        message = user_message(err)
+        if message is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {message}", file=sys.stderr)
+        return 2

@@ -9,9 +9,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from . import CLIError, write_scores
+from ..relations import DEFAULT_SPANS_KEY
+from . import CLIError, load_pipeline, read_docbin, write_scores
+
+if TYPE_CHECKING:
+    from spacy.language import Language
 
 HELP = "Score a trained pipeline on gold data (.spacy): concepts and relations, strict and lenient."
 
@@ -22,7 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, help="write the scores as JSON here")
     parser.add_argument("--markdown", type=Path, help="write the score table as markdown here")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU to run on; -1 (default) for CPU")
-    parser.add_argument("--spans-key", default="softprompt", help="span group holding the concepts")
+    parser.add_argument(
+        "--spans-key",
+        help="span group holding the predicted concepts (default: the softprompt_ie component's, "
+        f"else {DEFAULT_SPANS_KEY!r}; doc.ents when the pipeline writes no span group)",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="documents per nlp.pipe batch")
     parser.add_argument(
         "--concept-types",
@@ -33,32 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import spacy
-    from spacy.tokens import Doc, DocBin
     from tqdm import tqdm
 
     from ..scoring import format_table, score_concepts_and_relations
 
-    if not args.data.is_file():
-        raise CLIError(
-            f"Gold data not found: {args.data}. Pass a .spacy file of gold documents "
-            "(e.g. corpus/test.spacy, written by `python -m spacy_softprompt convert`)."
-        )
-    if not Path(args.pipeline).exists() and not spacy.util.is_package(args.pipeline):
-        raise CLIError(
-            f"Pipeline not found: {args.pipeline}. Pass the folder written by `spacy train` "
-            "(e.g. training/model-best) or the name of an installed pipeline package."
-        )
-    if args.gpu_id >= 0:
-        try:
-            spacy.require_gpu(args.gpu_id)
-        except ValueError as err:
-            raise CLIError(f"Cannot use GPU {args.gpu_id} ({err}); run with --gpu-id -1 for CPU.") from err
-    nlp = spacy.load(args.pipeline)
-    try:
-        gold: List[Doc] = list(DocBin().from_disk(args.data).get_docs(nlp.vocab))
-    except ValueError as err:
-        raise CLIError(f"{args.data} is not a readable DocBin (.spacy) file: {err}") from err
+    nlp = load_pipeline(args.pipeline, args.gpu_id)
+    gold = read_docbin(args.data, nlp.vocab)
+    spans_key = concepts_key(nlp, args.pipeline, args.spans_key)
 
     start = time.perf_counter()
     texts = (doc.text for doc in gold)
@@ -67,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
 
     scores: Dict[str, Any] = score_concepts_and_relations(
-        zip(predicted, gold), spans_key=args.spans_key, concept_types=args.concept_types
+        zip(predicted, gold), spans_key=spans_key, concept_types=args.concept_types
     )
     words = sum(len(doc) for doc in predicted)
     scores["documents"] = len(gold)
@@ -77,3 +66,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{len(gold)} documents, {scores['speed']:.0f} words/s")
     write_scores(scores, args.output, args.markdown)
     return 0
+
+
+def concepts_key(nlp: "Language", name: str, requested: Optional[str]) -> str:
+    """The span group to score, checked against what the pipeline writes, so that a typo in
+    ``--spans-key`` or a pipeline without concepts is an error and not a silent score of 0."""
+    factories = {pipe: nlp.get_pipe_meta(pipe).factory for pipe in nlp.pipe_names}
+    extractors = [pipe for pipe, factory in factories.items() if factory == "softprompt_ie"]
+    if extractors:
+        written = {nlp.get_pipe_config(pipe).get("spans_key", DEFAULT_SPANS_KEY) for pipe in extractors}
+        key = requested or (sorted(written)[0] if len(written) == 1 else DEFAULT_SPANS_KEY)
+        if key not in written:
+            raise CLIError(
+                f"--spans-key {key!r}: the pipeline {name} writes its concepts to "
+                f"{', '.join(map(repr, sorted(written)))}; pass --spans-key {sorted(written)[0]}."
+            )
+        return key
+    assigns = {attr for pipe in nlp.pipe_names for attr in nlp.get_pipe_meta(pipe).assigns}
+    if not any(attr == "doc.ents" or attr.startswith("doc.spans") for attr in assigns):
+        raise CLIError(
+            f"the pipeline {name} has no component that predicts concepts (components: "
+            f"{', '.join(nlp.pipe_names) or 'none'}); evaluate a pipeline with softprompt_ie, "
+            "e.g. training/model-best after `spacy train`."
+        )
+    print(
+        f"warning: the pipeline {name} has no softprompt_ie component ({', '.join(nlp.pipe_names)}): "
+        "its concepts are read from doc.ents (or --spans-key) and it predicts no relations.",
+        file=sys.stderr,
+    )
+    return requested or DEFAULT_SPANS_KEY

@@ -6,16 +6,17 @@ import html
 from pathlib import Path
 from typing import List
 
-from . import CLIError
+from ..relations import DEFAULT_SPANS_KEY
+from . import CLIError, load_pipeline
 
 HELP = "run a pipeline on a text and show concepts and relations (terminal, or --html page)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pipeline", type=Path, help="trained pipeline folder (or installed package name)")
+    parser.add_argument("pipeline", help="pipeline folder (e.g. training/model-best) or installed package name")
     parser.add_argument("text", help="the text to annotate")
     parser.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page")
-    parser.add_argument("--spans-key", default="softprompt", help="span group holding the concepts")
+    parser.add_argument("--spans-key", default=DEFAULT_SPANS_KEY, help="span group holding the concepts")
     parser.add_argument(
         "--context",
         action="store_true",
@@ -25,12 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import spacy
-
-    try:
-        nlp = spacy.load(args.pipeline)
-    except OSError as err:
-        raise CLIError(f"cannot load pipeline {args.pipeline}: {err}") from err
+    nlp = load_pipeline(args.pipeline)
     if args.context:
         add_context(nlp, args.spans_key)
     doc = nlp(args.text)
@@ -64,11 +60,10 @@ def _modifiers(span) -> str:
 
 
 def _concepts(doc, key: str):
-    from ..relations import concept_spans
+    from ..relations import concept_scores, concept_spans
 
     group = concept_spans(doc, key)
-    scores = getattr(group, "attrs", {}).get("scores") or [1.0] * len(group)
-    return list(zip(group, scores))
+    return list(zip(group, concept_scores(doc, key) or [1.0] * len(group)))
 
 
 def terminal_view(doc, key: str) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import CLIError
+from ..relations import DEFAULT_SPANS_KEY
+from . import CLIError, read_docbin
 
 HELP = "Few-shot subset of a .spacy corpus: at least K examples of every concept label."
 
@@ -14,21 +15,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", type=Path, help="DocBin (.spacy) to write")
     parser.add_argument("--shots", type=int, required=True, help="examples wanted per label (K >= 1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--spans-key", default="softprompt", help="span group holding the concepts")
+    parser.add_argument("--spans-key", default=DEFAULT_SPANS_KEY, help="span group holding the concepts")
 
 
 def run(args: argparse.Namespace) -> int:
     from spacy.tokens import DocBin
-    from spacy.vocab import Vocab
 
     from ..sampling import sample_few_shot
 
     if args.shots < 1:
         raise CLIError(f"--shots must be at least 1, not {args.shots}")
-    if not args.input.is_file():
-        raise CLIError(f"input file not found: {args.input}")
     # user_data carries doc._.relations and doc._.doc_id; both DocBins must keep it.
-    docs = list(DocBin(store_user_data=True).from_disk(args.input).get_docs(Vocab()))
+    docs = read_docbin(args.input)
     sample, report = sample_few_shot(docs, args.shots, args.seed, spans_key=args.spans_key)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     DocBin(store_user_data=True, docs=sample).to_disk(args.output)
