@@ -1,10 +1,12 @@
-"""Verbs that need a trained pipeline: render (terminal and HTML) and compare."""
+"""Verbs that need a trained pipeline: render (terminal and HTML), evaluate and compare."""
 import pytest
 import spacy
+from spacy.tokens import DocBin
 
 from spacy_softprompt.cli import main
 
 from conftest import RELATIONS, TEXTS, annotate, fit_pipeline
+from pipeline_package import install_pipeline_package
 
 
 @pytest.fixture(scope="module")
@@ -46,18 +48,70 @@ def test_compare_counts_trainable_parameters_and_size(trained_pipeline, tmp_path
 
 
 
-def test_render_with_context_marks_negation(trained_pipeline, capsys):
-    pytest.importorskip("medspacy")
+def test_render_with_context_marks_negation_without_debug_lines(trained_pipeline, capfd):
+    # medspacy is part of `make install` (extra "medspacy"): missing, this fails rather than skips
     # a training sentence (the fitted pipeline finds metformin in it) that ConText reads as negated
     assert main(["render", str(trained_pipeline), TEXTS[2][0], "--context"]) == 0
-    concepts = capsys.readouterr().out.split("Concepts:")[1].split("Relations:")[0].strip().splitlines()
+    out, err = capfd.readouterr()
+    concepts = out.split("Concepts:")[1].split("Relations:")[0].strip().splitlines()
     assert len(concepts) == 1
     assert concepts[0].split()[:2] == ["metformin", "Drug"] and concepts[0].endswith("[negated]")
+    assert "DEBUG" not in err  # medspaCy's PyRuSH logs every sentence at DEBUG through loguru
+    assert main(["render", str(trained_pipeline), TEXTS[2][0], "--context", "--debug"]) == 0
+    assert "DEBUG" in capfd.readouterr().err  # asked for: shown
+
+
+@pytest.fixture(scope="module")
+def gold_file(tmp_path_factory):
+    blank = spacy.blank("en")
+    path = tmp_path_factory.mktemp("gold") / "test.spacy"
+    docs = [annotate(blank, t, m, RELATIONS.get(i, ())) for i, (t, m) in enumerate(TEXTS)]
+    DocBin(store_user_data=True, docs=docs).to_disk(path)
+    return path
+
+
+@pytest.fixture
+def installed_name(trained_pipeline, tmp_path, monkeypatch) -> str:
+    """The trained pipeline as the installed package ``en_softprompt_test``."""
+    install_pipeline_package(trained_pipeline, "en_softprompt_test", tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "en_softprompt_test"
+
+
+@pytest.mark.parametrize("verb", ["render", "evaluate"])
+def test_every_verb_loads_an_installed_package_by_name(verb, installed_name, gold_file, capsys):
+    arguments = [TEXTS[1][0]] if verb == "render" else [str(gold_file)]
+    assert main([verb, installed_name, *arguments]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert ("[ibuprofen]{Drug}" in out) if verb == "render" else ("concepts (micro)" in out)
+
+
+def test_evaluate_with_an_unknown_spans_key_is_an_error(trained_pipeline, gold_file, capsys):
+    """It used to score doc.ents silently."""
+    assert main(["evaluate", str(trained_pipeline), str(gold_file), "--spans-key", "typo"]) == 2
+    err = capsys.readouterr().err
+    assert "--spans-key 'typo'" in err and "'softprompt'" in err and "pass --spans-key softprompt" in err
+
+
+def test_evaluate_on_a_pipeline_without_softprompt_ie(tmp_path, gold_file, capsys):
+    """No concept predictor: an error. Another one (stock ner, as bench compares): a warning."""
+    blank = spacy.blank("en")
+    blank.to_disk(tmp_path / "blank")
+    assert main(["evaluate", str(tmp_path / "blank"), str(gold_file)]) == 2
+    assert "has no component that predicts concepts" in capsys.readouterr().err
+    stock = spacy.blank("en")
+    stock.add_pipe("ner").add_label("Drug")
+    stock.initialize()
+    stock.to_disk(tmp_path / "stock")
+    assert main(["evaluate", str(tmp_path / "stock"), str(gold_file)]) == 0
+    captured = capsys.readouterr()
+    assert "warning:" in captured.err and "no softprompt_ie component (ner)" in captured.err
+    assert "concepts (micro)" in captured.out
 
 
 def test_render_context_without_medspacy_says_what_to_install(trained_pipeline, monkeypatch, capsys):
     import sys
 
     monkeypatch.setitem(sys.modules, "medspacy", None)  # import fails as if not installed
-    assert main(["render", str(trained_pipeline), "text", "--context"]) == 1
+    assert main(["render", str(trained_pipeline), "text", "--context"]) == 2
     assert "pip install 'spacy_softprompt[medspacy]'" in capsys.readouterr().err

@@ -1,11 +1,15 @@
 """Composition with medspaCy: sentence splitter and sectionizer before softprompt_ie,
-ConText after it, reading the concepts from doc.ents and from the span group."""
+ConText after it, reading the concepts from doc.ents and from the span group.
+
+medspaCy is installed by ``make install`` (extra ``medspacy``), so a missing one
+is a failure here, not a skip. It registers its factories when imported (it has
+no entry points), which is why the composition imports it, as the README's
+snippet does (tests/test_readme.py runs that snippet in a fresh interpreter).
+"""
 import pytest
 import spacy
 
 from conftest import annotate, fit_pipeline
-
-medspacy = pytest.importorskip("medspacy")
 
 NOTE = "Allergies: The patient denies rash after aspirin. Ibuprofen caused nausea."
 CONCEPTS = [("rash", "ADE"), ("aspirin", "Drug"), ("Ibuprofen", "Drug"), ("nausea", "ADE")]
@@ -24,6 +28,8 @@ def trained(tiny_bert, tmp_path_factory):
 
 @pytest.mark.parametrize("input_span_type", ["ents", "group"])
 def test_context_marks_negated_concepts_and_relations_survive(trained, input_span_type):
+    import medspacy  # noqa: F401  (registers the medspacy_* factories)
+
     nlp = spacy.load(trained)
     nlp.add_pipe("medspacy_pyrush", first=True)
     nlp.add_pipe("medspacy_sectionizer", after="medspacy_pyrush")
