@@ -67,7 +67,9 @@ def save_model(path: Path, task: Optional[Dict[str, Any]], network: Any, tokeniz
         state = {k: v.detach().cpu().contiguous() for k, v in network.trainable_state().items()}
         save_file(state, str(path / TRAINABLE_FILE))
         if embed_backbone:
-            network.backbone.save_pretrained(str(path / BACKBONE_DIR), safe_serialization=True)
+            network.backbone.save_pretrained(
+                str(path / BACKBONE_DIR), state_dict=network.backbone_state(), safe_serialization=True
+            )
             tokenizer.save_pretrained(str(path / BACKBONE_DIR))
     srsly.write_json(path / TASK_FILE, record)
 

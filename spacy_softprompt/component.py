@@ -64,6 +64,7 @@ trust_remote_code = false
 backbone_family = null
 packed = false
 cache_frozen_states = true
+adapter = null
 """
 
 

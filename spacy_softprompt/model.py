@@ -21,7 +21,7 @@ import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, PyTorchShim, torch2xp, xp2torch
@@ -32,6 +32,7 @@ from .backbone import load_backbone, portable_reference, weights_hash
 from .collate import Batch, Collator
 from .queries import QueryBuilder, label_words
 from .schema import TaskSchema
+from .nn.adapters import AdapterSpec
 from .strategies import Labels, strategy_class
 
 
@@ -71,6 +72,7 @@ def build_softprompt_model(
     backbone_family: Optional[str] = None,
     packed: bool = False,
     cache_frozen_states: bool = True,
+    adapter: Optional[AdapterSpec] = None,
 ) -> "SoftPromptModel":
     """A transformer with learned prompts and an MRC span head.
 
@@ -99,8 +101,10 @@ def build_softprompt_model(
     packed: one query per window asks every concept type (and one per trigger every
         relation type); spans are matched against each type's own prompt states
         (hard, soft, deep; "none" is one pass already).
-    cache_frozen_states: with a frozen backbone and late prompts, compute each training
-        window's states below layer k once and reuse them in every epoch (in memory).
+    cache_frozen_states: with a frozen backbone (no adapter) and late prompts, compute each
+        training window's states below layer k once and reuse them in every epoch (in memory).
+    adapter: null, or a [model.adapter] block: spacy_softprompt.LoRA.v1 or
+        spacy_softprompt.IA3.v1 (peft), combined with any strategy.
     """
     strategy_class(strategy)(Labels([], []), prompt_length, packed=packed)  # fail early on bad choices
     if not 1 <= prompt_length <= 512:
@@ -112,6 +116,22 @@ def build_softprompt_model(
     settings = {k: v for k, v in locals().items()}
     attrs = {"settings": settings, "task": None, "store_backbone": False, "dropout_rate": dropout}
     return SoftPromptModel("softprompt_ie", forward, init=init, attrs=attrs)
+
+
+@registry.misc("spacy_softprompt.LoRA.v1")
+def lora_adapter(
+    r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules: Optional[List[str]] = None
+) -> AdapterSpec:
+    """LoRA (peft) of rank ``r`` on ``target_modules`` (null: the architecture's attention defaults)."""
+    return AdapterSpec("lora", r=r, alpha=alpha, dropout=dropout, target_modules=target_modules)
+
+
+@registry.misc("spacy_softprompt.IA3.v1")
+def ia3_adapter(
+    target_modules: Optional[List[str]] = None, feedforward_modules: Optional[List[str]] = None
+) -> AdapterSpec:
+    """IA3 (peft): learned scaling of keys, values and feed-forward activations."""
+    return AdapterSpec("ia3", target_modules=target_modules, feedforward_modules=feedforward_modules)
 
 
 class SoftPromptModel(Model):
@@ -188,6 +208,8 @@ class SoftPromptModel(Model):
         if fresh and strategy.deep:
             ids = torch.from_numpy(collator.prompt_only_ids())
             network.calibrate_deep_prompts(ids, builder.special.prompt_start, init_vectors)
+        if s["adapter"] is not None:
+            network.add_adapter(s["adapter"])
         use_amp = bool(s["mixed_precision"]) and torch.cuda.is_available()
         shim = PyTorchShim(network, mixed_precision=use_amp, grad_scaler=PyTorchGradScaler(enabled=use_amp))
         self.shims[:] = [shim]
@@ -197,7 +219,16 @@ class SoftPromptModel(Model):
     @property
     def caches_frozen_states(self) -> bool:
         s = self.settings
-        return bool(s["freeze_backbone"] and s["prompt_layer"] > 0 and s["cache_frozen_states"])
+        return bool(s["freeze_backbone"] and s["adapter"] is None and s["prompt_layer"] > 0 and s["cache_frozen_states"])
+
+    def export_adapter(self, path: Path) -> None:
+        """Write the trained adapter in ``peft``'s own format, for use outside spaCy."""
+        from .nn.adapters import export_peft
+
+        if self.settings["adapter"] is None:
+            raise ValueError("This model has no adapter ([model.adapter] is null): nothing to export.")
+        network = self.network
+        export_peft(network.backbone, self.settings["adapter"], network.stack.family_name, Path(path))
 
     # --- serialization ---------------------------------------------------------------
     def to_disk(self, path: Any) -> None:

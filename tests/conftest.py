@@ -119,3 +119,19 @@ def tiny_gpt2(tmp_path_factory) -> str:
     config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=256)
     GPT2Model(config).save_pretrained(path, safe_serialization=True)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, tiny_gpt2) -> str:
+    """A 2-layer random Llama-style decoder (rotary positions, RMSNorm) with the tiny GPT-2's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_llama")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2)
+    tokenizer.save_pretrained(path)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=256)
+    LlamaModel(config).save_pretrained(path, safe_serialization=True)
+    return str(path)

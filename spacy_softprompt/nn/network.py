@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..strategies import first_deep_layer
+from .adapters import AdapterSpec, base_state_dict, inject, is_adapter_key
 from .prompts import PromptTable, write_slots
 from .span_head import SpanHead, TypeMatchingSpanHead
 from .stack import LayerStack
@@ -51,6 +52,7 @@ class SoftPromptNetwork(nn.Module):
                 f"(prompts at the input) up to {len(self.stack) - 1} (prompts before the last layer)."
             )
         self.prompt_layer = prompt_layer
+        self.has_adapter = False
         self.first_deep_layer = first_deep_layer(prompt_layer)
         self.prompts = prompts
         dim = backbone.config.hidden_size
@@ -65,12 +67,27 @@ class SoftPromptNetwork(nn.Module):
                 param.requires_grad_(False)
 
     @property
+    def backbone_trains(self) -> bool:
+        """Whether any backbone tensor learns (unfrozen, or adapters in it)."""
+        return not self.freeze_backbone or self.has_adapter
+
+    @property
     def n_layers(self) -> int:
         return len(self.stack)
 
     def trainable_state(self) -> Dict[str, torch.Tensor]:
-        """What a frozen-backbone artifact stores: everything but the backbone."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+        """What a frozen-backbone artifact stores: everything but the backbone's own weights
+        (adapter tensors inside the backbone included)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.") or is_adapter_key(k)}
+
+    def add_adapter(self, spec: AdapterSpec) -> None:
+        """``peft`` adapter layers in the backbone (the base stays frozen if it was)."""
+        inject(self.backbone, spec, self.stack.family_name, train_base=not self.freeze_backbone)
+        self.has_adapter = True
+
+    def backbone_state(self) -> Dict[str, torch.Tensor]:
+        """The backbone's weights under its own names, for ``save_pretrained``."""
+        return base_state_dict(self.backbone)
 
     def set_dropout(self, rate: float) -> None:
         """The span head's dropout for the next passes (spaCy's ``[training] dropout``)."""
@@ -189,7 +206,7 @@ class SoftPromptNetwork(nn.Module):
         dim = self.backbone.config.hidden_size
         if ids.shape[0] == 0:
             return self.trigger_marker.new_zeros(0, ids.shape[1], dim)
-        learns = torch.is_grad_enabled() and (prompt_ids is not None or not self.freeze_backbone)
+        learns = torch.is_grad_enabled() and (prompt_ids is not None or self.backbone_trains)
         if learns:
             cache = None
         todo = list(range(len(keys))) if cache is None else [i for i, key in enumerate(keys) if key not in cache]

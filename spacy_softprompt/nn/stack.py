@@ -96,7 +96,8 @@ MODEL_TYPES: Dict[str, str] = {
 }
 
 
-def family_of(backbone: nn.Module, override: Optional[str] = None) -> Family:
+def family_name(backbone: nn.Module, override: Optional[str] = None) -> str:
+    """The family whose conventions ``backbone`` follows (``override``: the config's choice)."""
     model_type = getattr(backbone.config, "model_type", "?")
     name = override or MODEL_TYPES.get(model_type)
     if name is None:
@@ -107,7 +108,7 @@ def family_of(backbone: nn.Module, override: Optional[str] = None) -> Family:
         )
     if name not in FAMILIES:
         raise ValueError(f"Unknown backbone_family {name!r}: choose one of {', '.join(sorted(FAMILIES))}.")
-    return FAMILIES[name]
+    return name
 
 
 class LayerStack:
@@ -115,7 +116,8 @@ class LayerStack:
 
     def __init__(self, backbone: nn.Module, family: Optional[str] = None):
         self.backbone = backbone
-        self.family = family_of(backbone, family)
+        self.family_name = family_name(backbone, family)
+        self.family = FAMILIES[self.family_name]
         module: nn.Module = backbone
         for part in self.family.layers_path.split("."):
             module = getattr(module, part, None)

@@ -1,0 +1,101 @@
+"""Parameter-efficient adapters on the backbone, from ``peft`` (LoRA, IA3).
+
+``peft`` provides the adapter layers, their injection into the backbone's own
+modules (``inject_adapter_in_model``) and their state dict in its own format
+(``get_peft_model_state_dict``). What stays ours: the prompts (per-row prompt
+tables, late and deep prompts are not what ``peft``'s prompt-learning classes
+express) and the choice of target modules per architecture family, with an
+override in the config.
+
+Adapters are orthogonal to the prompt strategy: a frozen backbone with soft
+prompts plus LoRA on its attention is one configuration among others. The
+frozen base weights stay bit-identical; only adapter tensors train.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
+if TYPE_CHECKING:  # torch stays unimported until an adapter is built (the config layer reads this module)
+    import torch
+    from torch import nn
+
+ADAPTER_NAME = "default"
+# Per architecture family (nn/stack.py): LoRA targets; IA3 targets and which of them are feed-forward.
+TARGETS: Dict[str, Dict[str, Tuple[List[str], List[str]]]] = {
+    "bert": {"lora": (["query", "value"], []), "ia3": (["key", "value", "output.dense"], ["output.dense"])},
+    "gpt2": {"lora": (["c_attn"], []), "ia3": (["c_attn", "mlp.c_proj"], ["mlp.c_proj"])},
+    "llama": {"lora": (["q_proj", "v_proj"], []), "ia3": (["k_proj", "v_proj", "down_proj"], ["down_proj"])},
+}
+
+
+@dataclass
+class AdapterSpec:
+    """What to inject: ``kind`` "lora" or "ia3"; ``target_modules`` None: the family's default."""
+
+    kind: str
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: Optional[List[str]] = None
+    feedforward_modules: Optional[List[str]] = field(default=None)
+
+    def peft_config(self, family: str):
+        from peft import IA3Config, LoraConfig
+
+        if self.kind not in ("lora", "ia3"):
+            raise ValueError(f"Unknown adapter kind {self.kind!r}: choose 'lora' or 'ia3'.")
+        if self.target_modules is None and family not in TARGETS:
+            raise ValueError(f"No default adapter targets for the {family!r} family: set target_modules.")
+        targets, feedforward = TARGETS.get(family, {}).get(self.kind, ([], []))
+        targets = list(self.target_modules or targets)
+        if self.kind == "lora":
+            return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets,
+                              fan_in_fan_out=family == "gpt2")
+        feedforward = list(self.feedforward_modules if self.feedforward_modules is not None else feedforward)
+        return IA3Config(target_modules=targets, feedforward_modules=[m for m in feedforward if m in targets],
+                         fan_in_fan_out=family == "gpt2")
+
+
+def inject(backbone: "nn.Module", spec: AdapterSpec, family: str, train_base: bool = False) -> None:
+    """Add the adapter layers to ``backbone`` in place; they train, and the base weights only
+    when ``train_base`` (an unfrozen backbone)."""
+    import warnings
+
+    from peft import inject_adapter_in_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
+        inject_adapter_in_model(spec.peft_config(family), backbone, adapter_name=ADAPTER_NAME)
+    for name, param in backbone.named_parameters():
+        param.requires_grad_(train_base or is_adapter_key(name))
+
+
+def is_adapter_key(name: str) -> bool:
+    return ".lora_" in name or ".ia3_" in name
+
+
+def base_state_dict(backbone: "nn.Module") -> Dict[str, "torch.Tensor"]:
+    """The backbone's own weights under their own names (what ``save_pretrained`` must
+    write for a stored backbone): adapter tensors dropped, peft's ``base_layer`` unwrapped."""
+    return {
+        name.replace(".base_layer", ""): tensor
+        for name, tensor in backbone.state_dict().items()
+        if not is_adapter_key(name)
+    }
+
+
+def export_peft(backbone: "nn.Module", spec: AdapterSpec, family: str, path: Path) -> None:
+    """The adapter in ``peft``'s own format (``adapter_config.json`` + safetensors), for use outside spaCy."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    config = spec.peft_config(family)
+    config.base_model_name_or_path = getattr(backbone.config, "_name_or_path", None)
+    config.save_pretrained(str(path))
+    state = get_peft_model_state_dict(backbone, adapter_name=ADAPTER_NAME)
+    # named as a PeftModel wrapping this backbone names them, so PeftModel.from_pretrained reads them
+    state = {f"base_model.model.{k}": v.detach().cpu().contiguous() for k, v in state.items()}
+    save_file(state, str(path / "adapter_model.safetensors"))

@@ -1,0 +1,87 @@
+"""Adapters from peft (LoRA, IA3), with every strategy, on encoder and decoder backbones."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import spacy
+import torch
+
+from test_component import TEST_TEXTS, examples_for, fitted, make_pipeline, predictions, train, train_until_fitted
+
+LORA = {"@misc": "spacy_softprompt.LoRA.v1", "r": 4, "alpha": 8}
+IA3 = {"@misc": "spacy_softprompt.IA3.v1"}
+
+
+def base_weights(network):
+    """The backbone's own weights under their own names (peft wraps them as base_layer)."""
+    return {k: v.clone() for k, v in network.backbone_state().items()}
+
+
+@pytest.mark.parametrize("adapter", [LORA, IA3], ids=["lora", "ia3"])
+@pytest.mark.parametrize("strategy", ["none", "hard", "soft", "deep"])
+def test_adapter_fits_with_every_strategy_and_the_base_stays_frozen(request, toy_docs, adapter, strategy):
+    """LoRA on a tiny random BERT; IA3 (a scaling of what the backbone already computes)
+    needs a backbone that knows language: the offline default, on two docs."""
+    backbone = request.getfixturevalue("tiny_bert" if adapter is LORA else "default_backbone_path")
+    nlp = make_pipeline(backbone, strategy, True, adapter=adapter, prompt_length=4)
+    examples = examples_for(nlp, toy_docs if adapter is LORA else toy_docs[:2])
+    nlp.initialize(lambda: examples)
+    network = nlp.get_pipe("softprompt_ie").network
+    before = base_weights(network)
+    adapter_params = [n for n, p in network.named_parameters() if p.requires_grad and n.startswith("backbone.")]
+    assert adapter_params and all((".lora_" in n) or (".ia3_" in n) for n in adapter_params)
+    losses = train_until_fitted(nlp, examples, max_rounds=8, steps_per_round=20, learn_rate=0.02)
+    assert losses[-1] < 0.3 * losses[0]
+    assert fitted(nlp, examples)[0] >= 0.9
+    after = network.backbone_state()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_adapter_round_trips_in_a_fresh_process_and_exports_for_peft(tiny_bert, toy_docs, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModel
+
+    nlp = make_pipeline(tiny_bert, "soft", True, adapter=LORA, prompt_length=4, prompt_layer=1)
+    train(nlp, examples_for(nlp, toy_docs), 10, 0.02)
+    nlp.to_disk(tmp_path / "pipeline")
+    saved = tmp_path / "pipeline" / "softprompt_ie" / "model"
+    assert sorted(p.name for p in saved.iterdir()) == ["task.json", "trainable.safetensors"]
+    code = (
+        "import json, spacy, sys; nlp = spacy.load(sys.argv[1]);"
+        "print(json.dumps([[[s.start_char, s.end_char, s.label_] for s in d.spans['softprompt']]"
+        " for d in nlp.pipe(sys.argv[2:])]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "pipeline"), *TEST_TEXTS[:-1]],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    expected = [[[s.start_char, s.end_char, s.label_] for s in d.spans["softprompt"]] for d in nlp.pipe(TEST_TEXTS[:-1])]
+    assert json.loads(out.stdout) == expected
+    # peft's own format: a PeftModel on the plain base computes what our backbone computes.
+    pipe = nlp.get_pipe("softprompt_ie")
+    pipe.model.export_adapter(tmp_path / "peft")
+    assert {p.name for p in (tmp_path / "peft").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
+    peft_model = PeftModel.from_pretrained(AutoModel.from_pretrained(tiny_bert), str(tmp_path / "peft")).eval()
+    ids = torch.tensor([[101, 2000, 3000, 102]])
+    backbone = pipe.network.backbone.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(peft_model(input_ids=ids).last_hidden_state, backbone(input_ids=ids).last_hidden_state)
+
+
+@pytest.mark.parametrize("decoder", ["tiny_gpt2", "tiny_llama"])
+def test_decoders_train_with_lora_and_prompts_and_round_trip(request, toy_docs, tmp_path, decoder):
+    nlp = make_pipeline(request.getfixturevalue(decoder), "soft", True, adapter=LORA, prompt_length=4)
+    examples = examples_for(nlp, toy_docs)
+    losses = train_until_fitted(nlp, examples, max_rounds=6, steps_per_round=20, learn_rate=0.02)
+    assert losses[-1] < 0.3 * losses[0]
+    nlp.to_disk(tmp_path / "pipeline")
+    assert predictions(spacy.load(tmp_path / "pipeline"), TEST_TEXTS) == predictions(nlp, TEST_TEXTS)
+
+
+def test_no_adapter_nothing_to_export(tiny_bert, toy_docs, tmp_path):
+    nlp = make_pipeline(tiny_bert, "soft", True)
+    nlp.initialize(lambda: examples_for(nlp, toy_docs))
+    with pytest.raises(ValueError, match="no adapter"):
+        nlp.get_pipe("softprompt_ie").model.export_adapter(tmp_path / "peft")
