@@ -1,0 +1,390 @@
+"""One ``.ann`` file resolved onto its Doc (the rules are listed in :mod:`.brat`)."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+from spacy.tokens import Doc, Span
+
+from ..fragments import set_fragments
+from ..relations import Relation, set_concepts, set_relations, set_span_attributes
+from . import brat_reasons as why
+from .brat_store import Record, Ref, add_records, mention_of, relation_key, span_of
+from .summary import ConversionSummary, CorpusFormatError
+
+TOLERANT_MIN_SIMILARITY = 0.8
+SpanKey = Tuple[int, int, str]
+Fragments = List[Tuple[int, int]]
+
+
+@dataclass
+class Options:
+    label_map: Dict[str, str]
+    relation_map: Dict[str, str]
+    head_types: Set[str]
+    text_check: str
+    spans_key: str
+
+
+@dataclass
+class AnnLine:
+    """An annotation line; ``continued``: the lines after a T line that may continue its text field."""
+
+    number: int
+    id: str
+    body: str
+    continued: List[Tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class AnnFile:
+    """One ``.ann`` file being resolved onto its Doc."""
+
+    path: Path
+    doc: Doc
+    text: str  # doc.text, which spaCy rebuilds on every access
+    options: Options
+    summary: ConversionSummary
+    refs: Dict[str, Ref] = field(default_factory=dict)  # T and E ids -> reference
+    raw_labels: Dict[str, str] = field(default_factory=dict)  # T ids -> label as written
+    dropped: Set[str] = field(default_factory=set)  # ids defined but not converted
+    spans: Dict[SpanKey, Span] = field(default_factory=dict)
+    variants: Dict[SpanKey, List[Fragments]] = field(default_factory=dict)
+    relations: Dict[tuple, Relation] = field(default_factory=dict)
+    links: Set[tuple] = field(default_factory=set)  # (head ref, tail ref, label) already seen
+    attributes: Dict[SpanKey, Dict[str, str]] = field(default_factory=dict)
+    records: List[Record] = field(default_factory=list)
+    events_on: Counter = field(default_factory=Counter)  # trigger mention -> events so far
+
+    def error(self, line: int, message: str) -> None:
+        self.summary.report(CorpusFormatError(self.path, line, message))
+
+    def convert(self, lines: List[AnnLine]) -> None:
+        by_kind: Dict[str, List[AnnLine]] = {kind: [] for kind in "ER*A"}
+        first_seen: Dict[str, int] = {}
+        for line in lines:
+            kind = line.id[:1]
+            if kind in "TERAMN" and line.id in first_seen:
+                self.error(line.number, f"duplicate id: {line.id} is also defined on line {first_seen[line.id]}")
+                continue
+            first_seen[line.id] = line.number
+            if kind == "T":
+                self.textbound(line)
+            elif kind in "ER*":
+                by_kind[kind].append(line)
+            elif kind in "AM":
+                by_kind["A"].append(line)
+            elif kind == "#":
+                self.summary.skip(why.NOTE)
+            elif kind == "N":
+                self.summary.skip(why.NORMALIZATION)
+            else:
+                self.error(line.number, f"unknown annotation line type: {line.id!r} (expected {why.line_form('')})")
+        for line in by_kind["E"]:
+            self.event_trigger(line)
+        for line in by_kind["E"]:
+            self.event_relations(line)
+        for line in by_kind["R"]:
+            self.binary_relation(line)
+        for line in by_kind["*"]:
+            self.equivalence(line)
+        for line in by_kind["A"]:
+            self.attribute(line)
+        self.finish()
+
+    # --- text-bound annotations -------------------------------------------------
+
+    def textbound(self, line: AnnLine) -> None:
+        self.dropped.add(line.id)  # until it arrives
+        type_offsets, sep, ann_text = line.body.partition("\t")
+        label, _, offsets = type_offsets.partition(" ")
+        fragments = parse_offsets(offsets)
+        if not sep or not label or fragments is None:
+            self.error(line.number, f"broken T line: expected {why.line_form('T')}, got {line.id}\\t{line.body!r}")
+            return self.release(line)
+        end = max(e for _, e in fragments)
+        if end > len(self.text):
+            self.error(line.number, f"offset beyond text: {line.id} ends at {end}, the .txt has {len(self.text)} characters")
+            return self.release(line)
+        found = " ".join(self.text[s:e] for s, e in fragments)
+        joined = "\n".join([ann_text, *(text for _, text in line.continued)])
+        reason = self.text_reason(joined, found, continued=True) if line.continued else None
+        if not reason:
+            reason = self.text_reason(ann_text, found, continued=False)
+            if not reason:
+                later = f" (nor with lines {line.continued[0][0]}-{line.continued[-1][0]} as its continuation)"
+                self.error(
+                    line.number,
+                    f"text mismatch: {line.id} has {ann_text!r} in the .ann but the .txt has {found!r} "
+                    f"at {offsets.strip()}{later if line.continued else ''}",
+                )
+                return
+            self.release(line)
+        if reason is not True:
+            self.summary.adjust(reason)
+        if len(fragments) > 1:
+            self.summary.adjust(why.DISCONTINUOUS)
+        self.raw_labels[line.id] = label
+        span = self.align(min(s for s, _ in fragments), end, self.options.label_map.get(label, label))
+        if span is None:
+            self.summary.skip(why.EMPTY_SPAN)
+            return
+        key = (span.start_char, span.end_char, span.label_)
+        variants = self.variants.setdefault(key, [])
+        if fragments in variants:
+            self.summary.skip(why.DUPLICATE_SPAN)
+        elif variants:
+            self.summary.adjust(why.SHARED_SPAN)
+            variants.append(fragments)
+        else:
+            variants.append(fragments)
+            self.spans[key] = span
+        self.refs[line.id] = (*key, variants.index(fragments))
+        self.dropped.discard(line.id)
+
+    def release(self, line: AnnLine) -> None:
+        """Lines taken as a T's continuation that were not: each is a broken line."""
+        for number, text in line.continued:
+            if text.strip():
+                self.error(number, broken_line(text))
+        line.continued = []
+
+    def text_reason(self, ann_text: str, found: str, continued: bool):
+        """True (identical), the adjustment that makes them agree, or None (see ``text_check``)."""
+        if ann_text == found:
+            return True if not continued else why.TEXT_CONTINUED
+        if ann_text.replace("\r", "") == found.replace("\r", ""):
+            return why.TEXT_CONTINUED if continued else why.TEXT_CR
+        if continued:
+            return None
+        if ann_text == re.sub(r"\r\n|\r|\n", " ", found):
+            return why.TEXT_LINE_BREAK
+        if ann_text.rstrip() == found.rstrip():
+            return why.TEXT_TRAILING_WS if ann_text != ann_text.rstrip() else why.TEXT_TXT_TRAILING_WS
+        mode = self.options.text_check
+        if mode == "offsets" or (mode == "tolerant" and differs_inside(ann_text, found)):
+            return why.TEXT_DIFFERS
+        return None
+
+    def align(self, start: int, end: int, label: str) -> Optional[Span]:
+        """Trim surrounding whitespace, then expand to token boundaries; None if nothing is left."""
+        text = self.text
+        trimmed_start, trimmed_end = start, end
+        while trimmed_start < trimmed_end and text[trimmed_start].isspace():
+            trimmed_start += 1
+        while trimmed_end > trimmed_start and text[trimmed_end - 1].isspace():
+            trimmed_end -= 1
+        if trimmed_start == trimmed_end:
+            return None
+        if (trimmed_start, trimmed_end) != (start, end):
+            self.summary.adjust(why.TRIMMED)
+        span = self.doc.char_span(trimmed_start, trimmed_end, label=label)
+        if span is None:
+            span = self.doc.char_span(trimmed_start, trimmed_end, label=label, alignment_mode="expand")
+            self.summary.adjust(why.EXPANDED)
+        return span
+
+    # --- events, relations, equivalences -----------------------------------------
+
+    def fields(self, line: AnnLine, kind: str) -> Optional[List[str]]:
+        """The space-separated fields of the second column (an empty third column is allowed)."""
+        main, _, rest = line.body.partition("\t")
+        if not main.split() or rest.strip():
+            self.error(line.number, f"broken {kind} line: expected {why.line_form(kind)}, got {line.id}\\t{line.body!r}")
+            return None
+        return main.split()
+
+    def resolve(self, line: AnnLine, ids: Sequence[str], kind: str) -> Optional[List[Ref]]:
+        """References of T/E ids, or None, counted: an unknown id is an error, an id whose
+        annotation was not converted is a skip."""
+        unknown = [i for i in ids if i not in self.refs and i not in self.dropped]
+        if unknown:
+            self.error(line.number, f"unknown id: {line.id} refers to {', '.join(unknown)}, not defined in this file")
+            return None
+        if any(i in self.dropped for i in ids):
+            self.summary.skip(why.argument_not_converted(kind))
+            return None
+        return [self.refs[i] for i in ids]
+
+    def event_trigger(self, line: AnnLine) -> None:
+        self.dropped.add(line.id)
+        fields = self.fields(line, "E")
+        if fields is None:
+            return
+        event_type, _, trigger = fields[0].partition(":")
+        if not event_type or not trigger or any(":" not in f or f.endswith(":") for f in fields[1:]):
+            self.error(line.number, f"broken E line: expected {why.line_form('E')}, got {line.id}\\t{line.body!r}")
+            return
+        if trigger not in self.raw_labels and trigger not in self.dropped:
+            self.error(line.number, f"unknown id: trigger {trigger} of {line.id} is not a T defined in this file")
+            return
+        if trigger in self.raw_labels and self.raw_labels[trigger] != event_type:
+            self.error(
+                line.number,
+                f"event type mismatch: {line.id} is {event_type}, its trigger {trigger} is {self.raw_labels[trigger]}",
+            )
+            return
+        if trigger in self.refs:
+            mention = mention_of(self.refs[trigger])
+            self.refs[line.id] = (*mention, self.events_on[mention])
+            self.events_on[mention] += 1
+            self.dropped.discard(line.id)
+        else:  # the trigger was not converted: the event and each argument are lost
+            self.summary.skip(why.argument_not_converted("E"), max(1, len(fields) - 1))
+
+    def event_relations(self, line: AnnLine) -> None:
+        if line.id not in self.refs:
+            return  # broken or not converted: reported by event_trigger
+        fields = self.fields(line, "E")
+        event_type, trigger_ref = fields[0].partition(":")[0], self.refs[line.id]
+        record = Record("E", event_type, [trigger_ref])
+        if len(fields) == 1:
+            self.summary.adjust(why.EVENT_WITHOUT_ARGUMENTS)
+        for argument in fields[1:]:
+            role, _, ref = argument.partition(":")
+            base_role = re.sub(r"\d+$", "", role)
+            if base_role != role:
+                self.summary.adjust(why.ROLE_NUMBER)
+            refs = self.resolve(line, [ref], "E")
+            if refs is not None:
+                label = self.options.relation_map.get(base_role, base_role)
+                record.refs.append(refs[0])
+                record.roles.append(role)
+                record.labels.append(label)
+                self.add_relation("E", trigger_ref, refs[0], label)
+        self.records.append(record)
+
+    def binary_relation(self, line: AnnLine) -> None:
+        fields = self.fields(line, "R")
+        if fields is None:
+            return
+        names, ids = zip(*(f.partition(":")[::2] for f in fields[1:])) if len(fields) > 1 else ((), ())
+        if len(fields) != 3 or not all(ids) or not all(names):
+            self.error(line.number, f"broken R line: expected {why.line_form('R')}, got {line.id}\\t{line.body!r}")
+            return
+        refs = self.resolve(line, ids, "R")
+        if refs is None:
+            return
+        label = self.options.relation_map.get(fields[0], fields[0])
+        heads = self.options.head_types
+        swapped = bool(heads) and refs[1][2] in heads and refs[0][2] not in heads
+        if swapped:
+            self.summary.adjust(why.HEAD_SWAP)
+        record = Record("R", fields[0], list(refs), list(names), [label], swapped=swapped)
+        self.records.append(record)
+        for head, tail, label in record.relations():
+            self.add_relation("R", head, tail, label)
+
+    def equivalence(self, line: AnnLine) -> None:
+        fields = self.fields(line, "*")
+        if fields is None:
+            return
+        if len(fields) < 3:
+            self.error(line.number, f"broken * line: expected {why.line_form('*')}, got {line.id}\\t{line.body!r}")
+            return
+        self.summary.adjust(why.EQUIVALENCE)
+        refs = self.resolve(line, fields[1:], "*")
+        if refs is None:
+            return
+        record = Record("*", fields[0], refs, labels=[self.options.relation_map.get(fields[0], fields[0])])
+        self.records.append(record)
+        for head, tail, label in record.relations():
+            self.add_relation("*", head, tail, label)
+
+    def add_relation(self, kind: str, head: Ref, tail: Ref, label: str) -> None:
+        """One span-level relation; a repeated line or a repeated span pair is counted, not added twice."""
+        if span_of(head) == span_of(tail):
+            self.summary.adjust(why.self_relation(kind, mention_of(head) == mention_of(tail)))
+        key = relation_key(head, tail, label)
+        if (head, tail, label) in self.links:
+            self.summary.skip(why.duplicate_relation(kind))
+        elif key in self.relations:
+            self.summary.adjust(why.shared_relation(kind))
+        else:
+            self.relations[key] = Relation(self.spans[span_of(head)], self.spans[span_of(tail)], label)
+        self.links.add((head, tail, label))
+
+    # --- attributes -----------------------------------------------------------------
+
+    def attribute(self, line: AnnLine) -> None:
+        fields = self.fields(line, line.id[:1])
+        if fields is None:
+            return
+        if len(fields) not in (2, 3):
+            self.error(line.number, f"broken A line: expected {why.line_form('A')}, got {line.id}\\t{line.body!r}")
+            return
+        name, target = fields[0], fields[1]
+        value = fields[2] if len(fields) == 3 else None
+        refs = self.resolve(line, [target], "A")
+        if refs is None:
+            return
+        self.records.append(Record("A", name, refs, value=value))
+        value = why.BINARY_ATTRIBUTE_VALUE if value is None else value
+        attributes = self.attributes.setdefault(span_of(refs[0]), {})
+        if name not in attributes:
+            attributes[name] = value
+            self.summary.attributes[f"{name}={value}"] += 1
+        elif attributes[name] == value:
+            self.summary.skip(why.ATTRIBUTE_DUPLICATE)
+        else:
+            self.summary.skip(why.ATTRIBUTE_CONFLICT)
+
+    # --- onto the Doc ---------------------------------------------------------------
+
+    def finish(self) -> None:
+        set_concepts(self.doc, list(self.spans.values()), spans_key=self.options.spans_key)
+        set_relations(self.doc, self.relations.values())
+        for key, span in self.spans.items():
+            variants = self.variants[key]
+            set_fragments(span, variants, keep_default=any(_crosses_line(self.text, f) for f in variants))
+        for key, attributes in self.attributes.items():
+            set_span_attributes(self.spans[key], attributes)
+        add_records(self.doc, self.records)
+        self.summary.entities.update(span.label_ for span in self.spans.values())
+        self.summary.relations.update(relation.label for relation in self.relations.values())
+
+
+def _crosses_line(text: str, fragments: Fragments) -> bool:
+    return any("\n" in text[s:e] or "\r" in text[s:e] for s, e in fragments)
+
+
+def parse_offsets(offsets: str) -> Optional[Fragments]:
+    """``"0 5;9 14"`` -> ``[(0, 5), (9, 14)]``; None when malformed (negative, reversed, not numbers)."""
+    fragments = []
+    for fragment in offsets.split(";"):
+        parts = fragment.split()
+        if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
+            return None
+        start, end = int(parts[0]), int(parts[1])
+        if start > end:
+            return None
+        fragments.append((start, end))
+    return fragments
+
+
+def differs_inside(ann_text: str, found: str) -> bool:
+    """The "tolerant" text check: same first and last character (ignoring case), >= 80 % similar."""
+    a, b = ann_text.casefold(), found.casefold()
+    if not a or not b or a[0] != b[0] or a[-1] != b[-1]:
+        return False
+    return SequenceMatcher(None, a, b, autojunk=False).ratio() >= TOLERANT_MIN_SIMILARITY
+
+
+ID_PATTERN = re.compile(r"[TREAMN]\d+|#\d*|\*")
+
+
+def broken_line(line: str) -> str:
+    """The message for a line that is not ``ID<TAB>...``: what it should look like."""
+    head = line.split("\t", 1)[0]
+    first = head.split(" ", 1)[0]
+    if " " in head and ID_PATTERN.fullmatch(first):
+        fixed = first + "\t" + line[len(first) + 1 :]
+        return (
+            f"broken line: the id {first} is followed by a space, not a tab; a {first[0]} line is "
+            f"{why.line_form(first[0])}, e.g. {fixed!r}"
+        )
+    return f"broken line: expected an id, a tab, then the annotation ({why.line_form('')}), got {line!r}"
