@@ -116,11 +116,13 @@ class AnnFile:
         if not reason:
             reason = self.text_reason(ann_text, found, continued=False)
             if not reason:
-                later = f" (nor with lines {line.continued[0][0]}-{line.continued[-1][0]} as its continuation)"
+                later = ""
+                if line.continued:
+                    later = f" (nor with lines {line.continued[0][0]}-{line.continued[-1][0]} as its continuation)"
                 self.error(
                     line.number,
                     f"text mismatch: {line.id} has {ann_text!r} in the .ann but the .txt has {found!r} "
-                    f"at {offsets.strip()}{later if line.continued else ''}",
+                    f"at {offsets.strip()}{later}",
                 )
                 return
             self.release(line)
