@@ -23,11 +23,11 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 import srsly
 
-from .backbone import load_backbone, weights_hash
+from .backbone import Backbone, get_backbone
 
 TASK_FILE = "task.json"
 TRAINABLE_FILE = "trainable.safetensors"
@@ -86,21 +86,21 @@ def read_task(path: Path) -> Optional[Dict[str, Any]]:
     return record if record.get("initialized") else None
 
 
-def load_backbone_for(path: Path, task: Dict[str, Any], trust_remote_code: bool) -> Tuple[Any, Any]:
-    """The backbone a saved model needs: stored inside, or re-resolved and verified."""
+def load_backbone_for(path: Path, task: Dict[str, Any], trust_remote_code: bool, share: bool) -> Backbone:
+    """The backbone a saved model needs: stored inside, or re-resolved (shared when ``share``)
+    and verified against the saved weight hash."""
     if task.get("backbone_stored"):
-        return load_backbone(str(path / BACKBONE_DIR), trust_remote_code=trust_remote_code)
+        return get_backbone(str(path / BACKBONE_DIR), trust_remote_code=trust_remote_code)
     reference = task["backbone"]
-    backbone, tokenizer = load_backbone(reference["name"], trust_remote_code=trust_remote_code)
-    found = weights_hash(backbone)
-    if found != reference["sha256"]:
+    backbone = get_backbone(reference["name"], trust_remote_code=trust_remote_code, share=share)
+    if backbone.sha256 != reference["sha256"]:
         raise BackboneMismatch(
             f"The prompts in {path} were trained on backbone {reference['name']!r} with weight "
             f"hash {reference['sha256'][:16]}..., but {reference['name']!r} now resolves to "
-            f"weights with hash {found[:16]}.... Install the original backbone, or retrain. "
+            f"weights with hash {backbone.sha256[:16]}.... Install the original backbone, or retrain. "
             "(Save with store_backbone = true for a self-contained pipeline.)"
         )
-    return backbone, tokenizer
+    return backbone
 
 
 def load_trainable(path: Path) -> Dict[str, Any]:

@@ -11,8 +11,10 @@ Loading is safe by construction: weights only from safetensors, and
 from __future__ import annotations
 
 import hashlib
+import weakref
+from collections import OrderedDict
 from pathlib import Path
-from typing import List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 DEFAULT_BACKBONE = "default"
 _OFFLINE_DEFAULT_NAMES = {
@@ -117,3 +119,78 @@ def weights_hash(model: "object") -> str:
         digest.update(tensor.numpy().tobytes())
     return digest.hexdigest()
 
+
+
+class SharedStates:
+    """Frozen lower-layer states of recent windows, keyed by (prompt layer, window ids digest),
+    shared by the components that read one frozen backbone: the second task of a pipeline
+    finds the windows the first one just read. Least recently used entries go first."""
+
+    def __init__(self, capacity: int = 1024):
+        self.capacity = capacity
+        self._states: "OrderedDict[tuple, Any]" = OrderedDict()
+
+    def at_layer(self, layer: int) -> "_LayerStates":
+        return _LayerStates(self, layer)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+
+class _LayerStates:
+    """The mapping view of :class:`SharedStates` for one prompt layer (what the network reads)."""
+
+    def __init__(self, shared: SharedStates, layer: int):
+        self.shared, self.layer = shared, layer
+
+    def __contains__(self, key: Any) -> bool:
+        return (self.layer, key) in self.shared._states
+
+    def __getitem__(self, key: Any) -> Any:
+        states = self.shared._states
+        states.move_to_end((self.layer, key))
+        return states[(self.layer, key)]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        states = self.shared._states
+        states[(self.layer, key)] = value
+        while len(states) > self.shared.capacity:
+            states.popitem(last=False)
+
+
+class Backbone:
+    """A loaded backbone, its tokenizer, and (when frozen and shared) its shared states."""
+
+    def __init__(self, model: Any, tokenizer: Any, states: Optional[SharedStates] = None):
+        self.model, self.tokenizer, self.states = model, tokenizer, states
+        self._sha256: Optional[str] = None
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = weights_hash(self.model)
+        return self._sha256
+
+
+_FROZEN: "weakref.WeakValueDictionary[tuple, Backbone]" = weakref.WeakValueDictionary()
+
+
+def _files_stamp(folder: Path) -> tuple:
+    """Size and modification time of a local backbone's weight files: a copy loaded earlier
+    is shared only while the files it came from are unchanged."""
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+
+
+def get_backbone(name: str, *, trust_remote_code: bool = False, share: bool = False) -> Backbone:
+    """Load ``name``; with ``share`` (a frozen backbone without adapters), every caller in
+    this process gets the same copy while one is alive: one in memory, hashed once."""
+    if not share:
+        return Backbone(*load_backbone(name, trust_remote_code=trust_remote_code))
+    location = resolve_backbone(name)
+    key = (location, trust_remote_code, _files_stamp(Path(location)))
+    found = _FROZEN.get(key)
+    if found is None:
+        found = Backbone(*load_backbone(name, trust_remote_code=trust_remote_code), states=SharedStates())
+        _FROZEN[key] = found
+    return found

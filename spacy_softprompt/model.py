@@ -28,7 +28,7 @@ from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, PyTorchShim, torch2x
 from thinc.types import Floats4d
 
 from . import artifact
-from .backbone import load_backbone, portable_reference, weights_hash
+from .backbone import Backbone, get_backbone, portable_reference
 from .collate import Batch, Collator
 from .queries import QueryBuilder, label_words
 from .schema import TaskSchema
@@ -171,14 +171,20 @@ class SoftPromptModel(Model):
             self.attrs.pop("cache", None)
 
     # --- building ------------------------------------------------------------------
-    def build(self, task: Dict[str, Any], backbone: Any, tokenizer: Any, fresh: bool) -> None:
-        """Query builder, collator and network for ``task`` on ``backbone``."""
+    @property
+    def shares_backbone(self) -> bool:
+        """A frozen backbone without adapters is never changed, so components share one copy."""
+        return bool(self.settings["freeze_backbone"] and self.settings["adapter"] is None)
+
+    def build(self, task: Dict[str, Any], loaded: Backbone, fresh: bool) -> None:
+        """Query builder, collator and network for ``task`` on the ``loaded`` backbone."""
         import torch
 
         from .nn.network import SoftPromptNetwork
         from .nn.prompts import prompt_init_from_words
 
         s = self.settings
+        backbone, tokenizer = loaded.model, loaded.tokenizer
         schema = TaskSchema.from_dict(task["schema"])
         builder = QueryBuilder(
             tokenizer, schema, strategy=s["strategy"], prompt_length=s["prompt_length"],
@@ -210,10 +216,12 @@ class SoftPromptModel(Model):
             network.calibrate_deep_prompts(ids, builder.special.prompt_start, init_vectors)
         if s["adapter"] is not None:
             network.add_adapter(s["adapter"])
+        network.shared_states = loaded.states
         use_amp = bool(s["mixed_precision"]) and torch.cuda.is_available()
         shim = PyTorchShim(network, mixed_precision=use_amp, grad_scaler=PyTorchGradScaler(enabled=use_amp))
         self.shims[:] = [shim]
-        self.attrs.update(task=task, builder=builder, collator=collator, tokenizer=tokenizer)
+        # holding the loaded backbone keeps it shared while this model lives (backbone.get_backbone)
+        self.attrs.update(task=task, builder=builder, collator=collator, tokenizer=tokenizer, backbone=loaded)
         self.attrs["frozen_states"] = {} if self.caches_frozen_states else None
 
     @property
@@ -246,8 +254,7 @@ class SoftPromptModel(Model):
     def load_folder(self, path: Path, task: Dict[str, Any]) -> None:
         """Rebuild from a saved folder holding ``trainable.safetensors`` (and ``backbone/``)."""
         trust = artifact.remote_code_allowed_at_load(self.settings["trust_remote_code"])
-        backbone, tokenizer = artifact.load_backbone_for(path, task, trust)
-        self.build(task, backbone, tokenizer, fresh=False)
+        self.build(task, artifact.load_backbone_for(path, task, trust, self.shares_backbone), fresh=False)
         artifact.load_state(self.network, path)
 
     def to_bytes(self) -> bytes:
@@ -265,9 +272,9 @@ def init(model: SoftPromptModel, X: Any = None, Y: Any = None) -> None:
     if task is None:
         raise ValueError("The softprompt_ie component sets the task before initializing its model.")
     s = model.settings
-    backbone, tokenizer = load_backbone(s["backbone"], trust_remote_code=s["trust_remote_code"])
-    task = dict(task, backbone={"name": portable_reference(s["backbone"]), "sha256": weights_hash(backbone)})
-    model.build(task, backbone, tokenizer, fresh=True)
+    loaded = get_backbone(s["backbone"], trust_remote_code=s["trust_remote_code"], share=model.shares_backbone)
+    task = dict(task, backbone={"name": portable_reference(s["backbone"]), "sha256": loaded.sha256})
+    model.build(task, loaded, fresh=True)
 
 
 def forward(model: SoftPromptModel, batch: Batch, is_train: bool) -> Tuple[Floats4d, Callable]:

@@ -53,6 +53,9 @@ class SoftPromptNetwork(nn.Module):
             )
         self.prompt_layer = prompt_layer
         self.has_adapter = False
+        # Frozen backbone shared with other components: lower-layer states of recent windows
+        # (backbone.SharedStates, a plain object, not a module); None when not shared.
+        self.shared_states = None
         self.first_deep_layer = first_deep_layer(prompt_layer)
         self.prompts = prompts
         dim = backbone.config.hidden_size
@@ -178,8 +181,11 @@ class SoftPromptNetwork(nn.Module):
         cache: Optional[dict],
         position_ids: Optional[torch.Tensor],
     ) -> torch.Tensor:
+        window_cache = cache
+        if self.shared_states is not None and not torch.is_grad_enabled():
+            window_cache = self.shared_states.at_layer(self.prompt_layer)  # other tasks' windows too
         windows = self._lower_states(shared["window_ids"], shared["window_mask"], shared["window_keys"],
-                                     None, prompt_start, cache)
+                                     None, prompt_start, window_cache)
         with_prompts = shared["query_prompts"] if self.prompts is not None else None
         queries = self._lower_states(shared["query_ids"], shared["query_mask"], shared["query_keys"],
                                      with_prompts, prompt_start, cache)

@@ -1,0 +1,75 @@
+"""Several tasks on one frozen backbone: one copy in memory, lower layers of a window read
+once for all of them, each component saved and loaded on its own."""
+from __future__ import annotations
+
+import spacy
+from spacy.training import Example
+
+from conftest import TEXTS, annotate
+
+SDOH_LIKE = [
+    ("He smokes a pack a day and drinks beer.", [("smokes", "Tobacco"), ("a pack a day", "Amount"), ("drinks", "Alcohol")]),
+    ("She quit smoking in 2010.", [("smoking", "Tobacco"), ("quit", "Status")]),
+]
+SDOH_RELATIONS = {0: [("smokes", "Amount", "a pack a day")], 1: [("smoking", "Status", "quit")]}
+
+
+def two_task_pipeline(backbone, toy_docs, blank_nlp):
+    nlp = spacy.blank("en")
+    model = {"backbone": backbone, "strategy": "soft", "freeze_backbone": True, "prompt_length": 4, "prompt_layer": 3}
+    nlp.add_pipe("softprompt_ie", name="ade", config={"model": model, "spans_key": "ade"})
+    nlp.add_pipe("softprompt_ie", name="sdoh", config={"model": model, "spans_key": "sdoh", "set_ents": False})
+    sdoh_docs = [annotate(blank_nlp, t, m, SDOH_RELATIONS.get(i, ())) for i, (t, m) in enumerate(SDOH_LIKE)]
+    for name, docs in (("ade", toy_docs), ("sdoh", sdoh_docs)):
+        pipe = nlp.get_pipe(name)
+        examples = [Example(nlp.make_doc(d.text), d) for d in docs]
+        for eg, gold in zip(examples, docs):  # each task's gold sits under its own key
+            eg.reference.spans[name] = list(gold.spans["softprompt"])
+        pipe.initialize(lambda examples=examples: examples, nlp=nlp)
+        optimizer = nlp.resume_training()
+        for _ in range(5):
+            pipe.update(examples, sgd=optimizer)
+    return nlp
+
+
+def spans(doc, key):
+    return [(s.start_char, s.end_char, s.label_) for s in doc.spans[key]]
+
+
+def test_two_tasks_share_one_backbone_and_predict_as_alone(default_backbone_path, toy_docs, blank_nlp, tmp_path):
+    nlp = two_task_pipeline("default", toy_docs, blank_nlp)
+    ade, sdoh = nlp.get_pipe("ade"), nlp.get_pipe("sdoh")
+    assert ade.network.backbone is sdoh.network.backbone
+    nlp.to_disk(tmp_path / "both")
+    texts = [t for t, _ in TEXTS] + [t for t, _ in SDOH_LIKE]
+    together = list(nlp.pipe(texts))
+    loaded = spacy.load(tmp_path / "both")
+    assert loaded.get_pipe("ade").network.backbone is loaded.get_pipe("sdoh").network.backbone
+    # Each component alone in its own pipeline (and it saves only its own prompts and head).
+    assert sorted(p.name for p in (tmp_path / "both" / "ade" / "model").iterdir()) == ["task.json", "trainable.safetensors"]
+    for name in ("ade", "sdoh"):
+        alone = spacy.blank("en")
+        alone.add_pipe("softprompt_ie", name=name, config={
+            "model": {"backbone": "default", "strategy": "soft", "freeze_backbone": True, "prompt_length": 4,
+                      "prompt_layer": 3},
+            "spans_key": name, "set_ents": name == "ade"})
+        alone.get_pipe(name).from_disk(tmp_path / "both" / name, exclude=["vocab"])  # as nlp.from_disk does
+        assert [spans(d, name) for d in alone.pipe(texts)] == [spans(d, name) for d in together]
+
+
+def test_the_second_task_reads_the_first_tasks_windows(default_backbone_path, toy_docs, blank_nlp):
+    nlp = two_task_pipeline("default", toy_docs, blank_nlp)
+    layers = nlp.get_pipe("ade").network.stack.layers
+    rows = []
+    handle = layers[0].register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
+    try:
+        docs = list(nlp.pipe([t for t, _ in TEXTS]))
+    finally:
+        handle.remove()
+    n_parts = 0
+    for name in ("ade", "sdoh"):
+        pipe = nlp.get_pipe(name)
+        asked_relations = any(s.label_ in pipe.schema.triggers for d in docs for s in d.spans[name])
+        n_parts += len(pipe.labels) + (len(pipe.relation_labels) if asked_relations else 0)
+    # Layer 0 reads each text window once (for both tasks) plus each task's query parts once.
+    assert sum(rows) == len(docs) + n_parts
