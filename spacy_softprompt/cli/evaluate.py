@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from ..relations import DEFAULT_SPANS_KEY
 from . import CLIError, load_pipeline, read_docbin, write_scores
