@@ -46,10 +46,11 @@ def test_every_pipeline_argument_takes_a_package_name_too():
 
 
 def _one_error_line(err: str) -> str:
-    """stderr holds exactly one line, ``error: ...``, and no traceback."""
+    """stderr ends with exactly one line ``error: ...`` (after any progress bar), and no traceback."""
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == lines[-1:] and "Traceback" not in err, err
+    return lines[-1]
 
 
 @pytest.fixture
@@ -85,12 +86,32 @@ def test_a_folder_that_is_not_a_pipeline_is_one_line(tmp_path, docbin_file, caps
     assert f"{folder} is not a spaCy pipeline folder" in line and "training/model-best" in line
 
 
-def test_an_unwritable_output_is_one_line(tmp_path, docbin_file, capsys):
+@pytest.mark.parametrize("verb", ["sample", "convert"])
+def test_an_unwritable_output_is_one_line(verb, tmp_path, docbin_file, capsys):
+    """An output folder that cannot be made (a file is in the way): named, with what to check."""
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert main(["sample", str(docbin_file), str(blocker / "out.spacy"), "--shots", "1"]) == 2
+    if verb == "sample":
+        argv = ["sample", str(docbin_file), str(blocker / "out.spacy"), "--shots", "1"]
+    else:
+        (tmp_path / "brat").mkdir()
+        (tmp_path / "brat" / "a.txt").write_text("Aspirin caused nausea.")
+        (tmp_path / "brat" / "a.ann").write_text("T1\tDrug 0 7\tAspirin\n")
+        argv = ["convert", "brat", str(tmp_path / "brat"), str(blocker / "sub" / "out.spacy")]
+    assert main(argv) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert str(blocker) in line and "folder can be created" in line
+
+
+def test_a_permission_error_is_one_line(tmp_path, docbin_file, monkeypatch, capsys):
+    out = tmp_path / "out.spacy"
+
+    def refuse(self, path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(DocBin, "to_disk", refuse)
+    assert main(["sample", str(docbin_file), str(out), "--shots", "1"]) == 2
+    assert _one_error_line(capsys.readouterr().err).startswith(f"error: Permission denied: {out}.")
 
 
 def _raise_in_package(args):
