@@ -48,6 +48,10 @@ def test_bench_quick_measures_every_system(tmp_path):
     frozen = by_config["soft_prompt_frozen"]["trainable_parameters"]
     assert frozen < 0.05 * by_config["finetune"]["trainable_parameters"]
     assert by_config["soft_prompt_frozen"]["component_mb"] < 0.01 * by_config["soft_prompt"]["component_mb"]
+    packed = spacy.util.load_config(tmp_path / "runs" / "lora_soft_prompt_packed" / "model-best" / "config.cfg")
+    model = packed["components"]["softprompt_ie"]["model"]
+    assert model["packed"] is True and model["adapter"]["@misc"] == "spacy_softprompt.LoRA.v1"
+    assert by_config["lora_soft_prompt_packed"]["component_mb"] < 0.03 * by_config["soft_prompt"]["component_mb"]
     assert "quick form: figures mean nothing" in report.read_text()
 
 

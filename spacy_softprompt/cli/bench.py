@@ -20,7 +20,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from . import CLIError
 from .compare import folder_bytes, trainable_parameters
@@ -36,17 +36,25 @@ class System(NamedTuple):
     config: str  # an init-config preset (or <config>.cfg in --configs)
     component: str
     late: bool = False  # softprompt_ie with late prompts from --prompt-layer (else input prompts)
+    model: Tuple[Tuple[str, Any], ...] = ()  # further [components.softprompt_ie.model] settings
 
 
+PACKED = (("packed", True), ("prompt_length", 8))
+LORA = (("adapter", {"@misc": "spacy_softprompt.LoRA.v1", "r": 8, "alpha": 16}),)
 SYSTEMS = [
     System("stock transformer+ner", "stock_transformer_ner", STOCK, "transformer"),
     System("none (fine-tune)", "finetune", "finetune", "softprompt_ie", late=True),
-    System("hard prompts", "hard_prompt", "hard_prompt", "softprompt_ie", late=True),
     System("soft prompts", "soft_prompt", "soft_prompt", "softprompt_ie", late=True),
+    System("soft prompts, packed", "soft_prompt_packed", "soft_prompt", "softprompt_ie", late=True, model=PACKED),
     System("soft prompts, frozen", "soft_prompt_frozen", "soft_prompt_frozen", "softprompt_ie", late=True),
-    System("deep prompts, frozen", "deep_prompt_frozen", "deep_prompt_frozen", "softprompt_ie", late=True),
     System("soft prompts, frozen, input prompts (naive)", "soft_prompt_frozen_input", "soft_prompt_frozen",
            "softprompt_ie"),
+    System("soft prompts, frozen, packed", "soft_prompt_frozen_packed", "soft_prompt_frozen", "softprompt_ie",
+           late=True, model=PACKED),
+    System("deep prompts, frozen, packed", "deep_prompt_frozen_packed", "deep_prompt_frozen", "softprompt_ie",
+           late=True, model=PACKED),
+    System("LoRA + soft prompts, frozen base, packed", "lora_soft_prompt_packed", "soft_prompt_frozen",
+           "softprompt_ie", late=True, model=PACKED + LORA),
 ]
 
 
@@ -150,6 +158,7 @@ def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer:
     else:
         settings["components.softprompt_ie.model.backbone"] = backbone
         settings["components.softprompt_ie.model.prompt_layer"] = layer
+        settings.update({f"components.softprompt_ie.model.{key}": value for key, value in system.model})
     config = base_config(system.config, args.configs / f"{system.config}.cfg" if args.configs else None)
     env = {"MALLOC_MMAP_THRESHOLD_": str(args.malloc_mmap_threshold)} if args.malloc_mmap_threshold else None
     result = train_and_evaluate(config, settings, args.runs / system.run, files["test"], gpu_id=args.gpu_id, env=env)
