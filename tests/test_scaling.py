@@ -20,7 +20,7 @@ def test_scaling_times_every_system_and_schema(tiny_bert, blank_nlp, tmp_path):
     assert code == 0
     data = json.loads(report.with_suffix(".json").read_text())
     names = [name for name, _ in systems([1])]
-    assert len(names) == 4  # stock, none, input prompts, late k=1
+    assert len(names) == 5  # stock, none, input prompts, late k=1, packed late k=1
     cells = {(r["system"], r["schema"], r["n_types"]) for r in data["rows"]}
     # the toy corpus has 3 types (ADE, Dose, Drug): the real-schema column has N=3
     assert cells == {(n, s, k) for n in names for s, k in (("synthetic", 2), ("synthetic", 4), ("toy (real)", 3))}

@@ -42,19 +42,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=200, help="texts timed per set (0 = all)")
     parser.add_argument("--prompt-layers", type=int, nargs="+", default=[4, 5], help="late-prompt layers to time")
     parser.add_argument("--prompt-length", type=int, default=16)
+    parser.add_argument("--packed-prompt-length", type=int, default=2, help="vectors per type in packed queries")
     parser.add_argument("--backbone", default="default")
     parser.add_argument("--batch-size", type=int, default=16, help="documents per nlp.pipe batch (as in evaluate)")
     parser.add_argument("--output", type=Path, required=True, help="markdown report; .json and .png go beside it")
 
 
-def systems(prompt_layers: Sequence[int]) -> List[Tuple[str, Optional[Dict[str, Any]]]]:
-    """(name, softprompt_ie model settings or None for the stock pipeline)."""
+def systems(prompt_layers: Sequence[int], packed_length: int = 2) -> List[Tuple[str, Optional[Dict[str, Any]]]]:
+    """(name, softprompt_ie model settings or None for the stock pipeline). Packed queries hold
+    every type's part in one sequence: ``packed_length`` vectors per type, and room for 20 types."""
     rows: List[Tuple[str, Optional[Dict[str, Any]]]] = [
         ("stock transformer+ner", None),
         ("softprompt_ie none (no query part)", {"strategy": "none", "prompt_layer": 0}),
         ("softprompt_ie soft, input prompts (naive)", {"strategy": "soft", "prompt_layer": 0}),
     ]
     rows += [(f"softprompt_ie soft, late prompts k={k}", {"strategy": "soft", "prompt_layer": k}) for k in prompt_layers]
+    rows += [
+        (f"softprompt_ie soft, packed, late prompts k={k}",
+         {"strategy": "soft", "prompt_layer": k, "packed": True, "prompt_length": packed_length, "max_length": 256})
+        for k in prompt_layers
+    ]
     return rows
 
 
@@ -98,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     report: Dict[str, Any] = {"machine": machine(), "backbone": args.backbone, "prompt_length": args.prompt_length,
                               "batch_size": args.batch_size, "limit": args.limit, "rows": [],
                               "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:])}
-    for name, settings in systems(args.prompt_layers):
+    for name, settings in systems(args.prompt_layers, args.packed_prompt_length):
         for entry in text_sets:
             nlp = _pipeline(backbone, settings, entry["labels"], args.prompt_length)
             words_per_second = _words_per_second(nlp, entry["_texts"], args.batch_size)
@@ -128,8 +135,8 @@ def _pipeline(backbone: str, settings: Optional[Dict[str, Any]], labels: List[st
         nlp.initialize(lambda: [Example(doc, doc)])
         return nlp
     nlp = spacy.blank("en")
-    pipe = nlp.add_pipe("softprompt_ie", config={"model": {"backbone": backbone, "prompt_length": prompt_length,
-                                                           "freeze_backbone": True, **settings}})
+    model = {"backbone": backbone, "prompt_length": prompt_length, "freeze_backbone": True, **settings}
+    pipe = nlp.add_pipe("softprompt_ie", config={"model": model})
     doc = nlp.make_doc("The patient is well.")
     pipe.initialize(lambda: [Example(doc, doc)], nlp=nlp, labels=labels, relation_schema={})
     return nlp
