@@ -115,3 +115,53 @@ def test_render_context_without_medspacy_says_what_to_install(trained_pipeline, 
     monkeypatch.setitem(sys.modules, "medspacy", None)  # import fails as if not installed
     assert main(["render", str(trained_pipeline), "text", "--context"]) == 2
     assert "pip install 'spacy_softprompt[medspacy]'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def frozen_pipeline(tiny_bert, tmp_path_factory):
+    """A pipeline that references its frozen backbone (a copy of the tiny BERT) instead of storing it."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("frozen")
+    shutil.copytree(tiny_bert, base / "backbone")
+    blank = spacy.blank("en")
+    docs = [annotate(blank, t, m, RELATIONS.get(i, ())) for i, (t, m) in enumerate(TEXTS)]
+    nlp = fit_pipeline(docs, 2, model={"backbone": str(base / "backbone"), "strategy": "soft",
+                                       "freeze_backbone": True, "prompt_length": 8})
+    nlp.to_disk(base / "pipeline")
+    return base
+
+
+def _single_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "Traceback" not in err, err
+    return lines[-1]
+
+
+def test_a_changed_or_missing_backbone_is_one_error_line(frozen_pipeline, tmp_path, capsys):
+    """BackboneMismatch and BackboneNotFound reach the user as a message, not a traceback."""
+    import shutil
+
+    import torch
+    from transformers import BertModel
+
+    # the pipeline names its backbone by absolute path: change the weights there, then restore them
+    original = frozen_pipeline / "backbone"
+    saved = tmp_path / "original_backbone"
+    shutil.copytree(original, saved)
+    try:
+        model = BertModel.from_pretrained(original)
+        with torch.no_grad():
+            model.embeddings.word_embeddings.weight.add_(1.0)
+        model.save_pretrained(original, safe_serialization=True)
+        assert main(["render", str(frozen_pipeline / "pipeline"), "Aspirin caused nausea."]) == 2
+        line = _single_error(capsys.readouterr().err)
+        assert "backbone" in line and "hash" in line  # BackboneMismatch's message
+        assert main(["render", str(frozen_pipeline / "pipeline"), "Aspirin caused nausea.", "--debug"]) == 2
+        assert "Traceback" in capsys.readouterr().err
+        shutil.rmtree(original)
+        assert main(["render", str(frozen_pipeline / "pipeline"), "Aspirin caused nausea."]) == 2
+        assert "error: Cannot find backbone" in _single_error(capsys.readouterr().err)  # BackboneNotFound
+    finally:
+        shutil.rmtree(original, ignore_errors=True)
+        shutil.copytree(saved, original)
