@@ -155,7 +155,9 @@ class QueryBuilder:
 
     # --- queries ------------------------------------------------------------------
     def tiles(self, pieces: DocPieces) -> List[Tuple[int, int]]:
-        return tile_windows(pieces.counts, self.concept_budget, self.window_overlap)
+        """Windows that tile the doc; they overlap by at most half a window, so that a long
+        query part (packed types) leaves windows that still advance."""
+        return tile_windows(pieces.counts, self.concept_budget, min(self.window_overlap, self.concept_budget // 2))
 
     def concept_queries(self, doc_index: int, pieces: DocPieces) -> List[Query]:
         jobs = self.strategy.concept_jobs()

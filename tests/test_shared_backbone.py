@@ -73,3 +73,23 @@ def test_the_second_task_reads_the_first_tasks_windows(default_backbone_path, to
         n_parts += len(pipe.labels) + (len(pipe.relation_labels) if asked_relations else 0)
     # Layer 0 reads each text window once (for both tasks) plus each task's query parts once.
     assert sum(rows) == len(docs) + n_parts
+
+
+def test_two_tasks_verb_measures_both_pipelines(tiny_bert, toy_docs, blank_nlp, tmp_path):
+    """The measurement's shape only (its figures live in docs/two_tasks.md)."""
+    import json
+
+    from spacy.tokens import DocBin
+
+    from spacy_softprompt.cli import main
+
+    sdoh_docs = [annotate(blank_nlp, t, m, SDOH_RELATIONS.get(i, ())) for i, (t, m) in enumerate(SDOH_LIKE)]
+    DocBin(store_user_data=True, docs=toy_docs).to_disk(tmp_path / "ade.spacy")
+    DocBin(store_user_data=True, docs=sdoh_docs).to_disk(tmp_path / "sdoh.spacy")
+    report = tmp_path / "two_tasks.md"
+    assert main(["two-tasks", "--first", str(tmp_path / "ade.spacy"), "--second", str(tmp_path / "sdoh.spacy"),
+                 "--texts", str(tmp_path / "ade.spacy"), "--backbone", tiny_bert, "--prompt-layer", "1",
+                 "--repeats", "1", "--output", str(report)]) == 0
+    data = json.loads(report.with_suffix(".json").read_text())
+    assert [r["pipeline"] for r in data["rows"]] == ["one task", "two tasks, one backbone"]
+    assert data["memory_ratio"] > 0 and data["speed_ratio"] > 0

@@ -37,6 +37,7 @@ VERBS = {
     "bench": "bench",
     "scaling": "scaling",
     "step-time": "step_time",
+    "two-tasks": "two_tasks",
     "init-config": "init_config",
 }
 
