@@ -94,11 +94,11 @@ def test_evaluate_with_an_unknown_spans_key_is_an_error(trained_pipeline, gold_f
 
 
 def test_evaluate_on_a_pipeline_without_softprompt_ie(tmp_path, gold_file, capsys):
-    """No concept predictor: an error. Another one (stock ner, as bench compares): a warning."""
+    """No component: an error. Others (stock ner, as bench compares): a warning naming them."""
     blank = spacy.blank("en")
     blank.to_disk(tmp_path / "blank")
     assert main(["evaluate", str(tmp_path / "blank"), str(gold_file)]) == 2
-    assert "has no component that predicts concepts" in capsys.readouterr().err
+    assert "has no components, so it predicts nothing" in capsys.readouterr().err
     stock = spacy.blank("en")
     stock.add_pipe("ner").add_label("Drug")
     stock.initialize()
@@ -107,6 +107,8 @@ def test_evaluate_on_a_pipeline_without_softprompt_ie(tmp_path, gold_file, capsy
     captured = capsys.readouterr()
     assert "warning:" in captured.err and "no softprompt_ie component (ner)" in captured.err
     assert "concepts (micro)" in captured.out
+    assert main(["evaluate", str(tmp_path / "stock"), str(gold_file), "--spans-key", "typo"]) == 2
+    assert "--spans-key 'typo': no predicted document has that span group" in capsys.readouterr().err
 
 
 def test_render_context_without_medspacy_says_what_to_install(trained_pipeline, monkeypatch, capsys):

@@ -307,10 +307,10 @@ def test_evaluate_reports_missing_inputs(tmp_path: Path, capsys: pytest.CaptureF
     nlp = spacy.blank("en")
     nlp.to_disk(tmp_path / "pipeline")
     DocBin(docs=[make_doc("Text.")]).to_disk(tmp_path / "test.spacy")
-    assert cli(["evaluate", str(tmp_path / "nope"), str(tmp_path / "test.spacy")]) == 1
-    assert "Pipeline not found" in capsys.readouterr().err
-    assert cli(["evaluate", str(tmp_path / "pipeline"), str(tmp_path / "missing.spacy")]) == 1
-    assert "Gold data not found" in capsys.readouterr().err
+    assert cli(["evaluate", str(tmp_path / "nope"), str(tmp_path / "test.spacy")]) == 2
+    assert "pipeline not found" in capsys.readouterr().err
+    assert cli(["evaluate", str(tmp_path / "pipeline"), str(tmp_path / "missing.spacy")]) == 2
+    assert "missing.spacy: not found" in capsys.readouterr().err
 
 
 def _write_brat(folder: Path, name: str, text: str, ann: str) -> None:
@@ -355,9 +355,9 @@ def test_score_brat(tmp_path: Path, capsys: pytest.CaptureFixture):
 def test_score_brat_refuses_folders_without_common_files(tmp_path: Path, capsys: pytest.CaptureFixture):
     _write_brat(tmp_path / "gold", "a", "x\n", "")
     _write_brat(tmp_path / "system", "b", "x\n", "")
-    assert cli(["score-brat", str(tmp_path / "gold"), str(tmp_path / "system")]) == 1
+    assert cli(["score-brat", str(tmp_path / "gold"), str(tmp_path / "system")]) == 2
     assert "No .ann file name is in both" in capsys.readouterr().err
-    assert cli(["score-brat", str(tmp_path / "nope"), str(tmp_path / "system")]) == 1
+    assert cli(["score-brat", str(tmp_path / "nope"), str(tmp_path / "system")]) == 2
     assert "gold folder not found" in capsys.readouterr().err
 
 

@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     batches = nlp.pipe(texts, batch_size=args.batch_size)
     predicted = list(tqdm(batches, total=len(gold), desc="evaluate", unit="doc", file=sys.stderr))
     seconds = time.perf_counter() - start
+    if args.spans_key and predicted and not any(args.spans_key in doc.spans for doc in predicted):
+        raise CLIError(f"--spans-key {args.spans_key!r}: no predicted document has that span group; "
+                       f"the pipeline writes {sorted({k for d in predicted for k in d.spans}) or 'none'}.")
 
     scores: Dict[str, Any] = score_concepts_and_relations(
         zip(predicted, gold), spans_key=spans_key, concept_types=args.concept_types
@@ -82,16 +85,16 @@ def concepts_key(nlp: "Language", name: str, requested: Optional[str]) -> str:
                 f"{', '.join(map(repr, sorted(written)))}; pass --spans-key {sorted(written)[0]}."
             )
         return key
-    assigns = {attr for pipe in nlp.pipe_names for attr in nlp.get_pipe_meta(pipe).assigns}
-    if not any(attr == "doc.ents" or attr.startswith("doc.spans") for attr in assigns):
+    if not nlp.pipe_names:
         raise CLIError(
-            f"the pipeline {name} has no component that predicts concepts (components: "
-            f"{', '.join(nlp.pipe_names) or 'none'}); evaluate a pipeline with softprompt_ie, "
-            "e.g. training/model-best after `spacy train`."
+            f"the pipeline {name} has no components, so it predicts nothing; evaluate a pipeline with "
+            "softprompt_ie, e.g. training/model-best after `spacy train`."
         )
+    key = requested or DEFAULT_SPANS_KEY
     print(
-        f"warning: the pipeline {name} has no softprompt_ie component ({', '.join(nlp.pipe_names)}): "
-        "its concepts are read from doc.ents (or --spans-key) and it predicts no relations.",
+        f"warning: the pipeline {name} has no softprompt_ie component ({', '.join(nlp.pipe_names)}): its "
+        f"concepts are read from doc.spans[{key!r}] where its components write it, else from doc.ents, "
+        "and its relations from doc._.relations (none unless a component sets them).",
         file=sys.stderr,
     )
-    return requested or DEFAULT_SPANS_KEY
+    return key
