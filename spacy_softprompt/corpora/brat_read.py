@@ -89,7 +89,7 @@ def _read_pair(ann_path: Path, nlp: Language, options: Options, summary: Convers
     if ann.startswith("\ufeff"):  # a BOM in the .ann is not an annotation; in the .txt it is a character
         ann = ann[1:]
         summary.adjust(why.ANN_BOM)
-    doc = nlp.make_doc(text)
+    doc = nlp.tokenizer(text)  # tokens only: no max_length, which guards the parser's memory
     AnnFile(ann_path, doc, text, options, summary).convert(split_lines(ann_path, ann, summary))
     return doc
 

@@ -1,0 +1,157 @@
+"""Malformed brat input, tried systematically (files generated here, never committed).
+
+Each case either converts with the adjustment counted, or is an error naming
+file:line and what is wrong; with ``lenient`` the rest of the folder converts and
+each problem is reported. Nothing raises from inside the package: the CLI gives
+one ``error:`` line and exit code 2.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import pytest
+import spacy
+
+import spacy_softprompt  # noqa: F401  (registers the extensions)
+from spacy_softprompt.cli import main
+from spacy_softprompt.corpora import brat
+from spacy_softprompt.corpora.brat import read_brat
+from spacy_softprompt.corpora.summary import CorpusFormatError
+
+TEXT = "Aspirin caused a rash."
+GOOD = "T1\tDrug 0 7\tAspirin\n"
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return spacy.blank("en")
+
+
+def write(folder: Path, name: str, txt: Union[str, bytes, None], ann: Union[str, bytes, None]) -> None:
+    """A .txt/.ann pair written byte for byte; None leaves that file out."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix, content in ((".txt", txt), (".ann", ann)):
+        if content is not None:
+            data = content if isinstance(content, bytes) else content.encode("utf-8")
+            (folder / f"{name}{suffix}").write_bytes(data)
+
+
+# (name, .txt, .ann, file holding the problem, line, words of the message)
+ERRORS = [
+    ("beyond", TEXT, GOOD + "T2\tADE 17 40\trash\n", ".ann", 2, "offset beyond text"),
+    ("negative", TEXT, GOOD + "T2\tADE -1 4\trash\n", ".ann", 2, "broken T line"),
+    ("reversed", TEXT, GOOD + "T2\tADE 21 17\trash\n", ".ann", 2, "broken T line"),
+    ("unknown_r", TEXT, GOOD + "R1\tCause Arg1:T1 Arg2:T9\n", ".ann", 2, "unknown id"),
+    ("unknown_e", TEXT, GOOD + "E1\tDrug:T1 Type:T7\n", ".ann", 2, "unknown id"),
+    ("unknown_star", TEXT, GOOD + "*\tOVERLAP T1 T5\n", ".ann", 2, "unknown id"),
+    ("missing_trigger", TEXT, GOOD + "E1\tDrug:T4\n", ".ann", 2, "unknown id: trigger T4"),
+    ("duplicate", TEXT, GOOD + "T1\tADE 17 21\trash\n", ".ann", 2, "duplicate id"),
+    ("bad_txt_byte", b"Aspirin\ncaused a \xff rash.", GOOD, ".txt", 2, "not valid UTF-8: byte 0xff"),
+    ("bad_ann_byte", TEXT, GOOD.encode() + b"T2\tADE 17 21\tr\xe4sh\n", ".ann", 2, "not valid UTF-8: byte 0xe4"),
+    ("space_not_tab", TEXT, GOOD + "T2 ADE 17 21\trash\n", ".ann", 2, "followed by a space, not a tab"),
+    ("empty_txt", "", GOOD, ".ann", 1, "offset beyond text"),
+    ("ann_only", None, GOOD, ".ann", None, "no .txt beside this .ann"),
+]
+
+
+@pytest.mark.parametrize("name,txt,ann,holder,line,message", ERRORS, ids=[e[0] for e in ERRORS])
+def test_error_names_file_line_and_problem(tmp_path, nlp, name, txt, ann, holder, line, message):
+    write(tmp_path, name, txt, ann)
+    with pytest.raises(CorpusFormatError) as info:
+        read_brat(tmp_path / f"{name}.ann", nlp)
+    error = info.value
+    assert error.path == str(tmp_path / f"{name}{holder}")
+    assert error.line == line
+    assert message in str(error)
+    where = f"{error.path}:{line}: " if line is not None else f"{error.path}: "
+    assert str(error).startswith(where)
+
+
+def test_messages_say_what_the_line_should_look_like(tmp_path, nlp):
+    write(tmp_path, "doc", TEXT, GOOD + "T2 ADE 17 21\trash\n")
+    with pytest.raises(CorpusFormatError, match=r"'T2\\tADE 17 21\\trash'"):
+        read_brat(tmp_path / "doc.ann", nlp)
+    write(tmp_path, "doc", TEXT, GOOD + "T2\tADE 21 17\trash\n")
+    with pytest.raises(CorpusFormatError, match=r"T1<TAB>TYPE START END<TAB>TEXT"):
+        read_brat(tmp_path / "doc.ann", nlp)
+
+
+def test_lenient_converts_the_rest_and_reports_each_problem(tmp_path, nlp):
+    for name, txt, ann, *_ in ERRORS:
+        write(tmp_path, name, txt, ann)
+    write(tmp_path, "fine", TEXT, GOOD + "T2\tADE 17 21\trash\n")
+    write(tmp_path, "txt_only", TEXT, None)
+    docs, summary = read_brat(tmp_path, nlp, lenient=True)
+    assert len(summary.problems) == len(ERRORS)
+    for name, _, _, holder, line, message in ERRORS:
+        where = f"{tmp_path / f'{name}{holder}'}" + (f":{line}: " if line is not None else ": ")
+        assert any(p.startswith(where) and message in p for p in summary.problems), name
+    assert summary.not_converted[brat.TXT_WITHOUT_ANN] == 1
+    by_id = {d._.doc_id: d for d in docs}
+    assert "bad_txt_byte" not in by_id and "ann_only" not in by_id
+    assert [(s.text, s.label_) for s in by_id["fine"].spans["softprompt"]] == [("Aspirin", "Drug"), ("rash", "ADE")]
+    assert [s.text for s in by_id["beyond"].spans["softprompt"]] == ["Aspirin"]  # the rest of a file arrives
+
+
+@pytest.mark.parametrize(
+    "txt,ann,adjusted",
+    [
+        ("\ufeff" + TEXT, "T1\tDrug 1 8\tAspirin\n", brat.EXPANDED),  # a BOM in the .txt is a character
+        (TEXT, "\ufeff" + GOOD, brat.ANN_BOM),  # in the .ann it is not an annotation
+        (TEXT, "", None),  # empty .ann: a document without annotations
+        ("", "", None),  # empty pair
+        ("Aspirin\x00 caused a rash.", "T1\tDrug 0 7\tAspirin\nT2\tADE 18 22\trash\n", brat.EXPANDED),  # NUL
+    ],
+)
+def test_odd_but_valid_files_convert(tmp_path, nlp, txt, ann, adjusted: Optional[str]):
+    write(tmp_path, "doc", txt, ann)
+    [doc], summary = read_brat(tmp_path / "doc.ann", nlp)
+    assert doc.text == txt and summary.problems == []
+    assert summary.adjusted == ({adjusted: 1} if adjusted else {})
+    assert len(doc.spans["softprompt"]) == ann.count("\n")
+
+
+def test_one_megabyte_single_line_note(tmp_path, nlp):
+    text = "word " * 200_000 + "aspirin"
+    write(tmp_path, "big", text, f"T1\tDrug {len(text) - 7} {len(text)}\taspirin\n")
+    [doc], summary = read_brat(tmp_path / "big.ann", nlp)
+    assert [s.text for s in doc.spans["softprompt"]] == ["aspirin"]
+
+
+def test_line_break_cases_are_read_as_one_annotation(tmp_path, nlp):
+    text = "Pain in the\r\nleft leg.\r\nFever\r\n"
+    ann = (
+        "T1\tSymptom 0 22\tPain in the\n"  # the text field continues on the next line (\r dropped)
+        "left leg.\n"
+        "T2\tSymptom 24 30\tFever\n"  # the span ends on the \r of a CRLF
+        "T3\tSymptom 0 22\tPain in the left leg.\n"  # a space where the .txt has \r\n
+    )
+    [doc], summary = read_brat(write_and_path(tmp_path, text, ann), nlp, text_check="strict")
+    assert summary.adjusted[brat.TEXT_CONTINUED] == 1
+    assert summary.adjusted[brat.TEXT_CR] == 1
+    assert summary.adjusted[brat.TEXT_LINE_BREAK] == 1
+    assert summary.adjusted[brat.TRIMMED] == 1  # the \r is whitespace of the .txt
+    assert sorted(s.text for s in doc.spans["softprompt"]) == ["Fever", "Pain in the\r\nleft leg."]
+
+
+def test_continuation_that_does_not_match_is_a_broken_line(tmp_path, nlp):
+    ann = GOOD + "this is not an annotation\n"
+    with pytest.raises(CorpusFormatError, match=r":2: broken line"):
+        read_brat(write_and_path(tmp_path, TEXT, ann), nlp)
+
+
+def write_and_path(folder: Path, text: str, ann: str) -> Path:
+    write(folder, "doc", text, ann)
+    return folder / "doc.ann"
+
+
+def test_cli_gives_one_error_line_not_a_traceback(tmp_path, capsys):
+    write(tmp_path / "in", "doc", b"Aspirin \xff", GOOD)
+    assert main(["convert", "brat", str(tmp_path / "in"), str(tmp_path / "out.spacy")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{tmp_path / 'in' / 'doc.txt'}:1: not valid UTF-8" in err
+    write(tmp_path / "in", "ok", TEXT, GOOD)
+    assert main(["convert", "brat", str(tmp_path / "in"), str(tmp_path / "out.spacy"), "--lenient"]) == 0
+    out = capsys.readouterr().out
+    assert "doc.txt:1: not valid UTF-8" in out
