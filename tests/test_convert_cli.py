@@ -198,10 +198,25 @@ def test_export_brat_gold_round_trip(sdoh_dev, tmp_path):
         == 0
     )
     ann = (tmp_path / "n2c2" / f"{gold[0]._.doc_id}.ann").read_text()
-    assert "\tStatus-Trigger " in ann and "\tStatus " not in ann
+    assert " Status-Trigger:T" in ann and " Status:T" not in ann  # event roles renamed on the way out
 
 
-def test_export_brat_pipeline_predictions(tmp_path):
+def test_convert_then_export_gives_the_same_annotations(tmp_path, capsys):
+    """The CLI path of the round trip: fragments, events, ``*`` and an empty third column survive."""
+    from test_brat_roundtrip import ANN, TEXT, annotation_set
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "doc.txt").write_bytes(TEXT.encode("utf-8"))
+    (folder / "doc.ann").write_bytes(ANN.encode("utf-8"))
+    assert main(["convert", "brat", str(folder), str(tmp_path / "c.spacy")]) == 0
+    assert "kept as a self-relation" in capsys.readouterr().out  # R1: two annotations, one covering span
+    assert main(["export-brat", str(tmp_path / "c.spacy"), str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "doc.txt").read_bytes() == TEXT.encode("utf-8")
+    assert annotation_set((tmp_path / "out" / "doc.ann").read_text(encoding="utf-8")) == annotation_set(ANN)
+
+
+def test_export_brat_pipeline_predictions(tmp_path, capsys):
     nlp = spacy.blank("en")
     nlp.add_pipe("entity_ruler").add_patterns([{"label": "Drug", "pattern": "aspirin"}])
     nlp.to_disk(tmp_path / "pipeline")
@@ -221,6 +236,7 @@ def test_export_brat_pipeline_predictions(tmp_path):
         )
         == 0
     )
+    assert "predict" in capsys.readouterr().err  # progress on the long part
     assert (tmp_path / "out" / "notes" / "a.ann").read_text() == "T1\tDrug 9 16\taspirin\n"
     assert (tmp_path / "out" / "notes" / "a.txt").read_text() == "She took aspirin."
     assert (tmp_path / "out" / "1.ann").read_text() == "T1\tDrug 3 10\taspirin\n"

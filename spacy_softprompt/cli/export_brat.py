@@ -1,8 +1,11 @@
 """``export-brat``: a ``.spacy`` DocBin -> one brat ``.txt``/``.ann`` pair per document.
 
-Without ``--pipeline`` the annotations stored in the file (gold) are written;
-with it, the pipeline runs over the texts and its predictions are written, so
-the folder can go to ``score-brat`` or to the n2c2 2018 evaluation script.
+Without ``--pipeline`` the annotations stored in the file (gold) are written:
+for Docs converted from brat, the same annotations as the source (fragments
+of discontinuous spans, ``E``, ``R``, ``*`` and ``A`` lines; ids renumbered).
+With it, the pipeline runs over the texts (a progress bar on stderr) and its
+predictions are written, so the folder can go to ``score-brat`` or to the
+n2c2 2018 evaluation script.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import spacy
     from spacy.tokens import DocBin
+    from tqdm import tqdm
 
     from ..corpora.brat import write_brat
 
@@ -55,12 +59,14 @@ def run(args: argparse.Namespace) -> int:
         nlp = spacy.blank("en")
     docs = list(DocBin(store_user_data=True).from_disk(args.data).get_docs(nlp.vocab))
     names = _file_names(docs)
-    if args.pipeline:
-        predicted = list(nlp.pipe(doc.text for doc in docs))
+    if args.pipeline:  # the long part: a progress bar on stderr
+        texts = (doc.text for doc in docs)
+        bar = tqdm(nlp.pipe(texts), total=len(docs), desc="predict", unit="doc", file=sys.stderr)
+        predicted = list(bar)
         for doc, name in zip(predicted, names):
             doc._.doc_id = name
         docs = predicted
-    for doc, name in zip(docs, names):
+    for doc, name in tqdm(list(zip(docs, names)), desc="write", unit="doc", file=sys.stderr, disable=len(docs) < 200):
         write_brat(
             doc,
             args.output_dir / f"{name}.ann",
