@@ -76,15 +76,6 @@ def set_fragments(span: Span, variants: Sequence[Sequence[Tuple[int, int]]], kee
         span.doc.user_data.pop(key, None)
 
 
-def variant_index(span: Span, fragments: Sequence[Tuple[int, int]]) -> int:
-    """Index of ``fragments`` among the span's variants; -1 when it is not one of them."""
-    wanted = [tuple(f) for f in fragments]
-    for index, variant in enumerate(get_fragments(span)):
-        if [tuple(f) for f in variant] == wanted:
-            return index
-    return -1
-
-
 def register_fragments_extension() -> None:
     """Idempotently register ``span._.fragments``."""
     if not Span.has_extension("fragments"):

@@ -53,15 +53,15 @@ Policies (each one is counted in the summary when it applies):
 - Malformed input (offsets, ids, encodings, broken lines) is an error naming
   file:line and what the line should look like; ``lenient`` counts it and goes on.
 
-The reader is :mod:`.brat_read` and :mod:`.brat_ann`, the writer
+The reader is :mod:`.brat_read`, :mod:`.brat_lines` and :mod:`.brat_ann`, the writer
 :mod:`.brat_write`, the summary's reasons :mod:`.brat_reasons`.
 """
 
 from __future__ import annotations
 
 from ..fragments import get_fragments, set_fragments  # noqa: F401  (registers span._.fragments)
-from .brat_ann import differs_inside as _differs_inside  # noqa: F401
-from .brat_ann import parse_offsets as _parse_offsets  # noqa: F401
+from .brat_lines import differs_inside as _differs_inside  # noqa: F401
+from .brat_lines import parse_offsets as _parse_offsets  # noqa: F401
 from .brat_reasons import *  # noqa: F401,F403  (the summary's reasons, under their old names)
 from .brat_reasons import argument_not_converted, duplicate_relation, self_relation, shared_relation  # noqa: F401
 from .brat_read import TEXT_CHECKS, read_brat  # noqa: F401

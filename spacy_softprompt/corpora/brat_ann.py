@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
@@ -13,31 +12,11 @@ from spacy.tokens import Doc, Span
 from ..fragments import set_fragments
 from ..relations import Relation, set_concepts, set_relations, set_span_attributes
 from . import brat_reasons as why
+from .brat_lines import AnnLine, Fragments, Options, broken_line, crosses_line, differs_inside, parse_offsets
 from .brat_store import Record, Ref, add_records, mention_of, relation_key, span_of
 from .summary import ConversionSummary, CorpusFormatError
 
-TOLERANT_MIN_SIMILARITY = 0.8
 SpanKey = Tuple[int, int, str]
-Fragments = List[Tuple[int, int]]
-
-
-@dataclass
-class Options:
-    label_map: Dict[str, str]
-    relation_map: Dict[str, str]
-    head_types: Set[str]
-    text_check: str
-    spans_key: str
-
-
-@dataclass
-class AnnLine:
-    """An annotation line; ``continued``: the lines after a T line that may continue its text field."""
-
-    number: int
-    id: str
-    body: str
-    continued: List[Tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -342,51 +321,9 @@ class AnnFile:
         set_relations(self.doc, self.relations.values())
         for key, span in self.spans.items():
             variants = self.variants[key]
-            set_fragments(span, variants, keep_default=any(_crosses_line(self.text, f) for f in variants))
+            set_fragments(span, variants, keep_default=any(crosses_line(self.text, f) for f in variants))
         for key, attributes in self.attributes.items():
             set_span_attributes(self.spans[key], attributes)
         add_records(self.doc, self.records)
         self.summary.entities.update(span.label_ for span in self.spans.values())
         self.summary.relations.update(relation.label for relation in self.relations.values())
-
-
-def _crosses_line(text: str, fragments: Fragments) -> bool:
-    return any("\n" in text[s:e] or "\r" in text[s:e] for s, e in fragments)
-
-
-def parse_offsets(offsets: str) -> Optional[Fragments]:
-    """``"0 5;9 14"`` -> ``[(0, 5), (9, 14)]``; None when malformed (negative, reversed, not numbers)."""
-    fragments = []
-    for fragment in offsets.split(";"):
-        parts = fragment.split()
-        if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
-            return None
-        start, end = int(parts[0]), int(parts[1])
-        if start > end:
-            return None
-        fragments.append((start, end))
-    return fragments
-
-
-def differs_inside(ann_text: str, found: str) -> bool:
-    """The "tolerant" text check: same first and last character (ignoring case), >= 80 % similar."""
-    a, b = ann_text.casefold(), found.casefold()
-    if not a or not b or a[0] != b[0] or a[-1] != b[-1]:
-        return False
-    return SequenceMatcher(None, a, b, autojunk=False).ratio() >= TOLERANT_MIN_SIMILARITY
-
-
-ID_PATTERN = re.compile(r"[TREAMN]\d+|#\d*|\*")
-
-
-def broken_line(line: str) -> str:
-    """The message for a line that is not ``ID<TAB>...``: what it should look like."""
-    head = line.split("\t", 1)[0]
-    first = head.split(" ", 1)[0]
-    if " " in head and ID_PATTERN.fullmatch(first):
-        fixed = first + "\t" + line[len(first) + 1 :]
-        return (
-            f"broken line: the id {first} is followed by a space, not a tab; a {first[0]} line is "
-            f"{why.line_form(first[0])}, e.g. {fixed!r}"
-        )
-    return f"broken line: expected an id, a tab, then the annotation ({why.line_form('')}), got {line!r}"

@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from ..relations import DEFAULT_SPANS_KEY
 from . import brat_reasons as why
-from .brat_ann import AnnFile, AnnLine, Options, broken_line
+from .brat_ann import AnnFile
+from .brat_lines import AnnLine, Options, broken_line
 from .summary import ConversionSummary, CorpusFormatError
 
 TEXT_CHECKS = ("strict", "tolerant", "offsets")
