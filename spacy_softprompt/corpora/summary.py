@@ -2,8 +2,8 @@
 
 Each reader fills one :class:`ConversionSummary`: what arrived in the Docs
 (documents, entities and relations per label), what was changed on the way
-(``adjusted``: e.g. a discontinuous span replaced by its covering span, a span
-expanded to token boundaries) and what did not arrive (``not_converted``, with
+(``adjusted``: e.g. a discontinuous span stored as its covering span with its
+fragments, a span expanded to token boundaries) and what did not arrive (``not_converted``, with
 the reason). Malformed input raises :class:`CorpusFormatError` naming file and
 line; in lenient mode the same message is recorded in ``problems`` instead.
 """
