@@ -1,6 +1,7 @@
 """spacy_softprompt: clinical concept and relation extraction with learned prompts.
 
-Importing the package registers ``doc._.relations`` and ``span._.attributes``.
+Importing the package registers ``doc._.relations``, ``span._.attributes`` and
+``span._.fragments`` (the fragments of a discontinuous span).
 The ``softprompt_ie`` factory is registered through the ``spacy_factories``
 entry point, so ``spacy.load`` finds it without an import.
 """
@@ -15,7 +16,10 @@ from .relations import (
     set_span_attributes,
 )
 
+from .fragments import register_fragments_extension
+
 register_extensions()
+register_fragments_extension()
 
 __version__ = "0.1.0"
 __all__ = [
