@@ -133,6 +133,10 @@ class SharedStates:
     def at_layer(self, layer: int) -> "_LayerStates":
         return _LayerStates(self, layer)
 
+    def clear(self) -> None:
+        """Forget every kept state (benchmarks: time reading texts, not recalling them)."""
+        self._states.clear()
+
     def __len__(self) -> int:
         return len(self._states)
 

@@ -144,6 +144,10 @@ def _pipeline(backbone: str, settings: Optional[Dict[str, Any]], labels: List[st
 
 def _words_per_second(nlp, texts: List[str], batch_size: int) -> float:
     list(nlp.pipe(texts[:8], batch_size=batch_size))  # warm-up: lazy inits, allocator
+    for _, pipe in nlp.pipeline:  # a shared frozen backbone keeps recent windows' states (from other
+        loaded = pipe.model.attrs.get("backbone") if hasattr(pipe, "model") else None  # pipelines too):
+        if loaded is not None and loaded.states is not None:  # forget them, so each text is read anew
+            loaded.states.clear()
     start = time.perf_counter()
     docs = list(nlp.pipe(texts, batch_size=batch_size))
     seconds = time.perf_counter() - start

@@ -1,10 +1,12 @@
 """``step-time``: where one training step's time goes, per system, in one run.
 
-Each system trains ``--steps`` steps (after ``--warmup`` steps) on batches of
-the training corpus, with the optimizer of the committed configs (Adam, L2
-0.01, gradient clipping 1.0), and the step is split into: building queries
-and batches (data preparation), the backbone's forward pass, the loss, the
-backward pass, and the optimizer update. Timers wrap the component's own
+Each system trains one pass over ``--steps`` batches of the training corpus
+(untimed: the first epoch, which also fills the frozen-states cache), then a
+second, timed pass over the same batches (what every later epoch costs), with
+the optimizer of the committed configs (Adam, L2 0.01, gradient clipping
+1.0). The step is split into: building queries and batches (data
+preparation), the backbone's forward pass, the loss, the backward pass, and
+the optimizer update. Timers wrap the component's own
 methods on this one instance; nothing in the package is changed for it.
 """
 import argparse
@@ -32,9 +34,9 @@ PARTS = ("data", "forward", "loss", "backward", "optimizer")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", type=Path, required=True, help="training DocBin (.spacy)")
     parser.add_argument("--backbone", default="default", help="backbone (default: offline all-MiniLM-L6-v2)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per system")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (they fill caches)")
+    parser.add_argument("--steps", type=int, default=20, help="batches: one untimed pass, then one timed pass")
     parser.add_argument("--batch-words", type=int, default=400, help="words per batch, as in the configs")
+    parser.add_argument("--prompt-layer", type=int, default=4, help="late-prompt layer of every system")
     parser.add_argument("--only", nargs="+", default=None, help="system names to run (default: all)")
     parser.add_argument("--output", type=Path, help="write a markdown table here (and .json beside it)")
 
@@ -53,29 +55,30 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--only names none of: {', '.join(SYSTEMS)}")
     nlp0 = spacy.blank("en")
     docs = list(DocBin().from_disk(args.train).get_docs(nlp0.vocab))
-    n_batches = args.warmup + args.steps
+    n_batches = args.steps
     batches = list(minibatch_by_words(docs, size=args.batch_words, tolerance=0.2))[:n_batches]
     if len(batches) < n_batches:
         raise CLIError(f"{args.train} gives only {len(batches)} batches of {args.batch_words} words")
     rows = []
     for name, settings in chosen.items():
-        print(f"{name}: {args.warmup} warm-up + {args.steps} timed steps", flush=True)
+        print(f"{name}: {args.steps} steps untimed, then the same {args.steps} timed", flush=True)
         torch.manual_seed(0)
         nlp = spacy.blank("en")
-        nlp.add_pipe("softprompt_ie", config={"model": dict(settings, backbone=args.backbone)})
+        model = dict(settings, backbone=args.backbone, prompt_layer=args.prompt_layer)
+        nlp.add_pipe("softprompt_ie", config={"model": model})
         examples = [[Example(nlp.make_doc(d.text), d) for d in batch] for batch in batches]
         nlp.initialize(lambda: [eg for batch in examples for eg in batch])
         optimizer = _optimizer()
         pipe = nlp.get_pipe("softprompt_ie")
         timers = _instrument(pipe)
         words = 0
-        for step, batch in enumerate(examples):
-            if step == args.warmup:
-                timers.clear()
-                started = time.perf_counter()
+        for batch in examples:  # first epoch
             pipe.update(batch, sgd=optimizer, drop=0.1)
-            if step >= args.warmup:
-                words += sum(len(eg.reference) for eg in batch)
+        timers.clear()
+        started = time.perf_counter()
+        for batch in examples:  # every later epoch
+            pipe.update(batch, sgd=optimizer, drop=0.1)
+            words += sum(len(eg.reference) for eg in batch)
         total = time.perf_counter() - started
         row = {"system": name, "steps": args.steps, "total_s": total, "words_per_s": words / total}
         row.update({part: sum(timers[part]) / args.steps * 1000 for part in PARTS})
