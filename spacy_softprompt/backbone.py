@@ -14,7 +14,7 @@ import hashlib
 import weakref
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 DEFAULT_BACKBONE = "default"
 _OFFLINE_DEFAULT_NAMES = {

@@ -146,7 +146,6 @@ def get_relations(doc: Doc, strict: bool = False) -> Tuple[Relation, ...]:
             f"retokenized?) and were re-aligned to the tokens covering them: {'; '.join(realigned)}",
             RelationAlignmentWarning,
             stacklevel=3,  # the getter of doc._.relations sits between
-
         )
     if dropped:
         warnings.warn(
@@ -154,7 +153,6 @@ def get_relations(doc: Doc, strict: bool = False) -> Tuple[Relation, ...]:
             f"(their data belongs to another text): {'; '.join(dropped)}",
             RelationAlignmentWarning,
             stacklevel=3,  # the getter of doc._.relations sits between
-
         )
     return tuple(best.values())
 

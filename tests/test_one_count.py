@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 
-import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 
 from spacy_softprompt.cli import main
-from spacy_softprompt.scoring import COUNTS, MODES, TARGETS, make_softprompt_scorer
+from spacy_softprompt.scoring import COUNTS, TARGETS, make_softprompt_scorer
 
-from conftest import TEXTS, annotate
 from test_component import examples_for, make_pipeline, train
 
 

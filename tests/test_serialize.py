@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import pytest
 import spacy
 
 from spacy_softprompt.artifact import TRUST_ENV, DamagedArtifact
 
-from conftest import TEXTS
 from test_component import TEST_TEXTS, examples_for, make_pipeline, predictions, train
 
 

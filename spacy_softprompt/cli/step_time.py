@@ -72,14 +72,17 @@ def run(args: argparse.Namespace) -> int:
         pipe = nlp.get_pipe("softprompt_ie")
         timers = _instrument(pipe)
         words = 0
-        for batch in examples:  # first epoch
-            pipe.update(batch, sgd=optimizer, drop=0.1)
-        timers.clear()
-        started = time.perf_counter()
-        for batch in examples:  # every later epoch
-            pipe.update(batch, sgd=optimizer, drop=0.1)
-            words += sum(len(eg.reference) for eg in batch)
-        total = time.perf_counter() - started
+        try:
+            for batch in examples:  # first epoch
+                pipe.update(batch, sgd=optimizer, drop=0.1)
+            timers.clear()
+            started = time.perf_counter()
+            for batch in examples:  # every later epoch
+                pipe.update(batch, sgd=optimizer, drop=0.1)
+                words += sum(len(eg.reference) for eg in batch)
+            total = time.perf_counter() - started
+        finally:
+            _restore_query_building()
         row = {"system": name, "steps": args.steps, "total_s": total, "words_per_s": words / total}
         row.update({part: sum(timers[part]) / args.steps * 1000 for part in PARTS})
         row["other"] = total / args.steps * 1000 - sum(row[p] for p in PARTS)
@@ -142,6 +145,13 @@ def _instrument(pipe: Any) -> Dict[str, List[float]]:
 
     component.training_queries = timed("data", targets.training_queries)
     return timers
+
+
+def _restore_query_building() -> None:
+    """Undo the one timer that is module-level (the pipe's own are gone with the pipe)."""
+    from spacy_softprompt import component, targets
+
+    component.training_queries = targets.training_queries
 
 
 def _table(rows: List[Dict[str, Any]]) -> str:

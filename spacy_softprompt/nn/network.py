@@ -163,12 +163,13 @@ class SoftPromptNetwork(nn.Module):
         position_ids: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Layers ``lo..L-1``, writing deep prompts (if any) before each layer from the first prompt layer."""
-        before = None
-        if self.prompts is not None and self.prompts.deep is not None:
-            def before(i: int, h: torch.Tensor) -> torch.Tensor:
-                if i < self.first_deep_layer:
-                    return h
-                return write_slots(h, self.prompts.layer_prompts(prompt_ids, i - self.first_deep_layer), prompt_start)
+        def write_deep_prompts(i: int, h: torch.Tensor) -> torch.Tensor:
+            if i < self.first_deep_layer:
+                return h
+            return write_slots(h, self.prompts.layer_prompts(prompt_ids, i - self.first_deep_layer), prompt_start)
+
+        deep = self.prompts is not None and self.prompts.deep is not None
+        before = write_deep_prompts if deep else None
         return self.stack.run(hidden, attention_mask, lo, before_layer=before, position_ids=position_ids)
 
     def _late_hidden(
