@@ -101,8 +101,8 @@ def build_softprompt_model(
     packed: one query per window asks every concept type (and one per trigger every
         relation type); spans are matched against each type's own prompt states
         (hard, soft, deep; "none" is one pass already).
-    cache_frozen_states: with a frozen backbone (no adapter) and late prompts, compute each
-        training window's states below layer k once and reuse them in every epoch (in memory).
+    cache_frozen_states: with a frozen backbone (no adapter below layer k) and late prompts,
+        compute each training window's states below layer k once and reuse them in every epoch.
     adapter: null, or a [model.adapter] block: spacy_softprompt.LoRA.v1 or
         spacy_softprompt.IA3.v1 (peft), combined with any strategy.
     """
@@ -120,18 +120,25 @@ def build_softprompt_model(
 
 @registry.misc("spacy_softprompt.LoRA.v1")
 def lora_adapter(
-    r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules: Optional[List[str]] = None
+    r: int = 8,
+    alpha: int = 16,
+    dropout: float = 0.0,
+    target_modules: Optional[List[str]] = None,
+    layers: Optional[List[int]] = None,
 ) -> AdapterSpec:
-    """LoRA (peft) of rank ``r`` on ``target_modules`` (null: the architecture's attention defaults)."""
-    return AdapterSpec("lora", r=r, alpha=alpha, dropout=dropout, target_modules=target_modules)
+    """LoRA (peft) of rank ``r`` on ``target_modules`` (null: the architecture's attention defaults)
+    in ``layers`` (null: all; from ``prompt_layer`` up keeps a frozen base's lower states cacheable)."""
+    return AdapterSpec("lora", r=r, alpha=alpha, dropout=dropout, target_modules=target_modules, layers=layers)
 
 
 @registry.misc("spacy_softprompt.IA3.v1")
 def ia3_adapter(
-    target_modules: Optional[List[str]] = None, feedforward_modules: Optional[List[str]] = None
+    target_modules: Optional[List[str]] = None,
+    feedforward_modules: Optional[List[str]] = None,
+    layers: Optional[List[int]] = None,
 ) -> AdapterSpec:
-    """IA3 (peft): learned scaling of keys, values and feed-forward activations."""
-    return AdapterSpec("ia3", target_modules=target_modules, feedforward_modules=feedforward_modules)
+    """IA3 (peft): learned scaling of keys, values and feed-forward activations (in ``layers``; null: all)."""
+    return AdapterSpec("ia3", target_modules=target_modules, feedforward_modules=feedforward_modules, layers=layers)
 
 
 class SoftPromptModel(Model):
@@ -227,7 +234,9 @@ class SoftPromptModel(Model):
     @property
     def caches_frozen_states(self) -> bool:
         s = self.settings
-        return bool(s["freeze_backbone"] and s["adapter"] is None and s["prompt_layer"] > 0 and s["cache_frozen_states"])
+        adapter = s["adapter"]
+        lower_fixed = adapter is None or not adapter.changes_layers_below(s["prompt_layer"])
+        return bool(s["freeze_backbone"] and lower_fixed and s["prompt_layer"] > 0 and s["cache_frozen_states"])
 
     def export_adapter(self, path: Path) -> None:
         """Write the trained adapter in ``peft``'s own format, for use outside spaCy."""

@@ -87,3 +87,27 @@ def test_no_adapter_nothing_to_export(tiny_bert, toy_docs, tmp_path):
     nlp.initialize(lambda: examples_for(nlp, toy_docs))
     with pytest.raises(ValueError, match="no adapter"):
         nlp.get_pipe("softprompt_ie").model.export_adapter(tmp_path / "peft")
+
+
+def test_adapter_above_the_prompt_layer_keeps_lower_states_cached(tiny_bert, toy_docs):
+    """LoRA in layer 1 only, prompts entering at layer 1: layer 0 stays the frozen base, so the
+    training windows' states below the prompts are computed once and reused (as with no adapter);
+    LoRA in every layer changes them, so nothing is cached."""
+    upper = dict(LORA, layers=[1])
+    nlp = make_pipeline(tiny_bert, "soft", True, adapter=upper, prompt_length=4, prompt_layer=1, packed=True)
+    examples = examples_for(nlp, toy_docs)
+    optimizer, losses = train(nlp, examples, 30, 0.02)
+    model = nlp.get_pipe("softprompt_ie").model
+    adapted = {n.split(".layer.")[1].split(".")[0] for n, _ in model.network.named_parameters() if ".lora_" in n}
+    assert adapted == {"1"}
+    assert model.caches_frozen_states and len(model.attrs["frozen_states"]) > 0
+    assert losses[-1] < 0.3 * losses[0]
+    everywhere = make_pipeline(tiny_bert, "soft", True, adapter=LORA, prompt_length=4, prompt_layer=1, packed=True)
+    train(everywhere, examples_for(everywhere, toy_docs), 1, 0.02)
+    assert not everywhere.get_pipe("softprompt_ie").model.caches_frozen_states
+
+
+def test_adapter_layers_outside_the_backbone_are_an_error(tiny_bert, toy_docs):
+    nlp = make_pipeline(tiny_bert, "soft", True, adapter=dict(LORA, layers=[0, 5]), prompt_length=4)
+    with pytest.raises(ValueError, match=r"adapter layers \[5\] are outside this backbone's 2 layers"):
+        nlp.initialize(lambda: examples_for(nlp, toy_docs))

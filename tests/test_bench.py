@@ -25,13 +25,16 @@ def test_bench_quick_measures_every_system(tmp_path):
         docs, _ = read_ade(ade, nlp, split=split)
         DocBin(store_user_data=True, docs=docs[:30]).to_disk(tmp_path / f"{split}.spacy")
     report = tmp_path / "bench.md"
-    # The systems that exercise every path (stock pipeline, fine-tuning, frozen late prompts,
-    # input prompts, packed with an adapter); all of them would take minutes even in quick form.
-    chosen = ["stock_transformer_ner", "soft_prompt_frozen", "soft_prompt_frozen_input", "lora_soft_prompt_packed"]
-    code = main(["bench", "--quick", "--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
-                 "--test", str(tmp_path / "test.spacy"), "--output", str(report), "--runs", str(tmp_path / "runs"),
-                 "--only", *chosen])
-    assert code == 0
+    # The systems that exercise every path (stock pipeline, frozen late prompts, input prompts, and
+    # from the PEFT set packed prompts with an adapter above the prompt layer); all of them would
+    # take minutes even in quick form.
+    chosen = ["stock_transformer_ner", "soft_prompt_frozen", "soft_prompt_frozen_input"]
+    files = ["--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
+             "--test", str(tmp_path / "test.spacy"), "--runs", str(tmp_path / "runs")]
+    assert main(["bench", "--quick", *files, "--output", str(report), "--only", *chosen]) == 0
+    peft_report = tmp_path / "peft.md"
+    assert main(["bench", "--quick", *files, "--output", str(peft_report), "--systems", "peft",
+                 "--patience", "50", "--only", "lora_upper_soft"]) == 0
     data = json.loads(report.with_suffix(".json").read_text())
     assert [r["system"] for r in data["systems"]] == [s.name for s in SYSTEMS if s.run in chosen]
     assert data["quick"] and data["data"]["train"]["documents"] == 24
@@ -52,14 +55,20 @@ def test_bench_quick_measures_every_system(tmp_path):
     # frozen strategies train only prompts and head (and adapters): far fewer parameters and
     # bytes than the stock pipeline, which fine-tunes the whole backbone
     stock = by_config["stock_transformer_ner"]
-    for run in ("soft_prompt_frozen", "lora_soft_prompt_packed"):
-        assert by_config[run]["trainable_parameters"] < 0.05 * stock["trainable_parameters"]
+    assert by_config["soft_prompt_frozen"]["trainable_parameters"] < 0.05 * stock["trainable_parameters"]
     assert by_config["soft_prompt_frozen"]["component_mb"] < 0.01 * stock["component_mb"]
-    packed = spacy.util.load_config(tmp_path / "runs" / "lora_soft_prompt_packed" / "model-best" / "config.cfg")
+    assert "quick form: figures mean nothing" in report.read_text()
+    # the PEFT set: LoRA in the layers from the prompt layer (4) up to the backbone's last (5)
+    (lora,) = json.loads(peft_report.with_suffix(".json").read_text())["systems"]
+    assert lora["trainable_parameters"] < 0.05 * stock["trainable_parameters"]
+    assert lora["component_mb"] < 0.03 * stock["component_mb"]
+    assert lora["steps"] == 3 and lora["dev_curve"][-1][0] == 3
+    packed = spacy.util.load_config(tmp_path / "runs" / "lora_upper_soft" / "model-best" / "config.cfg")
     model = packed["components"]["softprompt_ie"]["model"]
     assert model["packed"] is True and model["adapter"]["@misc"] == "spacy_softprompt.LoRA.v1"
-    assert by_config["lora_soft_prompt_packed"]["component_mb"] < 0.03 * stock["component_mb"]
-    assert "quick form: figures mean nothing" in report.read_text()
+    assert model["adapter"]["layers"] == [4, 5]
+    assert packed["training"]["patience"] == 50
+    assert "stopped after 50 steps without a better dev score" in peft_report.read_text()
 
 
 def test_run_config_keeps_the_schedule_as_long_as_training(tmp_path):
@@ -109,3 +118,18 @@ def test_experiment_no_plot_trains_and_tabulates_without_matplotlib(tmp_path, to
     assert trained["components"]["softprompt_ie"]["model"]["prompt_length"] == 4
     assert trained["components"]["softprompt_ie"]["model"]["backbone"] == tiny_bert
     assert (run / "metrics.json").exists()
+
+
+def test_dev_curve_reads_spacy_training_log(tmp_path):
+    """The report says where dev stopped improving: steps run, best step, and the curve."""
+    from spacy_softprompt.cli.bench import dev_curve
+
+    log = tmp_path / "train_log.jsonl"
+    rows = [(0, 0, 0.0), (0, 185, 0.41), (1, 370, 0.55), (2, 555, 0.54), (3, 740, 0.549)]
+    log.write_text("".join(json.dumps({"epoch": e, "step": s, "score": f, "losses": {}, "scores": {}}) + "\n"
+                           for e, s, f in rows))
+    assert dev_curve(log) == {"steps": 740, "epochs": 3, "best_step": 370,
+                              "dev_curve": [[0, 0.0], [185, 41.0], [370, 55.0], [555, 54.0], [740, 54.9]]}
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert dev_curve(empty)["best_step"] is None

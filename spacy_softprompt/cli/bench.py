@@ -37,6 +37,7 @@ class System(NamedTuple):
     component: str
     late: bool = False  # softprompt_ie with late prompts from --prompt-layer (else input prompts)
     model: Tuple[Tuple[str, Any], ...] = ()  # further [components.softprompt_ie.model] settings
+    upper_adapter: bool = False  # the adapter only in the layers from --prompt-layer up (lower states cached)
 
 
 PACKED = (("packed", True), ("prompt_length", 8))
@@ -56,6 +57,23 @@ SYSTEMS = [
     System("LoRA + soft prompts, frozen base, packed", "lora_soft_prompt_packed", "soft_prompt_frozen",
            "softprompt_ie", late=True, model=PACKED + LORA),
 ]
+# The follow-up study's comparison of parameter-efficient methods with full fine-tuning (issue 13).
+PEFT_SYSTEMS = [
+    System("soft prompts, frozen, packed", "soft_frozen", "soft_prompt_frozen", "softprompt_ie", late=True,
+           model=PACKED),
+    System("deep prompts, frozen, packed", "deep_frozen", "deep_prompt_frozen", "softprompt_ie", late=True,
+           model=PACKED),
+    System("P-tuning (reparametrised soft prompts), frozen, packed", "ptuning_frozen", "soft_prompt_frozen",
+           "softprompt_ie", late=True, model=PACKED + (("reparametrize", True),)),
+    System("LoRA alone, frozen base, no prompts", "lora", "soft_prompt_frozen", "softprompt_ie", late=True,
+           model=(("strategy", "none"),) + LORA),
+    System("LoRA above the prompt layer + soft prompts, frozen base, packed", "lora_upper_soft",
+           "soft_prompt_frozen", "softprompt_ie", late=True, model=PACKED + LORA, upper_adapter=True),
+    System("full fine-tuning, no prompts", "finetune", "finetune", "softprompt_ie", late=True),
+]
+SYSTEM_SETS = {"strategies": SYSTEMS, "peft": PEFT_SYSTEMS}
+TITLES = {"strategies": "Benchmark: stock spaCy pipeline vs softprompt_ie strategies",
+          "peft": "Parameter-efficient tuning vs full fine-tuning (the follow-up study's comparison)"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,8 +83,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, required=True, help="markdown report; the JSON goes beside it")
     parser.add_argument("--runs", type=Path, default=Path("training/bench"), help="folder for the trained pipelines")
     parser.add_argument("--backbone", default="default", help="the one backbone every system uses")
+    parser.add_argument(
+        "--systems", choices=sorted(SYSTEM_SETS), default="strategies",
+        help="strategies: the stock pipeline and every strategy; peft: prompt and adapter methods "
+             "against full fine-tuning",
+    )
     parser.add_argument("--max-steps", type=int, default=600)
     parser.add_argument("--eval-frequency", type=int, default=100)
+    parser.add_argument(
+        "--patience", type=int, default=None,
+        help="stop a system after this many steps without a better dev score (default: the config's)",
+    )
     parser.add_argument("--dev-limit", type=int, default=0, help="dev docs evaluated while training (0 = all)")
     parser.add_argument(
         "--configs", type=Path, default=None,
@@ -84,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "than heap fragmentation (default: glibc's dynamic threshold)",
     )
     parser.add_argument(
-        "--only", nargs="+", metavar="RUN", choices=[system.run for system in SYSTEMS],
+        "--only", nargs="+", metavar="RUN", choices=sorted({s.run for systems in SYSTEM_SETS.values() for s in systems}),
         help="run just these systems (by run folder name; the report's command line shows the choice)",
     )
     parser.add_argument(
@@ -108,9 +135,12 @@ def run(args: argparse.Namespace) -> int:
     report = {"machine": machine(), "backbone": args.backbone, "backbone_path": backbone,
               "max_steps": data["max_steps"], "quick": args.quick, "data": data["sizes"], "systems": [],
               "prompt_layer": args.prompt_layer, "malloc_mmap_threshold": args.malloc_mmap_threshold,
+              "systems_set": args.systems, "eval_frequency": data["eval_frequency"], "patience": args.patience,
               "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:])}
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    chosen = [system for system in SYSTEMS if not args.only or system.run in args.only]
+    chosen = [system for system in SYSTEM_SETS[args.systems] if not args.only or system.run in args.only]
+    if not chosen:
+        raise CLIError(f"--only names no system of the {args.systems!r} set")
     for index, system in enumerate(chosen, 1):
         layer = None if system.component != "softprompt_ie" else (args.prompt_layer if system.late else 0)
         print(f"\n[{index}/{len(chosen)}] {system.name}: training the {system.config} config"
@@ -153,17 +183,27 @@ def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer:
     files = data["files"]
     settings = corpus_settings(files["train"], files["dev"], max_steps=data["max_steps"],
                                eval_frequency=data["eval_frequency"], dev_limit=args.dev_limit)
+    run_dir = args.runs / system.run
+    log = run_dir / "train_log.jsonl"
+    settings["training.logger"] = {"@loggers": "spacy.ConsoleLogger.v3", "progress_bar": "eval",
+                                   "output_file": str(log)}
+    if args.patience is not None:
+        settings["training.patience"] = args.patience
     if component == "transformer":
         settings["components.transformer.model.name"] = backbone
     else:
+        model = dict(system.model)
+        if system.upper_adapter:
+            model["adapter"] = {**model["adapter"], "layers": list(range(layer, _n_layers(backbone)))}
         settings["components.softprompt_ie.model.backbone"] = backbone
         settings["components.softprompt_ie.model.prompt_layer"] = layer
-        settings.update({f"components.softprompt_ie.model.{key}": value for key, value in system.model})
+        settings.update({f"components.softprompt_ie.model.{key}": value for key, value in model.items()})
     config = base_config(system.config, args.configs / f"{system.config}.cfg" if args.configs else None)
     env = {"MALLOC_MMAP_THRESHOLD_": str(args.malloc_mmap_threshold)} if args.malloc_mmap_threshold else None
-    result = train_and_evaluate(config, settings, args.runs / system.run, files["test"], gpu_id=args.gpu_id, env=env)
+    result = train_and_evaluate(config, settings, run_dir, files["test"], gpu_id=args.gpu_id, env=env)
     scores, pipeline = result.scores, result.pipeline
     return {
+        **dev_curve(log),
         "concepts_strict_f": round(100 * scores["concepts_strict_f"], 1),
         "concepts_lenient_f": round(100 * scores["concepts_lenient_f"], 1),
         "relations_strict_f": round(100 * scores["relations_strict_f"], 1) if component != "transformer" else None,
@@ -175,6 +215,23 @@ def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer:
         "pipeline_mb": round(folder_bytes(pipeline) / 1e6, 2),
         "component_mb": round(folder_bytes(pipeline / component) / 1e6, 3),
     }
+
+
+def _n_layers(backbone: str) -> int:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(backbone).num_hidden_layers
+
+
+def dev_curve(log: Path) -> Dict[str, Any]:
+    """From spaCy's training log: the dev score at each evaluation, the steps run, and the step
+    of the best score (the saved model-best), so a reader sees whether dev had stopped improving."""
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        return {"steps": 0, "epochs": 0, "best_step": None, "dev_curve": []}
+    best = max(rows, key=lambda row: row["score"])
+    return {"steps": rows[-1]["step"], "epochs": rows[-1]["epoch"], "best_step": best["step"],
+            "dev_curve": [[row["step"], round(100 * row["score"], 1)] for row in rows]}
 
 
 def machine() -> Dict[str, Any]:
@@ -195,11 +252,14 @@ def machine() -> Dict[str, Any]:
 def to_markdown(report: Dict[str, Any]) -> str:
     m, d = report["machine"], report["data"]
     lines = [
-        "# Benchmark: stock spaCy pipeline vs softprompt_ie strategies",
+        f"# {TITLES[report.get('systems_set', 'strategies')]}",
         "",
         f"Command: `{report['command']}`" + (" (**quick form: figures mean nothing**)" if report["quick"] else ""),
         "",
-        f"Backbone `{report['backbone']}`; {report['max_steps']} training steps each; "
+        f"Backbone `{report['backbone']}`; at most {report['max_steps']} training steps each, dev scored every "
+        f"{report.get('eval_frequency')} steps"
+        + (f", stopped after {report['patience']} steps without a better dev score" if report.get("patience") else "")
+        + "; "
         f"train {d['train']['documents']} docs / {d['train']['words']} words, dev {d['dev']['documents']}, "
         f"test {d['test']['documents']} docs / {d['test']['words']} words.",
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}, "
@@ -211,22 +271,31 @@ def to_markdown(report: Dict[str, Any]) -> str:
         "input prompts (naive: one full backbone pass per window and query).",
         "",
         "| system | concept F1 strict | concept F1 lenient | relation F1 strict | relation F1 lenient "
-        "| train time (s) | peak train RSS (MB) | words/s | trainable params | pipeline (MB) | component (MB) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| steps (best) | train time (s) | peak train RSS (MB) | words/s | trainable params | pipeline (MB) "
+        "| component (MB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["systems"]:
         rel = [("n/a" if r[k] is None else f"{r[k]:.1f}") for k in ("relations_strict_f", "relations_lenient_f")]
         lines.append(
             f"| {r['system']} | {r['concepts_strict_f']:.1f} | {r['concepts_lenient_f']:.1f} | {rel[0]} | {rel[1]} "
+            f"| {r.get('steps', '?')} ({r.get('best_step', '?')}) "
             f"| {r['train_seconds']:.0f} | {r['peak_train_rss_mb']:.0f} | {r['words_per_second']:.0f} "
             f"| {r['trainable_parameters']:,} | {r['pipeline_mb']:.1f} | {r['component_mb']:.3f} |"
         )
     lines += [
         "",
-        "Train time includes initialization and the dev evaluations during training. Words per second: "
-        "`nlp.pipe` over the test texts (concepts and relations for softprompt_ie, entities only for the "
-        "stock pipeline). The stock `ner` writes non-overlapping `doc.ents`; it is scored against all gold "
-        "concepts, overlapping ones included.",
+        "Steps: the steps trained, and in brackets the step of the best dev score (the saved model-best, "
+        "which is what is scored). Train time includes initialization and the dev evaluations during training. "
+        "Words per second: `nlp.pipe` over the test texts (concepts and relations for softprompt_ie, entities "
+        "only for the stock pipeline). The stock `ner` writes non-overlapping `doc.ents`; it is scored against "
+        "all gold concepts, overlapping ones included.",
+        "",
+        "Dev score (the config's score weights, x100) at each evaluation, as `step: score`:",
         "",
     ]
+    for r in report["systems"]:
+        curve = ", ".join(f"{step}: {score:.1f}" for step, score in r.get("dev_curve", []))
+        lines.append(f"- {r['system']}: {curve or 'not recorded'}")
+    lines.append("")
     return "\n".join(lines)

@@ -32,7 +32,8 @@ TARGETS: Dict[str, Dict[str, Tuple[List[str], List[str]]]] = {
 
 @dataclass
 class AdapterSpec:
-    """What to inject: ``kind`` "lora" or "ia3"; ``target_modules`` None: the family's default."""
+    """What to inject: ``kind`` "lora" or "ia3"; ``target_modules`` None: the family's default;
+    ``layers`` None: every layer, else these layer indices only (peft's ``layers_to_transform``)."""
 
     kind: str
     r: int = 8
@@ -40,6 +41,12 @@ class AdapterSpec:
     dropout: float = 0.0
     target_modules: Optional[List[str]] = None
     feedforward_modules: Optional[List[str]] = field(default=None)
+    layers: Optional[List[int]] = None
+
+    def changes_layers_below(self, layer: int) -> bool:
+        """Whether the adapter alters any layer under ``layer``: if not, a frozen backbone's
+        states below it stay fixed (cacheable, as without an adapter)."""
+        return self.layers is None or min(self.layers, default=layer) < layer
 
     def peft_config(self, family: str):
         from peft import IA3Config, LoraConfig
@@ -50,12 +57,13 @@ class AdapterSpec:
             raise ValueError(f"No default adapter targets for the {family!r} family: set target_modules.")
         targets, feedforward = TARGETS.get(family, {}).get(self.kind, ([], []))
         targets = list(self.target_modules or targets)
+        layers = list(self.layers) if self.layers is not None else None
         if self.kind == "lora":
             return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets,
-                              fan_in_fan_out=family == "gpt2")
+                              fan_in_fan_out=family == "gpt2", layers_to_transform=layers)
         feedforward = list(self.feedforward_modules if self.feedforward_modules is not None else feedforward)
         return IA3Config(target_modules=targets, feedforward_modules=[m for m in feedforward if m in targets],
-                         fan_in_fan_out=family == "gpt2")
+                         fan_in_fan_out=family == "gpt2", layers_to_transform=layers)
 
 
 def inject(backbone: "nn.Module", spec: AdapterSpec, family: str, train_base: bool = False) -> None:

@@ -52,7 +52,7 @@ class SoftPromptNetwork(nn.Module):
                 f"(prompts at the input) up to {len(self.stack) - 1} (prompts before the last layer)."
             )
         self.prompt_layer = prompt_layer
-        self.has_adapter = False
+        self.adapter: Optional[AdapterSpec] = None
         # Frozen backbone shared with other components: lower-layer states of recent windows
         # (backbone.SharedStates, a plain object, not a module); None when not shared.
         self.shared_states = None
@@ -70,9 +70,12 @@ class SoftPromptNetwork(nn.Module):
                 param.requires_grad_(False)
 
     @property
-    def backbone_trains(self) -> bool:
-        """Whether any backbone tensor learns (unfrozen, or adapters in it)."""
-        return not self.freeze_backbone or self.has_adapter
+    def lower_layers_train(self) -> bool:
+        """Whether a backbone tensor below the prompt layer learns (unfrozen, or an adapter there):
+        if not, the states there are fixed and may be cached."""
+        if not self.freeze_backbone:
+            return True
+        return self.adapter is not None and self.adapter.changes_layers_below(self.prompt_layer)
 
     @property
     def n_layers(self) -> int:
@@ -85,8 +88,12 @@ class SoftPromptNetwork(nn.Module):
 
     def add_adapter(self, spec: AdapterSpec) -> None:
         """``peft`` adapter layers in the backbone (the base stays frozen if it was)."""
+        outside = [layer for layer in spec.layers or [] if not 0 <= layer < self.n_layers]
+        if outside:
+            raise ValueError(f"adapter layers {outside} are outside this backbone's {self.n_layers} layers (0 to "
+                             f"{self.n_layers - 1}).")
         inject(self.backbone, spec, self.stack.family_name, train_base=not self.freeze_backbone)
-        self.has_adapter = True
+        self.adapter = spec
 
     def backbone_state(self) -> Dict[str, torch.Tensor]:
         """The backbone's weights under its own names, for ``save_pretrained``."""
@@ -213,7 +220,7 @@ class SoftPromptNetwork(nn.Module):
         dim = self.backbone.config.hidden_size
         if ids.shape[0] == 0:
             return self.trigger_marker.new_zeros(0, ids.shape[1], dim)
-        learns = torch.is_grad_enabled() and (prompt_ids is not None or self.backbone_trains)
+        learns = torch.is_grad_enabled() and (prompt_ids is not None or self.lower_layers_train)
         if learns:
             cache = None
         todo = list(range(len(keys))) if cache is None else [i for i, key in enumerate(keys) if key not in cache]
