@@ -86,13 +86,18 @@ def read_task(path: Path) -> Optional[Dict[str, Any]]:
     return record if record.get("initialized") else None
 
 
-def load_backbone_for(path: Path, task: Dict[str, Any], trust_remote_code: bool, share: bool) -> Backbone:
-    """The backbone a saved model needs: stored inside, or re-resolved (shared when ``share``)
-    and verified against the saved weight hash."""
+def load_backbone_for(
+    path: Path, task: Dict[str, Any], trust_remote_code: bool, share: bool, placed: Optional[Dict[str, Any]] = None
+) -> Backbone:
+    """The backbone a saved model needs: stored inside, or re-resolved (shared when ``share``;
+    placed by the loading config's ``placed``) and verified against the saved weight hash."""
     if task.get("backbone_stored"):
+        if placed is not None:
+            raise ValueError(f"{path} stores its backbone inside; device_map places a backbone that a pipeline "
+                             "names (store_backbone = false): load it with device_map = null.")
         return get_backbone(str(path / BACKBONE_DIR), trust_remote_code=trust_remote_code)
     reference = task["backbone"]
-    backbone = get_backbone(reference["name"], trust_remote_code=trust_remote_code, share=share)
+    backbone = get_backbone(reference["name"], trust_remote_code=trust_remote_code, share=share, placed=placed)
     if backbone.sha256 != reference["sha256"]:
         raise BackboneMismatch(
             f"The prompts in {path} were trained on backbone {reference['name']!r} with weight "

@@ -7,14 +7,20 @@ the package works on machines with no model hub.
 
 Loading is safe by construction: weights only from safetensors, and
 ``trust_remote_code`` is off unless the caller turns it on.
+
+A frozen backbone too large for one device is spread over devices, CPU and
+disk by ``accelerate`` (a *placement*: ``device_map``, ``max_memory``,
+``offload_folder``, as ``from_pretrained`` takes them; see docs/scale.md).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import weakref
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 DEFAULT_BACKBONE = "default"
 _OFFLINE_DEFAULT_NAMES = {
@@ -86,8 +92,68 @@ def portable_reference(name: str) -> str:
     return str(Path(name).expanduser().resolve())
 
 
-def load_backbone(name: str, *, trust_remote_code: bool = False) -> Tuple["object", "object"]:
-    """Load ``(AutoModel, AutoTokenizer)`` for ``name`` with safetensors weights only."""
+DeviceMap = Union[str, Dict[str, Union[int, str]]]
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def placement(
+    device_map: Optional[DeviceMap], max_memory: Optional[Dict[str, Union[int, str]]], offload_folder: Optional[str]
+) -> Optional[Dict[str, Any]]:
+    """The checked placement settings (None: the whole backbone on one device).
+
+    ``device_map``: one of :data:`DEVICE_MAP_STRATEGIES`, or module name -> device
+    (a GPU index, ``"cpu"``, ``"disk"``); ``max_memory``: device -> budget (``"20GiB"``)
+    for a strategy to fill; ``offload_folder``: where ``"disk"`` modules are read from.
+    """
+    if device_map is None:
+        if max_memory is not None or offload_folder is not None:
+            raise ValueError("max_memory and offload_folder say how device_map places the backbone: set device_map "
+                             f"too (e.g. {DEVICE_MAP_STRATEGIES[0]!r}).")
+        return None
+    if isinstance(device_map, str):
+        if device_map not in DEVICE_MAP_STRATEGIES:
+            raise ValueError(f"device_map {device_map!r} is not one of {', '.join(DEVICE_MAP_STRATEGIES)}, nor a "
+                             "dict of module name -> device.")
+    else:
+        if not device_map:
+            raise ValueError("device_map is an empty dict: name the backbone's modules and their devices.")
+        if max_memory is not None:
+            raise ValueError("max_memory is for a device_map strategy (\"auto\", ...) to fill; an explicit device_map "
+                             "already says where each module goes.")
+        if "disk" in device_map.values() and offload_folder is None:
+            raise ValueError("device_map puts modules on \"disk\": set offload_folder to the folder they are read from.")
+    try:
+        from accelerate.utils import align_module_device  # noqa: F401  (the oldest accelerate that has it: 1.1)
+    except ImportError as err:
+        raise ImportError("device_map needs accelerate>=1.1: pip install \"spacy_softprompt[large]\"") from err
+    if isinstance(device_map, dict):
+        device_map = {module: _device(device) for module, device in device_map.items()}
+    settings = {
+        "device_map": device_map,
+        # string keys, as a config writes them (and as the sharing key needs them: sortable)
+        "max_memory": None if max_memory is None else {str(k): v for k, v in max_memory.items()},
+        "offload_folder": offload_folder,
+    }
+    return {key: value for key, value in settings.items() if value is not None}
+
+
+def _device(name: Union[int, str]) -> Union[int, str]:
+    """accelerate names a GPU by its index: ``"0"`` (a config key is a string) becomes ``0``."""
+    return int(name) if isinstance(name, str) and name.isdigit() else name
+
+
+def _from_pretrained_placement(placed: Dict[str, Any]) -> Dict[str, Any]:
+    memory = placed.get("max_memory")
+    if memory is None:
+        return placed
+    return dict(placed, max_memory={_device(k): v for k, v in memory.items()})
+
+
+def load_backbone(
+    name: str, *, trust_remote_code: bool = False, placed: Optional[Dict[str, Any]] = None
+) -> Tuple["object", "object"]:
+    """Load ``(AutoModel, AutoTokenizer)`` for ``name`` with safetensors weights only;
+    ``placed`` (from :func:`placement`) spreads the model over devices and offload."""
     from transformers import AutoModel, AutoTokenizer
 
     location = resolve_backbone(name)
@@ -95,22 +161,45 @@ def load_backbone(name: str, *, trust_remote_code: bool = False) -> Tuple["objec
     local = Path(location).exists()
     kwargs = dict(trust_remote_code=trust_remote_code, local_files_only=local)
     tokenizer = AutoTokenizer.from_pretrained(location, use_fast=True, **kwargs)
-    model = AutoModel.from_pretrained(location, use_safetensors=True, **kwargs)
+    model = AutoModel.from_pretrained(
+        location, use_safetensors=True, **kwargs, **_from_pretrained_placement(placed or {})
+    )
     return model, tokenizer
+
+
+@contextmanager
+def onloaded(module: Any) -> Iterator[None]:
+    """Inside the block, the tensors of a module that accelerate offloaded (kept on the
+    ``meta`` device between calls) are real, on the CPU; other modules are left as they are."""
+    if not hasattr(module, "_hf_hook"):
+        yield
+        return
+    from accelerate.utils import align_module_device
+
+    with align_module_device(module, "cpu"):
+        yield
 
 
 def weights_hash(model: "object") -> str:
     """SHA-256 over every parameter and buffer (name, dtype, shape, bytes), in name order.
 
     A frozen-backbone artifact stores this so that loading it on a different
-    backbone is refused instead of giving silently wrong predictions.
+    backbone is refused instead of giving silently wrong predictions. An offloaded
+    tensor is read from its store one module at a time, so the hash does not depend
+    on the placement and never needs the whole model in memory.
     """
     import torch
 
     digest = hashlib.sha256()
     state = model.state_dict()  # type: ignore[attr-defined]
     for key in sorted(state):
-        tensor = state[key].detach().to("cpu").contiguous()
+        tensor = state[key]
+        if tensor.is_meta:
+            owner, _, leaf = key.rpartition(".")
+            module = model.get_submodule(owner)  # type: ignore[attr-defined]
+            with onloaded(module):
+                tensor = getattr(module, leaf)
+        tensor = tensor.detach().to("cpu").contiguous()
         digest.update(key.encode())
         digest.update(str(tensor.dtype).encode())
         digest.update(str(tuple(tensor.shape)).encode())
@@ -186,15 +275,19 @@ def _files_stamp(folder: Path) -> tuple:
     return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
 
 
-def get_backbone(name: str, *, trust_remote_code: bool = False, share: bool = False) -> Backbone:
-    """Load ``name``; with ``share`` (a frozen backbone without adapters), every caller in
-    this process gets the same copy while one is alive: one in memory, hashed once."""
+def get_backbone(
+    name: str, *, trust_remote_code: bool = False, share: bool = False, placed: Optional[Dict[str, Any]] = None
+) -> Backbone:
+    """Load ``name`` (placed by ``placed``); with ``share`` (a frozen backbone without adapters),
+    every caller in this process that asks for the same placement gets the same copy while one
+    is alive: one in memory, hashed once."""
+    load = dict(trust_remote_code=trust_remote_code, placed=placed)
     if not share:
-        return Backbone(*load_backbone(name, trust_remote_code=trust_remote_code))
+        return Backbone(*load_backbone(name, **load))
     location = resolve_backbone(name)
-    key = (location, trust_remote_code, _files_stamp(Path(location)))
+    key = (location, trust_remote_code, _files_stamp(Path(location)), json.dumps(placed, sort_keys=True))
     found = _FROZEN.get(key)
     if found is None:
-        found = Backbone(*load_backbone(name, trust_remote_code=trust_remote_code), states=SharedStates())
+        found = Backbone(*load_backbone(name, **load), states=SharedStates())
         _FROZEN[key] = found
     return found

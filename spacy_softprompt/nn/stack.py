@@ -7,6 +7,11 @@ step (position embeddings etc.), each layer with the attention mask in the
 form that family's layers expect, and the final norm, if the family has one.
 The backbone is never modified, so several users may share it.
 
+A backbone that ``accelerate`` spread over devices or offloaded (``device_map``)
+runs the same way: its hooks move each module's inputs to that module's device
+(and read offloaded weights in), and the stack hands every result back on the
+device its input came from, where prompts and heads live.
+
 Where the layers are and how they are called is an explicit table per model
 type (:data:`MODEL_TYPES` -> :data:`FAMILIES`); an unknown model type is a clear
 error, and ``backbone_family`` in the config says which family's conventions
@@ -72,7 +77,7 @@ class GPT2Family(Family):
     def embed(self, backbone, inputs_embeds, position_ids):
         if position_ids is None:
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)[None]
-        return backbone.drop(inputs_embeds + backbone.wpe(position_ids).to(inputs_embeds.dtype))
+        return backbone.drop(inputs_embeds + backbone.wpe(position_ids).to(inputs_embeds))
 
 
 class LlamaFamily(Family):
@@ -94,6 +99,12 @@ MODEL_TYPES: Dict[str, str] = {
     "gpt2": "gpt2",
     "llama": "llama", "mistral": "llama", "qwen2": "llama",
 }
+
+
+def is_dispatched(backbone: nn.Module) -> bool:
+    """Whether accelerate placed the backbone's modules on more than one device (or offloaded
+    some): they stay where it put them, and its hooks move their inputs."""
+    return len(set(getattr(backbone, "hf_device_map", {}).values())) > 1
 
 
 def family_name(backbone: nn.Module, override: Optional[str] = None) -> str:
@@ -133,8 +144,12 @@ class LayerStack:
     def __len__(self) -> int:
         return len(self.layers)
 
+    def token_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The backbone's embeddings of ``input_ids``, on their device."""
+        return self.backbone.get_input_embeddings()(input_ids).to(input_ids.device)
+
     def embed(self, inputs_embeds: torch.Tensor, position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.family.embed(self.backbone, inputs_embeds, position_ids)
+        return self.family.embed(self.backbone, inputs_embeds, position_ids).to(inputs_embeds.device)
 
     def run(
         self,
@@ -147,15 +162,17 @@ class LayerStack:
     ) -> torch.Tensor:
         """Layers ``lo..hi-1`` on ``hidden`` (the input of layer ``lo``); after the last layer,
         the family's final norm, so ``run(embed(x), mask)`` is the backbone's last hidden state.
-        ``attention_mask``: ``(B, S)`` padding, or ``(B, S, S)`` who reads whom."""
+        ``attention_mask``: ``(B, S)`` padding, or ``(B, S, S)`` who reads whom. ``before_layer``
+        and the caller get the states on ``hidden``'s device, wherever the layers are."""
         hi = len(self.layers) if hi is None else hi
+        device = hidden.device
         mask = self.family.mask(attention_mask, hidden.dtype)
         kwargs = self.family.layer_kwargs(self.backbone, hidden, mask, position_ids)
         for i in range(lo, hi):
             if before_layer is not None:
-                hidden = before_layer(i, hidden)
+                hidden = before_layer(i, hidden.to(device))
             out = self.layers[i](hidden, **kwargs)
             hidden = out if isinstance(out, torch.Tensor) else out[0]
         if hi == len(self.layers) and self.family.final_norm:
             hidden = getattr(self.backbone, self.family.final_norm)(hidden)
-        return hidden
+        return hidden.to(device)
