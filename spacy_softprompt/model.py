@@ -21,14 +21,14 @@ import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, PyTorchShim, torch2xp, xp2torch
 from thinc.types import Floats4d
 
 from . import artifact
-from .backbone import Backbone, get_backbone, portable_reference
+from .backbone import Backbone, DeviceMap, get_backbone, onloaded, placement, portable_reference
 from .collate import Batch, Collator
 from .queries import QueryBuilder, label_words
 from .schema import TaskSchema
@@ -73,6 +73,9 @@ def build_softprompt_model(
     packed: bool = False,
     cache_frozen_states: bool = True,
     adapter: Optional[AdapterSpec] = None,
+    device_map: Optional[DeviceMap] = None,
+    max_memory: Optional[Dict[str, Union[int, str]]] = None,
+    offload_folder: Optional[str] = None,
 ) -> "SoftPromptModel":
     """A transformer with learned prompts and an MRC span head.
 
@@ -105,6 +108,12 @@ def build_softprompt_model(
         compute each training window's states below layer k once and reuse them in every epoch.
     adapter: null, or a [model.adapter] block: spacy_softprompt.LoRA.v1 or
         spacy_softprompt.IA3.v1 (peft), combined with any strategy.
+    device_map: null (the backbone on one device), or how accelerate spreads a frozen backbone
+        too large for one device over GPUs, CPU and disk: "auto" (or "balanced",
+        "balanced_low_0", "sequential"), or module name -> device ({"encoder.layer.11": "disk"});
+        prompts and heads stay on the main device. See docs/scale.md.
+    max_memory: with a device_map strategy, the budget of each device ({"0": "20GiB", "cpu": "60GiB"}).
+    offload_folder: where modules placed on "disk" are read from (written at load when needed).
     """
     strategy_class(strategy)(Labels([], []), prompt_length, packed=packed)  # fail early on bad choices
     if not 1 <= prompt_length <= 512:
@@ -113,6 +122,12 @@ def build_softprompt_model(
         raise ValueError(f"prompt_layer must be 0 (input prompts) or a layer index, not {prompt_layer}.")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), not {dropout}.")
+    if device_map is not None and not (freeze_backbone and adapter is None):
+        raise ValueError(
+            "device_map places a frozen backbone: set freeze_backbone = true and adapter = null (training "
+            "backbone weights spread over devices and offload is not supported)."
+        )
+    placement(device_map, max_memory, offload_folder)  # fail early on bad placements or no accelerate
     settings = {k: v for k, v in locals().items()}
     attrs = {"settings": settings, "task": None, "store_backbone": False, "dropout_rate": dropout}
     return SoftPromptModel("softprompt_ie", forward, init=init, attrs=attrs)
@@ -179,6 +194,12 @@ class SoftPromptModel(Model):
 
     # --- building ------------------------------------------------------------------
     @property
+    def placed(self) -> Optional[Dict[str, Any]]:
+        """The backbone's placement over devices and offload (None: one device)."""
+        s = self.settings
+        return placement(s["device_map"], s["max_memory"], s["offload_folder"])
+
+    @property
     def shares_backbone(self) -> bool:
         """A frozen backbone without adapters is never changed, so components share one copy."""
         return bool(self.settings["freeze_backbone"] and self.settings["adapter"] is None)
@@ -204,9 +225,10 @@ class SoftPromptModel(Model):
         if strategy.learned:
             labels = builder.labels.concepts + builder.labels.relations
             words = [builder.text_ids(label_words(label)) for label in labels]
-            init_vectors = prompt_init_from_words(
-                backbone.get_input_embeddings(), words, s["prompt_length"], s["prompt_init"]
-            )
+            with onloaded(backbone.get_input_embeddings()):
+                init_vectors = prompt_init_from_words(
+                    backbone.get_input_embeddings(), words, s["prompt_length"], s["prompt_init"]
+                )
         prompts = strategy.build_prompts(
             dim=backbone.config.hidden_size, n_layers=backbone.config.num_hidden_layers,
             prompt_layer=s["prompt_layer"], init=init_vectors, reparametrize=s["reparametrize"],
@@ -263,7 +285,8 @@ class SoftPromptModel(Model):
     def load_folder(self, path: Path, task: Dict[str, Any]) -> None:
         """Rebuild from a saved folder holding ``trainable.safetensors`` (and ``backbone/``)."""
         trust = artifact.remote_code_allowed_at_load(self.settings["trust_remote_code"])
-        self.build(task, artifact.load_backbone_for(path, task, trust, self.shares_backbone), fresh=False)
+        loaded = artifact.load_backbone_for(path, task, trust, self.shares_backbone, self.placed)
+        self.build(task, loaded, fresh=False)
         artifact.load_state(self.network, path)
 
     def to_bytes(self) -> bytes:
@@ -281,15 +304,19 @@ def init(model: SoftPromptModel, X: Any = None, Y: Any = None) -> None:
     if task is None:
         raise ValueError("The softprompt_ie component sets the task before initializing its model.")
     s = model.settings
-    loaded = get_backbone(s["backbone"], trust_remote_code=s["trust_remote_code"], share=model.shares_backbone)
+    if model.placed is not None and model.attrs["store_backbone"]:
+        raise ValueError("store_backbone = true with a device_map is not supported: a backbone too large for one "
+                         "device is named in the saved pipeline, not copied into it.")
+    loaded = get_backbone(
+        s["backbone"], trust_remote_code=s["trust_remote_code"], share=model.shares_backbone, placed=model.placed
+    )
     task = dict(task, backbone={"name": portable_reference(s["backbone"]), "sha256": loaded.sha256})
     model.build(task, loaded, fresh=True)
 
 
 def forward(model: SoftPromptModel, batch: Batch, is_train: bool) -> Tuple[Floats4d, Callable]:
     shim = model.shims[0] if model.shims else None
-    model.builder  # a clear error when not initialized
-    device = shim.device
+    device = model.network.device  # also a clear error when not initialized
 
     def tensor(array):
         return xp2torch(model.ops.asarray(array), device=device)

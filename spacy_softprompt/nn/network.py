@@ -15,7 +15,7 @@ Two ways to run the queries (``prompt_layer``):
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from ..strategies import first_deep_layer
 from .adapters import AdapterSpec, base_state_dict, inject, is_adapter_key
 from .prompts import PromptTable, write_slots
 from .span_head import SpanHead, TypeMatchingSpanHead
-from .stack import LayerStack
+from .stack import LayerStack, is_dispatched
 
 
 class SoftPromptNetwork(nn.Module):
@@ -70,6 +70,21 @@ class SoftPromptNetwork(nn.Module):
                 param.requires_grad_(False)
 
     @property
+    def device(self) -> torch.device:
+        """Where prompts, heads and batches live (a dispatched backbone's layers may be elsewhere)."""
+        return self.trigger_marker.device
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> "SoftPromptNetwork":
+        """Moving the network (thinc's shim does, to its device) moves prompts and heads but
+        leaves a dispatched backbone where accelerate placed it."""
+        if not (recurse and is_dispatched(self.backbone)):
+            return super()._apply(fn, recurse)
+        for child in self.children():
+            if child is not self.backbone:
+                child._apply(fn)
+        return super()._apply(fn, recurse=False)
+
+    @property
     def lower_layers_train(self) -> bool:
         """Whether a backbone tensor below the prompt layer learns (unfrozen, or an adapter there):
         if not, the states there are fixed and may be cached."""
@@ -110,7 +125,7 @@ class SoftPromptNetwork(nn.Module):
         freedom. ``input_ids``: one ``[CLS] <prompt slots>`` row per prompt."""
         if self.prompts is None or self.prompts.deep is None:
             return
-        embeds = write_slots(self.backbone.get_input_embeddings()(input_ids), prompt_init, prompt_start)
+        embeds = write_slots(self.stack.token_embeddings(input_ids), prompt_init, prompt_start)
         seen: Dict[int, torch.Tensor] = {}
 
         def record(i: int, hidden: torch.Tensor) -> torch.Tensor:
@@ -160,7 +175,7 @@ class SoftPromptNetwork(nn.Module):
     # --- pieces -------------------------------------------------------------------
     def _embed(self, input_ids: torch.Tensor, prompt_ids: Optional[torch.Tensor], prompt_start: int) -> torch.Tensor:
         """Token embeddings, with the input prompt vectors written over the prompt slots."""
-        embeds = self.backbone.get_input_embeddings()(input_ids)
+        embeds = self.stack.token_embeddings(input_ids)
         if self.prompts is not None and self.prompts.vectors is not None and prompt_ids is not None:
             embeds = write_slots(embeds, self.prompts.input_prompts(prompt_ids), prompt_start)
         return embeds
