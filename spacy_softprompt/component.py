@@ -65,6 +65,9 @@ backbone_family = null
 packed = false
 cache_frozen_states = true
 adapter = null
+device_map = null
+max_memory = null
+offload_folder = null
 """
 
 
