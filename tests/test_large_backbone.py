@@ -22,7 +22,7 @@ BERT_MAP = {"embeddings": "disk", "encoder.layer.0": "cpu", "encoder.layer.1": "
 
 
 def logits(nlp, docs):
-    """Span logits of every concept query and of every relation query on the gold triggers."""
+    """Span logits (numpy) of every concept query and of every relation query on the gold triggers."""
     pipe = nlp.get_pipe("softprompt_ie")
     builder, model = pipe.model.builder, pipe.model
     pieces = [tokenize_doc(nlp.make_doc(doc.text), builder.tokenizer) for doc in docs]
@@ -31,7 +31,8 @@ def logits(nlp, docs):
         q for i, (doc, p) in enumerate(zip(docs, pieces))
         for q in builder.relation_queries(i, p, [s for s in doc.spans["softprompt"] if s.label_ in builder.schema.triggers])
     ]
-    return [model.predict(model.collator.collate(queries, pieces, with_targets=False)) for queries in (concepts, relations)]
+    batches = [model.collator.collate(queries, pieces, with_targets=False) for queries in (concepts, relations)]
+    return [model.ops.to_numpy(model.predict(batch)) for batch in batches]
 
 
 def offloaded(backbone) -> bool:
@@ -93,6 +94,35 @@ def test_a_fresh_process_reapplies_the_saved_placement(tiny_bert, toy_docs, tmp_
     assert backbone.hf_device_map == BERT_MAP and offloaded(backbone)
     for a, b in zip(logits(loaded, toy_docs), expected):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs: a check for a GPU node (docs/scale.md)")
+def test_layers_across_two_gpus_and_cpu_offload_train_and_predict_as_on_one_device(tiny_bert, toy_docs, tmp_path):
+    """GPU 0 is the main device (prompts, heads, batches); layer 0 streams from the CPU and
+    layer 1 runs on GPU 1, so states change device between layers and come back for the head."""
+    pytest.importorskip("cupy")  # spaCy's GPU ops
+    settings = dict(prompt_length=4, prompt_layer=1)
+    spacy.require_gpu(0)
+    try:
+        nlp = make_pipeline(tiny_bert, "deep", True, **settings, device_map={
+            "embeddings": 0, "encoder.layer.0": "cpu", "encoder.layer.1": 1, "pooler": 1})
+        examples = examples_for(nlp, toy_docs)
+        nlp.initialize(lambda: examples)
+        network = nlp.get_pipe("softprompt_ie").network
+        assert network.device == torch.device("cuda", 0)
+        before = network.prompts.deep.detach().clone()
+        optimizer = nlp.resume_training()
+        for _ in range(2):
+            nlp.update(examples, sgd=optimizer)
+        assert not torch.equal(before, network.prompts.deep)
+        nlp.to_disk(tmp_path / "pipeline")
+        expected = logits(nlp, toy_docs)
+    finally:
+        spacy.require_cpu()
+    one_device = make_pipeline(tiny_bert, "deep", True, **settings)
+    one_device.get_pipe("softprompt_ie").from_disk(tmp_path / "pipeline" / "softprompt_ie", exclude=["vocab"])
+    for a, b in zip(logits(one_device, toy_docs), expected):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_the_placement_is_part_of_the_sharing_key(tiny_bert, tmp_path):
