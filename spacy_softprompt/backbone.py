@@ -143,6 +143,7 @@ def _device(name: Union[int, str]) -> Union[int, str]:
 
 
 def _from_pretrained_placement(placed: Dict[str, Any]) -> Dict[str, Any]:
+    """The placement as ``from_pretrained`` takes it: GPU budgets keyed by index."""
     memory = placed.get("max_memory")
     if memory is None:
         return placed
