@@ -150,10 +150,9 @@ def lora_adapter(
 def ia3_adapter(
     target_modules: Optional[List[str]] = None,
     feedforward_modules: Optional[List[str]] = None,
-    layers: Optional[List[int]] = None,
 ) -> AdapterSpec:
-    """IA3 (peft): learned scaling of keys, values and feed-forward activations (in ``layers``; null: all)."""
-    return AdapterSpec("ia3", target_modules=target_modules, feedforward_modules=feedforward_modules, layers=layers)
+    """IA3 (peft): learned scaling of keys, values and feed-forward activations (in every layer)."""
+    return AdapterSpec("ia3", target_modules=target_modules, feedforward_modules=feedforward_modules)
 
 
 class SoftPromptModel(Model):

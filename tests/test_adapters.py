@@ -111,3 +111,11 @@ def test_adapter_layers_outside_the_backbone_are_an_error(tiny_bert, toy_docs):
     nlp = make_pipeline(tiny_bert, "soft", True, adapter=dict(LORA, layers=[0, 5]), prompt_length=4)
     with pytest.raises(ValueError, match=r"adapter layers \[5\] are outside this backbone's 2 layers"):
         nlp.initialize(lambda: examples_for(nlp, toy_docs))
+
+
+def test_ia3_takes_no_layer_choice():
+    from spacy_softprompt.nn.adapters import AdapterSpec
+
+    assert AdapterSpec("lora", layers=[1]).peft_config("bert").layers_to_transform == [1]
+    with pytest.raises(ValueError, match="IA3 scales every layer"):
+        AdapterSpec("ia3", layers=[1]).peft_config("bert")

@@ -33,7 +33,7 @@ TARGETS: Dict[str, Dict[str, Tuple[List[str], List[str]]]] = {
 @dataclass
 class AdapterSpec:
     """What to inject: ``kind`` "lora" or "ia3"; ``target_modules`` None: the family's default;
-    ``layers`` None: every layer, else these layer indices only (peft's ``layers_to_transform``)."""
+    ``layers`` None: every layer, else these layer indices only (LoRA; peft's ``layers_to_transform``)."""
 
     kind: str
     r: int = 8
@@ -62,8 +62,10 @@ class AdapterSpec:
             return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets,
                               fan_in_fan_out=family == "gpt2", layers_to_transform=layers)
         feedforward = list(self.feedforward_modules if self.feedforward_modules is not None else feedforward)
+        if layers is not None:
+            raise ValueError("IA3 scales every layer (peft's IA3Config takes no layers_to_transform): set layers = null.")
         return IA3Config(target_modules=targets, feedforward_modules=[m for m in feedforward if m in targets],
-                         fan_in_fan_out=family == "gpt2", layers_to_transform=layers)
+                         fan_in_fan_out=family == "gpt2")
 
 
 def inject(backbone: "nn.Module", spec: AdapterSpec, family: str, train_base: bool = False) -> None:
