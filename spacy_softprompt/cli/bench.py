@@ -234,6 +234,11 @@ def dev_curve(log: Path) -> Dict[str, Any]:
             "dev_curve": [[row["step"], round(100 * row["score"], 1)] for row in rows]}
 
 
+def _number(value: Optional[float]) -> str:
+    """A measure, or "n/r" where the run did not record it."""
+    return "n/r" if value is None else f"{value:.0f}"
+
+
 def machine() -> Dict[str, Any]:
     import torch
 
@@ -280,7 +285,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
         lines.append(
             f"| {r['system']} | {r['concepts_strict_f']:.1f} | {r['concepts_lenient_f']:.1f} | {rel[0]} | {rel[1]} "
             f"| {r.get('steps', '?')} ({r.get('best_step', '?')}) "
-            f"| {r['train_seconds']:.0f} | {r['peak_train_rss_mb']:.0f} | {r['words_per_second']:.0f} "
+            f"| {_number(r['train_seconds'])} | {_number(r['peak_train_rss_mb'])} | {r['words_per_second']:.0f} "
             f"| {r['trainable_parameters']:,} | {r['pipeline_mb']:.1f} | {r['component_mb']:.3f} |"
         )
     lines += [
