@@ -31,7 +31,7 @@ assets:
 	@test -d assets/ade-corpus-v2 || (echo "assets/ade-corpus-v2 missing: run 'spacy project assets' (needs internet) or put ../shared/data beside this clone"; exit 1)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The main job: convert ADE corpus v2, train the soft-prompt (frozen) pipeline on the
 # offline default backbone, print strict/lenient test scores, annotate an example.

@@ -15,6 +15,15 @@ from spacy_softprompt import Relation, set_concepts, set_relations
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# `make test` runs the suite in two pytest-xdist workers, one per core: each worker (and the
+# training and scoring processes its tests start) computes with one thread, so two workers do
+# not fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
