@@ -1,4 +1,5 @@
-"""``convert``: a brat folder or the ADE corpus v2 -> a ``.spacy`` DocBin with concepts and relations.
+"""``convert``: a brat folder, the ADE corpus v2 or a SpERT JSON file -> a ``.spacy`` DocBin with
+concepts and relations (``spert-json --folds``: every fold file of a folder).
 
 The summary table printed (and written with ``--summary``) accounts for every
 annotation of the input: converted, adjusted on the way, or not converted
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from . import CLIError, add_mapping_argument, parse_mapping
 
@@ -22,20 +23,33 @@ if TYPE_CHECKING:
 
 Converted = Tuple[List["Doc"], "ConversionSummary"]
 
-HELP = "Convert a brat folder or the ADE corpus v2 to a .spacy file (concepts, relations, attributes)."
+HELP = "Convert a brat folder, the ADE corpus v2 or SpERT JSON to .spacy (concepts, relations, attributes)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("format", choices=["brat", "ade"], help="input format")
-    parser.add_argument("input", type=Path, help="brat folder (or one .ann), or the ADE corpus v2 folder")
-    parser.add_argument("output", type=Path, help="DocBin (.spacy) to write")
+    parser.add_argument("format", choices=["brat", "ade", "spert-json"], help="input format")
+    parser.add_argument(
+        "input", type=Path, help="brat folder (or one .ann), the ADE corpus v2 folder, or a SpERT .json file"
+    )
+    parser.add_argument("output", type=Path, help="DocBin (.spacy) to write (--folds: a folder)")
+    parser.add_argument(
+        "--folds",
+        action="store_true",
+        help="spert-json: INPUT is a folder of <corpus>_split_<i>_<part>.json files (SpERT's 10 folds); "
+        "writes OUTPUT/fold_<i>/<part>.spacy and <part>.summary.md for each",
+    )
     parser.add_argument(
         "--split",
         choices=["train", "dev", "test"],
         help="brat: convert the subfolder INPUT/<split>; ade: the split fixed by splits.json",
     )
     add_mapping_argument(parser, "--label-map", "rename concept labels, e.g. Adverse_Effect=ADE")
-    add_mapping_argument(parser, "--relation-map", "rename relation labels (brat: R types, event roles, equivalence types)")
+    add_mapping_argument(
+        parser,
+        "--relation-map",
+        "rename relation labels (brat: R types, event roles, equivalence types; spert-json: relation "
+        "types, which may share names with entity types)",
+    )
     parser.add_argument(
         "--head-types",
         nargs="+",
@@ -74,7 +88,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import spacy
-    from spacy.tokens import DocBin
 
     from ..corpora.summary import CorpusFormatError
 
@@ -82,27 +95,40 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"input not found: {args.input}")
     label_map = parse_mapping(args.label_map, "--label-map")
     relation_map = parse_mapping(args.relation_map, "--relation-map")
+    if args.folds and args.format != "spert-json":
+        raise CLIError("--folds applies to spert-json input only")
     nlp = spacy.blank("en")
     try:
+        if args.folds:
+            return _convert_folds(args, nlp, label_map, relation_map)
         if args.format == "brat":
             docs, summary = _read_brat(args, nlp, label_map, relation_map)
-        else:
+        elif args.format == "ade":
             docs, summary = _read_ade(args, nlp, label_map, relation_map)
+        else:
+            docs, summary = _read_spert(args, args.input, nlp, label_map, relation_map)
     except CorpusFormatError as err:
         raise CLIError(f"{err}\n(--lenient records malformed input in the summary and goes on)") from err
-    if not docs:
-        raise CLIError(f"no documents found in {args.input}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    DocBin(store_user_data=True, docs=docs).to_disk(args.output)
-    table = summary.to_markdown()
-    print(table)
-    if args.summary is not None:
-        args.summary.parent.mkdir(parents=True, exist_ok=True)
-        args.summary.write_text(
-            summary.to_json() if args.summary.suffix == ".json" else table, encoding="utf-8"
-        )
+    print(_write(docs, summary, args.input, args.output, args.summary))
     print(f"{len(docs)} documents -> {args.output}", file=sys.stderr)
     return 0
+
+
+def _write(
+    docs: List["Doc"], summary: "ConversionSummary", source: Path, output: Path, summary_path: Optional[Path]
+) -> str:
+    """Write the DocBin (and the summary where asked); the summary's markdown table."""
+    from spacy.tokens import DocBin
+
+    if not docs:
+        raise CLIError(f"no documents found in {source}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    DocBin(store_user_data=True, docs=docs).to_disk(output)
+    table = summary.to_markdown()
+    if summary_path is not None:
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(summary.to_json() if summary_path.suffix == ".json" else table, encoding="utf-8")
+    return table
 
 
 def _read_brat(
@@ -152,3 +178,61 @@ def _read_ade(
         raise
     except (ValueError, OSError) as err:  # an unknown label in the maps, a missing corpus file
         raise CLIError(str(err)) from err
+
+
+def _spert_only(args: argparse.Namespace) -> None:
+    """Options of the other formats are an error, not ignored."""
+    for flag, given in (("--split", args.split), ("--splits", args.splits), ("--head-types", args.head_types)):
+        if given:
+            raise CLIError(f"{flag} does not apply to spert-json input")
+
+
+def _read_spert(
+    args: argparse.Namespace, path: Path, nlp: "Language", label_map: Dict[str, str], relation_map: Dict[str, str]
+) -> Converted:
+    from ..corpora.spert import read_spert
+    from ..corpora.summary import CorpusFormatError
+
+    _spert_only(args)
+    if not path.is_file():
+        raise CLIError(f"spert-json input must be a .json file (a folder of fold files needs --folds): {path}")
+    try:
+        return read_spert(
+            path, nlp, label_map=label_map, relation_map=relation_map, lenient=args.lenient, spans_key=args.spans_key
+        )
+    except CorpusFormatError:
+        raise
+    except ValueError as err:  # a map entry naming no type of the file
+        raise CLIError(str(err)) from err
+
+
+def _convert_folds(
+    args: argparse.Namespace, nlp: "Language", label_map: Dict[str, str], relation_map: Dict[str, str]
+) -> int:
+    """Every fold file of the folder INPUT to OUTPUT/fold_<i>/<part>.spacy, with its summary."""
+    from ..corpora.spert import fold_files
+
+    if args.summary is not None:
+        raise CLIError("--summary does not apply with --folds (each <part>.summary.md is written beside its .spacy)")
+    if not args.input.is_dir():
+        raise CLIError(f"--folds: INPUT must be a folder of <corpus>_split_<i>_<part>.json files: {args.input}")
+    try:
+        folds = fold_files(args.input)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    if not folds:
+        raise CLIError(f"--folds: no <corpus>_split_<i>_<part>.json files in {args.input}")
+    rows = [
+        "| fold | part | documents | entities | relations | not converted | file |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for fold, parts in folds.items():
+        for part, path in parts.items():
+            docs, summary = _read_spert(args, path, nlp, label_map, relation_map)
+            output = args.output / f"fold_{fold}" / f"{part}.spacy"
+            _write(docs, summary, path, output, output.with_suffix(".summary.md"))
+            totals = (summary.entities, summary.relations, summary.not_converted)
+            counts = (len(docs), *(sum(c.values()) for c in totals))
+            rows.append(f"| {fold} | {part} | " + " | ".join(map(str, counts)) + f" | {output} |")
+    print("\n".join(rows))
+    return 0
