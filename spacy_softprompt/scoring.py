@@ -54,6 +54,9 @@ Aggregation
     R = TP/(TP+FN), F = 2PR/(P+R); any of them whose denominator is 0 is 0.0
     (as in the n2c2 script), also when there is nothing to find and nothing
     was found. Per-label numbers use the same counts restricted to one label.
+    Macro P, R and F are the unweighted means of the per-label ones over the
+    labels in gold or predictions (sklearn's ``average="macro"``, as SpERT's
+    evaluator computes it): the entity F1 that ADE papers report.
 """
 from __future__ import annotations
 
@@ -154,9 +157,16 @@ def prf(counts: Counter) -> Dict[str, float]:
     return {"p": p, "r": r, "f": f}
 
 
+def macro(per_type: Dict[str, Dict[str, Any]]) -> Dict[str, float]:
+    """Unweighted mean of the per-label P, R and F (0.0 without labels)."""
+    n = len(per_type)
+    return {k: sum(scores[k] for scores in per_type.values()) / n if n else 0.0 for k in ("p", "r", "f")}
+
+
 def scores_from_tallies(tallies: Tallies) -> Dict[str, Any]:
     """Flat keys, for T in concepts/relations and M in strict/lenient: ``T_M_p``, ``T_M_r``,
-    ``T_M_f`` (0-1 floats), ``T_M_tp``, ``T_M_fp``, ``T_M_fn``, ``T_M_ignored`` (ints) and
+    ``T_M_f`` (micro, 0-1 floats), ``T_M_tp``, ``T_M_fp``, ``T_M_fn``, ``T_M_ignored`` (ints),
+    ``T_M_macro_p``, ``T_M_macro_r``, ``T_M_macro_f`` (means over labels) and
     ``T_M_per_type``: ``{label: {"p", "r", "f", "tp", "fp", "fn", "ignored"}}``."""
     scores: Dict[str, Any] = {}
     for (target, mode), per_label in tallies.items():
@@ -172,6 +182,8 @@ def scores_from_tallies(tallies: Tallies) -> Dict[str, Any]:
             label: {**prf(counts), **{name: counts[name] for name in COUNTS}}
             for label, counts in sorted(per_label.items())
         }
+        for name, value in macro(scores[f"{prefix}_per_type"]).items():
+            scores[f"{prefix}_macro_{name}"] = value
     return scores
 
 
@@ -300,7 +312,8 @@ def make_softprompt_scorer(
 _HEADER = ["", "strict P", "strict R", "strict F", "lenient P", "lenient R", "lenient F", "gold", "predicted"]
 _LEGEND = (
     "P/R/F in %. strict: same type, identical offsets; lenient: same type, overlapping offsets "
-    "(n2c2 2018 track 2 scorer). Relations: label and both arguments match."
+    "(n2c2 2018 track 2 scorer). Relations: label and both arguments match. micro: over all "
+    "items; macro: mean over types."
 )
 
 
@@ -313,31 +326,37 @@ def _row(name: str, strict: Dict[str, Any], lenient: Dict[str, Any]) -> List[str
 
 
 def _rows(scores: Dict[str, Any]) -> Tuple[List[List[str]], List[List[str]]]:
-    """Micro rows (concepts, relations), then one row per label."""
-    micro, per_label = [], []
+    """Micro and macro rows (concepts, relations; the macro rows repeat the counts), then one
+    row per label."""
+    totals, per_label = [], []
     for target in TARGETS:
         strict, lenient = (
             {k: scores[f"{target}_{mode}_{k}"] for k in ("p", "r", "f", *COUNTS)} for mode in MODES
         )
-        micro.append(_row(f"{target} (micro)", strict, lenient))
+        totals.append(_row(f"{target} (micro)", strict, lenient))
+        strict_macro, lenient_macro = (
+            {**counts, **{k: scores[f"{target}_{mode}_macro_{k}"] for k in ("p", "r", "f")}}
+            for mode, counts in zip(MODES, (strict, lenient))
+        )
+        totals.append(_row(f"{target} (macro)", strict_macro, lenient_macro))
     for target in TARGETS:
         lenient_types = scores[f"{target}_lenient_per_type"]
         for label, strict in scores[f"{target}_strict_per_type"].items():
             per_label.append(_row(f"{target[:-1]} {label}", strict, lenient_types[label]))
-    return micro, per_label
+    return totals, per_label
 
 
 def format_table(scores: Dict[str, Any]) -> str:
-    """A plain-text table for the terminal: micro rows, then per-label rows."""
-    micro, per_label = _rows(scores)
-    widths = [max(len(row[i]) for row in [_HEADER, *micro, *per_label]) for i in range(len(_HEADER))]
+    """A plain-text table for the terminal: micro and macro rows, then per-label rows."""
+    totals, per_label = _rows(scores)
+    widths = [max(len(row[i]) for row in [_HEADER, *totals, *per_label]) for i in range(len(_HEADER))]
 
     def line(cells: List[str]) -> str:
         first = cells[0].ljust(widths[0])
         return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:]))]).rstrip()
 
     rule = "-" * len(line(_HEADER))
-    lines = [line(_HEADER), rule, *map(line, micro)]
+    lines = [line(_HEADER), rule, *map(line, totals)]
     if per_label:
         lines += [rule, *map(line, per_label)]
     return "\n".join(lines + ["", _LEGEND])
@@ -345,7 +364,7 @@ def format_table(scores: Dict[str, Any]) -> str:
 
 def to_markdown(scores: Dict[str, Any]) -> str:
     """The same table as :func:`format_table`, in markdown."""
-    micro, per_label = _rows(scores)
+    totals, per_label = _rows(scores)
     lines = ["| " + " | ".join(_HEADER) + " |", "| --- |" + " ---: |" * (len(_HEADER) - 1)]
-    lines += ["| " + " | ".join(row) + " |" for row in [*micro, *per_label]]
+    lines += ["| " + " | ".join(row) + " |" for row in [*totals, *per_label]]
     return "\n".join(lines + ["", _LEGEND, ""])

@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 
 import pytest
 import spacy
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc, DocBin, Span
 
 import spacy_softprompt  # noqa: F401  (registers doc._.relations, doc._.doc_id)
 from spacy_softprompt.cli import main
@@ -23,6 +23,8 @@ from spacy_softprompt.corpora.spert import (
     read_spert,
 )
 from spacy_softprompt.corpora.summary import CorpusFormatError
+from spacy_softprompt.relations import Relation, set_concepts, set_relations
+from spacy_softprompt.scoring import format_table, score_concepts_and_relations
 
 from conftest import SHARED_DATA, require_shared  # noqa: E402
 
@@ -191,6 +193,57 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["convert", "spert-json", str(path), str(tmp_path / "o.spacy"), "--split", "train"]) == 2
     assert "--split does not apply to spert-json" in capsys.readouterr().err
     assert main(["convert", "ade", str(tmp_path), str(tmp_path / "o.spacy"), "--folds"]) == 2
+
+
+def spert_macro_f(gold: List[set], predicted: List[set]) -> float:
+    """SpERT's evaluator in short: per-type F1 over (document, item) sets, averaged over the
+    types in gold or predictions (sklearn ``average="macro"``)."""
+    types = {item[-1] for items in gold + predicted for item in items}
+    f1s = []
+    for t in types:
+        g = {(i, x) for i, items in enumerate(gold) for x in items if x[-1] == t}
+        p = {(i, x) for i, items in enumerate(predicted) for x in items if x[-1] == t}
+        f1s.append(2 * len(g & p) / (len(g) + len(p)))
+    return sum(f1s) / len(f1s)
+
+
+def test_macro_scores_are_spert_s(nlp, tmp_path):
+    """The literature's ADE numbers: entity F1 macro over the types (nested entities kept) and
+    strict relation F1 (one type: macro = micro), as SpERT's evaluator computes them."""
+    other = {"tokens": ["Rash", "on", "aspirin", "and", "heparin"], "orig_id": 8,
+             "entities": [{"type": AE, "start": 0, "end": 1}, {"type": DRUG, "start": 2, "end": 3},
+                          {"type": DRUG, "start": 4, "end": 5}],
+             "relations": [{"type": AE, "head": 0, "tail": 1}, {"type": AE, "head": 0, "tail": 2}]}
+    gold, _ = read_spert(write(tmp_path, [NESTED, other]), nlp)
+    # Predictions: the nested Drug missed, a Drug typed AE, one relation with that wrong tail type.
+    predicted = []
+    for doc, ents, rels in (
+        (gold[0], [(1, 3, AE), (4, 5, DRUG)], [((1, 3, AE), (4, 5, DRUG))]),
+        (gold[1], [(0, 1, AE), (2, 3, DRUG), (4, 5, AE)], [((0, 1, AE), (2, 3, DRUG)), ((0, 1, AE), (4, 5, AE))]),
+    ):
+        pred = Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
+        spans = {e: Span(pred, e[0], e[1], label=e[2]) for e in ents}
+        set_concepts(pred, list(spans.values()))
+        set_relations(pred, [Relation(spans[h], spans[t], AE) for h, t in rels])
+        predicted.append(pred)
+    scores = score_concepts_and_relations(zip(predicted, gold))
+
+    def entities(doc: Doc) -> set:
+        return {(s.start, s.end, s.label_) for s in doc.spans["softprompt"]}
+
+    def rels(doc: Doc) -> set:
+        return {(r.head.start, r.head.end, r.head.label_, r.tail.start, r.tail.end, r.tail.label_, r.label)
+                for r in doc._.relations}
+
+    expected = spert_macro_f([entities(d) for d in gold], [entities(d) for d in predicted])
+    assert scores["concepts_strict_macro_f"] == pytest.approx(expected)
+    per_type = scores["concepts_strict_per_type"]
+    assert expected == pytest.approx((per_type[AE]["f"] + per_type[DRUG]["f"]) / 2)
+    assert scores["concepts_strict_macro_f"] != pytest.approx(scores["concepts_strict_f"])  # not the micro one
+    relation_f = spert_macro_f([rels(d) for d in gold], [rels(d) for d in predicted])
+    assert scores["relations_strict_f"] == scores["relations_strict_macro_f"] == pytest.approx(relation_f)
+    table = format_table(scores)
+    assert "concepts (macro)" in table and f"{100 * expected:.2f}" in table
 
 
 # --- the literature's ADE folds (../shared/data/ade-spert-splits) --------------------------------
