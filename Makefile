@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 assets:
 	@if [ -d "$(SHARED_DATA)" ]; then \
 		mkdir -p assets; \
-		for corpus in ade-corpus-v2 sdoh-mtsamples maccrobat; do \
+		for corpus in ade-corpus-v2 ade-spert-splits sdoh-mtsamples maccrobat; do \
 			[ -d assets/$$corpus ] || cp -r "$(SHARED_DATA)/$$corpus" assets/$$corpus; \
 		done; \
 	fi
