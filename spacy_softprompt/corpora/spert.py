@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from spacy.language import Language
 from spacy.tokens import Doc, Span
@@ -67,8 +67,8 @@ def read_spert(
     path = Path(path)
     entity_names, relation_names = dict(label_map or {}), dict(relation_map or {})
     summary = ConversionSummary(source=f"SpERT JSON ({path})", lenient=lenient)
-    seen_entities: set = set()
-    seen_relations: set = set()
+    seen_entities: Set[str] = set()
+    seen_relations: Set[str] = set()
     docs: List[Doc] = []
     for index, record in enumerate(_load(path, summary)):
         reader = _DocumentReader(path, index, record, summary)
@@ -90,7 +90,7 @@ def fold_files(folder: Path) -> Dict[int, Dict[str, Path]]:
     """``{fold: {"train": path, "test": path}}`` for the ``<corpus>_split_<i>_<part>.json``
     files of ``folder``; files of two corpora in one folder are an error (which to take?)."""
     folds: Dict[int, Dict[str, Path]] = {}
-    corpora = set()
+    corpora: Set[str] = set()
     for path in sorted(Path(folder).glob("*.json")):
         match = FOLD_FILE.match(path.name)
         if match:
@@ -139,8 +139,8 @@ class _DocumentReader:
 
     def __init__(self, path: Path, index: int, record: Any, summary: ConversionSummary):
         self.path, self.index, self.record, self.summary = path, index, record, summary
-        self.entity_types: set = set()
-        self.relation_types: set = set()
+        self.entity_types: Set[str] = set()
+        self.relation_types: Set[str] = set()
 
     def problem(self, kind: str, detail: str) -> None:
         """Report malformed input; ``kind`` is what the lenient summary counts it under."""
