@@ -31,6 +31,7 @@ VERBS = {
     "evaluate": "evaluate",
     "score-brat": "score_brat",
     "export-brat": "export_brat",
+    "annotate": "annotate",
     "render": "render",
     "compare": "compare",
     "experiment": "experiment",
