@@ -34,8 +34,6 @@ from typing import Callable, Dict, List, Optional
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MARKER = re.compile(r"^<!--\s*([\w-]+):\s*(.*?)\s*-->$")
-DEMO_PIPELINE = "training/soft_prompt_frozen/model-best"
-DEMO_EXAMPLE_VAR = "example"
 
 
 @dataclass
@@ -86,14 +84,16 @@ def _run(*command: str) -> str:
 
 
 def demo(block: Block) -> List[str]:
-    """What ``make demo`` prints in its evaluate and render steps."""
-    if not (ROOT / DEMO_PIPELINE).is_dir():
-        raise SystemExit(f"{DEMO_PIPELINE} not found: run `make demo` first")
+    """What ``make demo`` prints in its evaluate and render steps (the pipeline of project.yml's
+    default ``strategy``)."""
     import srsly
 
-    example = srsly.read_yaml(ROOT / "project.yml")["vars"][DEMO_EXAMPLE_VAR]
-    scores = _run("-m", "spacy_softprompt", "evaluate", DEMO_PIPELINE, "corpus/ade/test.spacy")
-    shown = _run("-m", "spacy_softprompt", "render", DEMO_PIPELINE, example)
+    variables = srsly.read_yaml(ROOT / "project.yml")["vars"]
+    pipeline = f"training/{variables['strategy']}/model-best"
+    if not (ROOT / pipeline).is_dir():
+        raise SystemExit(f"{pipeline} not found: run `make demo` first")
+    scores = _run("-m", "spacy_softprompt", "evaluate", pipeline, "corpus/ade/test.spacy")
+    shown = _run("-m", "spacy_softprompt", "render", pipeline, variables["example"])
     return (scores.rstrip() + "\n\n" + shown.rstrip()).splitlines()
 
 

@@ -64,6 +64,51 @@ def test_stock_preset_refuses_prompt_choices(capsys):
         generate(STOCK, strategy="soft")
     assert main(["init-config", "-", "--preset", STOCK, "--prompt-layer", "2"]) != 0
     assert "error: the stock transformer+ner pipeline has no strategy" in capsys.readouterr().err
+    with pytest.raises(CLIError, match="adapter"):
+        generate(STOCK, adapter={"@misc": "spacy_softprompt.LoRA.v1"})
+
+
+def test_lora_frozen_is_the_lora_system_that_bench_measured(tmp_path):
+    """docs/peft.md's "LoRA alone" row trained soft_prompt_frozen with bench's overrides; the
+    preset holds the same components and training settings (only the data and steps differ)."""
+    from spacy_softprompt.cli.bench import PEFT_SYSTEMS
+    from spacy_softprompt.cli.runs import base_config, write_run_config
+
+    (lora,) = [system for system in PEFT_SYSTEMS if system.run == "lora"]
+    overrides = {f"components.softprompt_ie.model.{key}": value for key, value in lora.model}
+    overrides["components.softprompt_ie.model.prompt_layer"] = 4  # bench's --prompt-layer default
+    measured = spacy.util.load_config(write_run_config(base_config(lora.config), overrides, tmp_path / "bench.cfg"))
+    preset = spacy.util.load_config_from_str(generate("lora_frozen"))
+    assert preset["components"] == measured["components"] and preset["training"] == measured["training"]
+    model = preset["components"]["softprompt_ie"]["model"]
+    assert (model["strategy"], model["freeze_backbone"], model["prompt_layer"]) == ("none", True, 4)
+    assert model["adapter"] == {"@misc": "spacy_softprompt.LoRA.v1", "r": 8, "alpha": 16}
+    assert preset["training"]["optimizer"]["learn_rate"]["initial_rate"] == LEARN_RATE[True]
+
+
+def test_lora_frozen_trains_only_lora_marker_and_head(tiny_bert, toy_docs):
+    """The demo's config: a step moves LoRA, trigger marker and span head, never the backbone."""
+    import torch
+    from spacy.training import Example
+
+    config = spacy.util.load_config_from_str(generate("lora_frozen"))
+    config["components"]["softprompt_ie"]["model"].update(backbone=tiny_bert, prompt_layer=1)  # 2 layers
+    torch.manual_seed(0)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in toy_docs]
+    optimizer = nlp.initialize(lambda: examples)
+    network = nlp.get_pipe("softprompt_ie").network
+    trainable = {name: param.detach().clone() for name, param in network.named_parameters() if param.requires_grad}
+    backbone = {name for name in trainable if name.startswith("backbone.")}
+    assert backbone and all(".lora_" in name for name in backbone)
+    assert {name.split(".")[0] for name in trainable} == {"backbone", "trigger_marker", "head"}  # no prompts
+    base = {k: v.clone() for k, v in network.backbone_state().items()}
+    optimizer.learn_rate = LEARN_RATE[True]  # the schedule's warmup starts at 0; spacy train steps it
+    nlp.update(examples, sgd=optimizer)
+    after = dict(network.named_parameters())
+    assert all(not torch.equal(trainable[name], after[name]) for name in trainable if ".lora_B." in name)
+    assert not torch.equal(trainable["trigger_marker"], after["trigger_marker"])
+    assert all(torch.equal(base[k], v) for k, v in network.backbone_state().items())
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from . import CLIError
 from .compare import folder_bytes, trainable_parameters
-from .init_config import STOCK
+from .init_config import LORA_ADAPTER, STOCK
 from .runs import base_config, corpus_settings, require_files, train_and_evaluate
 
 HELP = "train and score the stock transformer+ner pipeline and each softprompt_ie strategy in one run"
@@ -41,7 +41,7 @@ class System(NamedTuple):
 
 
 PACKED = (("packed", True), ("prompt_length", 8))
-LORA = (("adapter", {"@misc": "spacy_softprompt.LoRA.v1", "r": 8, "alpha": 16}),)
+LORA = (("adapter", LORA_ADAPTER),)
 SYSTEMS = [
     System("stock transformer+ner", "stock_transformer_ner", STOCK, "transformer"),
     System("none (fine-tune)", "finetune", "finetune", "softprompt_ie", late=True),

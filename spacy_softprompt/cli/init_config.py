@@ -31,6 +31,9 @@ STOCK = "stock_transformer_ner"
 #: the hub name written for the stock pipeline when the backbone is "default" (spacy-transformers
 #: does not know our offline alias; bench writes the resolved folder instead)
 STOCK_DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+#: the [model.adapter] block of lora_frozen and of bench's LoRA systems: rank 8, alpha 16 on the
+#: architecture's attention projections, in every layer
+LORA_ADAPTER: Dict[str, Any] = {"@misc": "spacy_softprompt.LoRA.v1", "r": 8, "alpha": 16}
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Choices:
     gpu: bool = False
     max_steps: int = MAX_STEPS
     stock: bool = False  # spaCy's transformer + ner instead of softprompt_ie
+    adapter: Optional[Dict[str, Any]] = None  # a [model.adapter] block (e.g. LORA_ADAPTER); None: none
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,10 @@ PRESETS: Dict[str, Preset] = {
     "deep_prompt_frozen": Preset(Choices(strategy="deep", frozen=True),
                                  "Beyond the paper: deep prompts (a learned prompt at every layer) with a frozen "
                                  "backbone."),
+    "lora_frozen": Preset(Choices(strategy="none", frozen=True, prompt_layer=4, adapter=LORA_ADAPTER),
+                          "Beyond the paper: LoRA (rank 8) on the attention of a frozen backbone, no prompts; only "
+                          "LoRA, the trigger marker (from layer 4) and the span head learn. The best frozen "
+                          "configuration measured in docs/peft.md, and the default of `make demo`."),
     STOCK: Preset(Choices(frozen=False, stock=True),
                   "The stock spaCy way to do the concept part of the job: spacy-transformers + ner, fine-tuned, "
                   "with the same backbone, batcher, steps and learning rate schedule as finetune.cfg. It is the "
@@ -239,8 +247,10 @@ def generate(preset: Optional[str] = None, output: Optional[Path] = None, **choi
         chosen = replace(base, **choices)
     except TypeError as err:
         raise CLIError(f"unknown config choice: {err}") from err
-    if chosen.stock and (chosen.prompt_layer is not None or "strategy" in choices or chosen.frozen):
-        raise CLIError("the stock transformer+ner pipeline has no strategy, frozen backbone or prompt layer")
+    if chosen.stock and (chosen.prompt_layer is not None or "strategy" in choices or chosen.frozen
+                         or chosen.adapter is not None):
+        raise CLIError("the stock transformer+ner pipeline has no strategy, frozen backbone, prompt layer "
+                       "or adapter")
     return _header(preset, chosen, output) + build_config(chosen).to_str() + "\n"
 
 
@@ -284,6 +294,8 @@ def _softprompt_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
         if choices.prompt_layer < 0:
             raise CLIError(f"--prompt-layer is a layer number (0 for input prompts), not {choices.prompt_layer}")
         model["prompt_layer"] = choices.prompt_layer
+    if choices.adapter is not None:
+        model["adapter"] = copy.deepcopy(choices.adapter)
     if choices.gpu:
         model["mixed_precision"] = True
     return {"softprompt_ie": block}
@@ -335,7 +347,8 @@ def _describe(choices: Choices) -> str:
     """A preset's description when the choices match one, else a plain one."""
     for preset in PRESETS.values():
         core = preset.choices
-        if (core.strategy, core.frozen, core.stock) == (choices.strategy, choices.frozen, choices.stock):
+        if ((core.strategy, core.frozen, core.stock, core.adapter)
+                == (choices.strategy, choices.frozen, choices.stock, choices.adapter)):
             return preset.description
     return (f"softprompt_ie, strategy {choices.strategy!r}, backbone "
             + ("frozen: only prompts and heads learn." if choices.frozen else "unfrozen."))
