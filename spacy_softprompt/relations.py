@@ -50,6 +50,8 @@ RELATIONS_KEY = "softprompt_relation"
 ATTRIBUTES_KEY = "softprompt_attributes"
 SCORES_KEY = "softprompt_score"
 DEFAULT_SPANS_KEY = "softprompt"
+# medspaCy ConText's span flags (registered by medspaCy, not here): output writes the true ones
+CONTEXT_FLAGS = ("is_negated", "is_uncertain", "is_historical", "is_hypothetical", "is_family")
 
 
 class RelationAlignmentError(ValueError):

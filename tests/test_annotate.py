@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import spacy
 
-from spacy_softprompt.annotate import doc_to_record, read_jsonl, record_to_doc
+from spacy_softprompt.annotate import doc_to_record, read_annotations, record_to_doc
 from spacy_softprompt.cli import main
 from spacy_softprompt.cli.annotate import STOP_ENV
 
@@ -158,7 +158,7 @@ def test_jsonl_round_trip_back_to_docs(pipeline, nlp, notes_folder, tmp_path):
 
     out = tmp_path / "out"
     assert main(["annotate", str(pipeline), str(notes_folder), str(out), "--shard-size", "2"]) == 0
-    read = list(read_jsonl(out, nlp))
+    read = list(read_annotations(out, nlp))
     assert [doc._.doc_id for doc in read] == [r["id"] for r in shard_records(out)]
     for doc in read:
         expected = nlp((notes_folder / doc._.doc_id).read_text())
@@ -178,3 +178,112 @@ def test_jsonl_round_trip_back_to_docs(pipeline, nlp, notes_folder, tmp_path):
     assert record["concepts"][0]["attributes"] == {"Certainty": "possible"} and record["concepts"][0]["is_negated"]
     back = record_to_doc(record, nlp)
     assert doc_to_record(back, "n1") == record and back.spans["softprompt"][0]._.is_negated
+
+
+def test_parquet_and_docbin_inputs_give_the_jsonl_inputs_records(pipeline, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from spacy.tokens import DocBin
+
+    rows = [{"note_id": f"n{i}", "body": text} for i, text in enumerate(NOTES)] + [{"note_id": "x", "body": " "}]
+    jsonl, parquet, docbin = tmp_path / "notes.jsonl", tmp_path / "notes.parquet", tmp_path / "notes.spacy"
+    jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    blank = spacy.blank("en")
+    docs = [blank.make_doc(row["body"]) for row in rows]
+    for doc, row in zip(docs, rows):
+        doc._.doc_id = row["note_id"]
+    DocBin(store_user_data=True, docs=docs).to_disk(docbin)
+    columns = ["--id-column", "note_id", "--text-column", "body"]
+    outputs = {}
+    for path in (jsonl, parquet, docbin):
+        out = tmp_path / f"out-{path.suffix[1:]}"
+        assert main(["annotate", str(pipeline), str(path), str(out), "--shard-size", "3", *columns]) == 0
+        outputs[path.suffix] = (shard_records(out), lines(out / "errors.jsonl"))
+    assert outputs[".parquet"] == outputs[".jsonl"] == outputs[".spacy"]
+    assert outputs[".jsonl"][1] == [{"id": "x", "reason": "empty or whitespace only"}]
+
+    capsys.readouterr()
+    assert main(["annotate", str(pipeline), str(parquet), str(tmp_path / "bad")]) == 2
+    assert f"error: {parquet}: no column 'id' (columns: note_id, body; pass --id-column)" in capsys.readouterr().err
+    (tmp_path / "notes.csv").write_text("id,text\n")
+    assert main(["annotate", str(pipeline), str(tmp_path / "notes.csv"), str(tmp_path / "bad")]) == 2
+    assert ".csv is not one of" in capsys.readouterr().err
+
+
+def test_parquet_output_holds_the_jsonl_records_and_reads_back(pipeline, nlp, notes_folder, tmp_path):
+    import medspacy  # noqa: F401  (ConText's flags round-trip through the schema)
+    import pyarrow.parquet as pq
+    from spacy_softprompt.annotate import iter_records
+    from spacy_softprompt.annotate.records import records_to_table, table_to_records
+
+    as_jsonl, as_parquet = tmp_path / "jsonl", tmp_path / "parquet"
+    for out, fmt in ((as_jsonl, "jsonl"), (as_parquet, "parquet")):
+        assert main(["annotate", str(pipeline), str(notes_folder), str(out), "--shard-size", "2", "--format", fmt]) == 0
+    assert sorted(p.name for p in as_parquet.glob("part-*")) == [f"part-0000{i}.parquet" for i in range(4)]
+    table = pq.read_table([str(p) for p in sorted(as_parquet.glob("part-*.parquet"))])  # one table
+    assert table.num_rows == 5 and table.column_names[:3] == ["id", "n_chars", "text"]
+    assert list(iter_records(as_parquet)) == shard_records(as_jsonl)
+    assert [doc_to_record(d, d._.doc_id) for d in read_annotations(as_parquet, nlp)] == shard_records(as_jsonl)
+    assert lines(as_parquet / "errors.jsonl") == lines(as_jsonl / "errors.jsonl")
+
+    doc = annotate(spacy.blank("en"), TEXTS[1][0], TEXTS[1][1], RELATIONS[1])
+    from spacy_softprompt import set_span_attributes
+
+    set_span_attributes(doc.spans["softprompt"][0], {"Certainty": "possible"})
+    doc.spans["softprompt"][1]._.is_negated = True
+    doc.cats = {"ADE": 1.0, "none": 0.0}
+    record = doc_to_record(doc, "n1")
+    assert table_to_records(records_to_table([record])) == [record]
+
+
+def test_brat_output_reads_back_with_tail_first_and_bad_ids_in_errors(pipeline, nlp, tmp_path):
+    from spacy_softprompt.corpora.brat import read_brat
+
+    table = tmp_path / "notes.jsonl"
+    ids = ["notes/a.txt", "b", "../escape", "/abs"]
+    table.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, NOTES)))
+    out = tmp_path / "brat"
+    assert main(["annotate", str(pipeline), str(table), str(out), "--format", "brat", "--tail-first",
+                 "--relation-map", "Drug-AE=ADE-Drug"]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.ann")) == ["b.ann", "notes/a.ann"]
+    assert [e["id"] for e in lines(out / "errors.jsonl")] == ["../escape", "/abs"]
+    assert "not a relative path" in lines(out / "errors.jsonl")[0]["reason"]
+    docs, _ = read_brat(out, spacy.blank("en"), relation_map={"ADE-Drug": "Drug-AE"}, head_types=["Drug"])
+    back = {doc._.doc_id: doc for doc in docs}
+    for note_id, name in (("notes/a.txt", "notes/a"), ("b", "b")):
+        expected = doc_to_record(nlp(NOTES[ids.index(note_id)]), note_id)
+        got = doc_to_record(back[name], note_id)
+        for record in (expected, got):
+            for item in record["concepts"] + record["relations"]:
+                item.pop("score")
+        assert got == expected
+    for ann in out.rglob("*.ann"):  # n2c2 2018 order: Arg1 the attribute, Arg2 the Drug
+        lines_ = [line.split("\t") for line in ann.read_text().splitlines()]
+        labels = {fields[0]: fields[1].split()[0] for fields in lines_ if fields[0].startswith("T")}
+        for fields in lines_:
+            if fields[0].startswith("R"):
+                label, arg1, arg2 = fields[1].split()
+                assert label in ("ADE-Drug", "Drug-Dose") and labels[arg2[5:]] == "Drug" != labels[arg1[5:]]
+
+
+def test_ray_engine_gives_the_local_records_and_errors(pipeline, notes_folder, tmp_path, capsys):
+    pytest.importorskip("ray")
+    from spacy_softprompt.annotate import iter_records
+
+    local = tmp_path / "local"
+    assert main(["annotate", str(pipeline), str(notes_folder), str(local), "--shard-size", "3"]) == 0
+    for fmt in ("jsonl", "parquet"):
+        out = tmp_path / f"ray-{fmt}"
+        capsys.readouterr()
+        assert main(["annotate", str(pipeline), str(notes_folder), str(out), "--engine", "ray", "--format", fmt,
+                     "--batch-size", "2"]) == 0
+        err = capsys.readouterr().err
+        assert "8 notes read, 5 annotated, 3 failed" in err, err[-300:]
+        by_id = lambda records: sorted(records, key=lambda r: r["id"])  # noqa: E731
+        assert_same(by_id(iter_records(out)), by_id(shard_records(local)))
+        assert by_id(iter_records(out / "errors")) == by_id(lines(local / "errors.jsonl"))
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["engine"] == "ray" and manifest["notes"] == 5 and manifest["errors"] == 3
+    assert main(["annotate", str(pipeline), str(notes_folder), str(out), "--engine", "ray"]) == 2
+    assert "a Ray run is not resumed" in capsys.readouterr().err

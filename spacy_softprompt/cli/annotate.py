@@ -1,11 +1,14 @@
-"""``annotate``: a trained pipeline over a folder of ``.txt`` notes or a JSONL table -> JSONL shards.
+"""``annotate``: a trained pipeline over notes (folder of .txt, JSONL, Parquet, DocBin) -> JSONL, Parquet or brat.
 
-The output folder holds ``part-00000.jsonl``, ... (``--shard-size`` notes each,
-one record per note), ``errors.jsonl`` (notes that could not be annotated, and
-why) and ``manifest.json`` (the finished shards). Re-running the same command
-after an interruption skips the finished shards; see :mod:`spacy_softprompt.annotate`.
-The options that change the records (``--batch-size`` too: it decides which notes
-share a backbone pass) must be the same; ``--n-process`` and ``--gpu-id`` may differ.
+Locally (the default engine) the output folder holds shards of ``--shard-size``
+notes (``part-00000.jsonl`` / ``.parquet``, or the brat pairs), ``errors.jsonl``
+(notes that could not be annotated, and why) and ``manifest.json`` (the finished
+shards). Re-running the same command after an interruption skips the finished
+shards; see :mod:`spacy_softprompt.annotate.shards`. The options that change
+the records (``--batch-size`` too: it decides which notes share a backbone pass)
+must be the same; ``--n-process`` and ``--gpu-id`` may differ.
+
+``--engine ray`` runs the job on Ray Data (:mod:`spacy_softprompt.annotate.ray_engine`).
 
 ``SPACY_SOFTPROMPT_ANNOTATE_STOP_AFTER_SHARDS=N`` ends the process abruptly
 (``os._exit``, like ``kill -9``) after N shards: how the tests interrupt a run.
@@ -15,19 +18,28 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
-from . import CLIError, load_pipeline
+from ..annotate import FORMATS
+from . import CLIError, add_mapping_argument, load_pipeline, parse_mapping
 
-HELP = "Annotate a folder of .txt notes or a JSONL file into resumable JSONL shards."
+HELP = "Annotate notes (.txt folder, JSONL, Parquet, DocBin) into resumable JSONL, Parquet or brat output."
 STOP_ENV = "SPACY_SOFTPROMPT_ANNOTATE_STOP_AFTER_SHARDS"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", help="spaCy pipeline: a folder (e.g. training/model-best) or a package name")
-    parser.add_argument("input", type=Path, help="a folder of .txt files (recursive) or a .jsonl file")
+    parser.add_argument("input", type=Path,
+                        help="a folder of .txt files (recursive), a .jsonl or .parquet table, or a .spacy DocBin")
     parser.add_argument("output_folder", type=Path, help="folder for the shards, errors.jsonl and manifest.json")
+    parser.add_argument("--format", choices=FORMATS, default="jsonl",
+                        help="jsonl (one record per note), parquet (the same records as a table) or brat "
+                             "(<id>.txt + <id>.ann per note); default: jsonl")
+    parser.add_argument("--tail-first", action="store_true",
+                        help="brat: write each relation's tail as Arg1 (n2c2 2018: Arg1 the attribute, Arg2 the Drug)")
+    add_mapping_argument(parser, "--relation-map", "brat: rename relation labels on the way out, e.g. Drug-AE=ADE-Drug")
     parser.add_argument("--id-column", default="id", help="JSONL field with the note id (default: id)")
     parser.add_argument("--text-column", default="text", help="JSONL field with the note text (default: text)")
     parser.add_argument("--shard-size", type=int, default=1000, help="notes per output shard (default: 1000)")
@@ -38,45 +50,79 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="notes per nlp.pipe batch (default: 32)")
     parser.add_argument("--n-process", type=int, default=1, help="processes for nlp.pipe (default: 1)")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU to run on; -1 (default) for CPU")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local (default): this process and --n-process workers, resumable; ray: Ray Data "
+                             "actors, on this machine or the cluster at --ray-address")
+    parser.add_argument("--ray-address", default=None,
+                        help="Ray cluster to join (e.g. auto, ray://head:10001); default: start Ray here")
+    parser.add_argument("--workers", type=int, default=1, help="Ray actors, each holding the pipeline (default: 1)")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0,
+                        help="GPUs per Ray actor (1 = one actor per GPU); default: 0, CPU")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh, discarding an earlier run's output in the folder (without it, the same "
                              "command resumes that run and a different one is refused)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..annotate import ShardWriter, annotate_notes, count_notes, read_notes
-    from .evaluate import concepts_key
+    from ..annotate import ShardWriter, clear_output, count_notes
 
     if not args.input.exists():
-        raise CLIError(f"input not found: {args.input}. Pass a folder of .txt files or a .jsonl file.")
-    if args.shard_size < 1 or args.max_chars < 1:
-        raise CLIError("--shard-size and --max-chars must be at least 1")
+        raise CLIError(f"input not found: {args.input}. Pass a folder of .txt files, a .jsonl or .parquet "
+                       "table, or a .spacy DocBin.")
+    if min(args.shard_size, args.max_chars, args.batch_size, args.n_process, args.workers) < 1:
+        raise CLIError("--shard-size, --max-chars, --batch-size, --n-process and --workers must be at least 1")
+    brat_only = args.tail_first or args.relation_map
+    if brat_only and args.format != "brat":
+        raise CLIError("--tail-first and --relation-map are options of --format brat")
     total = count_notes(args.input)
     if total == 0:
-        raise CLIError(f"{args.input} holds no notes (no .txt files, or no JSONL records)")
+        raise CLIError(f"{args.input} holds no notes")
     pipeline = Path(args.pipeline).resolve() if Path(args.pipeline).exists() else args.pipeline
-    decisive = ("id_column", "text_column", "shard_size", "max_chars", "no_text", "batch_size")
+    decisive = ("id_column", "text_column", "shard_size", "max_chars", "no_text", "batch_size", "format",
+                "tail_first", "relation_map")
     options = {name: getattr(args, name) for name in decisive}
     settings: Dict[str, Any] = {"input": str(args.input.resolve()), "pipeline": str(pipeline), "options": options}
-    writer = ShardWriter(args.output_folder, settings)
-    earlier = writer.existing()
+    earlier = ShardWriter(args.output_folder, settings).existing()
     if earlier is not None and args.overwrite:
-        writer.clear()
-    elif earlier is not None and {k: earlier.get(k) for k in settings} != settings:
+        clear_output(args.output_folder)
+        earlier = None
+    elif earlier is not None and ({k: earlier.get(k) for k in settings} != settings or args.engine == "ray"
+                                  or earlier.get("engine") == "ray"):
         raise CLIError(
             f"{args.output_folder} holds the output of another run (input {earlier.get('input')}, pipeline "
-            f"{earlier.get('pipeline')}, options {earlier.get('options')}); pass --overwrite to replace it, "
-            "or another output folder."
+            f"{earlier.get('pipeline')}, options {earlier.get('options')}, engine {earlier.get('engine', 'local')}; "
+            "a Ray run is not resumed); pass --overwrite to replace it, or another output folder."
         )
-    elif earlier is not None:
+    start = time.perf_counter()
+    if args.engine == "ray":
+        (annotated, failed), resumed = _run_ray(args, pipeline, settings), ""
+    else:
+        annotated, failed, resumed = _run_local(args, settings, earlier, total)
+    seconds = time.perf_counter() - start
+    print(f"{annotated + failed} notes read, {annotated} annotated, {failed} failed (errors) -> "
+          f"{args.output_folder}{resumed}; {seconds:.1f} s, {annotated / max(seconds, 1e-9):.1f} notes/s",
+          file=sys.stderr)
+    return 0
+
+
+def _run_local(args: argparse.Namespace, settings: Dict[str, Any], earlier: Optional[Dict[str, Any]],
+               total: int) -> Tuple[int, int, str]:
+    """Shards in this process (and ``--n-process`` workers); resumes ``earlier``'s run."""
+    from tqdm import tqdm
+
+    from ..annotate import ShardWriter, annotate_notes, read_notes
+    from .evaluate import concepts_key
+
+    if args.n_process > 1:  # workers are forked after the tokenizer ran: its own threads would warn and stop
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    nlp = load_pipeline(args.pipeline, args.gpu_id)
+    brat = {"tail_first": args.tail_first, "relation_map": parse_mapping(args.relation_map, "--relation-map")}
+    writer = ShardWriter(args.output_folder, settings, args.format, spans_key=concepts_key(nlp, args.pipeline, None),
+                         with_text=not args.no_text, brat_options=brat)
+    if earlier is not None:
         writer.resume(earlier)
     skipped = len(writer.shards)
-    first = skipped * args.shard_size
-
-    nlp = load_pipeline(args.pipeline, args.gpu_id)
-    spans_key = concepts_key(nlp, args.pipeline, None)
+    first = sum(shard["notes"] + shard["errors"] for shard in writer.shards)
     notes = read_notes(args.input, id_column=args.id_column, text_column=args.text_column,
                        max_chars=args.max_chars, skip=first)
     stop_after = int(os.environ.get(STOP_ENV, "0"))
@@ -86,14 +132,30 @@ def run(args: argparse.Namespace) -> int:
             os._exit(1)
 
     with tqdm(total=max(total - first, 0), unit="note", desc="annotate", file=sys.stderr) as bar:
-        for read in annotate_notes(nlp, notes, writer, args.shard_size, spans_key=spans_key,
-                                   with_text=not args.no_text, batch_size=args.batch_size,
+        for read in annotate_notes(nlp, notes, writer, args.shard_size, batch_size=args.batch_size,
                                    n_process=args.n_process, on_shard=on_shard):
             bar.update(read - bar.n)
         bar.update(bar.total - bar.n)
     annotated = sum(shard["notes"] for shard in writer.shards)
     failed = sum(shard["errors"] for shard in writer.shards)
     resumed = f" ({skipped} finished shard(s) of an earlier run kept)" if skipped else ""
-    print(f"{annotated + failed} notes read, {annotated} annotated, {failed} failed (errors.jsonl) -> "
-          f"{args.output_folder}{resumed}", file=sys.stderr)
-    return 0
+    return annotated, failed, resumed
+
+
+def _run_ray(args: argparse.Namespace, pipeline: Any, settings: Dict[str, Any]) -> Tuple[int, int]:
+    """The job on Ray Data: ``--workers`` actors, on this machine or at ``--ray-address``."""
+    from ..annotate.ray_engine import annotate_with_ray
+
+    if args.format == "brat" or args.n_process != 1 or args.gpu_id != -1:
+        raise CLIError("--engine ray writes jsonl or parquet; it takes --workers and --gpus-per-worker "
+                       "instead of --n-process and --gpu-id")
+    try:
+        import ray  # noqa: F401
+    except ImportError as err:
+        raise CLIError("--engine ray needs Ray: pip install 'spacy-softprompt[ray]'") from err
+    counts = annotate_with_ray(
+        str(pipeline), args.input, args.output_folder, settings, output_format=args.format,
+        address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+        batch_size=args.batch_size, id_column=args.id_column, text_column=args.text_column,
+        max_chars=args.max_chars, with_text=not args.no_text)
+    return counts["notes"], counts["errors"]

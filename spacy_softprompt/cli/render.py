@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import List
 
-from ..relations import DEFAULT_SPANS_KEY
+from ..relations import CONTEXT_FLAGS, DEFAULT_SPANS_KEY
 from . import CLIError, load_pipeline
 
 HELP = "run a pipeline on a text and show concepts and relations (terminal, or --html page)"
@@ -54,8 +54,7 @@ def add_context(nlp, spans_key: str) -> None:
 
 
 def _modifiers(span) -> str:
-    flags = [name for name in ("is_negated", "is_uncertain", "is_historical", "is_hypothetical", "is_family")
-             if span.has_extension(name) and getattr(span._, name)]
+    flags = [name for name in CONTEXT_FLAGS if span.has_extension(name) and getattr(span._, name)]
     return ("  [" + ", ".join(f[3:] for f in flags) + "]") if flags else ""
 
 

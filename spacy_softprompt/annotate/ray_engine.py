@@ -1,0 +1,124 @@
+"""``annotate --engine ray``: the same annotation as a Ray Data job, on this machine or a cluster.
+
+The notes are read with Ray Data's sources (``read_json``, ``read_parquet``,
+``read_binary_files`` for a folder of ``.txt``; a DocBin is read here and
+handed over), checked as in a local run (:func:`.notes.checked`: the bad ones
+go to ``errors/``), annotated by ``map_batches`` with a pool of actors that
+each load the pipeline once, and written with Ray Data's sinks (``write_json``,
+``write_parquet``) straight into the output folder. A record holds what a local
+run's record holds (:func:`.records.iter_records` reads both; Ray's JSON writer
+adds nulls for the fields a note lacks, which the reader drops).
+
+A Ray run is not resumable shard by shard: Ray Data decides its blocks and file
+names. An interrupted run is run again with ``--overwrite``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .notes import Note, checked, decoded, input_kind, read_notes
+from .records import doc_to_record, iter_records, records_to_table
+from .shards import MANIFEST
+
+
+
+def _columns(notes: List[Note]) -> Dict[str, List[str]]:
+    """Notes as columns; a good note's reason and a bad one's text are "" (Arrow makes a column
+    of nulls a column of NaN floats, and a later batch would not match it)."""
+    return {"id": [n.id for n in notes], "text": [n.text or "" for n in notes],
+            "reason": [n.reason or "" for n in notes]}
+
+
+def _source(path: Path, id_column: str, text_column: str, max_chars: int) -> Any:
+    """The notes as a Ray dataset of ``id``, ``text`` (None for a bad note) and ``reason``."""
+    import pyarrow as pa
+    import ray.data
+
+    kind = input_kind(path)
+    if kind == "docbin":  # one file, read here: Ray has no DocBin source
+        notes = list(read_notes(path, max_chars=max_chars))
+        return ray.data.from_arrow(pa.table(_columns(notes)))
+    if kind == "txt":
+        dataset = ray.data.read_binary_files(str(path), include_paths=True, file_extensions=["txt"])
+        root = path.resolve().as_posix().rstrip("/") + "/"
+
+        def check(batch: Dict[str, Any]) -> Dict[str, List[Any]]:
+            return _columns([decoded(str(p).split(root, 1)[-1], data, max_chars)
+                             for p, data in zip(batch["path"], batch["bytes"])])
+    else:
+        if kind == "parquet":
+            dataset = ray.data.read_parquet(str(path), columns=[id_column, text_column])
+        else:
+            dataset = ray.data.read_json(str(path), lines=True)
+
+        def check(batch: Dict[str, Any]) -> Dict[str, List[Any]]:
+            texts = batch[text_column] if text_column in batch else [None] * len(batch[id_column])
+            return _columns([checked(i, t, max_chars) for i, t in zip(batch[id_column], texts)])
+    return dataset.map_batches(check, batch_format="numpy")
+
+
+class Annotator:
+    """A Ray actor: loads the pipeline once, then annotates batches of good notes into records."""
+
+    def __init__(self, pipeline: str, gpu: bool, spans_key: Optional[str], with_text: bool, output_format: str,
+                 batch_size: int) -> None:
+        from ..cli import load_pipeline
+        from ..cli.evaluate import concepts_key
+
+        self.nlp = load_pipeline(pipeline, 0 if gpu else -1)
+        self.spans_key = concepts_key(self.nlp, pipeline, spans_key)
+        self.with_text = with_text
+        self.format = output_format
+        self.batch_size = batch_size
+
+    def __call__(self, batch: Dict[str, Any]) -> Any:
+        import pyarrow as pa
+
+        good = [(t, str(i)) for i, t, r in zip(batch["id"], batch["text"], batch["reason"]) if not r]
+        records = [doc_to_record(doc, note_id, self.spans_key, self.with_text)
+                   for doc, note_id in self.nlp.pipe(good, as_tuples=True, batch_size=self.batch_size)]
+        if self.format == "parquet":
+            return records_to_table(records)
+        return pa.Table.from_pylist(records) if records else pa.table({"id": pa.array([], pa.string())})
+
+
+def annotate_with_ray(pipeline: str, input_path: Path, output: Path, settings: Dict[str, Any], *,
+                      output_format: str = "jsonl", address: Optional[str] = None, workers: int = 1,
+                      gpus_per_worker: float = 0.0, batch_size: int = 32, id_column: str = "id",
+                      text_column: str = "text", max_chars: int = 1_000_000, with_text: bool = True,
+                      spans_key: Optional[str] = None) -> Dict[str, int]:
+    """Annotate ``input_path`` into ``output`` with Ray; returns the counts the manifest gets.
+
+    ``address``: a cluster's (``ray://host:10001``, ``auto``); None starts Ray on this
+    machine. ``pipeline`` must be loadable on every node (a shared path or a package)."""
+    import ray
+
+    if output_format not in ("jsonl", "parquet"):
+        raise ValueError(f"--engine ray writes jsonl or parquet, not {output_format} (use the local engine)")
+    output.mkdir(parents=True, exist_ok=True)
+    started_here = not ray.is_initialized()
+    ray.init(address=address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
+             configure_logging=False)
+    try:
+        source = _source(input_path, id_column, text_column, max_chars)
+        errors_folder = output / "errors"
+        source.filter(lambda row: bool(row["reason"])).select_columns(["id", "reason"]).write_json(
+            str(errors_folder), force_ascii=False)
+        records = source.map_batches(
+            Annotator, batch_format="numpy", batch_size=batch_size, concurrency=workers, num_gpus=gpus_per_worker,
+            fn_constructor_kwargs=dict(pipeline=pipeline, gpu=gpus_per_worker > 0, spans_key=spans_key,
+                                       with_text=with_text, output_format=output_format, batch_size=batch_size))
+        if output_format == "parquet":
+            records.write_parquet(str(output))
+        else:  # pandas writes JSON behind Ray: 15 digits is its most
+            records.write_json(str(output), force_ascii=False, double_precision=15)
+    finally:
+        if started_here:
+            ray.shutdown()
+    counts = {"notes": sum(1 for _ in iter_records(output)),
+              "errors": sum(1 for _ in iter_records(errors_folder)) if errors_folder.exists() else 0}
+    manifest = {**settings, "engine": "ray", "format": output_format, "workers": workers, **counts}
+    (output / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
+    return counts
