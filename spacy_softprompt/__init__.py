@@ -17,6 +17,7 @@ from .relations import (
 )
 
 from .fragments import register_fragments_extension
+from .annotate import iter_records, read_annotations
 
 register_extensions()
 register_fragments_extension()
@@ -27,6 +28,8 @@ __all__ = [
     "Relation",
     "RelationAlignmentError",
     "get_relations",
+    "iter_records",
+    "read_annotations",
     "register_extensions",
     "set_concepts",
     "set_relations",

@@ -15,6 +15,7 @@ names. An interrupted run is run again with ``--overwrite``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -99,8 +100,11 @@ def annotate_with_ray(pipeline: str, input_path: Path, output: Path, settings: D
         raise ValueError(f"--engine ray writes jsonl or parquet, not {output_format} (use the local engine)")
     output.mkdir(parents=True, exist_ok=True)
     started_here = not ray.is_initialized()
-    ray.init(address=address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
-             configure_logging=False)
+    # Started here, Ray counts one CPU more than the workers take: the read tasks need one, and
+    # with every CPU held by an actor the job would wait forever.
+    cpus = None if address else max(os.cpu_count() or 1, workers + 1)
+    ray.init(address=address, num_cpus=cpus, include_dashboard=False, ignore_reinit_error=True,
+             log_to_driver=False, configure_logging=False)
     try:
         source = _source(input_path, id_column, text_column, max_chars)
         errors_folder = output / "errors"

@@ -74,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     brat_only = args.tail_first or args.relation_map
     if brat_only and args.format != "brat":
         raise CLIError("--tail-first and --relation-map are options of --format brat")
+    if args.format == "parquet":  # (Parquet input says the same when it is read)
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as err:
+            raise CLIError("Parquet needs pyarrow: pip install 'spacy-softprompt[parquet]'") from err
     total = count_notes(args.input)
     if total == 0:
         raise CLIError(f"{args.input} holds no notes")
