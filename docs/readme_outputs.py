@@ -10,6 +10,8 @@ NAME has a generator here, run from the project root:
   all``) on its trained pipeline; run ``make demo`` first.
 - ``sdoh-summary``: the conversion summary of the SDoH training split (needs
   ``assets/sdoh-mtsamples``: ``make assets``).
+- ``annotate``: the README's ``annotate`` example (three notes, one empty) on the
+  demo pipeline; run ``make demo`` first.
 - ``doc-api``: the ``>>>`` session in "What you get on a Doc", run statement by
   statement with the installed demo pipeline ``en_softprompt_ade`` (``spacy
   project run package`` and install its wheel); each statement's output
@@ -107,6 +109,37 @@ def sdoh_summary(block: Block) -> List[str]:
     return out.rstrip().splitlines()
 
 
+def annotate_notes(block: Block) -> List[str]:
+    """The README's annotate example: its summary line and the first record, on the demo pipeline."""
+    import json
+    import tempfile
+
+    import srsly
+
+    pipeline = f"training/{srsly.read_yaml(ROOT / 'project.yml')['vars']['strategy']}/model-best"
+    with tempfile.TemporaryDirectory() as tmp:
+        notes = Path(tmp) / "notes" / "2026-11"
+        notes.mkdir(parents=True)
+        for name, text in ANNOTATE_NOTES.items():
+            (notes / name).write_text(text, encoding="utf8")
+        result = subprocess.run([sys.executable, "-m", "spacy_softprompt", "annotate", pipeline, str(notes.parent),
+                                 str(Path(tmp) / "annotated")], cwd=ROOT, capture_output=True, text=True, check=True)
+        summary = result.stderr.strip().splitlines()[-1].replace(tmp + "/", "")
+        first = json.loads((Path(tmp) / "annotated" / "part-00000.jsonl").read_text(encoding="utf8").splitlines()[0])
+        errors = (Path(tmp) / "annotated" / "errors.jsonl").read_text(encoding="utf8").strip()
+    summary = summary.split("; ")[0]  # the timing after it differs run to run
+    return [summary, "", "$ head -n 1 annotated/part-00000.jsonl | python -m json.tool", *json.dumps(
+        first, indent=2, ensure_ascii=False).splitlines(), "", "$ cat annotated/errors.jsonl", errors]
+
+
+#: the notes of the README's annotate example (the README's bash block writes the same)
+ANNOTATE_NOTES = {
+    "0001.txt": "Started lisinopril 20 mg daily; two weeks later she developed a dry cough.",
+    "0002.txt": "Fever and a maculopapular rash after amoxicillin 500 mg three times a day.",
+    "0003.txt": "",
+}
+
+
 def doctest_session(block: Block, namespace: Optional[Dict[str, object]] = None) -> List[str]:
     """The ``>>>`` lines of ``block`` with, after each statement, what it prints now."""
     statements: List[List[str]] = []
@@ -130,6 +163,7 @@ GENERATORS: Dict[str, Callable[[Block], List[str]]] = {
     "demo": demo,
     "sdoh-summary": sdoh_summary,
     "doc-api": doctest_session,
+    "annotate": annotate_notes,
 }
 
 

@@ -22,7 +22,7 @@ fence (blank lines may come between; several markers may be stacked):
     ``make test``; the demo is run by hand before its output is regenerated.
 ``<!-- needs: trained-pipeline -->``
     runs: a pipeline trained in this session (tiny random BERT, a few toy
-    documents) is at ``training/soft_prompt_frozen/model-best`` and is
+    documents) is at ``training/lora_frozen/model-best`` and is
     importable as the installed package ``en_softprompt_ade``.
 
 Training commands run as written; spaCy's ``SPACY_CONFIG_OVERRIDES``
@@ -57,7 +57,7 @@ GATES = {
     "trained-pipeline": lambda: True,  # provided by the workspace
 }
 PACKAGE_NAME = "en_softprompt_ade"
-PIPELINE = "training/soft_prompt_frozen/model-best"
+PIPELINE = "training/lora_frozen/model-best"
 
 
 def _load_outputs_script():
