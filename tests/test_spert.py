@@ -21,6 +21,7 @@ from spacy_softprompt.corpora.spert import (
     SELF_RELATION,
     fold_files,
     read_spert,
+    split_dev,
 )
 from spacy_softprompt.corpora.summary import CorpusFormatError
 from spacy_softprompt.relations import Relation, set_concepts, set_relations
@@ -306,3 +307,83 @@ def test_folds_match_source_md(nlp, folds, full):
         assert train_summary.relations + summary.relations == full_summary.relations
         train_ids, test_ids = {d._.doc_id for d in train_docs}, {d._.doc_id for d in test_docs}
         assert not train_ids & test_ids and train_ids | test_ids == {d._.doc_id for d in full_docs}
+
+
+# --- a dev set per fold, carved from the fold's train file (convert --dev-fraction) ------------
+
+
+def sentence(i: int, words: int = 3) -> Dict[str, Any]:
+    return {"tokens": [f"w{i}"] + ["x"] * (words - 1), "entities": [{"type": DRUG, "start": 0, "end": 1}],
+            "orig_id": i}
+
+
+def test_split_dev_is_seeded_and_keeps_duplicates_together(nlp, tmp_path):
+    documents = [sentence(i) for i in range(40)]
+    documents.append({**sentence(3), "orig_id": 40})  # the same words as document 3
+    docs, _ = read_spert(write(tmp_path, documents), nlp)
+    train, dev, groups = split_dev(docs, 0.1, "0:0")
+    assert groups == 1 and len(dev) in (4, 5) and len(train) + len(dev) == 41
+    assert [d._.doc_id for d in train + dev if d._.doc_id in ("3", "40")] in (["3", "40"], [])  # together
+    assert {d._.doc_id for d in train} | {d._.doc_id for d in dev} == {str(i) for i in range(41)}
+    assert [d._.doc_id for d in train] == sorted((d._.doc_id for d in train), key=int)  # input order kept
+    again = split_dev(docs, 0.1, "0:0")
+    assert [d._.doc_id for d in again[1]] == [d._.doc_id for d in dev]
+    assert [d._.doc_id for d in split_dev(docs, 0.1, "0:1")[1]] != [d._.doc_id for d in dev]
+    # a sentence that is also in the test file is never drawn for dev
+    test_docs = [d for d in docs if d._.doc_id in {"1", "2", "5"}]
+    for seed in range(20):
+        _, dev, _ = split_dev(docs, 0.5, seed, held_out=test_docs)
+        assert not {d._.doc_id for d in dev} & {"1", "2", "5"} and len(dev) in (20, 21)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        split_dev(docs, 1.0, 0)
+    with pytest.raises(ValueError, match="cannot split 1 documents"):
+        split_dev(docs[:1], 0.5, 0)
+
+
+def test_cli_folds_with_dev_fraction(tmp_path, capsys):
+    source = tmp_path / "in"
+    source.mkdir()
+    for fold in (0, 1):
+        write(source, [sentence(i) for i in range(20) if i % 2 != fold], f"toy_split_{fold}_train.json")
+        write(source, [sentence(i) for i in range(20) if i % 2 == fold], f"toy_split_{fold}_test.json")
+    out = tmp_path / "folds"
+    args = ["convert", "spert-json", str(source), str(out), "--folds", "--dev-fraction", "0.2", "--seed", "3"]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "| 0 | train | 8 | 8 | 0 | 0 |" in table and "| 0 | dev | 2 | 2 | 0 | 0 |" in table
+    assert sorted(p.name for p in (out / "fold_1").iterdir()) == [
+        "dev.spacy", "test.spacy", "test.summary.md", "train.spacy", "train.summary.md"]
+    vocab = spacy.blank("en").vocab
+    ids = {part: [d._.doc_id for d in DocBin().from_disk(out / "fold_0" / f"{part}.spacy").get_docs(vocab)]
+           for part in ("train", "dev", "test")}
+    assert sorted(ids["train"] + ids["dev"], key=int) == [str(i) for i in range(1, 20, 2)]
+    assert "| dev | 2 | 2 | 0 | dev.spacy |" in (out / "fold_0" / "train.summary.md").read_text()
+    first = (out / "fold_0" / "dev.spacy").read_bytes()
+    assert main(args) == 0 and (out / "fold_0" / "dev.spacy").read_bytes() == first  # deterministic
+    assert main(["convert", "spert-json", str(source / "toy_split_0_train.json"), str(tmp_path / "o.spacy"),
+                 "--dev-fraction", "0.1"]) == 2
+    assert main(args[:-4] + ["--dev-fraction", "1.5"]) == 2
+    write(source, [sentence(0)], "toy_split_0_dev.json")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--dev-fraction applies with --folds only" in err and "folds [0] already have a dev file" in err
+
+
+def test_ade_dev_split_per_fold(nlp, folds):
+    """The real folds: 384 dev sentences from each train file (10%), disjoint from train; the
+    sentence that occurs twice (orig_id 2620, 2683) is never split between train and dev, and in
+    folds 2 and 4, where its copy is in test, it stays in train."""
+    for fold in (0, 2):
+        docs, _ = read_spert(folds[fold]["train"], nlp)
+        test_docs, _ = read_spert(folds[fold]["test"], nlp)
+        train, dev, groups = split_dev(docs, 0.1, f"0:{fold}", held_out=test_docs)
+        assert (len(train), len(dev), groups) == ((3461, 384, 1) if fold == 0 else (3461, 384, 0))
+        train_ids, dev_ids = {d._.doc_id for d in train}, {d._.doc_id for d in dev}
+        assert not train_ids & dev_ids and train_ids | dev_ids == {d._.doc_id for d in docs}
+        twice = {"2620", "2683"}
+        if fold == 2:
+            assert "2683" in train_ids and "2620" in {d._.doc_id for d in test_docs}
+        else:
+            assert twice <= train_ids or twice <= dev_ids
+        test_words = {tuple(t.text for t in d) for d in test_docs}
+        assert not any(tuple(t.text for t in d) in test_words for d in dev)

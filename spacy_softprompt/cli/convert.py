@@ -1,5 +1,6 @@
 """``convert``: a brat folder, the ADE corpus v2 or a SpERT JSON file -> a ``.spacy`` DocBin with
-concepts and relations (``spert-json --folds``: every fold file of a folder).
+concepts and relations (``spert-json --folds``: every fold file of a folder; ``--dev-fraction``:
+each fold's dev set carved from its train file).
 
 The summary table printed (and written with ``--summary``) accounts for every
 annotation of the input: converted, adjusted on the way, or not converted
@@ -38,6 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="spert-json: INPUT is a folder of <corpus>_split_<i>_<part>.json files (SpERT's 10 folds); "
         "writes OUTPUT/fold_<i>/<part>.spacy and <part>.summary.md for each",
     )
+    parser.add_argument(
+        "--dev-fraction",
+        type=float,
+        metavar="F",
+        help="with --folds: carve each fold's dev.spacy from its train file only (a seeded random "
+        "fraction F of its documents, e.g. 0.1, removed from train.spacy; sentences with the same "
+        "words stay together); the test file is never touched",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --dev-fraction draw (default 0)")
     parser.add_argument(
         "--split",
         choices=["train", "dev", "test"],
@@ -97,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
     relation_map = parse_mapping(args.relation_map, "--relation-map")
     if args.folds and args.format != "spert-json":
         raise CLIError("--folds applies to spert-json input only")
+    if args.dev_fraction is not None and not args.folds:
+        raise CLIError("--dev-fraction applies with --folds only (it carves each fold's dev set from its train file)")
+    if args.dev_fraction is not None and not 0 < args.dev_fraction < 1:
+        raise CLIError(f"--dev-fraction must be between 0 and 1 (exclusive), got {args.dev_fraction}")
     nlp = spacy.blank("en")
     try:
         if args.folds:
@@ -209,7 +223,8 @@ def _read_spert(
 def _convert_folds(
     args: argparse.Namespace, nlp: "Language", label_map: Dict[str, str], relation_map: Dict[str, str]
 ) -> int:
-    """Every fold file of the folder INPUT to OUTPUT/fold_<i>/<part>.spacy, with its summary."""
+    """Every fold file of the folder INPUT to OUTPUT/fold_<i>/<part>.spacy, with its summary;
+    with ``--dev-fraction`` each fold's train file also gives its dev.spacy."""
     from ..corpora.spert import fold_files
 
     if args.summary is not None:
@@ -226,13 +241,69 @@ def _convert_folds(
         "| fold | part | documents | entities | relations | not converted | file |",
         "| ---: | --- | ---: | ---: | ---: | ---: | --- |",
     ]
+    if args.dev_fraction is not None:
+        given = [fold for fold, parts in folds.items() if "dev" in parts]
+        if given:
+            raise CLIError(f"--dev-fraction: folds {given} already have a dev file in {args.input}")
     for fold, parts in folds.items():
+        converted = {part: _read_spert(args, path, nlp, label_map, relation_map) for part, path in parts.items()}
         for part, path in parts.items():
-            docs, summary = _read_spert(args, path, nlp, label_map, relation_map)
+            docs, summary = converted[part]
             output = args.output / f"fold_{fold}" / f"{part}.spacy"
+            if part == "train" and args.dev_fraction is not None:
+                test = converted["test"][0] if "test" in converted else []
+                rows += _write_train_and_dev(args, fold, docs, summary, test, path, output)
+                continue
             _write(docs, summary, path, output, output.with_suffix(".summary.md"))
             totals = (summary.entities, summary.relations, summary.not_converted)
             counts = (len(docs), *(sum(c.values()) for c in totals))
             rows.append(f"| {fold} | {part} | " + " | ".join(map(str, counts)) + f" | {output} |")
     print("\n".join(rows))
     return 0
+
+
+def _write_train_and_dev(
+    args: argparse.Namespace,
+    fold: int,
+    docs: List["Doc"],
+    summary: "ConversionSummary",
+    test: List["Doc"],
+    source: Path,
+    output: Path,
+) -> List[str]:
+    """A fold's train file as train.spacy and dev.spacy (``--dev-fraction``): the draw is seeded
+    by ``"<seed>:<fold>"`` (each fold its own draw) and keeps the fold's test sentences out of dev.
+    train.summary.md accounts for the whole file and ends with how its documents were divided.
+    The table's rows."""
+    from spacy.tokens import DocBin
+
+    from ..corpora.spert import split_dev
+
+    try:
+        train, dev, pairs = split_dev(docs, args.dev_fraction, f"{args.seed}:{fold}", held_out=test)
+    except ValueError as err:
+        raise CLIError(f"{source}: {err}") from err
+    table = _write(train, summary, source, output, None)
+    dev_path = output.with_name("dev.spacy")
+    DocBin(store_user_data=True, docs=dev).to_disk(dev_path)
+    lines = [
+        "### Divided into train and dev (--dev-fraction)",
+        "",
+        f"A random {args.dev_fraction:g} of the documents (seed {args.seed}, drawn with random.Random"
+        f"(\"{args.seed}:{fold}\")) went to {dev_path.name}, the rest to {output.name}. Documents with the same "
+        f"words are drawn together ({pairs} such groups here); one whose words are also a test document's "
+        "stays in train.",
+        "",
+        "| part | documents | entities | relations | file |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    rows = []
+    for part, part_docs, path in (("train", train, output), ("dev", dev, dev_path)):
+        counts = (len(part_docs), sum(len(d.spans[args.spans_key]) for d in part_docs),
+                  sum(len(d._.relations) for d in part_docs))
+        lines.append(f"| {part} | " + " | ".join(map(str, counts)) + f" | {path.name} |")
+        # not converted: the source file's count, on the train row
+        not_converted = sum(summary.not_converted.values()) if part == "train" else 0
+        rows.append(f"| {fold} | {part} | " + " | ".join(map(str, (*counts, not_converted))) + f" | {path} |")
+    output.with_suffix(".summary.md").write_text(table + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return rows
