@@ -39,6 +39,7 @@ VERBS = {
     "scaling": "scaling",
     "step-time": "step_time",
     "two-tasks": "two_tasks",
+    "folds": "folds",
     "init-config": "init_config",
 }
 

@@ -1,0 +1,209 @@
+"""``folds``: k-fold cross-validation as the ADE literature evaluates (SpERT's 10 folds).
+
+``folds train`` trains a config on each fold's ``train.spacy`` (model selection on the fold's
+``dev.spacy``, carved from its train file by ``convert spert-json --folds --dev-fraction``),
+scores ``model-best`` on the fold's ``test.spacy`` with the ``evaluate`` verb
+(``METRICS/fold_<i>.json``) and writes ``RUNS/fold_<i>/run.json`` (steps, epochs, best step,
+wall time, peak memory; from spaCy's JSONL training log). ``folds aggregate`` reads the
+``fold_<i>.json`` files that exist and writes mean ± sd over them, each fold's figures and the
+literature's figures as a markdown table (and JSON beside it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from . import CLIError
+
+HELP = "cross-validation on k folds (SpERT's ADE splits): train and score each fold, then mean ± sd over folds"
+
+# (key of the evaluate verb's JSON, label); the first two are the numbers ADE papers report
+METRICS = [
+    ("concepts_strict_macro_f", "entity F1, strict, macro over types (literature)"),
+    ("relations_strict_f", "relation F1, strict (literature; one type: macro = micro)"),
+    ("concepts_strict_f", "entity F1, strict, micro"),
+    ("concepts_lenient_macro_f", "entity F1, lenient, macro"),
+    ("concepts_lenient_f", "entity F1, lenient, micro"),
+    ("relations_lenient_f", "relation F1, lenient"),
+]
+# ADE, 10-fold mean, strict; entity F1 macro, relation F1 with argument types ("with NEC")
+LITERATURE = [
+    {"system": "SpERT (Eberts & Ulges 2020)", "backbone": "BERT-base", "parameters": "110M",
+     "entity_f": 89.3, "relation_f": 78.8},
+    {"system": "PFN (Yan et al. 2021)", "backbone": "BERT-base", "parameters": "110M",
+     "entity_f": 89.6, "relation_f": 80.0},
+    {"system": "ITER (Hennen et al. 2024)", "backbone": "larger encoders (see the paper)", "parameters": "see the paper",
+     "entity_f": 92.6, "relation_f": 85.6},
+]
+FOLD_FILE = re.compile(r"^fold_(\d+)\.json$")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
+    train = sub.add_parser("train", help="train CONFIG on each fold and score it on the fold's test file")
+    train.add_argument("config", type=Path, help="training config, e.g. configs/lora_frozen.cfg")
+    train.add_argument("--corpus", type=Path, required=True,
+                       help="folder of fold_<i>/{train,dev,test}.spacy (convert spert-json --folds --dev-fraction)")
+    train.add_argument("--folds", nargs="+", type=int, required=True, metavar="I", help="folds to run, e.g. 0 1 2")
+    train.add_argument("--runs", type=Path, required=True, help="training output: RUNS/fold_<i>/ per fold")
+    train.add_argument("--metrics", type=Path, required=True, help="scores on test: METRICS/fold_<i>.json")
+    train.add_argument("--max-steps", type=int, required=True)
+    train.add_argument("--eval-frequency", type=int, required=True, help="steps between dev evaluations")
+    train.add_argument("--dev-limit", type=int, default=0, help="dev documents evaluated (0: all, the default)")
+    train.add_argument("--backbone", help="components.softprompt_ie.model.backbone (default: the config's)")
+    train.add_argument("--seed", type=int, default=0, help="system.seed of every fold")
+    train.add_argument("--gpu-id", type=int, default=-1, help="GPU to train and evaluate on; -1 (default) for CPU")
+    aggregate = sub.add_parser("aggregate", help="mean ± sd over the METRICS/fold_<i>.json files that exist")
+    aggregate.add_argument("metrics", type=Path, help="folder of fold_<i>.json from the evaluate verb")
+    aggregate.add_argument("--runs", type=Path, help="RUNS of `folds train`: steps, epochs, wall time per fold")
+    aggregate.add_argument("--name", help="what was trained, for the title (default: the metrics folder's name)")
+    aggregate.add_argument("--output", type=Path, help="write the markdown here (and .json beside it)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return _train(args) if args.action == "train" else _aggregate(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .bench import dev_curve
+    from .runs import base_config, corpus_settings, evaluate, require_files, train, write_run_config
+
+    parts = {fold: {p: args.corpus / f"fold_{fold}" / f"{p}.spacy" for p in ("train", "dev", "test")}
+             for fold in args.folds}
+    require_files([path for files in parts.values() for path in files.values()],
+                  "run `spacy project run convert-spert`: convert spert-json --folds --dev-fraction 0.1")
+    config = base_config(config=args.config)
+    for fold, files in parts.items():
+        run_dir = args.runs / f"fold_{fold}"
+        log = run_dir / "train_log.jsonl"
+        log.unlink(missing_ok=True)  # spaCy's logger does not overwrite a log
+        settings = corpus_settings(files["train"], files["dev"], max_steps=args.max_steps,
+                                   eval_frequency=args.eval_frequency, dev_limit=args.dev_limit, seed=args.seed)
+        settings["training.logger"] = {"@loggers": "spacy.ConsoleLogger.v3", "progress_bar": "eval",
+                                       "output_file": str(log)}
+        if args.backbone:
+            settings["components.softprompt_ie.model.backbone"] = args.backbone
+        print(f"fold {fold}: training {args.config} -> {run_dir}", file=sys.stderr)
+        result = train(write_run_config(config, settings, run_dir / "config.cfg"), run_dir, gpu_id=args.gpu_id)
+        metrics = args.metrics / f"fold_{fold}.json"
+        evaluate(result.pipeline, files["test"], metrics, gpu_id=args.gpu_id)
+        record = {"fold": fold, "config": str(args.config), "backbone": args.backbone, "max_steps": args.max_steps,
+                  "train_seconds": round(result.train_seconds, 1),
+                  "peak_train_rss_mb": round(result.peak_train_rss_mb, 1), **dev_curve(log)}
+        (run_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"fold {fold}: {metrics}", file=sys.stderr)
+    return 0
+
+
+def _aggregate(args: argparse.Namespace) -> int:
+    if not args.metrics.is_dir():
+        raise CLIError(f"{args.metrics} is not a folder of fold_<i>.json files (run `folds train` first)")
+    folds = sorted((int(m[1]), p) for p in args.metrics.iterdir() if (m := FOLD_FILE.match(p.name)))
+    if not folds:
+        raise CLIError(f"no fold_<i>.json in {args.metrics} (run `folds train` first)")
+    summary = aggregate(
+        {fold: json.loads(path.read_text(encoding="utf-8")) for fold, path in folds},
+        {fold: _run_record(args.runs, fold) for fold, _ in folds} if args.runs else {},
+        name=args.name or args.metrics.name,
+    )
+    summary["metrics_folder"] = str(args.metrics)
+    table = to_markdown(summary)
+    print(table, end="")
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(table, encoding="utf-8")
+        args.output.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _run_record(runs: Path, fold: int) -> Optional[Dict[str, Any]]:
+    path = runs / f"fold_{fold}" / "run.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def aggregate(scores: Dict[int, Dict[str, Any]], runs: Dict[int, Optional[Dict[str, Any]]], name: str) -> Dict:
+    """Mean and sample sd (in F1 points) of each metric over the folds given; each fold's figures."""
+    per_fold = []
+    for fold in sorted(scores):
+        row: Dict[str, Any] = {"fold": fold}
+        for key, _ in METRICS:
+            value = scores[fold].get(key)
+            row[key] = None if value is None else round(100 * value, 2)
+        run = runs.get(fold) or {}
+        for key in ("steps", "epochs", "best_step", "train_seconds", "backbone", "config"):
+            row[key] = run.get(key)
+        per_fold.append(row)
+    summary: Dict[str, Any] = {"name": name, "folds": [r["fold"] for r in per_fold], "n_folds": len(per_fold)}
+    for key, label in METRICS:
+        values = [r[key] for r in per_fold if r[key] is not None]
+        summary[key] = {
+            "label": label,
+            "mean": round(statistics.fmean(values), 2) if values else None,
+            "sd": round(statistics.stdev(values), 2) if len(values) > 1 else None,
+            "n": len(values),
+        }
+    seconds = [r["train_seconds"] for r in per_fold if r["train_seconds"] is not None]
+    summary["train_seconds_total"] = round(sum(seconds), 1) if seconds else None
+    summary["per_fold"] = per_fold
+    summary["literature"] = LITERATURE
+    return summary
+
+
+def _cell(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "n/r"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _mean_sd(stat: Dict[str, Any]) -> str:
+    if stat["mean"] is None:
+        return "n/r"
+    return f"{stat['mean']:.1f}" + ("" if stat["sd"] is None else f" ± {stat['sd']:.1f}")
+
+
+def to_markdown(summary: Dict[str, Any]) -> str:
+    n, folds = summary["n_folds"], ", ".join(map(str, summary["folds"]))
+    backbones = sorted({str(r["backbone"]) for r in summary["per_fold"] if r["backbone"]})
+    lines = [
+        f"# ADE, SpERT's 10 folds: {summary['name']}",
+        "",
+        "Made by `spacy project run aggregate-spert` (`python -m spacy_softprompt folds aggregate`) from "
+        f"`{summary.get('metrics_folder', 'the metrics folder')}/fold_<i>.json`; do not edit. Each fold: trained on "
+        "its train file less a dev set (a seeded 10% of the train file, for model selection), scored on its test "
+        "file (`evaluate`); strict is exact span and type (SpERT's setting with the nested entities).",
+        "",
+        f"**{n} of 10 folds** ({folds})" + ("" if n == 10 else ": the papers average all 10, so this is not yet "
+                                            "their figure") + (f"; backbone {', '.join(backbones)}" if backbones else "")
+        + ". F1 in points, mean ± sample sd over the folds.",
+        "",
+        "| metric | key | mean ± sd |",
+        "| --- | --- | ---: |",
+    ]
+    for key, label in METRICS:
+        lines.append(f"| {label} | `{key}` | {_mean_sd(summary[key])} |")
+    lines += ["", "## Each fold", "",
+              "| fold | entity macro | relation | entity micro | entity lenient macro | entity lenient "
+              "| relation lenient | steps (best) | epochs | training s |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in summary["per_fold"]:
+        figures = " | ".join(_cell(r[key]) for key, _ in METRICS)
+        steps = "n/r" if r["steps"] is None else f"{r['steps']} ({_cell(r['best_step'])})"
+        lines.append(f"| {r['fold']} | {figures} | {steps} | {_cell(r['epochs'])} | {_cell(r['train_seconds'], 0)} |")
+    total = summary["train_seconds_total"]
+    lines += ["", "Steps, epochs and training time come from each fold's `run.json` (spaCy's training log; n/r: "
+              "not recorded); training time is the wall time of `spacy train`"
+              + ("" if total is None else f", {total:.0f} s over these folds") + ".",
+              "", "## The literature (10-fold mean, strict)", "",
+              "| system | backbone | parameters | entity F1 (macro) | relation F1 |",
+              "| --- | --- | ---: | ---: | ---: |"]
+    for row in summary["literature"]:
+        lines.append(f"| {row['system']} | {row['backbone']} | {row['parameters']} | {row['entity_f']:.1f} "
+                     f"| {row['relation_f']:.1f} |")
+    lines += ["", "The project's default backbone, all-MiniLM-L6-v2, has 22M parameters (6 layers, 384 wide).",
+              "Which keys match the papers' figures: docs/scoring.md."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,112 @@
+"""``folds`` (cli/folds.py): aggregation of per-fold metrics on synthetic JSONs, and project.yml's
+``spert-folds`` workflow (convert with a dev split, train and score a fold, aggregate) run in
+small: two steps of the tiny random BERT on a few sentences of fold 0, so it cannot rot."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spacy_softprompt.cli import main
+from spacy_softprompt.cli.folds import METRICS
+
+from conftest import SHARED_DATA
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def scores(entity_macro: float, relation: float) -> dict:
+    values = {key: 0.5 for key, _ in METRICS}
+    values.update(concepts_strict_macro_f=entity_macro, relations_strict_f=relation)
+    return values
+
+
+def test_aggregate_mean_sd_per_fold_and_literature(tmp_path, capsys):
+    metrics, runs = tmp_path / "metrics", tmp_path / "runs"
+    metrics.mkdir()
+    for fold, (e, r) in {0: (0.80, 0.60), 1: (0.84, 0.70), 3: (0.82, 0.65)}.items():
+        (metrics / f"fold_{fold}.json").write_text(json.dumps(scores(e, r)))
+    (metrics / "other.json").write_text("{}")  # not a fold file: ignored
+    (runs / "fold_1").mkdir(parents=True)
+    (runs / "fold_1" / "run.json").write_text(json.dumps(
+        {"steps": 740, "epochs": 4, "best_step": 555, "train_seconds": 812.3, "backbone": "default"}))
+    out = tmp_path / "docs" / "ade_spert.md"
+    assert main(["folds", "aggregate", str(metrics), "--runs", str(runs), "--output", str(out), "--name", "x"]) == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["folds"] == [0, 1, 3] and summary["n_folds"] == 3
+    assert summary["concepts_strict_macro_f"] == {"label": METRICS[0][1], "mean": 82.0, "sd": 2.0, "n": 3}
+    assert summary["relations_strict_f"]["mean"] == 65.0 and summary["relations_strict_f"]["sd"] == 5.0
+    assert summary["per_fold"][1]["steps"] == 740 and summary["per_fold"][0]["steps"] is None
+    table = out.read_text()
+    assert table == capsys.readouterr().out
+    assert "**3 of 10 folds** (0, 1, 3): the papers average all 10" in table
+    assert "| entity F1, strict, macro over types (literature) | `concepts_strict_macro_f` | 82.0 ± 2.0 |" in table
+    assert "| 1 | 84.0 | 70.0 | 50.0 | 50.0 | 50.0 | 50.0 | 740 (555) | 4 | 812 |" in table
+    assert "| 0 | 80.0 | 60.0 | 50.0 | 50.0 | 50.0 | 50.0 | n/r | n/r | n/r |" in table
+    for anchor in ("| 89.3 | 78.8 |", "| 89.6 | 80.0 |", "| 92.6 | 85.6 |", "110M", "22M"):
+        assert anchor in table
+    # one fold: no sd; no fold file: an error
+    for fold in (1, 3):
+        (metrics / f"fold_{fold}.json").unlink()
+    assert main(["folds", "aggregate", str(metrics)]) == 0
+    assert "| `concepts_strict_macro_f` | 80.0 |" in capsys.readouterr().out
+    (metrics / "fold_0.json").unlink()
+    assert main(["folds", "aggregate", str(metrics)]) == 2
+    assert "no fold_<i>.json" in capsys.readouterr().err
+
+
+def test_train_needs_the_dev_split(tmp_path, capsys):
+    (tmp_path / "fold_0").mkdir()
+    for part in ("train", "test"):
+        (tmp_path / "fold_0" / f"{part}.spacy").write_bytes(b"")
+    assert main(["folds", "train", str(ROOT / "configs" / "lora_frozen.cfg"), "--corpus", str(tmp_path),
+                 "--folds", "0", "--runs", str(tmp_path / "r"), "--metrics", str(tmp_path / "m"),
+                 "--max-steps", "2", "--eval-frequency", "1"]) == 2
+    assert "fold_0/dev.spacy" in capsys.readouterr().err
+
+
+def small_fold_files(folder: Path) -> None:
+    """Fold 0 in small: its first 16 train and 4 test sentences (a synthetic stand-in without the
+    shared data)."""
+    folder.mkdir(parents=True)
+    source = SHARED_DATA / "ade-spert-splits"
+    for part, n in (("train", 16), ("test", 4)):
+        path = source / f"ade_split_0_{part}.json"
+        if path.is_file():
+            documents = json.loads(path.read_text(encoding="utf-8"))[:n]
+        else:
+            documents = [{"tokens": ["Rash", "after", f"drug{i}", "."], "orig_id": i + (100 if part == "test" else 0),
+                          "entities": [{"type": "Adverse-Effect", "start": 0, "end": 1},
+                                       {"type": "Drug", "start": 2, "end": 3}],
+                          "relations": [{"type": "Adverse-Effect", "head": 0, "tail": 1}]} for i in range(n)]
+        (folder / f"ade_split_0_{part}.json").write_text(json.dumps(documents), encoding="utf-8")
+
+
+def test_spert_folds_workflow_runs_in_small(tmp_path, tiny_bert):
+    root = tmp_path / "clone"
+    root.mkdir()
+    (root / "project.yml").symlink_to(ROOT / "project.yml")
+    (root / "configs").symlink_to(ROOT / "configs")
+    small_fold_files(root / "assets" / "ade-spert-splits")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1",
+               SPACY_CONFIG_OVERRIDES="--training.optimizer.learn_rate.warmup_steps 1 "
+               "--components.softprompt_ie.model.prompt_layer 1")  # the tiny BERT has 2 layers
+    command = [sys.executable, "-m", "spacy", "project", "run", "spert-folds", ".", "--vars.backbone", tiny_bert,
+               "--vars.spert_steps", "2", "--vars.spert_eval_frequency", "2"]
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-5000:]}"
+    assert sorted(p.name for p in (root / "corpus" / "ade-spert" / "fold_0").glob("*.spacy")) == [
+        "dev.spacy", "test.spacy", "train.spacy"]
+    metrics = json.loads((root / "metrics" / "ade-spert" / "lora_frozen" / "fold_0.json").read_text())
+    assert "concepts_strict_macro_f" in metrics and "relations_strict_f" in metrics
+    run = json.loads((root / "training" / "ade-spert" / "lora_frozen" / "fold_0" / "run.json").read_text())
+    assert run["steps"] == 2 and run["backbone"] == tiny_bert and run["train_seconds"] > 0
+    summary = json.loads((root / "docs" / "ade_spert.json").read_text())
+    assert summary["folds"] == [0] and summary["per_fold"][0]["steps"] == 2
+    assert "**1 of 10 folds** (0)" in (root / "docs" / "ade_spert.md").read_text()
