@@ -12,6 +12,8 @@ query from their states.
 Both layouts end with the same per-query arrays: the sequence position of
 each window token's first and last subword, the mask of candidate spans
 (start token, width, output column) and, for training, the gold targets.
+A batch of classification queries has, instead of candidate spans, the
+positions whose states represent each of its classes (``cat_pool``).
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ class Batch:
     type_pool: Optional[np.ndarray] = None  # (B, K, S) packed: mean over output column k's own part
     levitated: Optional[np.ndarray] = None  # (B, S) bool: trigger marker tokens (packed relations)
     position_ids: Optional[np.ndarray] = None  # (B, S) with levitated markers: their triggers' positions
+    cat_pool: Optional[np.ndarray] = None  # (B, K, 2, S) classification queries: column k's part, text
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -219,7 +222,9 @@ class Collator:
         they copy."""
         n, width = len(queries), self.max_span_width
         k = self.strategy.n_outputs
-        if self.strategy.matches_type_parts:  # columns are queries' own: type parts x triggers
+        if queries[0].cats:
+            k = max(q.output + q.n_outputs for q in queries)
+        elif self.strategy.matches_type_parts:  # columns are queries' own: type parts x triggers
             k = max(q.output + q.n_outputs for q in queries)
         seq_len = input_ids.shape[1]
         n_tok = max(1, max(len(t[0]) for t in token_rows))
@@ -229,7 +234,11 @@ class Collator:
         span_mask = np.zeros((n, n_tok, width, k), dtype=bool)
         targets = np.zeros((n, n_tok, width, k), dtype=np.float32) if with_targets else None
         prompt_ids = np.array([q.rows for q in queries], dtype=np.int64).reshape(n, -1)
-        type_pool = np.zeros((n, k, seq_len), dtype=np.float32) if self.strategy.matches_type_parts else None
+        cat_pool = np.zeros((n, k, 2, seq_len), dtype=np.float32) if queries[0].cats else None
+        if cat_pool is not None:  # no candidate spans, no span targets: the document answers
+            span_mask, targets = span_mask[..., :0], None
+        pooled_types = self.strategy.matches_type_parts and cat_pool is None
+        type_pool = np.zeros((n, k, seq_len), dtype=np.float32) if pooled_types else None
         any_lifted = any(at for at, _ in lifted_rows)
         levitated = np.zeros((n, seq_len), dtype=bool) if any_lifted else None
         position_ids = np.tile(np.arange(seq_len, dtype=np.int64), (n, 1)) if any_lifted else None
@@ -244,6 +253,9 @@ class Collator:
             t = len(starts)
             token_starts[b, :t] = starts
             token_ends[b, :t] = ends
+            if cat_pool is not None:
+                self._pool_cats(cat_pool[b], q, starts, ends, present)
+                continue
             valid = _valid_spans(present, width)
             span_mask[b, :t, :, q.output : q.output + q.n_outputs] = valid[:, :, None]
             if type_pool is not None:
@@ -255,17 +267,39 @@ class Collator:
                         targets[b, start - w_start, end - start - 1, cls] = 1.0
         return Batch(
             list(queries), input_ids, attention, prompt_ids, marker, token_starts, token_ends,
-            span_mask, targets, self.special.prompt_start, shared, type_pool, levitated, position_ids,
+            span_mask, targets, self.special.prompt_start, shared, type_pool, levitated, position_ids, cat_pool,
         )
 
-    def _pool_types(self, pool: np.ndarray, q: Query, marker_at: List[int]) -> None:
-        """Packed queries: output column -> mean of its type's part (concepts), or half that
-        and half its trigger's levitated marker (relations, one block of columns per trigger)."""
+    def _part_spans(self, q: Query) -> List[Tuple[int, int]]:
+        """Sequence positions ``[lo, hi)`` of each row's part in the query (both layouts
+        put the query part right after ``[CLS]``)."""
         at, spans = self.special.prompt_start, []
         for row in q.rows:
             n_part = len(self.strategy.part_ids(row, 0))
             spans.append((at, at + n_part))
             at += n_part
+        return spans
+
+    def _pool_cats(self, pool: np.ndarray, q: Query, starts: np.ndarray, ends: np.ndarray, present: np.ndarray) -> None:
+        """Classification queries: column k is read from two means of last-layer states, its
+        class's own part (the question or prompt slots; none without a part, ``none``) and the
+        window's text subwords, which the head matches (:class:`~.nn.cats.ClassHead`). Not
+        ``[CLS]``: a decoder's first position reads nothing, while the text reads the part in
+        encoders and decoders alike, and the part is what makes a class a query rather than an
+        output column."""
+        if present.any():
+            lo, hi = int(starts[present].min()), int(ends[present].max()) + 1
+            pool[q.output : q.output + q.n_outputs, 1, lo:hi] = 1.0 / (hi - lo)
+        parts = self._part_spans(q) if q.rows else []
+        for column in range(q.output, q.output + q.n_outputs):
+            if parts:
+                lo, hi = parts[(column - q.output) % len(parts)]
+                pool[column, 0, lo:hi] = 1.0 / max(1, hi - lo)
+
+    def _pool_types(self, pool: np.ndarray, q: Query, marker_at: List[int]) -> None:
+        """Packed queries: output column -> mean of its type's part (concepts), or half that
+        and half its trigger's levitated marker (relations, one block of columns per trigger)."""
+        spans = self._part_spans(q)
         for j, marker in enumerate(marker_at or [None]):
             for r, (lo, hi) in enumerate(spans):
                 column = j * len(spans) + r

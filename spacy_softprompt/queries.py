@@ -10,7 +10,9 @@ relation queries ask, for each trigger mention, about the relation types its
 concept type heads (the verbalizer map of :class:`~.schema.TaskSchema`). With
 input prompts a relation query copies the trigger's subwords into its query
 part; with late prompts (``prompt_layer > 0``) the trigger is known by the
-marker vector the network adds to its tokens alone.
+marker vector the network adds to its tokens alone. Classification queries
+(document classes, ``doc.cats``) ask about every tiling window, as concept
+queries do; their answers are pooled over the windows of a Doc.
 """
 from __future__ import annotations
 
@@ -34,7 +36,9 @@ def label_words(label: str) -> str:
     return re.sub(r"[_\-./]+", " ", spaced).strip().lower()
 
 
-def default_query_text(label: str, relation: bool) -> str:
+def default_query_text(label: str, relation: bool, cat: bool = False) -> str:
+    if cat:
+        return f"Is the text {label_words(label)}?"
     if relation:
         return f"Find the {label_words(label)} of"
     return f"Find {label_words(label)} mentions."
@@ -55,6 +59,7 @@ class Query:
     # (it shares its trigger's position, reads the text and itself, and nothing reads it).
     levitated: bool = False
     gold: List[Tuple[int, int, int]] = field(default_factory=list)  # (start, end, class) in doc tokens
+    cats: bool = False  # a classification query: its columns answer document classes
 
     @property
     def is_relation(self) -> bool:
@@ -105,15 +110,16 @@ class QueryBuilder:
         self.prompt_layer = prompt_layer
         self.window_overlap = window_overlap
         self.special = SpecialTokens.of(tokenizer)
-        labels = Labels(list(schema.concept_labels), list(schema.relation_labels))
+        labels = Labels(list(schema.concept_labels), list(schema.relation_labels), list(schema.cat_labels))
         texts = dict(query_texts or {})
         questions = [self.text_ids(texts.get(l, default_query_text(l, False))) for l in labels.concepts]
         questions += [self.text_ids(texts.get(l, default_query_text(l, True))) for l in labels.relations]
+        questions += [self.text_ids(texts.get(l, default_query_text(l, False, cat=True))) for l in labels.cats]
         self.strategy: Strategy = strategy_class(strategy)(labels, prompt_length, questions, packed)
         model_max = getattr(tokenizer, "model_max_length", max_length) or max_length
         self.max_length = int(min(max_length, model_max if model_max < 100_000 else max_length))
         # Late prompts put every query, relations too, on the same tiling windows.
-        jobs = self.strategy.concept_jobs() + (self.strategy.relation_jobs(labels.relations) if self.late else [])
+        jobs = self.strategy.concept_jobs() + self.strategy.cat_jobs() + (self.strategy.relation_jobs(labels.relations) if self.late else [])
         longest = max([self.strategy.query_part_len(rows) for rows, _, _, _ in jobs] or [0])
         longest += MAX_LEVITATED if self.strategy.packed else 0  # the markers share the windows
         self.concept_budget = self.max_length - self.n_special(longest) - longest
@@ -147,7 +153,10 @@ class QueryBuilder:
         return trigger_index * len(query.rows) + column
 
     def answer(self, query: Query, column: int) -> Tuple[str, Optional[Span]]:
-        """Inverse of :meth:`output_column`: the label and the trigger an output column answers."""
+        """Inverse of :meth:`output_column`: the label and the trigger an output column answers
+        (a classification query's column: its document class)."""
+        if query.cats:
+            return self.strategy.cat_label(column, query.rows), None
         if not query.is_relation:
             return self.strategy.output_label(None, False, column, query.rows), None
         trigger_index, column = divmod(column, len(query.rows)) if query.levitated else (0, column)
@@ -162,6 +171,11 @@ class QueryBuilder:
     def concept_queries(self, doc_index: int, pieces: DocPieces) -> List[Query]:
         jobs = self.strategy.concept_jobs()
         return [Query(doc_index, rows, out, n, w) for w in self.tiles(pieces) for rows, out, n, _ in jobs]
+
+    def cat_queries(self, doc_index: int, pieces: DocPieces) -> List[Query]:
+        """Classification queries: the strategy's class jobs on every tiling window."""
+        jobs = self.strategy.cat_jobs()
+        return [Query(doc_index, rows, out, n, w, cats=True) for w in self.tiles(pieces) for rows, out, n, _ in jobs]
 
     def relation_queries(self, doc_index: int, pieces: DocPieces, triggers: Iterable[Span]) -> List[Query]:
         queries: List[Query] = []
@@ -201,13 +215,14 @@ class QueryBuilder:
         return queries
 
 
-def batch_kind(query: Query) -> Tuple[int, bool]:
+def batch_kind(query: Query) -> Tuple[int, bool, bool]:
     """Queries of one batch agree on this: their number of prompt rows (one block of
-    prompts is written per query) and whether they carry levitated markers."""
-    return len(query.rows), query.levitated
+    prompts is written per query), whether they carry levitated markers, and whether
+    they classify the document (another head answers them)."""
+    return len(query.rows), query.levitated, query.cats
 
 
-def query_size(query: Query, pieces: List[DocPieces]) -> Tuple[Tuple[int, bool], int, int, int]:
+def query_size(query: Query, pieces: List[DocPieces]) -> Tuple[Tuple[int, bool, bool], int, int, int]:
     """Sort key for batching: the batch kind, window length; then the window itself, so that
     queries sharing a window share a batch (late prompts read each window's lower layers once)."""
     start, end = query.window

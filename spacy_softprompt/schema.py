@@ -5,6 +5,9 @@ lists the concept types that relation reaches. For ADE corpus v2 that is
 ``{"Drug": {"Drug-AE": ["Adverse_Effect"], "Drug-Dose": ["Dosage"]}}``; for the
 SDoH corpus every event type (Tobacco, Alcohol, ...) heads its roles (Status,
 Amount, ...). Relations are always stored head = trigger, tail = argument.
+
+``cat_labels`` are document classes (``doc.cats``), asked by classification
+queries; a task without them saves exactly what it saved before they existed.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ class TaskSchema:
     concept_labels: List[str]
     # trigger type -> relation label -> tail types (most frequent first)
     triggers: Dict[str, Dict[str, List[str]]] = field(default_factory=dict)
+    # document classes written to doc.cats (classification queries)
+    cat_labels: List[str] = field(default_factory=list)
 
     @property
     def relation_labels(self) -> List[str]:
@@ -34,11 +39,17 @@ class TaskSchema:
         return self.triggers.get(trigger_label, {}).get(relation, [])
 
     def to_dict(self) -> Dict:
-        return {"concept_labels": list(self.concept_labels), "triggers": self.triggers}
+        data: Dict = {"concept_labels": list(self.concept_labels), "triggers": self.triggers}
+        if self.cat_labels:
+            data["cat_labels"] = list(self.cat_labels)
+        return data
 
     @classmethod
     def from_dict(cls, data: Dict) -> "TaskSchema":
-        return cls(list(data["concept_labels"]), {h: dict(r) for h, r in data["triggers"].items()})
+        return cls(
+            list(data["concept_labels"]), {h: dict(r) for h, r in data["triggers"].items()},
+            list(data.get("cat_labels") or []),
+        )
 
     @classmethod
     def infer(
@@ -47,11 +58,16 @@ class TaskSchema:
         spans_key: str = DEFAULT_SPANS_KEY,
         labels: Optional[Iterable[str]] = None,
         triggers: Optional[Dict[str, Dict[str, List[str]]]] = None,
+        cat_labels: Optional[Iterable[str]] = None,
     ) -> "TaskSchema":
-        """Collect labels and the relation schema from gold docs; given values win."""
+        """Collect labels, the relation schema and the document classes (the keys of the
+        gold ``doc.cats``) from gold docs; given values win."""
         label_set = set(labels or [])
+        cat_set = set(cat_labels or [])
         tails: Dict[str, Dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
         for doc in docs:
+            if cat_labels is None:
+                cat_set.update(doc.cats)
             spans = concept_spans(doc, spans_key)
             if labels is None:
                 label_set.update(span.label_ for span in spans)
@@ -71,4 +87,4 @@ class TaskSchema:
                     f"Relation schema mentions concept types {sorted(missing - label_set)} "
                     f"that are not among the labels {sorted(label_set)}."
                 )
-        return cls(sorted(label_set), triggers)
+        return cls(sorted(label_set), triggers, sorted(cat_set))

@@ -15,12 +15,18 @@ class here, registered in :data:`STRATEGIES` by name; adding a strategy means
 adding a class. Nothing outside this module compares strategy names: the
 rest of the package asks the strategy object.
 
-Prompt rows ("prompt ids") number concept types first, then relation types;
-``none`` uses row 0 for all concepts and row ``n_concepts`` for all relations.
+Prompt rows ("prompt ids") number concept types first, then relation types,
+then document classes; ``none`` uses row 0 for all concepts and row
+``n_concepts`` for all relations.
+
+Classification queries (``cat_jobs``) are asked exactly as concept queries
+are: one query per class with its own part (hard, soft, deep), every class in
+one query (packed), or one query without a part answering every class in
+fixed columns (``none``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
 # (prompt rows in the query part, first output column, number of output columns, relation asked or None)
@@ -33,9 +39,14 @@ class Labels:
 
     concepts: List[str]
     relations: List[str]
+    cats: List[str] = field(default_factory=list)  # document classes (doc.cats)
 
     @property
     def n_prompts(self) -> int:
+        return len(self.concepts) + len(self.relations) + len(self.cats)
+
+    @property
+    def first_cat_row(self) -> int:
         return len(self.concepts) + len(self.relations)
 
 
@@ -53,6 +64,8 @@ class Strategy:
     learned: ClassVar[bool] = False
     #: learned prompts written at the input of every layer from the first prompt layer
     deep: ClassVar[bool] = False
+    #: a query carries a part of its own (a question or prompt slots); ``none`` has none
+    has_query_part: ClassVar[bool] = True
 
     def __init__(
         self, labels: Labels, prompt_length: int, questions: Optional[Sequence[Sequence[int]]] = None,
@@ -92,10 +105,13 @@ class Strategy:
     # --- what a query answers -------------------------------------------------------
     @property
     def n_outputs(self) -> int:
-        return self.labels.n_prompts if self.typed_outputs else 1
+        """Span output columns (document classes have their own head)."""
+        return len(self.labels.concepts) + len(self.labels.relations) if self.typed_outputs else 1
 
     def concept_jobs(self) -> List[Job]:
         n = len(self.labels.concepts)
+        if n == 0:
+            return []
         if self.typed_outputs:
             return [(tuple(range(n)) if self.packed else (), 0, n, None)]
         return [((c,), 0, 1, None) for c in range(n)]
@@ -108,6 +124,22 @@ class Strategy:
         if self.typed_outputs:
             return [((), n, n_rel, None)]
         return [((n + self.labels.relations.index(r),), 0, 1, r) for r in relations]
+
+    def cat_jobs(self) -> List[Job]:
+        """The classification queries of a window: like concept queries, one per class
+        (its own part), or one asking every class (packed, or ``none`` without a part)."""
+        n, first = len(self.labels.cats), self.labels.first_cat_row
+        if n == 0:
+            return []
+        if self.typed_outputs:
+            return [(tuple(range(first, first + n)) if self.packed else (), 0, n, None)]
+        return [((first + j,), 0, 1, None) for j in range(n)]
+
+    def cat_label(self, column: int, rows: Sequence[int]) -> str:
+        """The class an output column of a classification query answers."""
+        if self.typed_outputs:
+            return self.labels.cats[column]
+        return self.labels.cats[rows[0] - self.labels.first_cat_row]
 
     def output_column(self, relation: Optional[str], is_relation: bool, label: str, rows: Sequence[int]) -> Optional[int]:
         """The output column that answers ``label`` in a query (None: it does not ask)."""
@@ -143,6 +175,7 @@ class NoPrompt(Strategy):
     one pass per window for all concepts."""
 
     name = "none"
+    has_query_part = False
 
     def __init__(self, labels, prompt_length, questions=None, packed=False):
         if packed:
