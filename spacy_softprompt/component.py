@@ -6,15 +6,20 @@ Data path, in one place:
    queries tile it with windows (:mod:`.queries`); the model scores every
    candidate span of every query in batches (:mod:`.collate`, :mod:`.model`);
    hits above the threshold are merged over windows (:mod:`.decoding`).
+   Document classes, when the task has them, are classification queries on
+   the same windows and in the same batches' path; their logits are pooled
+   over each Doc's windows (:mod:`.nn.cats`).
 2. Predicted concepts whose type heads relations (the schema's triggers) each
    get relation queries (end-to-end), scored the same way.
 3. ``set_annotations`` writes concepts to ``doc.spans[spans_key]`` (with
    scores; every relation argument is one), a non-overlapping selection to
-   ``doc.ents``, and relations to ``doc._.relations``.
+   ``doc.ents``, relations to ``doc._.relations`` and classes to ``doc.cats``.
 
 Training (``update``) builds the same queries from the gold annotations
 (:mod:`.targets`, relation queries on gold triggers) and minimises binary
-cross-entropy over all candidate spans, one backward pass per backbone batch.
+cross-entropy over all candidate spans, one backward pass per backbone batch,
+plus the classes' loss over each Doc's pooled logits (its batches' backward
+passes wait for the whole update's classification logits).
 """
 
 import logging
@@ -32,14 +37,14 @@ from wasabi import msg
 from thinc.api import Config, Model, Optimizer, set_dropout_rate, torch2xp, xp2torch
 
 from .collate import Batch
-from .decoding import Predictions, annotations, collect_hits, concepts_by_doc, relations_by_doc
+from .decoding import Predictions, annotations, cat_entries, collect_hits, concepts_by_doc, relations_by_doc
 from .model import SoftPromptModel
 from .pieces import DocPieces, tokenize_doc
 from .queries import Query, batch_kind, query_size
 from .relations import DEFAULT_SPANS_KEY, concept_spans, set_concepts, set_relations
 from .schema import TaskSchema
 from .scoring import DEFAULT_SCORE_WEIGHTS
-from .targets import training_queries
+from .targets import gold_cats, training_queries
 
 logger = logging.getLogger("spacy_softprompt")
 
@@ -73,7 +78,7 @@ offload_folder = null
 
 @Language.factory(
     "softprompt_ie",
-    assigns=["doc.ents", "doc.spans", "doc._.relations"],
+    assigns=["doc.ents", "doc.spans", "doc._.relations", "doc.cats"],
     default_config={
         "model": Config().from_str(DEFAULT_MODEL_CONFIG)["model"],
         "spans_key": DEFAULT_SPANS_KEY,
@@ -82,6 +87,8 @@ offload_folder = null
         "set_ents": True,
         "store_backbone": False,
         "query_texts": {},
+        "exclusive_classes": False,
+        "cats_pooling": "max",
         "scorer": {"@scorers": "spacy_softprompt.scorer.v1"},
     },
     default_score_weights=DEFAULT_SCORE_WEIGHTS,
@@ -96,6 +103,8 @@ def make_softprompt_ie(
     set_ents: bool,
     store_backbone: bool,
     query_texts: Dict[str, str],
+    exclusive_classes: bool,
+    cats_pooling: str,
     scorer: Optional[Callable],
 ) -> "SoftPromptIE":
     """Clinical concepts (MRC span queries) and relations (verbalizer queries) with prompts.
@@ -105,18 +114,26 @@ def make_softprompt_ie(
     set_ents: also write a non-overlapping selection of the concepts to doc.ents.
     store_backbone: save a frozen backbone inside the pipeline (self-contained)
         instead of a reference to it with a weight hash.
-    query_texts: hard-prompt questions per concept or relation label (defaults
-        are built from the label's words).
+    query_texts: hard-prompt questions per concept, relation or document class label
+        (defaults are built from the label's words).
+    exclusive_classes: document classes (the training data's ``doc.cats``) are one of N
+        (softmax, as spaCy's ``textcat``), or each yes/no (sigmoid, ``textcat_multilabel``).
+    cats_pooling: how a long Doc's class logits are pooled over its windows: "max" or "mean".
     scorer: what ``score()`` calls; the default gives strict and lenient concept and
-        relation scores (n2c2 2018) and spaCy's own ``ents_*`` and ``spans_<key>_*`` keys.
+        relation scores (n2c2 2018), spaCy's own ``ents_*`` and ``spans_<key>_*`` keys, and
+        spaCy's ``cats_*`` keys when the pipeline has document classes.
     """
     for option, value in (("threshold", threshold), ("relation_threshold", relation_threshold)):
         if not 0.0 < value <= 1.0:
             raise ValueError(f"{option} is a probability in (0, 1], not {value}.")
+    from .nn.cats import POOLING
+
+    if cats_pooling not in POOLING:
+        raise ValueError(f"cats_pooling must be one of {POOLING}, not {cats_pooling!r}.")
     return SoftPromptIE(
         nlp.vocab, model, name, spans_key=spans_key, threshold=threshold,
         relation_threshold=relation_threshold, set_ents=set_ents, store_backbone=store_backbone,
-        query_texts=query_texts, scorer=scorer,
+        query_texts=query_texts, exclusive_classes=exclusive_classes, cats_pooling=cats_pooling, scorer=scorer,
     )
 
 
@@ -135,6 +152,8 @@ class SoftPromptIE(TrainablePipe):
         set_ents: bool = True,
         store_backbone: bool = False,
         query_texts: Optional[Dict[str, str]] = None,
+        exclusive_classes: bool = False,
+        cats_pooling: str = "max",
         scorer: Optional[Callable] = None,
     ):
         self.vocab = vocab
@@ -147,6 +166,8 @@ class SoftPromptIE(TrainablePipe):
             "relation_threshold": relation_threshold,
             "set_ents": set_ents,
             "query_texts": dict(query_texts or {}),
+            "exclusive_classes": exclusive_classes,
+            "cats_pooling": cats_pooling,
         }
         model.attrs["store_backbone"] = store_backbone
 
@@ -164,6 +185,11 @@ class SoftPromptIE(TrainablePipe):
         return tuple(self.schema.relation_labels) if self.model.attrs["task"] else ()
 
     @property
+    def cat_labels(self) -> Tuple[str, ...]:
+        """Document classes written to ``doc.cats`` (empty: the pipeline classifies nothing)."""
+        return tuple(self.schema.cat_labels) if self.model.attrs["task"] else ()
+
+    @property
     def network(self) -> Any:
         return self.model.network
 
@@ -175,17 +201,28 @@ class SoftPromptIE(TrainablePipe):
         nlp: Optional[Language] = None,
         labels: Optional[List[str]] = None,
         relation_schema: Optional[Dict[str, Dict[str, List[str]]]] = None,
+        cat_labels: Optional[List[str]] = None,
     ) -> None:
-        """Infer labels and the relation schema (unless given), then build the model."""
+        """Infer labels, the relation schema and the document classes (the keys of the
+        training data's ``doc.cats``) unless given, then build the model."""
         validate_get_examples(get_examples, "SoftPromptIE.initialize")
         key = self.cfg["spans_key"]
         gold_docs = [eg.reference for eg in get_examples()]  # one pass: reading a corpus is slow
-        schema = TaskSchema.infer(gold_docs, key, labels, relation_schema)
-        if not schema.concept_labels:
+        schema = TaskSchema.infer(gold_docs, key, labels, relation_schema, cat_labels)
+        if not schema.concept_labels and not schema.cat_labels:
             raise ValueError(
                 f"No concept labels for '{self.name}': the training data has no spans in "
-                f"doc.spans[{key!r}] or doc.ents, and no labels were given in [initialize.components]."
+                f"doc.spans[{key!r}] or doc.ents, no doc.cats, and no labels were given in "
+                "[initialize.components]."
             )
+        if schema.cat_labels and self.cfg["exclusive_classes"]:
+            known = set(schema.cat_labels)
+            odd = sum(sum(v == 1.0 for k, v in d.cats.items() if k in known) != 1 for d in gold_docs if d.cats)
+            if odd:
+                logger.warning(
+                    "%d training docs with cats do not give exactly one class the value 1.0, which "
+                    "exclusive_classes = true needs; they are not learned from.", odd
+                )
         self.model.attrs["task"] = {"schema": schema.to_dict(), "query_texts": self.cfg["query_texts"]}
         self.model.initialize()
         if self.model.caches_frozen_states:
@@ -219,9 +256,10 @@ class SoftPromptIE(TrainablePipe):
         docs = list(docs)
         builder = self.model.builder
         pieces = [tokenize_doc(doc, builder.tokenizer) for doc in docs]
+        answered: List[Tuple[Batch, Any]] = []
         with self.model.shared_lower_states():
-            queries = [q for i, p in enumerate(pieces) for q in builder.concept_queries(i, p)]
-            concepts = concepts_by_doc(self._score(queries, pieces, self.cfg["threshold"]), len(docs))
+            queries = [q for i, p in enumerate(pieces) for q in builder.concept_queries(i, p) + builder.cat_queries(i, p)]
+            concepts = concepts_by_doc(self._score(queries, pieces, self.cfg["threshold"], answered), len(docs))
             triggers = builder.schema.triggers
             relation_queries = [
                 q
@@ -231,14 +269,43 @@ class SoftPromptIE(TrainablePipe):
                 )
             ]
             hits = self._score(relation_queries, pieces, self.cfg["relation_threshold"])
-        return Predictions(concepts, relations_by_doc(hits, len(docs)))
+        return Predictions(concepts, relations_by_doc(hits, len(docs)), self._doc_cats(answered, len(docs)))
 
-    def _score(self, queries: List[Query], pieces: Sequence[DocPieces], threshold: float) -> Dict[tuple, float]:
+    def _score(
+        self, queries: List[Query], pieces: Sequence[DocPieces], threshold: float,
+        answered: Optional[List[Tuple[Batch, Any]]] = None,
+    ) -> Dict[tuple, float]:
+        """Span hits of the queries; classification batches and their logits go to ``answered``."""
         hits: Dict[tuple, float] = {}
         for batch in self._batches(queries, pieces, with_targets=False):
             logits = self.model.ops.to_numpy(self.model.predict(batch))
-            collect_hits(self.model.builder, batch, logits, threshold, hits)
+            if batch.cat_pool is not None:
+                answered.append((batch, logits))
+            else:
+                collect_hits(self.model.builder, batch, logits, threshold, hits)
         return hits
+
+    def _doc_cats(self, answered: List[Tuple[Batch, Any]], n_docs: int) -> List[Dict[str, float]]:
+        """Each Doc's class scores: window logits pooled (:func:`~.nn.cats.pool_windows`), then
+        softmax (exclusive) or sigmoid."""
+        labels = list(self.cat_labels)
+        if not labels:
+            return []
+        import torch
+
+        from .nn.cats import pool_windows, probabilities
+
+        values, cells = [], []
+        for batch, logits in answered:
+            for b, column, doc_i, j in cat_entries(self.model.builder, batch):
+                values.append(float(logits[b, column]))
+                cells.append(doc_i * len(labels) + j)
+        pooled = pool_windows(
+            torch.tensor(values, dtype=torch.float32), torch.tensor(cells, dtype=torch.long),
+            n_docs * len(labels), self.cfg["cats_pooling"],
+        )
+        probs = probabilities(pooled.reshape(n_docs, len(labels)), self.cfg["exclusive_classes"]).numpy()
+        return [{label: float(p) for label, p in zip(labels, row)} for row in probs]
 
     def _batches(self, queries: List[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Iterator[Batch]:
         """Batches of ``batch_size`` queries of one kind (:func:`~.queries.batch_kind`)."""
@@ -259,6 +326,8 @@ class SoftPromptIE(TrainablePipe):
             spans, scores, found = annotations(doc, concepts, relations, schema)
             set_concepts(doc, spans, scores, self.cfg["spans_key"], self.cfg["set_ents"])
             set_relations(doc, found)
+        for doc, cats in zip(docs, predictions.cats):
+            doc.cats.update(cats)
 
     # --- training -------------------------------------------------------------------
     def update(
@@ -269,8 +338,9 @@ class SoftPromptIE(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
-        """One optimizer step over all concept and gold-trigger relation queries of the examples
-        (gradients accumulate over backbone batches of ``batch_size`` sequences)."""
+        """One optimizer step over all concept, classification and gold-trigger relation queries
+        of the examples (gradients accumulate over backbone batches of ``batch_size`` sequences;
+        classification batches are backpropagated once the Docs' pooled loss is known)."""
         if losses is None:
             losses = {}
         losses.setdefault(self.name, 0.0)
@@ -280,10 +350,20 @@ class SoftPromptIE(TrainablePipe):
         if not queries:
             return losses
         set_dropout_rate(self.model, drop)
+        n_span_queries = sum(not q.cats for q in queries)
+        classified: List[Tuple[Batch, Any, Callable]] = []
         for batch in self._batches(queries, pieces, with_targets=True):
             logits, backprop = self.model.begin_update(batch)
-            loss, d_logits = self.get_loss(examples, (batch, logits, len(queries)))
+            if batch.cat_pool is not None:
+                classified.append((batch, logits, backprop))
+                continue
+            loss, d_logits = self.get_loss(examples, (batch, logits, n_span_queries))
             backprop(d_logits)
+            losses[self.name] += loss
+        if classified:
+            loss, d_logits = self.get_cats_loss(examples, [(b, l) for b, l, _ in classified])
+            for (_, _, backprop), d in zip(classified, d_logits):
+                backprop(d)
             losses[self.name] += loss
         if sgd is not None:
             self.finish_update(sgd)
@@ -302,6 +382,29 @@ class SoftPromptIE(TrainablePipe):
             n_queries,
         )
         return loss, torch2xp(grad, ops=self.model.ops)
+
+    def get_cats_loss(self, examples: Sequence[Example], answered: List[Tuple[Batch, Any]]) -> Tuple[float, List[Any]]:
+        """The document classes' loss over the update's Docs (:func:`~.nn.cats.cats_loss`:
+        window logits pooled per Doc, cross-entropy when exclusive, else binary
+        cross-entropy) and its gradient for each classification batch's logits."""
+        import torch
+
+        from .nn.cats import cats_loss
+
+        builder = self.model.builder
+        gold, known = gold_cats(builder.labels.cats, examples)
+        entries = [(i, b, c, d, j) for i, (batch, _) in enumerate(answered) for b, c, d, j in cat_entries(builder, batch)]
+        logits = [xp2torch(l) for _, l in answered]
+        loss, grads = cats_loss(
+            logits, entries, torch.as_tensor(gold, device=logits[0].device),
+            torch.as_tensor(known, device=logits[0].device), self.cfg["exclusive_classes"], self.cfg["cats_pooling"],
+        )
+        return loss, [torch2xp(g, ops=self.model.ops) for g in grads]
+
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        """The scorer's keys; with document classes, spaCy's ``cats_*`` keys too."""
+        kwargs.setdefault("cat_labels", list(self.cat_labels))
+        return super().score(examples, **kwargs)
 
     def add_label(self, label: str) -> int:
         raise NotImplementedError(

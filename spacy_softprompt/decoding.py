@@ -33,6 +33,18 @@ class Predictions:
 
     concepts: List[List[Concept]]
     relations: List[List[Found]] = field(default_factory=list)
+    cats: List[Dict[str, float]] = field(default_factory=list)  # per doc: class -> score (none: no classes)
+
+
+def cat_entries(builder: Any, batch: Batch) -> List[Tuple[int, int, int, int]]:
+    """(row, column, doc, class index) of every class a batch of classification queries
+    answers: the cells its logits are pooled into (:func:`~.nn.cats.pool_windows`)."""
+    cats = builder.labels.cats
+    return [
+        (b, column, q.doc_index, cats.index(builder.answer(q, column)[0]))
+        for b, q in enumerate(batch.queries)
+        for column in range(q.output, q.output + q.n_outputs)
+    ]
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

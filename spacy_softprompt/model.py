@@ -14,7 +14,8 @@ Building late is what lets a saved pipeline load on a machine where the
 training-time backbone path does not exist.
 
 Input: a :class:`~spacy_softprompt.collate.Batch`. Output: span logits of
-shape ``(queries, window tokens, span widths, outputs)``.
+shape ``(queries, window tokens, span widths, outputs)``, or class logits
+``(queries, outputs)`` for a batch of classification queries.
 """
 
 import os
@@ -222,7 +223,7 @@ class SoftPromptModel(Model):
         strategy = builder.strategy
         init_vectors = None
         if strategy.learned:
-            labels = builder.labels.concepts + builder.labels.relations
+            labels = builder.labels.concepts + builder.labels.relations + builder.labels.cats
             words = [builder.text_ids(label_words(label)) for label in labels]
             with onloaded(backbone.get_input_embeddings()):
                 init_vectors = prompt_init_from_words(
@@ -233,10 +234,12 @@ class SoftPromptModel(Model):
             prompt_layer=s["prompt_layer"], init=init_vectors, reparametrize=s["reparametrize"],
         )
         network = SoftPromptNetwork(
-            backbone, prompts, n_outputs=strategy.n_outputs, max_span_width=s["max_span_width"],
+            # a task of document classes only has no span outputs; one unused column keeps torch quiet
+            backbone, prompts, n_outputs=max(1, strategy.n_outputs), max_span_width=s["max_span_width"],
             head_width=s["head_width"], dropout=s["dropout"], freeze_backbone=s["freeze_backbone"],
             prompt_layer=s["prompt_layer"], backbone_family=s["backbone_family"],
-            match_type_parts=strategy.matches_type_parts,
+            match_type_parts=strategy.matches_type_parts, n_cats=len(builder.labels.cats),
+            typed_cats=not strategy.has_query_part,
         )
         collator = Collator(builder, s["max_span_width"])
         if fresh and strategy.deep:
@@ -341,6 +344,7 @@ def forward(model: SoftPromptModel, batch: Batch, is_train: bool) -> Tuple[Float
             type_pool=None if batch.type_pool is None else tensor(batch.type_pool),
             levitated=None if batch.levitated is None else tensor(batch.levitated),
             position_ids=None if batch.position_ids is None else tensor(batch.position_ids),
+            cat_pool=None if batch.cat_pool is None else tensor(batch.cat_pool),
         ),
     )
     if not is_train:

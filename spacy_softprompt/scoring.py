@@ -279,15 +279,26 @@ def softprompt_score(
     spans_key: str = DEFAULT_SPANS_KEY,
     lenient_matching: str = "exact_first",
     concept_types: Optional[Collection[str]] = None,
+    cat_labels: Sequence[str] = (),
+    exclusive_classes: bool = False,
     **kwargs: Any,
 ) -> Dict[str, Any]:
     """The component's scores: :func:`score_examples`'s keys, spaCy's standard keys
-    (:func:`standard_scores`) and the short keys of ``SHORT_KEYS``. Other keyword
+    (:func:`standard_scores`) and the short keys of ``SHORT_KEYS``; with document classes
+    (``cat_labels``, which the component passes), spaCy's textcat keys (``cats_score``,
+    ``cats_macro_f``, ``cats_f_per_type``, ...: :meth:`spacy.scorer.Scorer.score_cats`,
+    exclusive or multilabel as the component predicts, threshold 0.5). Other keyword
     arguments (the component's cfg, which ``Pipe.score`` passes on) are ignored."""
     examples = list(examples)
     scores = score_examples(examples, spans_key, lenient_matching, concept_types)
     scores.update(standard_scores(examples, spans_key))
     scores.update({short: scores[long] for short, long in SHORT_KEYS.items()})
+    if cat_labels:
+        scores.update(
+            Scorer.score_cats(
+                examples, "cats", labels=list(cat_labels), multi_label=not exclusive_classes, threshold=0.5,
+            )
+        )
     return scores
 
 

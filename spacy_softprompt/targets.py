@@ -5,12 +5,15 @@ queries are asked on gold triggers and answered by the tails of the gold
 relations of that trigger. Gold spans are re-aligned to the predicted Doc's
 tokens by characters (the two may be tokenized differently). Discontinuous
 gold concepts are learned as their covering span (the span in the group).
+Classification queries are answered by the reference Doc's ``cats``
+(:func:`gold_cats`), once per Doc after pooling over its windows.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
@@ -22,7 +25,8 @@ from .relations import concept_spans
 def training_queries(
     builder: QueryBuilder, examples: Sequence[Example], spans_key: str
 ) -> Tuple[List[Query], List[DocPieces]]:
-    """Every concept and gold-trigger relation query of ``examples``, with its gold answers."""
+    """Every concept, classification and gold-trigger relation query of ``examples``, with
+    its gold answers (a classification query's are its Doc's, :func:`gold_cats`)."""
     queries: List[Query] = []
     pieces: List[DocPieces] = []
     triggers_of = builder.schema.triggers
@@ -34,6 +38,8 @@ def training_queries(
         for q in builder.concept_queries(i, p):
             q.gold = gold_answers(builder, q, ((s.label_, s) for s in gold))
             queries.append(q)
+        if eg.reference.cats:  # a Doc without gold classes has nothing to learn from them
+            queries += builder.cat_queries(i, p)
         by_trigger: Dict[Tuple[int, int, str], List[Tuple[str, Span]]] = defaultdict(list)
         for rel in eg.reference._.relations:
             head, tail = align(doc, rel.head), align(doc, rel.tail)
@@ -45,6 +51,20 @@ def training_queries(
                 q.gold += gold_answers(builder, q, by_trigger[(t.start, t.end, t.label_)], j)
             queries.append(q)
     return queries, pieces
+
+
+def gold_cats(labels: Sequence[str], examples: Sequence[Example]) -> Tuple[np.ndarray, np.ndarray]:
+    """(docs, classes) gold values of the reference ``doc.cats`` and which of them are
+    given (a class missing from a reference Doc's cats is not supervised, as in spaCy's
+    textcat)."""
+    gold = np.zeros((len(examples), len(labels)), dtype=np.float32)
+    known = np.zeros((len(examples), len(labels)), dtype=bool)
+    for i, eg in enumerate(examples):
+        cats = eg.reference.cats
+        for j, label in enumerate(labels):
+            if label in cats:
+                gold[i, j], known[i, j] = float(cats[label]), True
+    return gold, known
 
 
 def gold_answers(

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..strategies import first_deep_layer
 from .adapters import AdapterSpec, base_state_dict, inject, is_adapter_key
+from .cats import ClassHead
 from .prompts import PromptTable, write_slots
 from .span_head import SpanHead, TypeMatchingSpanHead
 from .stack import LayerStack, is_dispatched
@@ -41,6 +42,8 @@ class SoftPromptNetwork(nn.Module):
         prompt_layer: int = 0,
         backbone_family: Optional[str] = None,
         match_type_parts: bool = False,
+        n_cats: int = 0,
+        typed_cats: bool = True,
     ):
         super().__init__()
         self.backbone = backbone
@@ -65,6 +68,8 @@ class SoftPromptNetwork(nn.Module):
             if match_type_parts
             else SpanHead(dim, head_width, max_span_width, n_outputs, dropout)
         )
+        # Document classes (classification queries); none: the state dict is what it was before.
+        self.cat_head = ClassHead(dim, head_width, n_cats, typed_cats, dropout) if n_cats else None
         if freeze_backbone:
             for param in self.backbone.parameters():
                 param.requires_grad_(False)
@@ -117,6 +122,8 @@ class SoftPromptNetwork(nn.Module):
     def set_dropout(self, rate: float) -> None:
         """The span head's dropout for the next passes (spaCy's ``[training] dropout``)."""
         self.head.dropout.p = float(rate)
+        if self.cat_head is not None:
+            self.cat_head.dropout.p = float(rate)
 
     @torch.no_grad()
     def calibrate_deep_prompts(self, input_ids: torch.Tensor, prompt_start: int, prompt_init: torch.Tensor) -> None:
@@ -151,8 +158,11 @@ class SoftPromptNetwork(nn.Module):
         type_pool: Optional[torch.Tensor] = None,
         levitated: Optional[torch.Tensor] = None,
         position_ids: Optional[torch.Tensor] = None,
+        cat_pool: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Span logits ``(queries, window tokens, widths, outputs)``.
+        """Span logits ``(queries, window tokens, widths, outputs)``; for classification
+        queries (``cat_pool`` given, (B, K, 2, S)) class logits ``(queries, outputs)`` instead:
+        the same pass, another head.
 
         ``shared`` (late prompts only) holds the distinct windows and query parts
         of the batch and the gather map that assembles layer ``k``'s input; ``cache``
@@ -170,6 +180,8 @@ class SoftPromptNetwork(nn.Module):
         else:
             assert shared is not None, "late prompts need the batch's shared windows"
             hidden = self._late_hidden(attention_mask, prompt_ids, marker, prompt_start, shared, cache, position_ids)
+        if cat_pool is not None:
+            return self.cat_head(cat_pool.to(hidden.dtype) @ hidden[:, None]).float()
         return self.head(hidden, token_starts, token_ends, type_pool).float()
 
     # --- pieces -------------------------------------------------------------------
