@@ -1,0 +1,235 @@
+"""Classification queries: document classes (``doc.cats``) asked as queries through the same
+backbone, prompts and batches as concepts and relations (issue 14 items 4 and 5)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import spacy
+import torch
+from spacy.training import Example
+
+from conftest import fit_pipeline
+
+SMOKER = ["Patient smokes a pack of cigarettes daily.", "Current smoker, twenty pack years.",
+          "He smokes cigars every day."]
+NON_SMOKER = ["Patient denies tobacco use.", "She has never used tobacco.", "No history of tobacco or alcohol."]
+# multilabel: each text says whether it mentions smoking and drinking
+HABITS = [
+    ("He smokes cigarettes daily.", {"smoking": 1.0, "drinking": 0.0}),
+    ("She drinks wine every night.", {"smoking": 0.0, "drinking": 1.0}),
+    ("He smokes cigars and drinks beer.", {"smoking": 1.0, "drinking": 1.0}),
+    ("No complaints today.", {"smoking": 0.0, "drinking": 0.0}),
+]
+
+
+def smoking_docs():
+    nlp = spacy.blank("en")
+    docs = []
+    for text in SMOKER + NON_SMOKER:
+        doc = nlp.make_doc(text)
+        doc.cats = {"smoker": float(text in SMOKER), "non_smoker": float(text not in SMOKER)}
+        docs.append(doc)
+    return docs
+
+
+def habit_docs():
+    nlp = spacy.blank("en")
+    docs = []
+    for text, cats in HABITS:
+        doc = nlp.make_doc(text)
+        doc.cats = dict(cats)
+        docs.append(doc)
+    return docs
+
+
+def model_config(backbone, strategy, freeze, **extra):
+    return dict(dict(backbone=backbone, strategy=strategy, freeze_backbone=freeze, prompt_length=4, max_length=64), **extra)
+
+
+def predicted(nlp, docs):
+    return [nlp(doc.text).cats for doc in docs]
+
+
+# the paper's strategies: none and hard fine-tune the backbone; soft and deep learn prompts on a frozen one
+@pytest.mark.parametrize("strategy,freeze", [("none", False), ("hard", False), ("soft", True), ("deep", True)])
+def test_exclusive_classes_fit_with_each_strategy(tiny_bert, strategy, freeze):
+    torch.manual_seed(0)
+    docs = smoking_docs()
+    nlp = fit_pipeline(docs, 30, model=model_config(tiny_bert, strategy, freeze), exclusive_classes=True)
+    assert nlp.get_pipe("softprompt_ie").cat_labels == ("non_smoker", "smoker")
+    for gold, cats in zip(docs, predicted(nlp, docs)):
+        assert set(cats) == {"smoker", "non_smoker"}  # every known class is written
+        assert sum(cats.values()) == pytest.approx(1.0, abs=1e-5)  # one of N: softmax
+        assert max(cats, key=cats.get) == max(gold.cats, key=gold.cats.get)
+
+
+@pytest.mark.parametrize("strategy,freeze", [("none", False), ("hard", False), ("soft", True)])
+def test_multilabel_classes_fit(tiny_bert, strategy, freeze):
+    """Two classes, each yes or no: the class's own query part says which one is asked."""
+    torch.manual_seed(0)
+    docs = habit_docs()
+    nlp = fit_pipeline(docs, 30, model=model_config(tiny_bert, strategy, freeze))
+    for gold, cats in zip(docs, predicted(nlp, docs)):
+        assert {label: score >= 0.5 for label, score in cats.items()} == {k: v == 1.0 for k, v in gold.cats.items()}
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_packed_and_late_classification_queries(tiny_bert, blank_nlp, layer):
+    """Packed: one query per window asks every class; late prompts share the window's lower layers."""
+    torch.manual_seed(0)
+    docs = smoking_docs()
+    nlp = fit_pipeline(
+        docs, 30, model=model_config(tiny_bert, "soft", True, packed=True, prompt_layer=layer), exclusive_classes=True
+    )
+    pipe = nlp.get_pipe("softprompt_ie")
+    builder = pipe.model.builder
+    from spacy_softprompt.pieces import tokenize_doc
+
+    (query,) = builder.cat_queries(0, tokenize_doc(blank_nlp.make_doc(SMOKER[0]), builder.tokenizer))
+    assert query.cats and len(query.rows) == 2 and query.n_outputs == 2
+    for gold, cats in zip(docs, predicted(nlp, docs)):
+        assert max(cats, key=cats.get) == max(gold.cats, key=gold.cats.get)
+
+
+def test_class_representation_is_the_class_part_and_the_text(tiny_bert, blank_nlp):
+    from transformers import AutoTokenizer
+
+    from spacy_softprompt.collate import Collator
+    from spacy_softprompt.pieces import tokenize_doc
+    from spacy_softprompt.queries import QueryBuilder
+    from spacy_softprompt.schema import TaskSchema
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    schema = TaskSchema(["Drug"], {}, ["non_smoker", "smoker"])
+    doc = blank_nlp.make_doc(SMOKER[0])
+    pieces = [tokenize_doc(doc, tokenizer)]
+    for strategy, n_part in (("none", 0), ("hard", None), ("soft", 3)):
+        builder = QueryBuilder(tokenizer, schema, strategy=strategy, prompt_length=3, max_length=64, window_overlap=8)
+        queries = builder.cat_queries(0, pieces[0])
+        assert len(queries) == (1 if strategy == "none" else 2)
+        batch = Collator(builder, 4).collate(queries, pieces, with_targets=False)
+        assert batch.cat_pool is not None and batch.span_mask.shape[-1] == 0
+        part, text = batch.cat_pool[:, :, 0], batch.cat_pool[:, :, 1]
+        assert text.sum(-1) == pytest.approx(1.0)  # the mean of the window's subwords
+        assert (text[:, :, batch.token_starts[0][0]] > 0).all() and (text[:, :, 0] == 0).all()  # not [CLS]
+        assert ((part > 0) & (text > 0)).sum() == 0  # the text is not the part
+        assert part.sum(-1) == pytest.approx(0.0 if strategy == "none" else 1.0)  # the class's own part
+        if n_part:  # soft: the class's prompt slots, right after [CLS]
+            assert part[0, 0, 1 : 1 + n_part] == pytest.approx([1.0 / n_part] * n_part)
+        labels = [builder.answer(q, c)[0] for q in queries for c in range(q.output, q.output + q.n_outputs)]
+        assert labels == ["non_smoker", "smoker"]
+        assert all(builder.answer(q, q.output)[1] is None for q in queries)
+
+
+def test_long_documents_pool_over_windows(tiny_bert):
+    """A Doc longer than one window asks every window; the pooled score is the max (or mean)."""
+    from spacy_softprompt.nn.cats import pool_windows
+
+    values = torch.tensor([1.0, 3.0, -2.0, 0.5])
+    cells = torch.tensor([0, 0, 1, 1])
+    assert pool_windows(values, cells, 2, "max").tolist() == [3.0, 0.5]
+    assert pool_windows(values, cells, 2, "mean").tolist() == [2.0, -0.75]
+    nlp = spacy.blank("en")
+    filler = " ".join(["The patient was seen in clinic today."] * 6)
+    docs = []
+    for text, smoker in ((filler + " He smokes cigarettes daily.", 1.0), (filler + " He denies tobacco use.", 0.0)):
+        doc = nlp.make_doc(text)
+        doc.cats = {"smoker": smoker, "non_smoker": 1.0 - smoker}
+        docs.append(doc)
+    torch.manual_seed(0)
+    trained = fit_pipeline(docs, 30, model=model_config(tiny_bert, "hard", False, max_length=32, window_overlap=4),
+                           exclusive_classes=True)
+    pipe = trained.get_pipe("softprompt_ie")
+    from spacy_softprompt.pieces import tokenize_doc
+
+    assert len(pipe.model.builder.cat_queries(0, tokenize_doc(docs[0], pipe.model.builder.tokenizer))) > 4
+    for gold, cats in zip(docs, predicted(trained, docs)):
+        assert max(cats, key=cats.get) == max(gold.cats, key=gold.cats.get)
+    with pytest.raises(ValueError, match="cats_pooling"):
+        spacy.blank("en").add_pipe("softprompt_ie", config={"cats_pooling": "sum"})
+
+
+def test_concepts_relations_and_classes_in_one_component(tiny_bert, toy_docs):
+    for i, doc in enumerate(toy_docs):
+        doc.cats = {"adverse": float(i != 2)}  # the third text reports no adverse effect
+    torch.manual_seed(0)
+    nlp = fit_pipeline(toy_docs, 30, model=model_config(tiny_bert, "none", False))
+    pipe = nlp.get_pipe("softprompt_ie")
+    assert pipe.labels == ("ADE", "Dose", "Drug") and pipe.cat_labels == ("adverse",)
+    assert pipe.model.builder.strategy.n_outputs == 3 + len(pipe.relation_labels)  # span columns only
+    examples = [Example(nlp.make_doc(d.text), d) for d in toy_docs]
+    losses = nlp.update(examples)
+    assert losses["softprompt_ie"] > 0
+    scores = nlp.evaluate(examples)
+    for key in ("conc_f", "rel_f", "ents_f", "concepts_strict_f", "cats_score", "cats_macro_f", "cats_f_per_type"):
+        assert key in scores
+    assert scores["cats_macro_auc"] == 1.0
+    assert set(scores["cats_f_per_type"]) == {"adverse"}
+
+
+def test_save_and_load_in_a_fresh_process(tiny_bert, tmp_path):
+    torch.manual_seed(0)
+    docs = smoking_docs()
+    nlp = fit_pipeline(docs, 10, model=model_config(tiny_bert, "soft", True), exclusive_classes=True)
+    expected = predicted(nlp, docs)
+    nlp.to_disk(tmp_path / "pipe")
+    model_dir = tmp_path / "pipe" / "softprompt_ie" / "model"
+    task = json.loads((model_dir / "task.json").read_text())
+    assert task["schema"]["cat_labels"] == ["non_smoker", "smoker"]
+    from safetensors.torch import load_file
+
+    assert {"cat_head.part.weight", "cat_head.bias", "cat_head.dense.weight"} <= set(load_file(model_dir / "trainable.safetensors"))
+    assert sorted(p.name for p in model_dir.iterdir()) == ["task.json", "trainable.safetensors"]
+    cfg = json.loads((tmp_path / "pipe" / "softprompt_ie" / "cfg").read_text())
+    assert cfg["exclusive_classes"] is True and cfg["cats_pooling"] == "max"
+    code = (
+        "import json, sys, spacy; nlp = spacy.load(sys.argv[1]); "
+        "print(json.dumps([nlp(t).cats for t in json.loads(sys.argv[2])]))"
+    )
+    texts = [d.text for d in docs]
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "pipe"), json.dumps(texts)],
+                         capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    for a, b in zip(expected, loaded):
+        assert a == pytest.approx(b, abs=1e-6)
+    again = spacy.blank("en")
+    again.add_pipe("softprompt_ie", config={"model": model_config(tiny_bert, "soft", True), "exclusive_classes": True})
+    again.from_bytes(nlp.to_bytes())
+    for a, b in zip(expected, predicted(again, docs)):
+        assert a == pytest.approx(b, abs=1e-6)
+
+
+def test_a_pipeline_without_cats_is_unchanged(tiny_bert, toy_docs, tmp_path):
+    torch.manual_seed(0)
+    nlp = fit_pipeline(toy_docs, 2, model=model_config(tiny_bert, "soft", True))
+    pipe = nlp.get_pipe("softprompt_ie")
+    assert pipe.cat_labels == () and pipe.network.cat_head is None
+    assert not [k for k in pipe.network.trainable_state() if k.startswith("cat_head")]
+    assert nlp(toy_docs[0].text).cats == {}
+    scores = nlp.evaluate([Example(nlp.make_doc(d.text), d) for d in toy_docs])
+    assert not [k for k in scores if k.startswith("cats_")]
+    nlp.to_disk(tmp_path / "pipe")
+    task = json.loads((tmp_path / "pipe" / "softprompt_ie" / "model" / "task.json").read_text())
+    assert "cat_labels" not in task["schema"]
+    from spacy_softprompt.component import make_softprompt_ie  # noqa: F401  (the factory)
+
+    meta = spacy.Language.get_factory_meta("softprompt_ie")
+    assert meta.default_score_weights == {"conc_f": 0.5, "rel_f": 0.5, "ents_f": 0.0}
+
+
+def test_exclusive_docs_without_one_class_are_not_learned_from(caplog):
+    from spacy_softprompt.nn.cats import cats_loss
+
+    logits = torch.tensor([[2.0, -1.0], [0.0, 0.0]])
+    entries = [(0, 0, 0, 0, 0), (0, 0, 1, 0, 1), (0, 1, 0, 1, 0), (0, 1, 1, 1, 1)]
+    gold = torch.tensor([[1.0, 0.0], [1.0, 1.0]])  # doc 1 names two classes
+    known = torch.ones(2, 2, dtype=torch.bool)
+    loss, (grad,) = cats_loss([logits], entries, gold, known, exclusive=True, pooling="max")
+    assert grad[1].abs().sum() == 0 and grad[0].abs().sum() > 0
+    # multilabel: a class missing from a reference's cats is not supervised
+    known = torch.tensor([[True, False], [False, False]])
+    loss, (grad,) = cats_loss([logits], entries, gold, known, exclusive=False, pooling="max")
+    assert grad[0, 1] == 0 and grad[1].abs().sum() == 0 and grad[0, 0] != 0
