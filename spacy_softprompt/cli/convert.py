@@ -1,6 +1,7 @@
 """``convert``: a brat folder, the ADE corpus v2 or a SpERT JSON file -> a ``.spacy`` DocBin with
 concepts and relations (``spert-json --folds``: every fold file of a folder; ``--dev-fraction``:
-each fold's dev set carved from its train file).
+each fold's dev set carved from its train file; brat ``--cats-from-status Tobacco``: also a status
+class per document in ``doc.cats``, see :mod:`spacy_softprompt.corpora.status`).
 
 The summary table printed (and written with ``--summary``) accounts for every
 annotation of the input: converted, adjusted on the way, or not converted
@@ -94,6 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ADE: the splits.json to select --split from (default: splits.json in the input folder)",
     )
     parser.add_argument("--spans-key", default="softprompt", help="span group for the concepts")
+    parser.add_argument(
+        "--cats-from-status",
+        metavar="EVENT_TYPE",
+        help="brat (SHAC scheme): also write doc.cats, one of current/past/never/unknown from the document's "
+        "EVENT_TYPE events and the StatusTimeVal of their Status argument (Tobacco: smoking status; the rule: "
+        "spacy_softprompt/corpora/status.py, docs/sdoh_status.md); every annotation is converted as without it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--folds applies to spert-json input only")
     if args.dev_fraction is not None and not args.folds:
         raise CLIError("--dev-fraction applies with --folds only (it carves each fold's dev set from its train file)")
+    if args.cats_from_status is not None and args.format != "brat":
+        raise CLIError("--cats-from-status applies to brat input only (it reads events and their attributes)")
     if args.dev_fraction is not None and not 0 < args.dev_fraction < 1:
         raise CLIError(f"--dev-fraction must be between 0 and 1 (exclusive), got {args.dev_fraction}")
     nlp = spacy.blank("en")
@@ -149,13 +159,14 @@ def _read_brat(
     args: argparse.Namespace, nlp: "Language", label_map: Dict[str, str], relation_map: Dict[str, str]
 ) -> Converted:
     from ..corpora.brat import read_brat
+    from ..corpora.summary import CorpusFormatError
 
     source = args.input
     if args.split is not None:
         source = args.input / args.split
         if not source.is_dir():
             raise CLIError(f"--split {args.split}: no folder {source}")
-    return read_brat(
+    docs, summary = read_brat(
         source,
         nlp,
         label_map=label_map,
@@ -166,6 +177,16 @@ def _read_brat(
         text_check=args.text_check,
         progress=True,
     )
+    if args.cats_from_status is not None:
+        from ..corpora.status import add_status_cats
+
+        try:
+            add_status_cats(docs, args.cats_from_status, summary, source if source.is_dir() else source.parent)
+        except CorpusFormatError:
+            raise
+        except ValueError as err:  # an event type no document has
+            raise CLIError(f"--cats-from-status: {err}") from err
+    return docs, summary
 
 
 def _read_ade(

@@ -40,6 +40,10 @@ class ConversionSummary:
     not_converted: Counter = field(default_factory=Counter)
     problems: List[str] = field(default_factory=list)
     lenient: bool = False
+    #: documents per class, when the conversion also wrote doc.cats (e.g. ``--cats-from-status``)
+    cats: Counter = field(default_factory=Counter)
+    #: documents per branch of the rule that chose their class
+    cats_reasons: Counter = field(default_factory=Counter)
 
     def report(self, error: CorpusFormatError) -> None:
         """Raise ``error``, or record it when converting leniently."""
@@ -62,6 +66,8 @@ class ConversionSummary:
             (self.attributes, other.attributes),
             (self.adjusted, other.adjusted),
             (self.not_converted, other.not_converted),
+            (self.cats, other.cats),
+            (self.cats_reasons, other.cats_reasons),
         ):
             mine.update(theirs)
         self.problems.extend(other.problems)
@@ -76,6 +82,8 @@ class ConversionSummary:
             "adjusted": dict(sorted(self.adjusted.items())),
             "not_converted": dict(sorted(self.not_converted.items())),
             "problems": list(self.problems),
+            "cats": dict(sorted(self.cats.items())),
+            "cats_reasons": dict(sorted(self.cats_reasons.items())),
         }
 
     def to_json(self) -> str:
@@ -98,6 +106,11 @@ class ConversionSummary:
             else:
                 lines.append("none")
             lines.append("")
+        if self.cats:  # derived from the annotations above, not annotations of their own
+            lines += ["### Document classes (doc.cats)", "", "| class | documents |", "| --- | ---: |"]
+            lines += [f"| {k} | {v} |" for k, v in self.cats.items()]
+            lines += [f"| **total** | **{sum(self.cats.values())}** |", "", "| why | documents |", "| --- | ---: |"]
+            lines += [f"| {k} | {v} |" for k, v in sorted(self.cats_reasons.items())] + [""]
         if self.problems:
             lines += ["### Problems (lenient mode)", ""] + [f"- {p}" for p in self.problems] + [""]
         return "\n".join(lines)
