@@ -12,7 +12,7 @@ from spacy.cli import app
 from typer.main import get_command
 
 from spacy_softprompt.cli import CLIError, main
-from spacy_softprompt.cli.init_config import LEARN_RATE, PRESETS, STOCK, generate
+from spacy_softprompt.cli.init_config import LEARN_RATE, PRESETS, STOCK, STOCK_PRESETS, STOCK_TEXTCAT, generate
 
 from conftest import SHARED_DATA, require_shared
 
@@ -66,6 +66,25 @@ def test_stock_preset_refuses_prompt_choices(capsys):
     assert "error: the stock transformer+ner pipeline has no strategy" in capsys.readouterr().err
     with pytest.raises(CLIError, match="adapter"):
         generate(STOCK, adapter={"@misc": "spacy_softprompt.LoRA.v1"})
+
+
+def test_stock_textcat_preset_is_spacys_textcat_on_the_transformer():
+    """The classification baseline: exclusive textcat, its tok2vec the transformer's listener, the
+    transformer block and training settings those of the stock ner baseline, selected on cats_score."""
+    config = spacy.util.load_config_from_str(generate(STOCK_TEXTCAT))
+    ner = spacy.util.load_config_from_str(generate(STOCK))
+    assert config["nlp"]["pipeline"] == ["transformer", "textcat"]
+    model = config["components"]["textcat"]["model"]
+    assert model["@architectures"] == "spacy.TextCatEnsemble.v2" and model["linear_model"]["exclusive_classes"]
+    assert model["tok2vec"] == ner["components"]["ner"]["model"]["tok2vec"]
+    assert config["components"]["transformer"] == ner["components"]["transformer"]
+    assert config["training"]["score_weights"]["cats_score"] == 1.0
+    assert {k: v for k, v in config["training"].items() if k != "score_weights"} == {
+        k: v for k, v in ner["training"].items() if k != "score_weights"}
+    with pytest.raises(CLIError, match="transformer\\+textcat pipeline has no strategy"):
+        generate(STOCK_TEXTCAT, strategy="soft")
+    with pytest.raises(CLIError, match="stock_head must be one of ner, textcat"):
+        generate(STOCK, stock_head="spancat")
 
 
 def test_lora_frozen_is_the_lora_system_that_bench_measured(tmp_path):
@@ -127,6 +146,18 @@ def ade_subset(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def smoking_data(tmp_path_factory):
+    """SDoH train and dev with the smoking status in doc.cats (`convert brat --cats-from-status`):
+    the textcat baseline's data (ADE has no doc.cats)."""
+    sdoh = require_shared(SHARED_DATA / "sdoh-mtsamples")
+    folder = tmp_path_factory.mktemp("sdoh-smoking")
+    for split in ("train", "dev"):
+        assert main(["convert", "brat", str(sdoh), str(folder / f"{split}.spacy"), "--split", split,
+                     "--cats-from-status", "Tobacco"]) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     folder = tmp_path_factory.mktemp("configs")
     assert main(["init-config", str(folder), "--preset", "all"]) == 0
@@ -140,9 +171,10 @@ def spacy_cli(*args: str):
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
-def test_generated_config_passes_spacy_debug(preset, generated, ade_subset, default_backbone_path):
-    paths = ["--paths.train", str(ade_subset / "train.spacy"), "--paths.dev", str(ade_subset / "dev.spacy")]
-    if preset == STOCK:  # spacy-transformers looks a hub name up online: give it the offline copy
+def test_generated_config_passes_spacy_debug(preset, generated, request, default_backbone_path):
+    data = request.getfixturevalue("smoking_data" if preset == STOCK_TEXTCAT else "ade_subset")
+    paths = ["--paths.train", str(data / "train.spacy"), "--paths.dev", str(data / "dev.spacy")]
+    if preset in STOCK_PRESETS:  # spacy-transformers looks a hub name up online: give it the offline copy
         paths += ["--components.transformer.model.name", default_backbone_path]
     config = str(generated / f"{preset}.cfg")
     result = spacy_cli("debug", "config", config, *paths)

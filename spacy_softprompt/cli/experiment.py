@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-from .init_config import PRESETS, STOCK
+from .init_config import PRESETS, STOCK_PRESETS
 from .runs import base_config, corpus_settings, matplotlib_available, require_files, train_and_evaluate
 
 HELP = ("sweep prompt length or few-shot size (train + evaluate per setting), write a table and a PNG plot "
@@ -29,7 +29,7 @@ METRICS = ("concepts_strict_f", "concepts_lenient_f", "relations_strict_f", "rel
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=["prompt-length", "fewshot"])
     parser.add_argument(
-        "--preset", default="soft_prompt_frozen", choices=[name for name in PRESETS if name != STOCK],
+        "--preset", default="soft_prompt_frozen", choices=[name for name in PRESETS if name not in STOCK_PRESETS],
         help="the init-config preset every run starts from (default soft_prompt_frozen)",
     )
     parser.add_argument("--config", type=Path, help="a training config file instead of --preset")

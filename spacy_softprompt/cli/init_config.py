@@ -2,7 +2,7 @@
 
 In the spirit of ``spacy init config``: the component blocks come from the
 factories' own default configs (``softprompt_ie``'s, or spaCy's ``transformer``
-and ``ner`` for the stock baseline), with only the chosen settings changed, so
+and ``ner`` or ``textcat`` for the stock baselines), with only the chosen settings changed, so
 a setting added to a component appears here without touching this module.
 The training sections around them are the ones this project trains with.
 
@@ -28,6 +28,12 @@ HELP = "write a training config (strategy, frozen backbone, backbone, prompt lay
 LEARN_RATE = {True: 0.005, False: 0.0001}
 MAX_STEPS = 600
 STOCK = "stock_transformer_ner"
+#: the stock baseline of the classification learning curve (issue 14): spaCy's textcat on the backbone
+STOCK_TEXTCAT = "stock_transformer_textcat"
+#: presets that build spaCy's own pipelines, not softprompt_ie
+STOCK_PRESETS = (STOCK, STOCK_TEXTCAT)
+#: the stock pipelines' task component: ner (concepts) or textcat (one exclusive class per document)
+STOCK_HEADS = ("ner", "textcat")
 #: the hub name written for the stock pipeline when the backbone is "default" (spacy-transformers
 #: does not know our offline alias; bench writes the resolved folder instead)
 STOCK_DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -48,7 +54,8 @@ class Choices:
     dev: Optional[str] = None
     gpu: bool = False
     max_steps: int = MAX_STEPS
-    stock: bool = False  # spaCy's transformer + ner instead of softprompt_ie
+    stock: bool = False  # spaCy's transformer + stock_head instead of softprompt_ie
+    stock_head: str = "ner"  # with stock: "ner" or "textcat"
     adapter: Optional[Dict[str, Any]] = None  # a [model.adapter] block (e.g. LORA_ADAPTER); None: none
 
 
@@ -81,6 +88,14 @@ PRESETS: Dict[str, Preset] = {
                   "The stock spaCy way to do the concept part of the job: spacy-transformers + ner, fine-tuned, "
                   "with the same backbone, batcher, steps and learning rate schedule as finetune.cfg. It is the "
                   "baseline of `python -m spacy_softprompt bench`."),
+    STOCK_TEXTCAT: Preset(Choices(frozen=False, stock=True, stock_head="textcat"),
+                          "The stock spaCy way to classify documents: spacy-transformers + textcat (exclusive "
+                          "classes; spaCy's own TextCatEnsemble.v2, the transformer listener beside its "
+                          "bag-of-words model, as `spacy init config --pipeline textcat --optimize accuracy --gpu` "
+                          "writes it), "
+                          "fine-tuned, the same backbone, batcher, steps and schedule as finetune.cfg. The "
+                          "baseline of the SDoH status learning curve (docs/sdoh_status.md); train it on "
+                          "corpus/sdoh-smoking."),
 }
 
 # The training sections this project uses around the components (spaCy's own defaults fill
@@ -249,8 +264,10 @@ def generate(preset: Optional[str] = None, output: Optional[Path] = None, **choi
         raise CLIError(f"unknown config choice: {err}") from err
     if chosen.stock and (chosen.prompt_layer is not None or "strategy" in choices or chosen.frozen
                          or chosen.adapter is not None):
-        raise CLIError("the stock transformer+ner pipeline has no strategy, frozen backbone, prompt layer "
-                       "or adapter")
+        raise CLIError(f"the stock transformer+{chosen.stock_head} pipeline has no strategy, frozen backbone, "
+                       "prompt layer or adapter")
+    if chosen.stock_head not in STOCK_HEADS:
+        raise CLIError(f"stock_head must be one of {', '.join(STOCK_HEADS)}, not {chosen.stock_head!r}")
     return _header(preset, chosen, output) + build_config(chosen).to_str() + "\n"
 
 
@@ -305,11 +322,13 @@ def _stock_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
     transformer = _factory_block(nlp, "transformer")
     transformer["model"]["name"] = STOCK_DEFAULT_NAME if choices.backbone == "default" else choices.backbone
     transformer["model"]["mixed_precision"] = choices.gpu
-    ner = _factory_block(nlp, "ner")
-    ner["model"]["use_upper"] = False  # as spaCy's own transformer configs: the transformer is the hidden layer
-    ner["model"]["tok2vec"] = {"@architectures": "spacy-transformers.TransformerListener.v1",
-                               "grad_factor": 1.0, "pooling": {"@layers": "reduce_mean.v1"}, "upstream": "*"}
-    return {"transformer": transformer, "ner": ner}
+    head = _factory_block(nlp, choices.stock_head)
+    if choices.stock_head == "ner":  # as spaCy's own transformer configs: the transformer is the hidden layer
+        head["model"]["use_upper"] = False
+    # textcat: the factory's TextCatEnsemble.v2 (exclusive classes), its tok2vec the transformer
+    head["model"]["tok2vec"] = {"@architectures": "spacy-transformers.TransformerListener.v1",
+                                "grad_factor": 1.0, "pooling": {"@layers": "reduce_mean.v1"}, "upstream": "*"}
+    return {"transformer": transformer, choices.stock_head: head}
 
 
 def _header(preset: Optional[str], choices: Choices, output: Optional[Path]) -> str:
@@ -347,8 +366,8 @@ def _describe(choices: Choices) -> str:
     """A preset's description when the choices match one, else a plain one."""
     for preset in PRESETS.values():
         core = preset.choices
-        if ((core.strategy, core.frozen, core.stock, core.adapter)
-                == (choices.strategy, choices.frozen, choices.stock, choices.adapter)):
+        if ((core.strategy, core.frozen, core.stock, core.stock_head, core.adapter)
+                == (choices.strategy, choices.frozen, choices.stock, choices.stock_head, choices.adapter)):
             return preset.description
     return (f"softprompt_ie, strategy {choices.strategy!r}, backbone "
             + ("frozen: only prompts and heads learn." if choices.frozen else "unfrozen."))
