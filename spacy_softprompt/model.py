@@ -262,6 +262,13 @@ class SoftPromptModel(Model):
         lower_fixed = adapter is None or not adapter.changes_layers_below(s["prompt_layer"])
         return bool(s["freeze_backbone"] and lower_fixed and s["prompt_layer"] > 0 and s["cache_frozen_states"])
 
+    def finish_update(self, optimizer: Any) -> None:
+        """An optimizer step. thinc writes the new weights through numpy views, which torch's
+        version counters do not see, so the network is told to drop what it derived from them."""
+        super().finish_update(optimizer)
+        if "builder" in self.attrs:
+            self.network.forget_query_parts()
+
     def export_adapter(self, path: Path) -> None:
         """Write the trained adapter in ``peft``'s own format, for use outside spaCy."""
         from .nn.adapters import export_peft

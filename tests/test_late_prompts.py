@@ -76,6 +76,7 @@ def test_lower_layers_read_each_window_once_and_are_cached_across_stages(tiny_be
     examples = examples_for(nlp, toy_docs)
     train_until_fitted(nlp, examples, max_rounds=8, steps_per_round=20, learn_rate=0.01)
     pipe = nlp.get_pipe("softprompt_ie")
+    pipe.from_bytes(pipe.to_bytes())  # same weights, written anew: the fitting check's query parts are dropped
     counter = RowCounter(pipe.network.stack.layers)
     try:
         docs = [nlp.make_doc(d.text) for d in toy_docs]
@@ -179,3 +180,35 @@ def test_frozen_states_cache_gives_the_same_loss_and_gradients(tiny_bert, toy_do
     assert "frozen layers below prompt_layer=1 run once per training window (4 windows" in " ".join(
         capsys.readouterr().out.split()
     )
+
+
+
+def test_query_parts_are_read_once_until_the_weights_change(tiny_bert, toy_docs):
+    """A query part's lower states depend only on the weights: kept across ``predict`` calls
+    (each call used to re-read them), dropped by an optimizer step or an in-place edit."""
+    nlp = make_pipeline(tiny_bert, "soft", False, prompt_layer=1)
+    examples = examples_for(nlp, toy_docs)
+    optimizer, _ = train(nlp, examples, 3, 0.01)
+    pipe = nlp.get_pipe("softprompt_ie")
+    docs = [nlp.make_doc(d.text) for d in toy_docs]
+
+    def layer0_rows() -> int:
+        counter = RowCounter(pipe.network.stack.layers)
+        try:
+            pipe.predict(docs)
+        finally:
+            counter.close()
+        return sum(counter.rows[0])
+
+    nlp.update(examples, sgd=optimizer)
+    assert layer0_rows() > len(docs)  # windows and the query parts asked
+    assert layer0_rows() == len(docs)  # windows again (a new batch), query parts kept
+    nlp.update(examples, sgd=optimizer)
+    assert layer0_rows() > len(docs)  # the step changed the prompts: query parts read anew
+    with torch.no_grad():
+        pipe.network.prompts.vectors.add_(0.5)
+    after_edit = predictions(nlp, TEST_TEXTS)
+    fresh = make_pipeline(tiny_bert, "soft", False, prompt_layer=1)
+    fresh.initialize(lambda: examples)
+    fresh.get_pipe("softprompt_ie").from_bytes(pipe.to_bytes())
+    assert predictions(fresh, TEST_TEXTS) == after_edit

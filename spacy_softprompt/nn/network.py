@@ -59,6 +59,10 @@ class SoftPromptNetwork(nn.Module):
         # Frozen backbone shared with other components: lower-layer states of recent windows
         # (backbone.SharedStates, a plain object, not a module); None when not shared.
         self.shared_states = None
+        # Inference: lower-layer states of query parts, which depend only on the weights; kept
+        # across calls while no parameter has changed (see _query_part_cache).
+        self._query_parts: Dict[tuple, torch.Tensor] = {}
+        self._query_parts_stamp: Optional[tuple] = None
         self.first_deep_layer = first_deep_layer(prompt_layer)
         self.prompts = prompts
         dim = backbone.config.hidden_size
@@ -222,13 +226,30 @@ class SoftPromptNetwork(nn.Module):
         windows = self._lower_states(shared["window_ids"], shared["window_mask"], shared["window_keys"],
                                      None, prompt_start, window_cache)
         with_prompts = shared["query_prompts"] if self.prompts is not None else None
+        query_cache = cache if torch.is_grad_enabled() else self._query_part_cache()
         queries = self._lower_states(shared["query_ids"], shared["query_mask"], shared["query_keys"],
-                                     with_prompts, prompt_start, cache)
+                                     with_prompts, prompt_start, query_cache)
         dim = windows.shape[-1]
         source = torch.cat([windows.new_zeros(1, dim), windows.reshape(-1, dim), queries.reshape(-1, dim).to(windows.dtype)])
         hidden = source[shared["gather"]]  # (B, S, D): [CLS] query part, window text, [SEP]
         hidden = hidden + marker[..., None].to(hidden.dtype) * self.trigger_marker.to(hidden.dtype)
         return self._upper(hidden, self.prompt_layer, attention_mask, prompt_ids, prompt_start, position_ids)
+
+    def _query_part_cache(self) -> Dict[tuple, torch.Tensor]:
+        """The query parts' lower-layer states at inference, kept across ``predict`` calls: a
+        query part is the same few tokens in every batch, so reading it again each call cost as
+        much as a second task's whole upper pass. Its states change only with the weights: the
+        cache is dropped after an optimizer step (:meth:`forget_query_parts`) and when a
+        parameter is replaced or written in place by torch (its ``_version`` counts those)."""
+        stamp = tuple((id(p), p._version) for p in self.parameters())
+        if stamp != self._query_parts_stamp:
+            self.forget_query_parts()
+            self._query_parts_stamp = stamp
+        return self._query_parts
+
+    def forget_query_parts(self) -> None:
+        """Drop the cached query-part states (the weights they came from have changed)."""
+        self._query_parts, self._query_parts_stamp = {}, None
 
     def _lower_states(
         self,
