@@ -287,7 +287,9 @@ def softprompt_score(
     (:func:`standard_scores`) and the short keys of ``SHORT_KEYS``; with document classes
     (``cat_labels``, which the component passes), spaCy's textcat keys (``cats_score``,
     ``cats_macro_f``, ``cats_f_per_type``, ...: :meth:`spacy.scorer.Scorer.score_cats`,
-    exclusive or multilabel as the component predicts, threshold 0.5). Other keyword
+    exclusive or multilabel as the component predicts; threshold 0.5 for multilabel classes, 0.0
+    for exclusive ones, so the top class always counts, as spaCy's exclusive ``textcat`` scores
+    with its default threshold: the two are then comparable). Other keyword
     arguments (the component's cfg, which ``Pipe.score`` passes on) are ignored."""
     examples = list(examples)
     scores = score_examples(examples, spans_key, lenient_matching, concept_types)
@@ -296,7 +298,8 @@ def softprompt_score(
     if cat_labels:
         scores.update(
             Scorer.score_cats(
-                examples, "cats", labels=list(cat_labels), multi_label=not exclusive_classes, threshold=0.5,
+                examples, "cats", labels=list(cat_labels), multi_label=not exclusive_classes,
+                threshold=0.0 if exclusive_classes else 0.5,
             )
         )
     return scores
