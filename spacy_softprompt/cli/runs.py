@@ -93,6 +93,52 @@ def evaluate(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1) -> 
     return json.loads(metrics.read_text(encoding="utf-8"))
 
 
+def evaluate_spacy(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1) -> Dict[str, Any]:
+    """spaCy's own evaluation of ``pipeline`` on the test file (``Language.evaluate``, what
+    ``spacy evaluate`` runs): every component's scorer, merged into one dict, saved as ``metrics``.
+    For systems that the ``evaluate`` verb does not score alike, e.g. the document classes of
+    softprompt_ie and of the stock ``textcat``, which both give spaCy's ``cats_*`` keys here
+    (:meth:`spacy.scorer.Scorer.score_cats`). In this process, not a child: a child per run costs
+    seconds of imports, which many short runs (a learning curve's small sizes) would repeat."""
+    import gc
+
+    from spacy.training import Example
+
+    from . import load_pipeline, read_docbin
+
+    nlp = load_pipeline(pipeline, gpu_id)
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in read_docbin(test, nlp.vocab)]
+    merged: Dict[str, Any] = {}
+    for key, value in nlp.evaluate(examples, per_component=True).items():
+        merged.update(value if isinstance(value, dict) else {key: value})  # component name -> its scores
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps(merged, indent=2, default=str) + "\n", encoding="utf-8")
+    del nlp, examples
+    gc.collect()
+    if gpu_id >= 0:
+        import torch
+
+        torch.cuda.empty_cache()  # leave the GPU's memory to the next run's training process
+    return merged
+
+
+def backbone_settings(config, backbone: str) -> Dict[str, Any]:
+    """The setting that puts ``backbone`` into ``config``: softprompt_ie's ``model.backbone``, or
+    for spaCy's stock pipelines the transformer's ``model.name``, resolved to a folder or hub id,
+    since spacy-transformers does not know the offline ``default`` alias (as ``bench`` does)."""
+    from ..backbone import BackboneNotFound, resolve_backbone
+
+    components = config.get("components", {})
+    if "softprompt_ie" in components:
+        return {"components.softprompt_ie.model.backbone": backbone}
+    if "transformer" in components:
+        try:
+            return {"components.transformer.model.name": resolve_backbone(backbone)}
+        except BackboneNotFound as err:
+            raise CLIError(str(err)) from err
+    raise CLIError(f"the config has neither a softprompt_ie nor a transformer component to put {backbone!r} in")
+
+
 def train_and_evaluate(config, settings: Mapping[str, Any], run_dir: Path, test: Path, *, gpu_id: int = -1,
                        env: Optional[Mapping[str, str]] = None) -> RunResult:
     """One run in ``run_dir``: write its config, train it, score model-best on ``test``."""
