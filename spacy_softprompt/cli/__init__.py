@@ -40,6 +40,7 @@ VERBS = {
     "step-time": "step_time",
     "two-tasks": "two_tasks",
     "folds": "folds",
+    "cats-curve": "cats_curve",
     "init-config": "init_config",
 }
 

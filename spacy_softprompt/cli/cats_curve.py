@@ -1,0 +1,318 @@
+"""``cats-curve``: a learning curve of document classification (``doc.cats``), softprompt_ie
+against spaCy's stock ``textcat``, at several training sizes and seeds (issue 14 item 4).
+
+For each size (a number of training documents, or ``all``) and seed, the training subsample is
+the first N documents of one seeded shuffle of the train file, written once to
+``RUNS/data/train-<size>-seed<seed>.spacy``; every system trains on that same file, so systems
+differ only in the model, and a smaller size is a subset of a larger one (the curve measures
+more data, not other data). Each system then trains with :func:`runs.train` (model-best on the
+dev set's ``cats_score`` alone) and is scored on the test file by :func:`runs.evaluate_spacy`
+(spaCy's ``textcat`` metrics, the same scorer for both kinds of pipeline).
+
+softprompt_ie learns the classes only (:data:`CLASSIFICATION_ONLY`), and predicts one class of N
+(``exclusive_classes``), like the stock exclusive textcat. A run is done when its ``run.json``
+exists: an interrupted curve resumes where it stopped; the table, JSON and plot are rewritten
+after every run.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from . import CLIError, read_docbin
+from .init_config import PRESETS
+from .runs import (backbone_settings, base_config, corpus_settings, evaluate_spacy, matplotlib_available,
+                   require_files, train, write_run_config)
+
+HELP = ("learning curve of document classes: softprompt_ie configs and spaCy's textcat trained on seeded "
+        "subsamples of N documents, scored with spaCy's textcat metrics; table, JSON and plot")
+
+#: ``[initialize.components.softprompt_ie]`` of a classification-only run. The corpus docs also
+#: carry concepts and relations; with no concept labels and an empty relation schema given at
+#: initialization, the component builds no concept or relation query (labels are only inferred
+#: from the data when none are given: ``TaskSchema.infer``), so it learns and predicts the
+#: classes alone, the same task as the stock textcat, and each step is cheaper. Chosen over a
+#: copy of the docs without spans: nothing is rewritten, every system reads one training file.
+CLASSIFICATION_ONLY: Dict[str, Any] = {"labels": [], "relation_schema": {}}
+#: model selection on the dev set: spaCy's cats_score (macro F1 for exclusive classes) alone
+SCORE_WEIGHTS = {"cats_score": 1.0}
+HINT = "run `spacy project run convert-sdoh-status` (convert brat --cats-from-status Tobacco)"
+SMOKING = Path("corpus/sdoh-smoking")
+
+Size = Union[int, str]  # a number of documents, or "all"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--systems", nargs="+", required=True, metavar="CONFIG",
+                        help="configs to compare: .cfg files (softprompt_ie, or transformer + textcat) or "
+                             "init-config preset names, e.g. configs/lora_frozen.cfg stock_transformer_textcat")
+    parser.add_argument("--train", type=Path, default=SMOKING / "train.spacy", help="training .spacy with doc.cats")
+    parser.add_argument("--dev", type=Path, default=SMOKING / "dev.spacy", help="dev .spacy (model selection)")
+    parser.add_argument("--test", type=Path, default=SMOKING / "test.spacy", help="test .spacy (reported)")
+    parser.add_argument("--output", type=Path, default=Path("docs/smoking_curve.md"),
+                        help="markdown table; the JSON and PNG go beside it")
+    parser.add_argument("--runs", type=Path, default=Path("training/cats-curve"),
+                        help="subsamples and each run's pipeline, metrics and run.json (resumed from)")
+    parser.add_argument("--sizes", nargs="+", default=["25", "50", "100", "200", "all"],
+                        help="training documents per run: numbers and/or 'all'")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                        help="a seed draws the subsample and seeds training")
+    parser.add_argument("--max-steps", type=int, default=270, help="training steps of every run")
+    parser.add_argument("--eval-frequency", type=int, default=27, help="steps between dev evaluations")
+    parser.add_argument("--dev-limit", type=int, default=0, help="dev docs evaluated while training (0 = all)")
+    parser.add_argument("--backbone", default="default", help="the one backbone every system uses")
+    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for training and scoring; -1 (default): CPU")
+    parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG (no matplotlib needed)")
+
+
+def parse_sizes(values: Sequence[str]) -> List[Size]:
+    """Numbers ascending, then ``all``."""
+    sizes: List[Size] = []
+    for value in values:
+        if value == "all":
+            continue
+        if not value.isdigit() or int(value) < 1:
+            raise CLIError(f"--sizes takes positive numbers of documents or 'all', not {value!r}")
+        sizes.append(int(value))
+    return sorted(set(sizes)) + (["all"] if "all" in values else [])  # type: ignore[list-item]
+
+
+def subsample(docs: Sequence[Any], size: Size, seed: int) -> List[Any]:
+    """The first ``size`` documents of a shuffle seeded by ``seed`` (all of them for ``all``):
+    sizes nest, and a size and seed give the same documents for every system."""
+    if size == "all":
+        return list(docs)
+    if size > len(docs):  # type: ignore[operator]
+        raise CLIError(f"--sizes {size}: the train file has only {len(docs)} documents (use 'all')")
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    return [docs[i] for i in order[:size]]  # type: ignore[misc]
+
+
+def describe(docs: Sequence[Any]) -> Dict[str, Any]:
+    """What a subsample holds: documents, documents per class (the class at 1.0), a digest of the texts."""
+    classes: Dict[str, int] = {}
+    for doc in docs:
+        for label, value in doc.cats.items():
+            if value == 1.0:
+                classes[label] = classes.get(label, 0) + 1
+    digest = hashlib.sha1("\x00".join(doc.text for doc in docs).encode("utf-8")).hexdigest()[:12]
+    return {"documents": len(docs), "classes": dict(sorted(classes.items())), "texts_sha1": digest}
+
+
+def load_system(name: str) -> Tuple[str, Any]:
+    """A system's name (the file's stem or the preset) and its base config."""
+    path = Path(name)
+    if name.endswith(".cfg") or path.exists():
+        return path.stem, base_config(config=path)
+    if name not in PRESETS:
+        raise CLIError(f"--systems {name!r} is neither a .cfg file nor an init-config preset "
+                       f"({', '.join(PRESETS)})")
+    return name, base_config(name)
+
+
+def run_settings(config, train_file: Path, args: argparse.Namespace, seed: int, log: Path) -> Dict[str, Any]:
+    """The settings of one run: data, steps, seed, the JSONL log, selection on cats_score, the
+    backbone; for softprompt_ie, exclusive classes learned alone."""
+    settings = corpus_settings(train_file, args.dev, max_steps=args.max_steps, eval_frequency=args.eval_frequency,
+                               dev_limit=args.dev_limit, seed=seed)
+    settings["training.score_weights"] = dict(SCORE_WEIGHTS)
+    settings["training.logger"] = {"@loggers": "spacy.ConsoleLogger.v3", "progress_bar": "eval",
+                                   "output_file": str(log)}
+    settings.update(backbone_settings(config, args.backbone))
+    components = config.get("components", {})
+    if "softprompt_ie" in components:
+        settings["components.softprompt_ie.exclusive_classes"] = True
+        settings["initialize.components.softprompt_ie"] = dict(CLASSIFICATION_ONLY)
+    elif "textcat" not in components:
+        raise CLIError("a cats-curve system needs a softprompt_ie or a textcat component; the config has "
+                       f"{', '.join(components) or 'none'}")
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    from .bench import dev_curve
+
+    require_files([args.train, args.dev, args.test], HINT)
+    sizes = parse_sizes(args.sizes)
+    plot = args.plot and matplotlib_available(required=False, verb="cats-curve")
+    systems = [load_system(name) for name in args.systems]
+    if len({name for name, _ in systems}) != len(systems):
+        raise CLIError("--systems: two systems have the same name (a config's file name is its name)")
+    docs = read_docbin(args.train)
+    if not any(doc.cats for doc in docs):
+        raise CLIError(f"{args.train} has no doc.cats ({HINT})")
+    report: Dict[str, Any] = {
+        "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:]), "backbone": args.backbone,
+        "max_steps": args.max_steps, "eval_frequency": args.eval_frequency, "train": str(args.train),
+        "dev": str(args.dev), "test": str(args.test), "train_documents": len(docs), "sizes": sizes,
+        "seeds": args.seeds, "systems": [name for name, _ in systems], "subsamples": {}, "runs": [],
+    }
+    plan = [(size, seed, system) for size in sizes for seed in args.seeds for system in systems]
+    start = time.perf_counter()
+    for index, (size, seed, (name, config)) in enumerate(plan, 1):
+        key = f"{size}-seed{seed}"
+        train_file = args.runs / "data" / f"train-{key}.spacy"
+        if key not in report["subsamples"]:
+            chosen = subsample(docs, size, seed)
+            report["subsamples"][key] = describe(chosen)
+            if not train_file.is_file():  # kept: runs resumed later train on the very same documents
+                from spacy.tokens import DocBin
+
+                train_file.parent.mkdir(parents=True, exist_ok=True)
+                DocBin(store_user_data=True, docs=chosen).to_disk(train_file)
+        run_dir = args.runs / key / name
+        record_path = run_dir / "run.json"
+        where = f"[{index}/{len(plan)}] {size} documents, seed {seed}, {name}"
+        if record_path.is_file():
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+            if (record.get("max_steps"), record.get("backbone")) != (args.max_steps, args.backbone):
+                raise CLIError(f"{record_path} was trained with max_steps {record.get('max_steps')} and backbone "
+                               f"{record.get('backbone')!r}; pass another --runs folder or delete it")
+            print(f"{where}: done before ({record_path}), skipped", flush=True)
+        else:
+            print(f"{where}: training", flush=True)
+            log = run_dir / "train_log.jsonl"
+            log.unlink(missing_ok=True)  # spaCy's logger appends
+            settings = run_settings(config, train_file, args, seed, log)
+            result = train(write_run_config(config, settings, run_dir / "config.cfg"), run_dir, gpu_id=args.gpu_id)
+            scores = evaluate_spacy(result.pipeline, args.test, run_dir / "metrics.json", gpu_id=args.gpu_id)
+            if "cats_macro_f" not in scores:
+                raise CLIError(f"{run_dir / 'metrics.json'} has no cats_* scores: did the pipeline learn doc.cats?")
+            record = {"system": name, "size": size, "documents": report["subsamples"][key]["documents"],
+                      "seed": seed, "max_steps": args.max_steps, "backbone": args.backbone,
+                      "train_file": str(train_file), "cats_macro_f": _points(scores["cats_macro_f"]),
+                      "cats_micro_f": _points(scores.get("cats_micro_f")),
+                      "cats_f_per_type": {label: _points(v["f"]) for label, v in
+                                          sorted((scores.get("cats_f_per_type") or {}).items())},
+                      "train_seconds": round(result.train_seconds, 1), **dev_curve(log)}
+            record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        report["runs"].append(record)
+        print(f"    macro F1 {_cell(record['cats_macro_f'])}, {record['steps']} steps (best {record['best_step']}), "
+              f"{record['epochs']} epochs, {record['train_seconds']:.0f} s", flush=True)
+        report["wall_seconds"] = round(time.perf_counter() - start, 1)
+        write_report(report, args.output, plot)
+    print("\n" + to_markdown(report))
+    return 0
+
+
+def _points(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(100 * value, 2)
+
+
+def _cell(value: Optional[float]) -> str:
+    return "n/r" if value is None else f"{value:.1f}"
+
+
+def _mean_sd(values: List[float]) -> str:
+    if not values:
+        return "n/r"
+    return f"{statistics.fmean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else "")
+
+
+def summarize(report: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Mean and sample sd of macro F1 over seeds, per size and system (runs done so far)."""
+    rows = []
+    for size in report["sizes"]:
+        for system in report["systems"]:
+            runs = [r for r in report["runs"] if r["size"] == size and r["system"] == system]
+            values = [r["cats_macro_f"] for r in runs if r["cats_macro_f"] is not None]
+            if runs:
+                rows.append({"size": size, "documents": runs[0]["documents"], "system": system, "runs": len(runs),
+                             "mean": round(statistics.fmean(values), 2) if values else None,
+                             "sd": round(statistics.stdev(values), 2) if len(values) > 1 else None})
+    return rows
+
+
+def write_report(report: Dict[str, Any], output: Path, plot: bool) -> None:
+    """The markdown, its JSON beside it and (``plot``) the PNG, from the runs done so far."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    report["summary"] = summarize(report)
+    output.write_text(to_markdown(report), encoding="utf-8")
+    output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if plot:
+        plot_curve(report, output.with_suffix(".png"))
+
+
+def to_markdown(report: Dict[str, Any]) -> str:
+    systems, runs = report["systems"], report["runs"]
+    wall = report.get("wall_seconds", 0)
+    lines = [
+        "# Document classes: learning curve", "",
+        f"Made by: `{report['command']}`; do not edit. Backbone `{report['backbone']}`; every run "
+        f"{report['max_steps']} training steps, the dev set scored every {report['eval_frequency']} steps, "
+        "model-best chosen on its `cats_score` and scored on the test file with spaCy's textcat metrics "
+        "(`Language.evaluate`, as `spacy evaluate`; exclusive classes: the top class counts). "
+        f"Train file `{report['train']}` ({report['train_documents']} documents), test "
+        f"`{report['test']}`; {len(runs)} runs, {wall / 60:.1f} min wall time in this invocation "
+        "(resumed runs not counted; each run's own time is below).", "",
+        "A size's documents are the first N of one seeded shuffle of the train file, the same for every system; "
+        "softprompt_ie learns the classes only (no concept or relation queries), exclusive like the stock "
+        "textcat.", "",
+        "## Macro F1 on test (mean ± sd over seeds)", "",
+        "| training documents | " + " | ".join(systems) + " |",
+        "| ---: | " + " | ".join("---:" for _ in systems) + " |",
+    ]
+    for size in report["sizes"]:
+        cells = []
+        for system in systems:
+            values = [r["cats_macro_f"] for r in runs if r["size"] == size and r["system"] == system
+                      and r["cats_macro_f"] is not None]
+            cells.append(_mean_sd(values) + (f" (n={len(values)})" if values else ""))
+        documents = next((r["documents"] for r in runs if r["size"] == size), None)
+        label = f"all ({documents})" if size == "all" and documents else str(size)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    done = [s for s in report["sizes"] if any(r["size"] == s for r in runs)]
+    if done:
+        largest = done[-1]
+        labels = sorted({label for r in runs if r["size"] == largest for label in r["cats_f_per_type"]})
+        lines += ["", f"## F1 per class at {largest} training documents (mean ± sd over seeds)", "",
+                  "| system | " + " | ".join(labels) + " |", "| --- | " + " | ".join("---:" for _ in labels) + " |"]
+        for system in systems:
+            chosen = [r for r in runs if r["size"] == largest and r["system"] == system]
+            if chosen:
+                cells = [_mean_sd([r["cats_f_per_type"][label] for r in chosen
+                                   if r["cats_f_per_type"].get(label) is not None]) for label in labels]
+                lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    lines += ["", "## Each run", "",
+              "| documents | seed | system | macro F1 | steps (best) | epochs | training s |",
+              "| ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for r in runs:
+        lines.append(f"| {r['documents']} | {r['seed']} | {r['system']} | {_cell(r['cats_macro_f'])} "
+                     f"| {r['steps']} ({r['best_step']}) | {r['epochs']} | {r['train_seconds']:.0f} |")
+    lines += ["", "Subsamples (documents per class at 1.0):", ""]
+    for key, sample in report["subsamples"].items():
+        classes = ", ".join(f"{label} {n}" for label, n in sample["classes"].items())
+        lines.append(f"- {key}: {sample['documents']} documents ({classes})")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curve(report: Dict[str, Any], path: Path) -> None:
+    """Macro F1 against training documents, one line per system, sd over seeds as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for system in report["systems"]:
+        rows = [r for r in report["summary"] if r["system"] == system and r["mean"] is not None]
+        ax.errorbar([r["documents"] for r in rows], [r["mean"] for r in rows], yerr=[r["sd"] or 0 for r in rows],
+                    marker="o", capsize=3, label=system)
+    ax.set_xscale("log")
+    ax.set_xlabel("training documents")
+    ax.set_ylabel("macro F1 on test (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{report['max_steps']} steps per run, backbone {report['backbone']}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,172 @@
+"""``cats-curve`` (cli/cats_curve.py): classification-only training of softprompt_ie ignores the
+corpus's concepts and relations, subsamples nest and are seeded, project.yml's ``cats-curve`` is
+the verb, and the verb runs in small (two sizes, one seed, two steps of the tiny random BERT,
+softprompt_ie against the stock textcat) and resumes without retraining."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import spacy
+import torch
+from spacy.tokens import DocBin
+from spacy.training import Example
+
+from spacy_softprompt.cli import main
+from spacy_softprompt.cli.cats_curve import CLASSIFICATION_ONLY, parse_sizes, subsample
+
+from conftest import annotate
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTES = [  # (text, concepts, relations, smoking status)
+    ("Patient smokes a pack of cigarettes daily.", [("smokes", "Tobacco"), ("daily", "Frequency")],
+     [("smokes", "Frequency", "daily")], "current"),
+    ("Current smoker, twenty pack years.", [("smoker", "Tobacco")], [], "current"),
+    ("She quit smoking ten years ago.", [("smoking", "Tobacco"), ("ten years ago", "Time")],
+     [("smoking", "Time", "ten years ago")], "past"),
+    ("Former smoker, stopped in 2001.", [("smoker", "Tobacco")], [], "past"),
+    ("Patient denies tobacco use.", [("tobacco", "Tobacco")], [], "never"),
+    ("She has never used tobacco.", [("tobacco", "Tobacco")], [], "never"),
+    ("He smokes cigars every day.", [("smokes", "Tobacco")], [], "current"),
+    ("No history of tobacco.", [("tobacco", "Tobacco")], [], "never"),
+]
+CLASSES = ("current", "past", "never")
+
+
+def notes(with_spans: bool = True):
+    nlp = spacy.blank("en")
+    docs = []
+    for text, concepts, relations, status in NOTES:
+        doc = annotate(nlp, text, concepts, relations) if with_spans else nlp.make_doc(text)
+        doc.cats = {label: float(label == status) for label in CLASSES}
+        docs.append(doc)
+    return docs
+
+
+def train_losses(tiny_bert: str, docs, steps: int = 2):
+    """A classification-only softprompt_ie on ``docs``: the component and its loss per step."""
+    torch.manual_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("softprompt_ie", config={"exclusive_classes": True, "model": {
+        "backbone": tiny_bert, "strategy": "soft", "freeze_backbone": True, "prompt_length": 4, "max_length": 64}})
+    nlp.config["initialize"]["components"]["softprompt_ie"] = dict(CLASSIFICATION_ONLY)
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in docs]
+    optimizer = nlp.initialize(lambda: examples)
+    losses = [nlp.update(examples, sgd=optimizer, drop=0.0)["softprompt_ie"] for _ in range(steps)]
+    return nlp.get_pipe("softprompt_ie"), losses
+
+
+def test_classification_only_ignores_concepts_and_relations(tiny_bert):
+    component, losses = train_losses(tiny_bert, notes(with_spans=True))
+    assert component.labels == () and component.schema.triggers == {}
+    assert component.cat_labels == tuple(sorted(CLASSES))
+    _, plain = train_losses(tiny_bert, notes(with_spans=False))
+    assert losses == pytest.approx(plain, rel=1e-5)  # the spans add nothing to the loss
+
+
+def test_subsamples_are_seeded_nested_and_checked():
+    docs = list(range(10))
+    assert subsample(docs, 4, 0) == subsample(docs, 4, 0) == subsample(docs, 6, 0)[:4]
+    assert subsample(docs, 4, 0) != subsample(docs, 4, 1)
+    assert subsample(docs, "all", 3) == docs
+    assert parse_sizes(["all", "50", "25"]) == [25, 50, "all"]
+    assert main(["cats-curve", "--systems", "finetune", "--train", "nowhere.spacy"]) == 2
+
+
+def test_project_command_is_the_verb():
+    """project.yml's ``cats-curve`` (with its default vars) parses as the verb's arguments, and the
+    ``smoking-curve`` workflow converts the corpus first (the run itself is tested below, in-process:
+    a ``spacy project run`` child would add seconds of imports)."""
+    import shlex
+
+    from spacy.cli.project.run import load_project_config
+    from spacy_softprompt.cli import build_parser
+
+    project = load_project_config(ROOT)
+    command = {c["name"]: c for c in project["commands"]}["cats-curve"]
+    (script,) = command["script"]
+    words = shlex.split(script)
+    assert words[:3] == ["python", "-m", "spacy_softprompt"]
+    args = build_parser().parse_args(words[3:])
+    assert args.sizes == ["25", "50", "100", "200", "all"] and args.seeds == [0, 1, 2]
+    assert args.systems == ["configs/lora_frozen.cfg", "configs/soft_prompt_frozen.cfg", "configs/finetune.cfg",
+                            "configs/stock_transformer_textcat.cfg"]
+    assert args.output == Path("docs/smoking_curve.md") and str(args.train) == "corpus/sdoh-smoking/train.spacy"
+    assert project["workflows"]["smoking-curve"] == ["convert-sdoh-status", "cats-curve"]
+    for system in args.systems:
+        assert (ROOT / system).is_file()
+
+
+def test_cats_curve_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch):
+    """Two sizes, one seed, two steps: softprompt_ie (finetune.cfg) against the stock textcat."""
+    docs = notes()
+    DocBin(store_user_data=True, docs=docs).to_disk(tmp_path / "train.spacy")
+    for split in ("dev", "test"):
+        DocBin(store_user_data=True, docs=docs[:4]).to_disk(tmp_path / f"{split}.spacy")
+    monkeypatch.setenv("SPACY_CONFIG_OVERRIDES", "--training.optimizer.learn_rate.warmup_steps 1")
+    runs, output = tmp_path / "runs", tmp_path / "docs" / "smoking_curve.md"
+    argv = ["cats-curve", "--systems", str(ROOT / "configs" / "finetune.cfg"), "stock_transformer_textcat",
+            "--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
+            "--test", str(tmp_path / "test.spacy"), "--sizes", "4", "all", "--seeds", "0", "--max-steps", "2",
+            "--eval-frequency", "2", "--backbone", tiny_bert, "--runs", str(runs), "--output", str(output), "--no-plot"]
+    assert main(argv) == 0
+    assert "[4/4] all documents, seed 0, stock_transformer_textcat: training" in capsys.readouterr().out
+    report = json.loads(output.with_suffix(".json").read_text())
+    assert [(r["size"], r["system"]) for r in report["runs"]] == [
+        (4, "finetune"), (4, "stock_transformer_textcat"), ("all", "finetune"), ("all", "stock_transformer_textcat")]
+    assert [(r["size"], r["documents"], r["system"], r["runs"]) for r in report["summary"]] == [
+        (4, 4, "finetune", 1), (4, 4, "stock_transformer_textcat", 1),
+        ("all", 8, "finetune", 1), ("all", 8, "stock_transformer_textcat", 1)]
+    for r in report["runs"]:
+        assert r["steps"] == 2 and 0 <= r["cats_macro_f"] <= 100 and set(r["cats_f_per_type"]) == set(CLASSES)
+    # one subsample per size and seed: the same file, with the seeded documents, for both systems
+    assert report["subsamples"]["4-seed0"]["documents"] == 4 and report["subsamples"]["all-seed0"]["documents"] == 8
+    for size in (4, "all"):
+        files = {r["train_file"] for r in report["runs"] if r["size"] == size}
+        assert files == {str(runs / "data" / f"train-{size}-seed0.spacy")}
+        for system in ("finetune", "stock_transformer_textcat"):
+            config = spacy.util.load_config(runs / f"{size}-seed0" / system / "config.cfg")
+            assert config["paths"]["train"] == files.copy().pop()
+        texts = [doc.text for doc in DocBin().from_disk(files.pop()).get_docs(spacy.blank("en").vocab)]
+        assert texts == [NOTES[i][0] for i in subsample(range(len(NOTES)), size, 0)]
+    # softprompt_ie learned the classes alone: no concept labels, no relation schema
+    trained = spacy.util.load_config(runs / "4-seed0" / "finetune" / "config.cfg")
+    assert dict(trained["initialize"]["components"]["softprompt_ie"]) == CLASSIFICATION_ONLY
+    assert trained["components"]["softprompt_ie"]["exclusive_classes"] is True
+    assert dict(trained["training"]["score_weights"]) == {"cats_score": 1.0}
+    assert trained["components"]["softprompt_ie"]["model"]["backbone"] == tiny_bert
+    stock = spacy.util.load_config(runs / "4-seed0" / "stock_transformer_textcat" / "config.cfg")
+    assert stock["components"]["transformer"]["model"]["name"] == tiny_bert
+    table = output.read_text()
+    assert "| training documents | finetune | stock_transformer_textcat |" in table
+    assert "| 4 | " in table and "| all (8) |" in table and "## F1 per class at all training documents" in table
+    assert "every run 2 training steps" in table and "Made by: `python -m spacy_softprompt" in table
+    # resumed: every run has its run.json, nothing is trained again
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 4 and ": training" not in out
+    assert json.loads(output.with_suffix(".json").read_text())["runs"] == report["runs"]
+    # another step count would mix runs: refused
+    steps = argv.index("--max-steps") + 1
+    assert main([("3" if i == steps else a) for i, a in enumerate(argv)]) == 2
+    assert "trained with max_steps 2" in capsys.readouterr().err
+
+
+def test_exclusive_classes_score_the_top_class_like_textcat():
+    """The curve compares softprompt_ie with the exclusive textcat, which counts the top class
+    whatever its probability (threshold 0.0): softprompt_ie's scorer does the same."""
+    from spacy.scorer import Scorer
+
+    from spacy_softprompt.scoring import softprompt_score
+
+    nlp = spacy.blank("en")
+    examples = []
+    for text, status in (("a", "current"), ("b", "past")):
+        predicted, gold = nlp.make_doc(text), nlp.make_doc(text)
+        predicted.cats = {label: 0.4 if label == status else 0.3 for label in CLASSES}  # right, but below 0.5
+        gold.cats = {label: float(label == status) for label in CLASSES}
+        examples.append(Example(predicted, gold))
+    scores = softprompt_score(examples, cat_labels=CLASSES, exclusive_classes=True)
+    textcat = Scorer.score_cats(examples, "cats", labels=CLASSES, multi_label=False, threshold=0.0)
+    assert scores["cats_macro_f"] == textcat["cats_macro_f"] and scores["cats_f_per_type"]["current"]["f"] == 1.0
