@@ -134,7 +134,10 @@ def test_cats_curve_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monke
     trained = spacy.util.load_config(runs / "4-seed0" / "finetune" / "config.cfg")
     assert dict(trained["initialize"]["components"]["softprompt_ie"]) == CLASSIFICATION_ONLY
     assert trained["components"]["softprompt_ie"]["exclusive_classes"] is True
-    assert dict(trained["training"]["score_weights"]) == {"cats_score": 1.0}
+    assert dict(trained["training"]["score_weights"]) == {"conc_f": 0.0, "rel_f": 0.0, "ents_f": 0.0, "cats_score": 1.0}
+    for system in ("finetune", "stock_transformer_textcat"):  # both selected on cats_score alone
+        log = (runs / "4-seed0" / system / "train_log.jsonl").read_text().splitlines()
+        assert all(row["score"] == pytest.approx(row["scores"]["cats_score"] / 100) for row in map(json.loads, log))
     assert trained["components"]["softprompt_ie"]["model"]["backbone"] == tiny_bert
     stock = spacy.util.load_config(runs / "4-seed0" / "stock_transformer_textcat" / "config.cfg")
     assert stock["components"]["transformer"]["model"]["name"] == tiny_bert

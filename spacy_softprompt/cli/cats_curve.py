@@ -123,7 +123,11 @@ def run_settings(config, train_file: Path, args: argparse.Namespace, seed: int, 
     backbone; for softprompt_ie, exclusive classes learned alone."""
     settings = corpus_settings(train_file, args.dev, max_steps=args.max_steps, eval_frequency=args.eval_frequency,
                                dev_limit=args.dev_limit, seed=seed)
-    settings["training.score_weights"] = dict(SCORE_WEIGHTS)
+    # every weight the config gives set to 0, nulls (scores that are not numbers) kept: spaCy fills
+    # in the components' default weights and normalizes, so a weight left out would still count
+    weights = {key: None if value is None else 0.0
+               for key, value in config.get("training", {}).get("score_weights", {}).items()}
+    settings["training.score_weights"] = {**weights, **SCORE_WEIGHTS}
     settings["training.logger"] = {"@loggers": "spacy.ConsoleLogger.v3", "progress_bar": "eval",
                                    "output_file": str(log)}
     settings.update(backbone_settings(config, args.backbone))
