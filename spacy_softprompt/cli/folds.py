@@ -59,8 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--seed", type=int, default=0, help="system.seed of every fold")
     train.add_argument("--gpu-id", type=int, default=-1, help="GPU to train and evaluate on; -1 (default) for CPU")
     aggregate = sub.add_parser("aggregate", help="mean ± sd over the METRICS/fold_<i>.json files that exist")
-    aggregate.add_argument("metrics", type=Path, help="folder of fold_<i>.json from the evaluate verb")
-    aggregate.add_argument("--runs", type=Path, help="RUNS of `folds train`: steps, epochs, wall time per fold")
+    aggregate.add_argument("metrics", type=Path,
+                           help="folder of fold_<i>.json from the evaluate verb, or a folder of such folders "
+                                "(one per system: they are compared in one table)")
+    aggregate.add_argument("--runs", type=Path,
+                           help="RUNS of `folds train` (or, for a folder of systems, the folder of their RUNS): "
+                                "steps, epochs, wall time per fold")
     aggregate.add_argument("--name", help="what was trained, for the title (default: the metrics folder's name)")
     aggregate.add_argument("--output", type=Path, help="write the markdown here (and .json beside it)")
 
@@ -103,22 +107,36 @@ def _train(args: argparse.Namespace) -> int:
 def _aggregate(args: argparse.Namespace) -> int:
     if not args.metrics.is_dir():
         raise CLIError(f"{args.metrics} is not a folder of fold_<i>.json files (run `folds train` first)")
-    folds = sorted((int(m[1]), p) for p in args.metrics.iterdir() if (m := FOLD_FILE.match(p.name)))
-    if not folds:
-        raise CLIError(f"no fold_<i>.json in {args.metrics} (run `folds train` first)")
-    summary = aggregate(
-        {fold: json.loads(path.read_text(encoding="utf-8")) for fold, path in folds},
-        {fold: _run_record(args.runs, fold) for fold, _ in folds} if args.runs else {},
-        name=args.name or args.metrics.name,
-    )
-    summary["metrics_folder"] = str(args.metrics)
-    table = to_markdown(summary)
+    if _fold_files(args.metrics):
+        systems = {args.name or args.metrics.name: (args.metrics, args.runs)}
+    else:  # a folder of systems: metrics/ade-spert/<system>/fold_<i>.json
+        systems = {d.name: (d, None if args.runs is None else args.runs / d.name)
+                   for d in sorted(args.metrics.iterdir()) if d.is_dir() and _fold_files(d)}
+    if not systems:
+        raise CLIError(f"no fold_<i>.json in {args.metrics} or its subfolders (run `folds train` first)")
+    summaries = []
+    for name, (metrics, runs) in systems.items():
+        folds = _fold_files(metrics)
+        summary = aggregate(
+            {fold: json.loads(path.read_text(encoding="utf-8")) for fold, path in folds},
+            {fold: _run_record(runs, fold) for fold, _ in folds} if runs else {},
+            name=name,
+        )
+        summary["metrics_folder"] = str(metrics)
+        summaries.append(summary)
+    table = to_markdown(summaries)
     print(table, end="")
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(table, encoding="utf-8")
-        args.output.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        report = summaries[0] if len(summaries) == 1 else {"systems": summaries, "literature": LITERATURE}
+        args.output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def _fold_files(folder: Path) -> List[tuple]:
+    """(fold, path) of the fold_<i>.json files in ``folder``, by fold."""
+    return sorted((int(m[1]), p) for p in folder.iterdir() if (m := FOLD_FILE.match(p.name)))
 
 
 def _run_record(runs: Path, fold: int) -> Optional[Dict[str, Any]]:
@@ -166,44 +184,62 @@ def _mean_sd(stat: Dict[str, Any]) -> str:
     return f"{stat['mean']:.1f}" + ("" if stat["sd"] is None else f" ± {stat['sd']:.1f}")
 
 
-def to_markdown(summary: Dict[str, Any]) -> str:
-    n, folds = summary["n_folds"], ", ".join(map(str, summary["folds"]))
-    backbones = sorted({str(r["backbone"]) for r in summary["per_fold"] if r["backbone"]})
+def to_markdown(summaries: List[Dict[str, Any]]) -> str:
+    """One system: its mean ± sd per metric. Several: one row per system first. Then each
+    system's folds, and the literature."""
+    names = ", ".join(s["name"] for s in summaries)
+    folders = ", ".join(f"`{s.get('metrics_folder', 'the metrics folder')}/fold_<i>.json`" for s in summaries)
     lines = [
-        f"# ADE, SpERT's 10 folds: {summary['name']}",
+        f"# ADE, SpERT's 10 folds: {names}",
         "",
         "Made by `spacy project run aggregate-spert` (`python -m spacy_softprompt folds aggregate`) from "
-        f"`{summary.get('metrics_folder', 'the metrics folder')}/fold_<i>.json`; do not edit. Each fold: trained on "
-        "its train file less a dev set (a seeded 10% of the train file, for model selection), scored on its test "
-        "file (`evaluate`); strict is exact span and type (SpERT's setting with the nested entities).",
+        f"{folders}; do not edit. Each fold: trained on its train file less a dev set (a seeded 10% of the train "
+        "file, for model selection), scored on its test file (`evaluate`); strict is exact span and type (SpERT's "
+        "setting with the nested entities). F1 in points, mean ± sample sd over the folds.",
         "",
-        f"**{n} of 10 folds** ({folds})" + ("" if n == 10 else ": the papers average all 10, so this is not yet "
-                                            "their figure") + (f"; backbone {', '.join(backbones)}" if backbones else "")
-        + ". F1 in points, mean ± sample sd over the folds.",
-        "",
-        "| metric | key | mean ± sd |",
-        "| --- | --- | ---: |",
     ]
-    for key, label in METRICS:
-        lines.append(f"| {label} | `{key}` | {_mean_sd(summary[key])} |")
-    lines += ["", "## Each fold", "",
-              "| fold | entity macro | relation | entity micro | entity lenient macro | entity lenient "
-              "| relation lenient | steps (best) | epochs | training s |",
-              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in summary["per_fold"]:
-        figures = " | ".join(_cell(r[key]) for key, _ in METRICS)
-        steps = "n/r" if r["steps"] is None else f"{r['steps']} ({_cell(r['best_step'])})"
-        lines.append(f"| {r['fold']} | {figures} | {steps} | {_cell(r['epochs'])} | {_cell(r['train_seconds'], 0)} |")
-    total = summary["train_seconds_total"]
-    lines += ["", "Steps, epochs and training time come from each fold's `run.json` (spaCy's training log; n/r: "
-              "not recorded); training time is the wall time of `spacy train`"
-              + ("" if total is None else f", {total:.0f} s over these folds") + ".",
-              "", "## The literature (10-fold mean, strict)", "",
+    if len(summaries) == 1:
+        summary = summaries[0]
+        lines += [_folds_line(summary) + ".", "", "| metric | key | mean ± sd |", "| --- | --- | ---: |"]
+        lines += [f"| {label} | `{key}` | {_mean_sd(summary[key])} |" for key, label in METRICS]
+    else:
+        lines += ["| system | folds | " + " | ".join(label for _, label in METRICS) + " | training s (all folds) |",
+                  "| --- | --- | " + " | ".join("---:" for _ in METRICS) + " | ---: |"]
+        for summary in summaries:
+            total = summary["train_seconds_total"]
+            lines.append(f"| {summary['name']} | {', '.join(map(str, summary['folds']))} | "
+                         + " | ".join(_mean_sd(summary[key]) for key, _ in METRICS)
+                         + f" | {_cell(total, 0)} |")
+        lines += ["", "Fewer than 10 folds is not yet the papers' figure (they average all 10)."]
+    for summary in summaries:
+        lines += ["", f"## Each fold: {summary['name']}" if len(summaries) > 1 else "## Each fold", ""]
+        if len(summaries) > 1:
+            lines += [_folds_line(summary) + ".", ""]
+        lines += ["| fold | entity macro | relation | entity micro | entity lenient macro | entity lenient "
+                  "| relation lenient | steps (best) | epochs | training s |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in summary["per_fold"]:
+            figures = " | ".join(_cell(r[key]) for key, _ in METRICS)
+            steps = "n/r" if r["steps"] is None else f"{r['steps']} ({_cell(r['best_step'])})"
+            lines.append(f"| {r['fold']} | {figures} | {steps} | {_cell(r['epochs'])} "
+                         f"| {_cell(r['train_seconds'], 0)} |")
+        total = summary["train_seconds_total"]
+        lines += ["", "Steps, epochs and training time come from each fold's `run.json` (spaCy's training log; n/r: "
+                  "not recorded); training time is the wall time of `spacy train`"
+                  + ("" if total is None else f", {total:.0f} s over these folds") + "."]
+    lines += ["", "## The literature (10-fold mean, strict)", "",
               "| system | backbone | parameters | entity F1 (macro) | relation F1 |",
               "| --- | --- | ---: | ---: | ---: |"]
-    for row in summary["literature"]:
+    for row in LITERATURE:
         lines.append(f"| {row['system']} | {row['backbone']} | {row['parameters']} | {row['entity_f']:.1f} "
                      f"| {row['relation_f']:.1f} |")
     lines += ["", "The project's default backbone, all-MiniLM-L6-v2, has 22M parameters (6 layers, 384 wide).",
               "Which keys match the papers' figures: docs/scoring.md."]
     return "\n".join(lines) + "\n"
+
+
+def _folds_line(summary: Dict[str, Any]) -> str:
+    n, folds = summary["n_folds"], ", ".join(map(str, summary["folds"]))
+    backbones = sorted({str(r["backbone"]) for r in summary["per_fold"] if r["backbone"]})
+    return (f"**{n} of 10 folds** ({folds})" + ("" if n == 10 else ": the papers average all 10, so this is not yet "
+                                                "their figure") + (f"; backbone {', '.join(backbones)}" if backbones else ""))
