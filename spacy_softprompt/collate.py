@@ -257,7 +257,9 @@ class Collator:
                 self._pool_cats(cat_pool[b], q, starts, ends, present)
                 continue
             valid = _valid_spans(present, width)
-            span_mask[b, :t, :, q.output : q.output + q.n_outputs] = valid[:, :, None]
+            # a column the query does not ask (another corpus's type) is neither scored nor learned
+            asked = list(q.columns) if q.columns is not None else slice(q.output, q.output + q.n_outputs)
+            span_mask[b][:t, :, asked] = valid[:, :, None]  # [b] first: one advanced index keeps its axis
             if type_pool is not None:
                 self._pool_types(type_pool[b], q, marker_at)
             if targets is not None:

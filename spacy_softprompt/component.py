@@ -20,6 +20,12 @@ Training (``update``) builds the same queries from the gold annotations
 cross-entropy over all candidate spans, one backward pass per backbone batch,
 plus the classes' loss over each Doc's pooled logits (its batches' backward
 passes wait for the whole update's classification logits).
+
+Several corpora: a Doc tagged with its corpus (``doc._.corpus``) is asked, and
+supervised on, only the types its corpus annotates (:mod:`.schema`); a Doc
+without a tag is asked every type. A concept type can be added to a trained
+component from its description (``add_label`` or the ``new_labels`` setting)
+and is asked zero-shot, as a query of its own.
 """
 
 import logging
@@ -41,7 +47,7 @@ from .decoding import Predictions, annotations, cat_entries, collect_hits, conce
 from .model import SoftPromptModel
 from .pieces import DocPieces, tokenize_doc
 from .queries import Query, batch_kind, query_size
-from .relations import DEFAULT_SPANS_KEY, concept_spans, set_concepts, set_relations
+from .relations import DEFAULT_SPANS_KEY, concept_spans, corpus_of, set_concepts, set_relations
 from .schema import TaskSchema
 from .scoring import DEFAULT_SCORE_WEIGHTS
 from .targets import gold_cats, training_queries
@@ -89,6 +95,7 @@ offload_folder = null
         "query_texts": {},
         "exclusive_classes": False,
         "cats_pooling": "max",
+        "new_labels": {},
         "scorer": {"@scorers": "spacy_softprompt.scorer.v1"},
     },
     default_score_weights=DEFAULT_SCORE_WEIGHTS,
@@ -105,6 +112,7 @@ def make_softprompt_ie(
     query_texts: Dict[str, str],
     exclusive_classes: bool,
     cats_pooling: str,
+    new_labels: Dict[str, str],
     scorer: Optional[Callable],
 ) -> "SoftPromptIE":
     """Clinical concepts (MRC span queries) and relations (verbalizer queries) with prompts.
@@ -119,6 +127,9 @@ def make_softprompt_ie(
     exclusive_classes: document classes (the training data's ``doc.cats``) are one of N
         (softmax, as spaCy's ``textcat``), or each yes/no (sigmoid, ``textcat_multilabel``).
     cats_pooling: how a long Doc's class logits are pooled over its windows: "max" or "mean".
+    new_labels: concept label -> description: types a trained component takes from their
+        descriptions, zero-shot, when it is initialized or loaded (as ``add_label(label,
+        description=...)``); needs strategy hard, soft or deep.
     scorer: what ``score()`` calls; the default gives strict and lenient concept and
         relation scores (n2c2 2018), spaCy's own ``ents_*`` and ``spans_<key>_*`` keys, and
         spaCy's ``cats_*`` keys when the pipeline has document classes.
@@ -133,7 +144,8 @@ def make_softprompt_ie(
     return SoftPromptIE(
         nlp.vocab, model, name, spans_key=spans_key, threshold=threshold,
         relation_threshold=relation_threshold, set_ents=set_ents, store_backbone=store_backbone,
-        query_texts=query_texts, exclusive_classes=exclusive_classes, cats_pooling=cats_pooling, scorer=scorer,
+        query_texts=query_texts, exclusive_classes=exclusive_classes, cats_pooling=cats_pooling,
+        new_labels=new_labels, scorer=scorer,
     )
 
 
@@ -154,6 +166,7 @@ class SoftPromptIE(TrainablePipe):
         query_texts: Optional[Dict[str, str]] = None,
         exclusive_classes: bool = False,
         cats_pooling: str = "max",
+        new_labels: Optional[Dict[str, str]] = None,
         scorer: Optional[Callable] = None,
     ):
         self.vocab = vocab
@@ -168,6 +181,7 @@ class SoftPromptIE(TrainablePipe):
             "query_texts": dict(query_texts or {}),
             "exclusive_classes": exclusive_classes,
             "cats_pooling": cats_pooling,
+            "new_labels": dict(new_labels or {}),
         }
         model.attrs["store_backbone"] = store_backbone
 
@@ -202,13 +216,15 @@ class SoftPromptIE(TrainablePipe):
         labels: Optional[List[str]] = None,
         relation_schema: Optional[Dict[str, Dict[str, List[str]]]] = None,
         cat_labels: Optional[List[str]] = None,
+        corpus_labels: Optional[Dict[str, List[str]]] = None,
     ) -> None:
-        """Infer labels, the relation schema and the document classes (the keys of the
-        training data's ``doc.cats``) unless given, then build the model."""
+        """Infer labels, the relation schema, the document classes (the keys of the
+        training data's ``doc.cats``) and the labels each corpus annotates (per
+        ``doc._.corpus``) unless given, then build the model."""
         validate_get_examples(get_examples, "SoftPromptIE.initialize")
         key = self.cfg["spans_key"]
         gold_docs = [eg.reference for eg in get_examples()]  # one pass: reading a corpus is slow
-        schema = TaskSchema.infer(gold_docs, key, labels, relation_schema, cat_labels)
+        schema = TaskSchema.infer(gold_docs, key, labels, relation_schema, cat_labels, corpus_labels)
         if not schema.concept_labels and not schema.cat_labels:
             raise ValueError(
                 f"No concept labels for '{self.name}': the training data has no spans in "
@@ -225,6 +241,7 @@ class SoftPromptIE(TrainablePipe):
                 )
         self.model.attrs["task"] = {"schema": schema.to_dict(), "query_texts": self.cfg["query_texts"]}
         self.model.initialize()
+        self._add_new_labels(self.cfg["new_labels"])
         if self.model.caches_frozen_states:
             self._announce_frozen_cache(gold_docs)
         width = self.model.settings["max_span_width"]
@@ -258,14 +275,18 @@ class SoftPromptIE(TrainablePipe):
         pieces = [tokenize_doc(doc, builder.tokenizer) for doc in docs]
         answered: List[Tuple[Batch, Any]] = []
         with self.model.shared_lower_states():
-            queries = [q for i, p in enumerate(pieces) for q in builder.concept_queries(i, p) + builder.cat_queries(i, p)]
+            asked = [builder.schema.asked(corpus_of(doc)) for doc in docs]
+            queries = [
+                q for i, p in enumerate(pieces)
+                for q in builder.concept_queries(i, p, asked[i]) + builder.cat_queries(i, p)
+            ]
             concepts = concepts_by_doc(self._score(queries, pieces, self.cfg["threshold"], answered), len(docs))
             triggers = builder.schema.triggers
             relation_queries = [
                 q
                 for i, (doc, p) in enumerate(zip(docs, pieces))
                 for q in builder.relation_queries(
-                    i, p, [Span(doc, s, e, label=l) for s, e, l, _ in concepts[i] if l in triggers]
+                    i, p, [Span(doc, s, e, label=l) for s, e, l, _ in concepts[i] if l in triggers], asked[i]
                 )
             ]
             hits = self._score(relation_queries, pieces, self.cfg["relation_threshold"])
@@ -406,11 +427,36 @@ class SoftPromptIE(TrainablePipe):
         kwargs.setdefault("cat_labels", list(self.cat_labels))
         return super().score(examples, **kwargs)
 
-    def add_label(self, label: str) -> int:
-        raise NotImplementedError(
-            "softprompt_ie takes its labels from the training data or from "
-            "[initialize.components.<name>] labels / relation_schema."
-        )
+    def add_label(self, label: str, description: Optional[str] = None, *, corpus: Optional[str] = None) -> int:
+        """Add a concept type to the trained component, asked zero-shot through a query of its
+        own: ``description`` is its hard-prompt question and where its learned prompt starts
+        (None: built from the label's words). ``corpus``: a corpus that annotates it, so Docs
+        tagged with that corpus are asked and supervised on it (e.g. the K examples that then
+        teach it). Returns 1 when the type is new, 0 when it was known. Make a new optimizer
+        (``nlp.resume_training()``) before training on: learned prompt tables grow by a row.
+
+        Strategy ``none`` cannot: its types are output columns learned in training."""
+        if self.model.attrs["task"] is None:
+            raise ValueError(
+                f"'{self.name}' is not initialized: before training, give concept labels in "
+                "[initialize.components.<name>] labels and descriptions in query_texts; add_label adds "
+                "types to a trained component."
+            )
+        known = label in self.labels
+        if known and description and description != self.model.attrs["task"].get("query_texts", {}).get(label):
+            raise ValueError(
+                f"{label!r} is already a concept type of '{self.name}', asked with another description; "
+                "its prompt was trained on that one."
+            )
+        self.model.add_concept_type(label, description, corpus)
+        self.cfg["query_texts"] = dict(self.model.attrs["task"].get("query_texts") or {})
+        return 0 if known else 1
+
+    def _add_new_labels(self, new_labels: Dict[str, str]) -> None:
+        """The ``new_labels`` setting: types the task does not know yet, added from their descriptions."""
+        for label, description in new_labels.items():
+            if label not in self.labels:
+                self.add_label(label, description)
 
     # --- serialization --------------------------------------------------------------
     def from_disk(self, path: Path, *, exclude: Iterable[str] = tuple()) -> "SoftPromptIE":
@@ -419,12 +465,16 @@ class SoftPromptIE(TrainablePipe):
         path = util.ensure_path(path)
         if (path / LEGACY_CFG).exists() and not (path / "model").exists():
             return self._from_legacy_folder(path)
+        configured = dict(self.cfg["new_labels"])  # this load's config, which the saved cfg would replace
         deserialize = {
             "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
             "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
             "model": lambda p: self.model.from_disk(p),
         }
         util.from_disk(path, deserialize, exclude)
+        self.cfg["new_labels"] = {**self.cfg.get("new_labels", {}), **configured}
+        if self.model.attrs["task"] is not None:
+            self._add_new_labels(self.cfg["new_labels"])
         return self
 
     def _from_legacy_folder(self, path: Path) -> "SoftPromptIE":

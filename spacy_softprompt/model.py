@@ -209,26 +209,15 @@ class SoftPromptModel(Model):
         import torch
 
         from .nn.network import SoftPromptNetwork
-        from .nn.prompts import prompt_init_from_words
 
         s = self.settings
         backbone, tokenizer = loaded.model, loaded.tokenizer
-        schema = TaskSchema.from_dict(task["schema"])
-        builder = QueryBuilder(
-            tokenizer, schema, strategy=s["strategy"], prompt_length=s["prompt_length"],
-            max_length=s["max_length"], window_overlap=s["window_overlap"],
-            query_texts=task.get("query_texts") or {}, prompt_layer=s["prompt_layer"],
-            packed=s["packed"],
-        )
+        builder = self._query_builder(task, tokenizer)
         strategy = builder.strategy
         init_vectors = None
         if strategy.learned:
             labels = builder.labels.concepts + builder.labels.relations + builder.labels.cats
-            words = [builder.text_ids(label_words(label)) for label in labels]
-            with onloaded(backbone.get_input_embeddings()):
-                init_vectors = prompt_init_from_words(
-                    backbone.get_input_embeddings(), words, s["prompt_length"], s["prompt_init"]
-                )
+            init_vectors = self._prompt_init(backbone, builder, labels, s["prompt_init"])
         prompts = strategy.build_prompts(
             dim=backbone.config.hidden_size, n_layers=backbone.config.num_hidden_layers,
             prompt_layer=s["prompt_layer"], init=init_vectors, reparametrize=s["reparametrize"],
@@ -254,6 +243,72 @@ class SoftPromptModel(Model):
         # holding the loaded backbone keeps it shared while this model lives (backbone.get_backbone)
         self.attrs.update(task=task, builder=builder, collator=collator, tokenizer=tokenizer, backbone=loaded)
         self.attrs["frozen_states"] = {} if self.caches_frozen_states else None
+
+    def _query_builder(self, task: Dict[str, Any], tokenizer: Any) -> QueryBuilder:
+        s = self.settings
+        return QueryBuilder(
+            tokenizer, TaskSchema.from_dict(task["schema"]), strategy=s["strategy"], prompt_length=s["prompt_length"],
+            max_length=s["max_length"], window_overlap=s["window_overlap"],
+            query_texts=task.get("query_texts") or {}, prompt_layer=s["prompt_layer"],
+            packed=s["packed"],
+        )
+
+    def _prompt_init(self, backbone: Any, builder: QueryBuilder, labels: List[str], mode: str) -> Any:
+        """Initial prompt vectors of ``labels``: the embeddings of each label's description
+        (its ``query_texts`` entry, the same words a hard prompt asks with) or else of its name's
+        words, so that a type's prompt starts from what the type means."""
+        from .nn.prompts import prompt_init_from_words
+
+        texts = builder.query_texts
+        words = [builder.text_ids(texts.get(label) or label_words(label)) for label in labels]
+        with onloaded(backbone.get_input_embeddings()):
+            return prompt_init_from_words(backbone.get_input_embeddings(), words, self.settings["prompt_length"], mode)
+
+    def add_concept_type(self, label: str, description: Optional[str], corpus: Optional[str]) -> None:
+        """A new concept type on a trained model, asked zero-shot through its own query part:
+        hard, its description as the question; soft and deep, a new prompt row that starts at the
+        description's embeddings (how every trained row started; ``prompt_init = "random"``
+        would give the new type nothing to go on), deep rows calibrated from it as at
+        initialize. Rows after the concepts (relations, classes) move down one; the builder,
+        the collator and every cache keyed by rows are rebuilt or dropped."""
+        import torch
+
+        task = self.attrs["task"]
+        if not self.builder.strategy.type_is_query:
+            s = self.settings
+            raise ValueError(
+                f"Cannot add concept type {label!r} without retraining: strategy {s['strategy']!r} answers each "
+                "type in an output column of its own, learned in training. A type can be added from its "
+                "description with strategy 'hard', 'soft' or 'deep' (packed = true scores spans against the "
+                "type's own part with the type-matching head; packed = false asks it one query of its own); "
+                "otherwise list it in [initialize.components.<name>] labels and retrain."
+            )
+        schema = TaskSchema.from_dict(task["schema"])
+        if corpus is not None:
+            schema.corpora[corpus] = sorted(set(schema.corpora.get(corpus, [])) | {label})
+        row = len(schema.concept_labels)
+        known = label in schema.concept_labels  # then only its corpus changes
+        texts = dict(task.get("query_texts") or {})
+        if not known:
+            schema.concept_labels.append(label)
+            if description:
+                texts[label] = description
+        new_task = dict(task, schema=schema.to_dict(), query_texts=texts)
+        builder = self._query_builder(new_task, self.attrs["tokenizer"])
+        network = self.network
+        if builder.strategy.learned and not known:
+            init = self._prompt_init(network.backbone, builder, [label], "vocab")
+            network.prompts.insert_row(row, init[0])
+            if builder.strategy.deep:
+                ids = Collator(builder, self.settings["max_span_width"]).prompt_only_ids()[row : row + 1]
+                network.calibrate_deep_prompts(
+                    torch.from_numpy(ids).to(network.device), builder.special.prompt_start,
+                    init.to(network.device), rows=[row],
+                )
+        network.forget_query_parts()
+        self.attrs.update(task=new_task, builder=builder, collator=Collator(builder, self.settings["max_span_width"]))
+        if self.attrs.get("frozen_states") is not None:
+            self.attrs["frozen_states"] = {}  # its query parts are keyed by rows, which moved
 
     @property
     def caches_frozen_states(self) -> bool:

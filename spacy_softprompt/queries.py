@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import AbstractSet, Any, Dict, Iterable, List, Optional, Tuple
 
 from spacy.tokens import Span
 
@@ -31,9 +31,10 @@ MAX_LEVITATED = 8  # triggers one packed relation query answers (one marker toke
 
 
 def label_words(label: str) -> str:
-    """``Adverse_Effect`` -> ``adverse effect``; ``StatusTime`` -> ``status time``."""
+    """``Adverse_Effect`` -> ``adverse effect``; ``StatusTime`` -> ``status time``; a
+    corpus-qualified ``sdoh:Drug`` -> ``sdoh drug`` (the corpus keeps same-named types apart)."""
     spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", label)
-    return re.sub(r"[_\-./]+", " ", spaced).strip().lower()
+    return re.sub(r"[_\-./:]+", " ", spaced).strip().lower()
 
 
 def default_query_text(label: str, relation: bool, cat: bool = False) -> str:
@@ -60,6 +61,9 @@ class Query:
     levitated: bool = False
     gold: List[Tuple[int, int, int]] = field(default_factory=list)  # (start, end, class) in doc tokens
     cats: bool = False  # a classification query: its columns answer document classes
+    # the output columns asked (None: all of output .. output + n_outputs); a Doc of a corpus
+    # is asked only the types its corpus annotates (TaskSchema.asked)
+    columns: Optional[Tuple[int, ...]] = None
 
     @property
     def is_relation(self) -> bool:
@@ -112,6 +116,7 @@ class QueryBuilder:
         self.special = SpecialTokens.of(tokenizer)
         labels = Labels(list(schema.concept_labels), list(schema.relation_labels), list(schema.cat_labels))
         texts = dict(query_texts or {})
+        self.query_texts = texts  # label -> description: the hard prompt's question, learned prompts' start
         questions = [self.text_ids(texts.get(l, default_query_text(l, False))) for l in labels.concepts]
         questions += [self.text_ids(texts.get(l, default_query_text(l, True))) for l in labels.relations]
         questions += [self.text_ids(texts.get(l, default_query_text(l, False, cat=True))) for l in labels.cats]
@@ -168,25 +173,48 @@ class QueryBuilder:
         query part (packed types) leaves windows that still advance."""
         return tile_windows(pieces.counts, self.concept_budget, min(self.window_overlap, self.concept_budget // 2))
 
-    def concept_queries(self, doc_index: int, pieces: DocPieces) -> List[Query]:
+    def concept_queries(self, doc_index: int, pieces: DocPieces, asked: Optional[AbstractSet[str]] = None) -> List[Query]:
+        """Every concept job on every tiling window; ``asked``: only these labels (a corpus's)."""
         jobs = self.strategy.concept_jobs()
-        return [Query(doc_index, rows, out, n, w) for w in self.tiles(pieces) for rows, out, n, _ in jobs]
+        return self.ask_only([Query(doc_index, rows, out, n, w) for w in self.tiles(pieces) for rows, out, n, _ in jobs], asked)
+
+    def ask_only(self, queries: List[Query], asked: Optional[AbstractSet[str]]) -> List[Query]:
+        """The queries restricted to the output columns answering ``asked`` labels (None: all):
+        a query asking none of them is dropped (one query per type), a query answering several
+        types keeps only their columns (``columns``). Training and prediction share this, so a
+        Doc is never supervised, nor answered, on a type its corpus does not annotate."""
+        if asked is None:
+            return queries
+        kept = []
+        for q in queries:
+            columns = tuple(c for c in range(q.output, q.output + q.n_outputs) if self.answer(q, c)[0] in asked)
+            if columns:
+                q.columns = None if len(columns) == q.n_outputs else columns
+                kept.append(q)
+        return kept
 
     def cat_queries(self, doc_index: int, pieces: DocPieces) -> List[Query]:
         """Classification queries: the strategy's class jobs on every tiling window."""
         jobs = self.strategy.cat_jobs()
         return [Query(doc_index, rows, out, n, w, cats=True) for w in self.tiles(pieces) for rows, out, n, _ in jobs]
 
-    def relation_queries(self, doc_index: int, pieces: DocPieces, triggers: Iterable[Span]) -> List[Query]:
-        queries: List[Query] = []
-        asked = [
+    def relation_queries(
+        self, doc_index: int, pieces: DocPieces, triggers: Iterable[Span], asked: Optional[AbstractSet[str]] = None
+    ) -> List[Query]:
+        """Relation queries of the triggers; ``asked``: only these relation labels (a corpus's)."""
+        found = [
             t for t in triggers
             if self.schema.relations_for(t.label_) and pieces.first[t.start : t.end].max(initial=-1) >= 0
         ]
         if self.strategy.packed:
-            return self._levitated_queries(doc_index, pieces, asked)
+            return self.ask_only(self._levitated_queries(doc_index, pieces, found), asked)
+        return self.ask_only(self._trigger_queries(doc_index, pieces, found), asked)
+
+    def _trigger_queries(self, doc_index: int, pieces: DocPieces, triggers: List[Span]) -> List[Query]:
+        """Unpacked relations: each trigger's relation jobs, in its own window."""
+        queries: List[Query] = []
         tiles = self.tiles(pieces) if self.late else []
-        for trigger in asked:
+        for trigger in triggers:
             relations = self.schema.relations_for(trigger.label_)
             n_trigger = min(int(pieces.counts[trigger.start : trigger.end].sum()), MAX_TRIGGER_PIECES)
             for rows, output, n_out, relation in self.strategy.relation_jobs(relations):

@@ -50,6 +50,7 @@ RELATIONS_KEY = "softprompt_relation"
 ATTRIBUTES_KEY = "softprompt_attributes"
 SCORES_KEY = "softprompt_score"
 DEFAULT_SPANS_KEY = "softprompt"
+CORPUS_ATTR = "corpus"  # doc._.corpus: which corpus (and so which label set) a Doc comes from
 # medspaCy ConText's span flags (registered by medspaCy, not here): output writes the true ones
 CONTEXT_FLAGS = ("is_negated", "is_uncertain", "is_historical", "is_hypothetical", "is_family")
 
@@ -207,13 +208,25 @@ def set_span_attributes(span: Span, attributes: Dict[str, str]) -> None:
 
 
 def register_extensions() -> None:
-    """Idempotently register ``doc._.relations``, ``doc._.doc_id`` and ``span._.attributes``."""
+    """Idempotently register ``doc._.relations``, ``doc._.doc_id``, ``doc._.corpus`` and
+    ``span._.attributes``."""
     if not Doc.has_extension("doc_id"):
         Doc.set_extension("doc_id", default=None)
+    if not Doc.has_extension(CORPUS_ATTR):
+        Doc.set_extension(CORPUS_ATTR, default=None)
     if not Doc.has_extension("relations"):
         Doc.set_extension("relations", getter=get_relations, setter=set_relations)
     if not Span.has_extension("attributes"):
         Span.set_extension("attributes", getter=get_span_attributes)
+
+
+def corpus_of(doc: Doc) -> Optional[str]:
+    """The corpus a Doc comes from (``doc._.corpus``, set by ``convert --corpus``), or None.
+
+    It is a Doc extension, so it lives in ``doc.user_data`` and travels with ``DocBin``
+    (``store_user_data=True``) and ``doc.to_bytes()``, as relations do. A multi-corpus
+    component supervises a Doc only on the types its corpus annotates (see schema.py)."""
+    return doc._.get(CORPUS_ATTR) if doc.has_extension(CORPUS_ATTR) else None
 
 
 def select_entities(spans: Sequence[Span], scores: Optional[Sequence[float]] = None) -> List[Span]:

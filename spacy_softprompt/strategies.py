@@ -86,6 +86,14 @@ class Strategy:
         """Typed outputs scored against each type's own query part (packed prompts)."""
         return self.packed
 
+    @property
+    def type_is_query(self) -> bool:
+        """Whether a concept type is asked through its own query part and answered without an
+        output weight of its own (one binary output per query, or spans matched against the
+        type's part when packed). Only then can a trained component take a new type from its
+        description, zero-shot: ``none``'s typed output columns have no column for it."""
+        return not self.typed_outputs or self.matches_type_parts
+
     # --- what a query holds ------------------------------------------------------
     def part_ids(self, row: int, pad_id: int) -> List[int]:
         """One row's part: slots that learned vectors overwrite, or a question."""

@@ -7,11 +7,15 @@ tokens by characters (the two may be tokenized differently). Discontinuous
 gold concepts are learned as their covering span (the span in the group).
 Classification queries are answered by the reference Doc's ``cats``
 (:func:`gold_cats`), once per Doc after pooling over its windows.
+
+A reference Doc tagged with a corpus (``doc._.corpus``) is asked only the types
+its corpus annotates (:meth:`~.schema.TaskSchema.asked`), so another corpus's
+types are never its negatives; its classes are those its ``cats`` give.
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from spacy.tokens import Doc, Span
@@ -19,7 +23,8 @@ from spacy.training import Example
 
 from .pieces import DocPieces, tokenize_doc
 from .queries import Query, QueryBuilder
-from .relations import concept_spans
+from .relations import concept_spans, corpus_of
+from .schema import TaskSchema
 
 
 def training_queries(
@@ -35,7 +40,8 @@ def training_queries(
         p = tokenize_doc(doc, builder.tokenizer)
         pieces.append(p)
         gold = [s for s in (align(doc, s) for s in concept_spans(eg.reference, spans_key)) if s is not None]
-        for q in builder.concept_queries(i, p):
+        asked = supervised_labels(builder.schema, eg.reference)
+        for q in builder.concept_queries(i, p, asked):
             q.gold = gold_answers(builder, q, ((s.label_, s) for s in gold))
             queries.append(q)
         if eg.reference.cats:  # a Doc without gold classes has nothing to learn from them
@@ -46,11 +52,25 @@ def training_queries(
             if head is not None and tail is not None:
                 by_trigger[(head.start, head.end, head.label_)].append((rel.label, tail))
         triggers = [s for s in gold if s.label_ in triggers_of]
-        for q in builder.relation_queries(i, p, triggers):
+        for q in builder.relation_queries(i, p, triggers, asked):
             for j, t in enumerate(q.triggers):
                 q.gold += gold_answers(builder, q, by_trigger[(t.start, t.end, t.label_)], j)
             queries.append(q)
     return queries, pieces
+
+
+def supervised_labels(schema: TaskSchema, reference: Doc) -> Optional[AbstractSet[str]]:
+    """The labels a reference Doc is supervised on: its corpus's (None: all, untagged).
+    A tag the task was not trained on is an error: its types would silently all be learned
+    as negatives, or none."""
+    corpus = corpus_of(reference)
+    if corpus is not None and schema.corpora and corpus not in schema.corpora:
+        raise ValueError(
+            f"A training Doc comes from corpus {corpus!r} (doc._.corpus), which this component was not "
+            f"initialized with ({sorted(schema.corpora)}): initialize on data that has it, or give its "
+            "types with [initialize.components.<name>] corpus_labels or add_label(..., corpus=...)."
+        )
+    return schema.asked(corpus)
 
 
 def gold_cats(labels: Sequence[str], examples: Sequence[Example]) -> Tuple[np.ndarray, np.ndarray]:

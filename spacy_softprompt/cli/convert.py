@@ -96,6 +96,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--spans-key", default="softprompt", help="span group for the concepts")
     parser.add_argument(
+        "--corpus",
+        metavar="NAME",
+        help="tag every document with its corpus (doc._.corpus = NAME): a component trained on several "
+        "corpora supervises each document only on the types its corpus annotates; give same-named types "
+        "of different meaning corpus-qualified names with --label-map (Drug=sdoh:Drug)",
+    )
+    parser.add_argument(
         "--cats-from-status",
         metavar="EVENT_TYPE",
         help="brat (SHAC scheme): also write doc.cats, one of current/past/never/unknown from the document's "
@@ -131,11 +138,22 @@ def run(args: argparse.Namespace) -> int:
             docs, summary = _read_ade(args, nlp, label_map, relation_map)
         else:
             docs, summary = _read_spert(args, args.input, nlp, label_map, relation_map)
+        tag_corpus(docs, args.corpus)
     except CorpusFormatError as err:
         raise CLIError(f"{err}\n(--lenient records malformed input in the summary and goes on)") from err
     print(_write(docs, summary, args.input, args.output, args.summary))
     print(f"{len(docs)} documents -> {args.output}", file=sys.stderr)
     return 0
+
+
+def tag_corpus(docs: List["Doc"], corpus: Optional[str]) -> None:
+    """``--corpus``: every document's ``doc._.corpus`` (kept in ``user_data``, so in the DocBin)."""
+    if corpus is None:
+        return
+    if not corpus.strip():
+        raise CLIError("--corpus needs a non-empty name")
+    for doc in docs:
+        doc._.corpus = corpus
 
 
 def _write(
@@ -268,6 +286,8 @@ def _convert_folds(
             raise CLIError(f"--dev-fraction: folds {given} already have a dev file in {args.input}")
     for fold, parts in folds.items():
         converted = {part: _read_spert(args, path, nlp, label_map, relation_map) for part, path in parts.items()}
+        for docs, _ in converted.values():
+            tag_corpus(docs, args.corpus)
         for part, path in parts.items():
             docs, summary = converted[part]
             output = args.output / f"fold_{fold}" / f"{part}.spacy"

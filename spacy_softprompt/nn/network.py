@@ -130,10 +130,13 @@ class SoftPromptNetwork(nn.Module):
             self.cat_head.dropout.p = float(rate)
 
     @torch.no_grad()
-    def calibrate_deep_prompts(self, input_ids: torch.Tensor, prompt_start: int, prompt_init: torch.Tensor) -> None:
+    def calibrate_deep_prompts(
+        self, input_ids: torch.Tensor, prompt_start: int, prompt_init: torch.Tensor, rows: Optional[List[int]] = None
+    ) -> None:
         """Start each layer's prompts at the hidden states that ``prompt_init``, used as input
         prompts, produces there, so deep prompts begin where soft prompts would and only add
-        freedom. ``input_ids``: one ``[CLS] <prompt slots>`` row per prompt."""
+        freedom. ``input_ids``: one ``[CLS] <prompt slots>`` row per prompt; ``rows``: the prompt
+        rows they are (None: all; a type added after training calibrates its own row only)."""
         if self.prompts is None or self.prompts.deep is None:
             return
         embeds = write_slots(self.stack.token_embeddings(input_ids), prompt_init, prompt_start)
@@ -145,8 +148,9 @@ class SoftPromptNetwork(nn.Module):
 
         self.stack.run(self.stack.embed(embeds), torch.ones_like(input_ids), before_layer=record)
         end = prompt_start + prompt_init.shape[1]
+        target = slice(None) if rows is None else torch.as_tensor(rows, device=self.prompts.deep.device)
         for index in range(self.prompts.deep.shape[1]):
-            self.prompts.deep[:, index] = seen[self.first_deep_layer + index][:, prompt_start:end]
+            self.prompts.deep[target, index] = seen[self.first_deep_layer + index][:, prompt_start:end].to(self.prompts.deep)
 
     def forward(
         self,

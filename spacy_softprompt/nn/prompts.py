@@ -35,6 +35,20 @@ class PromptTable(nn.Module):
         table = self.vectors if self.vectors is not None else self.deep
         return int(table.shape[-2])
 
+    @torch.no_grad()
+    def insert_row(self, at: int, init: torch.Tensor) -> None:
+        """A new query row (a type added after training) at row ``at``, starting at ``init``
+        (N, D) at the input and at every deep layer; later rows move down one. The tables become
+        new Parameters (an optimizer made before does not fit them: make a new one)."""
+        def grown(table: torch.Tensor, row: torch.Tensor) -> nn.Parameter:
+            row = row.to(table)[None]
+            return nn.Parameter(torch.cat([table[:at], row, table[at:]]), requires_grad=table.requires_grad)
+
+        if self.vectors is not None:
+            self.vectors = grown(self.vectors, init)
+        if self.deep is not None:
+            self.deep = grown(self.deep, init[None].expand(self.deep.shape[1], -1, -1))
+
     def _shape(self, table: torch.Tensor) -> torch.Tensor:
         return table + self.reparam(table) if self.reparam is not None else table
 

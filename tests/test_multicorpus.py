@@ -1,0 +1,210 @@
+"""Several corpora in one component (issue 14 item 1) and new concept types from their
+description (item 2), on a tiny random BERT: each Doc is supervised and asked only on its
+corpus's types, same-named types of two corpora are kept apart by qualified names, and a
+trained component takes a new type zero-shot, through save and load."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import spacy
+import torch
+from spacy.tokens import DocBin
+
+from spacy_softprompt.cli import main
+from spacy_softprompt.queries import label_words
+from spacy_softprompt.targets import training_queries
+
+from conftest import RELATIONS, TEXTS, annotate
+from test_component import examples_for, make_pipeline, predictions, train
+
+SDOH_TEXTS = [
+    ("He uses cocaine and drinks beer daily.", [("cocaine", "sdoh:Drug"), ("beer", "Alcohol")]),
+    ("She quit heroin years ago.", [("heroin", "sdoh:Drug")]),
+]
+ADE_LABELS = {"ADE", "Dose", "Drug", "Drug-AE", "Drug-Dose"}
+SDOH_LABELS = {"Alcohol", "sdoh:Drug"}
+NEW_TEXTS = ["Aspirin was taken twice daily.", "He drinks beer daily.", ""]
+
+
+def corpus_docs(nlp) -> list:
+    """The toy ADE Docs tagged ``ade`` and the toy SDoH Docs tagged ``sdoh``."""
+    ade = [annotate(nlp, t, m, RELATIONS.get(i, ())) for i, (t, m) in enumerate(TEXTS)]
+    sdoh = [annotate(nlp, t, m) for t, m in SDOH_TEXTS]
+    for doc in ade:
+        doc._.corpus = "ade"
+    for doc in sdoh:
+        doc._.corpus = "sdoh"
+    return ade + sdoh
+
+
+def multi_pipeline(tiny_bert, strategy, **model):
+    nlp = make_pipeline(tiny_bert, strategy, False, **model)
+    return nlp, examples_for(nlp, corpus_docs(nlp))
+
+
+def column_labels(builder, query):
+    return {builder.answer(query, c)[0] for c in range(query.output, query.output + query.n_outputs)}
+
+
+def test_corpus_tag_travels_with_docbin(blank_nlp):
+    doc = blank_nlp("He uses cocaine.")
+    doc._.corpus = "sdoh"
+    back = list(DocBin(store_user_data=True, docs=[doc]).get_docs(blank_nlp.vocab))
+    assert back[0]._.corpus == "sdoh"
+
+
+@pytest.mark.parametrize("strategy,packed", [("soft", False), ("hard", True), ("none", False)])
+def test_doc_is_supervised_only_on_its_corpus_types(tiny_bert, strategy, packed):
+    """The span mask (the loss's weights) of every training query covers only the types of its
+    Doc's corpus: one query per type asks only those; a query answering every type (packed, none)
+    masks the other corpus's columns. Without the mask the other corpus's types are negatives."""
+    nlp, examples = multi_pipeline(tiny_bert, strategy, packed=packed)
+    nlp.initialize(lambda: examples)
+    pipe = nlp.get_pipe("softprompt_ie")
+    assert pipe.schema.corpora == {"ade": sorted(ADE_LABELS), "sdoh": sorted(SDOH_LABELS)}
+    builder = pipe.model.builder
+    queries, pieces = training_queries(builder, examples, "softprompt")
+    answered = 0
+    for batch in pipe._batches(queries, pieces, with_targets=True):
+        for b, q in enumerate(batch.queries):
+            own = ADE_LABELS if examples[q.doc_index].reference._.corpus == "ade" else SDOH_LABELS
+            for column in range(q.output, q.output + q.n_outputs):
+                label = builder.answer(q, column)[0]
+                scored = batch.span_mask[b, ..., column].any()
+                assert scored == (label in own), (label, examples[q.doc_index].reference.text)
+        answered += batch.targets[batch.span_mask].sum()
+    # the targets still mark every gold answer of the Doc's own types
+    gold = [len(eg.reference.spans["softprompt"]) + len(eg.reference._.relations) for eg in examples]
+    assert answered == sum(gold)
+
+
+def test_other_corpus_types_get_no_gradient(tiny_bert):
+    """Training on ADE Docs only: the prompts of the SDoH types (asked nowhere on an ADE Doc)
+    get no gradient at all, the ADE types' prompts do."""
+    nlp, examples = multi_pipeline(tiny_bert, "soft")
+    nlp.initialize(lambda: examples)
+    pipe = nlp.get_pipe("softprompt_ie")
+    ade_examples = [eg for eg in examples if eg.reference._.corpus == "ade"]
+    pipe.update(ade_examples)  # no optimizer: the gradients stay on the tensors
+    grad = pipe.network.prompts.vectors.grad
+    rows = builder_rows(pipe)
+    for label in SDOH_LABELS:
+        assert torch.count_nonzero(grad[rows[label]]) == 0, label
+    for label in ("Drug", "ADE", "Dose", "Drug-AE"):
+        assert torch.count_nonzero(grad[rows[label]]) > 0, label
+
+
+def builder_rows(pipe):
+    labels = pipe.model.builder.labels
+    return {label: i for i, label in enumerate(labels.concepts + labels.relations + labels.cats)}
+
+
+def test_qualified_labels_are_separate_types_and_tagged_docs_are_asked_their_own(tiny_bert):
+    """``sdoh:Drug`` and ``Drug`` are two types with their own questions; a Doc tagged with a
+    corpus is answered only in its corpus's types, an untagged Doc in every type."""
+    nlp, examples = multi_pipeline(tiny_bert, "hard")
+    nlp.get_pipe("softprompt_ie").cfg["threshold"] = 1e-6  # every candidate becomes a hit
+    nlp.get_pipe("softprompt_ie").cfg["relation_threshold"] = 1e-6
+    nlp.initialize(lambda: examples)
+    pipe = nlp.get_pipe("softprompt_ie")
+    builder = pipe.model.builder
+    assert label_words("sdoh:Drug") == "sdoh drug"
+    questions = dict(zip(builder.labels.concepts, builder.strategy.questions))
+    assert questions["sdoh:Drug"] != questions["Drug"]
+    text = "Aspirin caused nausea; he uses cocaine."
+
+    def labels_of(corpus):
+        doc = nlp.make_doc(text)
+        doc._.corpus = corpus
+        doc = nlp(doc)
+        return {s.label_ for s in doc.spans["softprompt"]} | {r.label for r in doc._.relations}
+
+    assert labels_of("ade") <= ADE_LABELS and labels_of("ade") & {"Drug", "ADE"}
+    assert labels_of("sdoh") == SDOH_LABELS
+    assert labels_of(None) >= SDOH_LABELS | {"Drug", "ADE", "Dose"}
+    assert labels_of("unseen") == labels_of(None)  # a corpus the task does not know: every type
+
+
+def test_training_doc_of_unknown_corpus_is_an_error(tiny_bert):
+    nlp, examples = multi_pipeline(tiny_bert, "soft")
+    optimizer = nlp.initialize(lambda: examples)
+    examples[0].reference._.corpus = "maccrobat"
+    with pytest.raises(ValueError, match="corpus 'maccrobat'"):
+        nlp.update(examples[:1], sgd=optimizer)
+
+
+@pytest.mark.parametrize("strategy,packed", [("hard", True), ("soft", False), ("deep", True), ("hard", False)])
+def test_new_type_from_description_is_predicted_and_round_trips(tiny_bert, toy_docs, tmp_path, strategy, packed):
+    nlp = make_pipeline(tiny_bert, strategy, False, packed=packed)
+    train(nlp, examples_for(nlp, toy_docs), 3, 0.01)
+    pipe = nlp.get_pipe("softprompt_ie")
+    pipe.cfg["threshold"] = 1e-6  # every candidate the new type's query scores is a hit
+    before = predictions(nlp, NEW_TEXTS)
+    assert pipe.add_label("Frequency", description="How often is the drug taken?") == 1
+    assert pipe.add_label("Frequency", description="How often is the drug taken?") == 0
+    assert pipe.labels[-1] == "Frequency" and pipe.cfg["query_texts"]["Frequency"] == "How often is the drug taken?"
+    after = predictions(nlp, NEW_TEXTS)
+    found = [label for concepts, _, _ in after for *_, label in concepts]
+    assert "Frequency" in found
+    if not packed:  # one query per type: the old types' queries and answers are untouched
+        old = [([c for c in cs if c[2] != "Frequency"], None, rs) for cs, _, rs in after]
+        assert [(cs, rs) for cs, _, rs in old] == [(cs, rs) for cs, _, rs in before]
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert loaded.get_pipe("softprompt_ie").labels == pipe.labels
+    assert predictions(loaded, NEW_TEXTS) == after
+
+
+def test_new_type_from_config_at_load(tiny_bert, toy_docs, tmp_path):
+    nlp = make_pipeline(tiny_bert, "soft", True, packed=True)
+    train(nlp, examples_for(nlp, toy_docs), 2, 0.01)
+    nlp.to_disk(tmp_path / "pipeline")
+    wanted = {"Frequency": "How often is the drug taken?"}
+    loaded = spacy.load(tmp_path / "pipeline", config={"components": {"softprompt_ie": {"new_labels": wanted}}})
+    pipe = loaded.get_pipe("softprompt_ie")
+    assert pipe.labels[-1] == "Frequency" and pipe.cfg["new_labels"] == wanted
+    loaded.to_disk(tmp_path / "again")
+    assert spacy.load(tmp_path / "again").get_pipe("softprompt_ie").labels == pipe.labels
+
+
+def test_new_type_is_impossible_with_typed_output_columns(tiny_bert, toy_docs):
+    nlp = make_pipeline(tiny_bert, "none", False)
+    pipe = nlp.get_pipe("softprompt_ie")
+    with pytest.raises(ValueError, match="not initialized"):
+        pipe.add_label("Frequency", description="How often?")
+    train(nlp, examples_for(nlp, toy_docs), 1, 0.01)
+    with pytest.raises(ValueError, match="strategy 'none'.*'hard', 'soft' or 'deep'"):
+        pipe.add_label("Frequency", description="How often?")
+    assert "Frequency" not in pipe.labels
+
+
+def test_new_type_learns_from_k_examples_of_its_corpus(tiny_bert, toy_docs, blank_nlp):
+    """The few-shot recipe: add the type with the corpus of its K examples, make a new
+    optimizer, update on them; the K Docs are supervised on that corpus's types only."""
+    nlp = make_pipeline(tiny_bert, "hard", False, packed=True)
+    train(nlp, examples_for(nlp, toy_docs), 2, 0.01)
+    pipe = nlp.get_pipe("softprompt_ie")
+    pipe.add_label("Frequency", description="How often is the drug taken?", corpus="freq")
+    assert pipe.schema.corpora == {"freq": ["Frequency"]}
+    shots = [annotate(blank_nlp, "Aspirin was taken twice daily.", [("twice daily", "Frequency")]),
+             annotate(blank_nlp, "Take one tablet every morning.", [("every morning", "Frequency")])]
+    for doc in shots:
+        doc._.corpus = "freq"
+    examples = examples_for(nlp, shots)
+    queries, _ = training_queries(pipe.model.builder, examples, "softprompt")
+    assert all(column_labels(pipe.model.builder, q) >= {"Frequency"} for q in queries)
+    optimizer = nlp.resume_training()
+    optimizer.learn_rate = 0.01
+    losses = [nlp.update(examples, sgd=optimizer)["softprompt_ie"] for _ in range(15)]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_convert_tags_the_corpus(tmp_path):
+    folder = tmp_path / "brat"
+    folder.mkdir()
+    (folder / "a.txt").write_text("He uses cocaine.", encoding="utf-8")
+    (folder / "a.ann").write_text("T1\tDrug 8 15\tcocaine\n", encoding="utf-8")
+    out = tmp_path / "a.spacy"
+    assert main(["convert", "brat", str(folder), str(out), "--corpus", "sdoh", "--label-map", "Drug=sdoh:Drug"]) == 0
+    (doc,) = DocBin(store_user_data=True).from_disk(out).get_docs(spacy.blank("en").vocab)
+    assert doc._.corpus == "sdoh" and [s.label_ for s in doc.spans["softprompt"]] == ["sdoh:Drug"]
