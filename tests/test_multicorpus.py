@@ -4,7 +4,6 @@ corpus's types, same-named types of two corpora are kept apart by qualified name
 trained component takes a new type zero-shot, through save and load."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import spacy
 import torch
@@ -147,8 +146,8 @@ def test_new_type_from_description_is_predicted_and_round_trips(tiny_bert, toy_d
     found = [label for concepts, _, _ in after for *_, label in concepts]
     assert "Frequency" in found
     if not packed:  # one query per type: the old types' queries and answers are untouched
-        old = [([c for c in cs if c[2] != "Frequency"], None, rs) for cs, _, rs in after]
-        assert [(cs, rs) for cs, _, rs in old] == [(cs, rs) for cs, _, rs in before]
+        old = [([c for c in concepts if c[2] != "Frequency"], relations) for concepts, _, relations in after]
+        assert old == [(concepts, relations) for concepts, _, relations in before]
     nlp.to_disk(tmp_path / "pipeline")
     loaded = spacy.load(tmp_path / "pipeline")
     assert loaded.get_pipe("softprompt_ie").labels == pipe.labels
