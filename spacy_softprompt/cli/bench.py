@@ -25,7 +25,7 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 from . import CLIError
 from .compare import folder_bytes, trainable_parameters
 from .init_config import LORA_ADAPTER, STOCK
-from .runs import base_config, corpus_settings, require_files, train_and_evaluate
+from .runs import base_config, corpus_settings, jsonl_log_settings, require_files, train_and_evaluate
 
 HELP = "train and score the stock transformer+ner pipeline and each softprompt_ie strategy in one run"
 
@@ -185,8 +185,7 @@ def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer:
                                eval_frequency=data["eval_frequency"], dev_limit=args.dev_limit)
     run_dir = args.runs / system.run
     log = run_dir / "train_log.jsonl"
-    settings["training.logger"] = {"@loggers": "spacy.ConsoleLogger.v3", "progress_bar": "eval",
-                                   "output_file": str(log)}
+    settings.update(jsonl_log_settings(log))
     if args.patience is not None:
         settings["training.patience"] = args.patience
     if component == "transformer":

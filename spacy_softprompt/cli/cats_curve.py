@@ -28,8 +28,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import CLIError, read_docbin
 from .init_config import PRESETS
-from .runs import (backbone_settings, base_config, corpus_settings, evaluate_spacy, matplotlib_available,
-                   require_files, train, write_run_config)
+from .runs import (backbone_settings, base_config, corpus_settings, evaluate_spacy, jsonl_log_settings,
+                   matplotlib_available, require_files, train, write_run_config)
 
 HELP = ("learning curve of document classes: softprompt_ie configs and spaCy's textcat trained on seeded "
         "subsamples of N documents, scored with spaCy's textcat metrics; table, JSON and plot")
@@ -128,8 +128,7 @@ def run_settings(config, train_file: Path, args: argparse.Namespace, seed: int, 
     weights = {key: None if value is None else 0.0
                for key, value in config.get("training", {}).get("score_weights", {}).items()}
     settings["training.score_weights"] = {**weights, **SCORE_WEIGHTS}
-    settings["training.logger"] = {"@loggers": "spacy.ConsoleLogger.v3", "progress_bar": "eval",
-                                   "output_file": str(log)}
+    settings.update(jsonl_log_settings(log))
     settings.update(backbone_settings(config, args.backbone))
     components = config.get("components", {})
     if "softprompt_ie" in components:
@@ -184,7 +183,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{where}: training", flush=True)
             log = run_dir / "train_log.jsonl"
-            log.unlink(missing_ok=True)  # spaCy's logger appends
             settings = run_settings(config, train_file, args, seed, log)
             result = train(write_run_config(config, settings, run_dir / "config.cfg"), run_dir, gpu_id=args.gpu_id)
             scores = evaluate_spacy(result.pipeline, args.test, run_dir / "metrics.json", gpu_id=args.gpu_id)

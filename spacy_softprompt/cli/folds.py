@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--max-steps", type=int, required=True)
     train.add_argument("--eval-frequency", type=int, required=True, help="steps between dev evaluations")
     train.add_argument("--dev-limit", type=int, default=0, help="dev documents evaluated (0: all, the default)")
-    train.add_argument("--backbone", help="components.softprompt_ie.model.backbone (default: the config's)")
+    train.add_argument("--backbone", help="softprompt_ie's model.backbone, or a stock pipeline's transformer "
+                                          "(resolved to a local folder); default: the config's")
     train.add_argument("--seed", type=int, default=0, help="system.seed of every fold")
     train.add_argument("--gpu-id", type=int, default=-1, help="GPU to train and evaluate on; -1 (default) for CPU")
     aggregate = sub.add_parser("aggregate", help="mean ± sd over the METRICS/fold_<i>.json files that exist")
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .bench import dev_curve
-    from .runs import base_config, corpus_settings, evaluate, require_files, train, write_run_config
+    from .runs import (backbone_settings, base_config, corpus_settings, evaluate, jsonl_log_settings, require_files,
+                       train, write_run_config)
 
     parts = {fold: {p: args.corpus / f"fold_{fold}" / f"{p}.spacy" for p in ("train", "dev", "test")}
              for fold in args.folds}
@@ -85,13 +87,11 @@ def _train(args: argparse.Namespace) -> int:
     for fold, files in parts.items():
         run_dir = args.runs / f"fold_{fold}"
         log = run_dir / "train_log.jsonl"
-        log.unlink(missing_ok=True)  # spaCy's logger does not overwrite a log
         settings = corpus_settings(files["train"], files["dev"], max_steps=args.max_steps,
                                    eval_frequency=args.eval_frequency, dev_limit=args.dev_limit, seed=args.seed)
-        settings["training.logger"] = {"@loggers": "spacy.ConsoleLogger.v3", "progress_bar": "eval",
-                                       "output_file": str(log)}
+        settings.update(jsonl_log_settings(log))
         if args.backbone:
-            settings["components.softprompt_ie.model.backbone"] = args.backbone
+            settings.update(backbone_settings(config, args.backbone))
         print(f"fold {fold}: training {args.config} -> {run_dir}", file=sys.stderr)
         result = train(write_run_config(config, settings, run_dir / "config.cfg"), run_dir, gpu_id=args.gpu_id)
         metrics = args.metrics / f"fold_{fold}.json"

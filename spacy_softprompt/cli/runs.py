@@ -122,6 +122,15 @@ def evaluate_spacy(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -
     return merged
 
 
+def jsonl_log_settings(log: Path) -> Dict[str, Any]:
+    """The ``training.logger`` setting that also writes spaCy's training log to ``log`` as JSONL
+    (read back by ``bench.dev_curve``), removing an older ``log`` first: spaCy's logger appends,
+    so a run repeated in the same folder would read two runs' evaluations as one curve."""
+    log.unlink(missing_ok=True)
+    return {"training.logger": {"@loggers": "spacy.ConsoleLogger.v3", "progress_bar": "eval",
+                                "output_file": str(log)}}
+
+
 def backbone_settings(config, backbone: str) -> Dict[str, Any]:
     """The setting that puts ``backbone`` into ``config``: softprompt_ie's ``model.backbone``, or
     for spaCy's stock pipelines the transformer's ``model.name``, resolved to a folder or hub id,
