@@ -295,18 +295,19 @@ class SoftPromptModel(Model):
                 texts[label] = description
         new_task = dict(task, schema=schema.to_dict(), query_texts=texts)
         builder = self._query_builder(new_task, self.attrs["tokenizer"])
+        collator = Collator(builder, self.settings["max_span_width"])
         network = self.network
         if builder.strategy.learned and not known:
             init = self._prompt_init(network.backbone, builder, [label], "vocab")
             network.prompts.insert_row(row, init[0])
             if builder.strategy.deep:
-                ids = Collator(builder, self.settings["max_span_width"]).prompt_only_ids()[row : row + 1]
+                ids = collator.prompt_only_ids()[row : row + 1]
                 network.calibrate_deep_prompts(
                     torch.from_numpy(ids).to(network.device), builder.special.prompt_start,
                     init.to(network.device), rows=[row],
                 )
         network.forget_query_parts()
-        self.attrs.update(task=new_task, builder=builder, collator=Collator(builder, self.settings["max_span_width"]))
+        self.attrs.update(task=new_task, builder=builder, collator=collator)
         if self.attrs.get("frozen_states") is not None:
             self.attrs["frozen_states"] = {}  # its query parts are keyed by rows, which moved
 
