@@ -2,6 +2,7 @@
 once for all of them, each component saved and loaded on its own."""
 from __future__ import annotations
 
+import pytest
 import spacy
 from spacy.training import Example
 
@@ -91,5 +92,9 @@ def test_two_tasks_verb_measures_both_pipelines(tiny_bert, toy_docs, blank_nlp, 
                  "--texts", str(tmp_path / "ade.spacy"), "--backbone", tiny_bert, "--prompt-layer", "1",
                  "--repeats", "1", "--output", str(report)]) == 0
     data = json.loads(report.with_suffix(".json").read_text())
-    assert [r["pipeline"] for r in data["rows"]] == ["one task", "two tasks, one backbone"]
-    assert data["memory_ratio"] > 0 and data["speed_ratio"] > 0
+    assert [r["pipeline"] for r in data["rows"]][:3] == ["one task", "second task alone", "two tasks, one backbone"]
+    assert data["rows"][3]["pipeline"].startswith("two tasks, two pipelines")
+    first, second, _, separate = data["rows"]
+    assert separate["peak_rss_mb"] == pytest.approx(first["peak_rss_mb"] + second["peak_rss_mb"])
+    assert 1 / separate["words_per_second"] == pytest.approx(1 / first["words_per_second"] + 1 / second["words_per_second"])
+    assert data["memory_ratio"] > 0 and data["speed_ratio"] > 0 and data["speed_ratio_separate"] > 0
