@@ -423,8 +423,13 @@ class SoftPromptIE(TrainablePipe):
         return loss, [torch2xp(g, ops=self.model.ops) for g in grads]
 
     def score(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
-        """The scorer's keys; with document classes, spaCy's ``cats_*`` keys too."""
+        """The scorer's keys; with document classes, spaCy's ``cats_*`` keys too. A multi-corpus
+        component scores a reference Doc tagged with one of its corpora on that corpus's types
+        (``corpus_types``): prediction on an untagged copy asks every type, but another
+        corpus's types are not annotated on this Doc, so they are not counted as errors."""
         kwargs.setdefault("cat_labels", list(self.cat_labels))
+        if self.model.attrs["task"] is not None and self.schema.corpora:
+            kwargs.setdefault("corpus_types", dict(self.schema.corpora))
         return super().score(examples, **kwargs)
 
     def add_label(self, label: str, description: Optional[str] = None, *, corpus: Optional[str] = None) -> int:

@@ -62,14 +62,15 @@ from __future__ import annotations
 
 import operator
 from collections import Counter, defaultdict
-from typing import Any, Callable, Collection, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import (Any, Callable, Collection, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Set,
+                    Tuple)
 
 import spacy
 from spacy.scorer import Scorer, get_ner_prf
 from spacy.tokens import Doc
 from spacy.training import Example
 
-from .relations import DEFAULT_SPANS_KEY, concept_spans, get_relations
+from .relations import DEFAULT_SPANS_KEY, concept_spans, corpus_of, get_relations
 
 TARGETS = ("concepts", "relations")
 MODES = ("strict", "lenient")
@@ -216,13 +217,18 @@ def score_concepts_and_relations(
     spans_key: str = DEFAULT_SPANS_KEY,
     concept_types: Optional[Collection[str]] = None,
     lenient_matching: str = "exact_first",
+    corpus_types: Optional[Mapping[str, Collection[str]]] = None,
 ) -> Dict[str, Any]:
     """Score (predicted, gold) document pairs; see the module docstring for the semantics
     and :func:`scores_from_tallies` for the keys.
 
     ``concept_types`` restricts scoring to those concept types (and to relations
     between them), e.g. when a model trained on one corpus is scored on another
-    that annotates more types.
+    that annotates more types. ``corpus_types`` (corpus -> the concept types it annotates,
+    a multi-corpus component's schema) scores a gold Doc tagged with one of those corpora
+    (``doc._.corpus``) on its corpus's types only: the other corpora's types are not
+    annotated there, so predicting them is neither right nor wrong (as in training, where
+    they are not negatives).
     """
     extractors: Dict[str, Callable[[Doc], _ByLabel]] = {
         "concepts": lambda doc: _concept_items(doc, spans_key),
@@ -235,9 +241,13 @@ def score_concepts_and_relations(
                 f"Predicted and gold texts differ (document {gold._.doc_id or '?'}); "
                 "character offsets can only be compared on the same text."
             )
+        types = concept_types
+        annotated = (corpus_types or {}).get(corpus_of(gold))
+        if annotated is not None:
+            types = set(annotated) if types is None else set(annotated) & set(types)
         for target, extract in extractors.items():
-            system_items = _restrict(extract(predicted), concept_types)
-            gold_items = _restrict(extract(gold), concept_types)
+            system_items = _restrict(extract(predicted), types)
+            gold_items = _restrict(extract(gold), types)
             for label in system_items.keys() | gold_items.keys():
                 system_seq = sorted(system_items.get(label, ()))
                 gold_seq = sorted(gold_items.get(label, ()))
@@ -250,10 +260,12 @@ def score_examples(
     spans_key: str = DEFAULT_SPANS_KEY,
     lenient_matching: str = "exact_first",
     concept_types: Optional[Collection[str]] = None,
+    corpus_types: Optional[Mapping[str, Collection[str]]] = None,
 ) -> Dict[str, Any]:
-    """Score spaCy ``Example``s: ``predicted`` against ``reference``."""
+    """Score spaCy ``Example``s: ``predicted`` against ``reference`` (tagged references on
+    their corpus's types, see :func:`score_concepts_and_relations`)."""
     pairs = ((eg.predicted, eg.reference) for eg in examples)
-    return score_concepts_and_relations(pairs, spans_key, concept_types, lenient_matching)
+    return score_concepts_and_relations(pairs, spans_key, concept_types, lenient_matching, corpus_types)
 
 
 def standard_scores(examples: Sequence[Example], spans_key: str = DEFAULT_SPANS_KEY) -> Dict[str, Any]:
@@ -281,6 +293,7 @@ def softprompt_score(
     concept_types: Optional[Collection[str]] = None,
     cat_labels: Sequence[str] = (),
     exclusive_classes: bool = False,
+    corpus_types: Optional[Mapping[str, Collection[str]]] = None,
     **kwargs: Any,
 ) -> Dict[str, Any]:
     """The component's scores: :func:`score_examples`'s keys, spaCy's standard keys
@@ -289,10 +302,11 @@ def softprompt_score(
     ``cats_macro_f``, ``cats_f_per_type``, ...: :meth:`spacy.scorer.Scorer.score_cats`,
     exclusive or multilabel as the component predicts; threshold 0.5 for multilabel classes, 0.0
     for exclusive ones, so the top class always counts, as spaCy's exclusive ``textcat`` scores
-    with its default threshold: the two are then comparable). Other keyword
+    with its default threshold: the two are then comparable). ``corpus_types`` (the component
+    passes its schema's corpora): a tagged reference Doc is scored on its corpus's types. Other keyword
     arguments (the component's cfg, which ``Pipe.score`` passes on) are ignored."""
     examples = list(examples)
-    scores = score_examples(examples, spans_key, lenient_matching, concept_types)
+    scores = score_examples(examples, spans_key, lenient_matching, concept_types, corpus_types)
     scores.update(standard_scores(examples, spans_key))
     scores.update({short: scores[long] for short, long in SHORT_KEYS.items()})
     if cat_labels:

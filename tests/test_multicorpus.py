@@ -207,3 +207,41 @@ def test_convert_tags_the_corpus(tmp_path):
     assert main(["convert", "brat", str(folder), str(out), "--corpus", "sdoh", "--label-map", "Drug=sdoh:Drug"]) == 0
     (doc,) = DocBin(store_user_data=True).from_disk(out).get_docs(spacy.blank("en").vocab)
     assert doc._.corpus == "sdoh" and [s.label_ for s in doc.spans["softprompt"]] == ["sdoh:Drug"]
+
+
+def test_tagged_reference_is_scored_on_its_corpus_types_only(blank_nlp):
+    """A prediction of another corpus's type on a tagged Doc is not a false positive when the
+    corpus's types are given (the component passes its schema's corpora to the scorer); without
+    them it is, and an untagged reference is scored on every type."""
+    from spacy_softprompt.scoring import score_concepts_and_relations
+
+    gold = annotate(blank_nlp, "He uses cocaine and drinks beer daily.", [("cocaine", "sdoh:Drug")])
+    gold._.corpus = "sdoh"
+    predicted = annotate(blank_nlp, gold.text, [("cocaine", "sdoh:Drug"), ("beer", "Drug")])
+    corpora = {"sdoh": ["sdoh:Drug", "Alcohol"], "ade": ["Drug", "ADE"]}
+    plain = score_concepts_and_relations([(predicted, gold)])
+    masked = score_concepts_and_relations([(predicted, gold)], corpus_types=corpora)
+    assert plain["concepts_strict_p"] == pytest.approx(0.5)
+    assert masked["concepts_strict_p"] == pytest.approx(1.0)
+    gold._.corpus = None
+    untagged = score_concepts_and_relations([(predicted, gold)], corpus_types=corpora)
+    assert untagged["concepts_strict_p"] == pytest.approx(0.5)
+
+
+def test_component_scores_tagged_references_on_their_corpus(tiny_bert):
+    """``pipe.score`` (what spacy train's dev evaluation calls) passes the corpora: an SDoH
+    prediction on an ADE Doc does not count against the ADE figures."""
+    from spacy.training import Example
+
+    nlp, examples = multi_pipeline(tiny_bert, "soft")
+    nlp.initialize(lambda: examples)
+    pipe = nlp.get_pipe("softprompt_ie")
+    reference = next(eg.reference for eg in examples if eg.reference._.corpus == "ade")
+    predicted = nlp.make_doc(reference.text)
+    gold = list(reference.spans["softprompt"])
+    predicted.spans["softprompt"] = [predicted.char_span(s.start_char, s.end_char, s.label_) for s in gold] + [
+        predicted.char_span(gold[0].start_char, gold[0].end_char, "Alcohol")]
+    scores = pipe.score([Example(predicted, reference)])
+    assert scores["concepts_strict_p"] == pytest.approx(1.0)
+    reference._.corpus = None
+    assert pipe.score([Example(predicted, reference)])["concepts_strict_p"] < 1.0
