@@ -252,3 +252,23 @@ def test_export_brat_user_errors(tmp_path, capsys):
     DocBin(store_user_data=True, docs=[doc]).to_disk(tmp_path / "bad.spacy")
     assert main(["export-brat", str(tmp_path / "bad.spacy"), str(tmp_path / "out")]) == 2
     assert "not a relative path" in capsys.readouterr().err
+
+
+def test_convert_brat_split_from_splits_file(tmp_path, capsys):
+    """A corpus without split folders (MACCROBAT) is split by a splits.json of document ids:
+    only that split's documents are converted, the others are counted in the summary, and an id
+    the folder lacks is an error naming the file."""
+    for name in ("a", "b", "c"):
+        write_pair(tmp_path / "brat", name, "Aspirin helps.", "T1\tDrug 0 7\tAspirin\n")
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({"train": ["a", "b"], "test": ["c"]}), encoding="utf-8")
+    out = tmp_path / "train.spacy"
+    summary = tmp_path / "train.summary.json"
+    assert main(["convert", "brat", str(tmp_path / "brat"), str(out), "--split", "train", "--splits", str(splits),
+                 "--summary", str(summary)]) == 0
+    assert sorted(d._.doc_id for d in load(out)) == ["a", "b"]
+    assert "not listed in this split" in summary.read_text()
+    splits.write_text(json.dumps({"train": ["a", "zzz"], "test": ["c"]}), encoding="utf-8")
+    assert main(["convert", "brat", str(tmp_path / "brat"), str(out), "--split", "train", "--splits", str(splits)]) != 0
+    assert "zzz" in capsys.readouterr().err
+    assert main(["convert", "brat", str(tmp_path / "brat"), str(out), "--splits", str(splits)]) != 0

@@ -41,6 +41,7 @@ VERBS = {
     "two-tasks": "two_tasks",
     "folds": "folds",
     "cats-curve": "cats_curve",
+    "lodo": "lodo",
     "init-config": "init_config",
 }
 

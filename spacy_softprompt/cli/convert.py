@@ -92,7 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--splits",
         type=Path,
         metavar="FILE",
-        help="ADE: the splits.json to select --split from (default: splits.json in the input folder)",
+        help="ADE: the splits.json to select --split from (default: splits.json in the input folder); brat: a "
+        "splits.json of document ids (the .ann path without suffix) for a corpus without split folders "
+        "(MACCROBAT: configs/maccrobat_splits.json)",
     )
     parser.add_argument("--spans-key", default="softprompt", help="span group for the concepts")
     parser.add_argument(
@@ -176,14 +178,24 @@ def _write(
 def _read_brat(
     args: argparse.Namespace, nlp: "Language", label_map: Dict[str, str], relation_map: Dict[str, str]
 ) -> Converted:
+    from ..corpora.ade import load_splits
     from ..corpora.brat import read_brat
     from ..corpora.summary import CorpusFormatError
 
-    source = args.input
-    if args.split is not None:
+    source, documents = args.input, None
+    if args.splits is not None:
+        if args.split is None:
+            raise CLIError("--splits needs --split (which split of the file to convert)")
+        try:
+            split_of = load_splits(args.splits)
+        except FileNotFoundError as err:
+            raise CLIError(str(err)) from err
+        documents = {doc_id for doc_id, split in split_of.items() if split == args.split}
+    elif args.split is not None:
         source = args.input / args.split
         if not source.is_dir():
-            raise CLIError(f"--split {args.split}: no folder {source}")
+            raise CLIError(f"--split {args.split}: no folder {source} (a corpus without split folders needs "
+                           "--splits FILE)")
     docs, summary = read_brat(
         source,
         nlp,
@@ -194,7 +206,13 @@ def _read_brat(
         spans_key=args.spans_key,
         text_check=args.text_check,
         progress=True,
+        documents=documents,
     )
+    if documents is not None:
+        missing = sorted(documents - {doc._.doc_id for doc in docs})
+        if missing:
+            raise CLIError(f"{args.splits}: {len(missing)} {args.split} document(s) not found in {source} "
+                           f"(ids are .ann paths without suffix): {', '.join(missing[:5])}")
     if args.cats_from_status is not None:
         from ..corpora.status import add_status_cats
 

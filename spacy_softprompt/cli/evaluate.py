@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TYPE",
         help="score only these concept types and relations between them (cross-corpus transfer)",
     )
+    parser.add_argument(
+        "--corpus",
+        metavar="NAME",
+        help="tag every text with this corpus (doc._.corpus) before the pipeline runs, so a multi-corpus "
+        "component asks only that corpus's types (its types added by add_label(..., corpus=NAME) included)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     spans_key = concepts_key(nlp, args.pipeline, args.spans_key)
 
     start = time.perf_counter()
-    texts = (doc.text for doc in gold)
-    batches = nlp.pipe(texts, batch_size=args.batch_size)
+    batches = nlp.pipe((_input(nlp, doc.text, args.corpus) for doc in gold), batch_size=args.batch_size)
     predicted = list(tqdm(batches, total=len(gold), desc="evaluate", unit="doc", file=sys.stderr))
     seconds = time.perf_counter() - start
     if args.spans_key and predicted and not any(args.spans_key in doc.spans for doc in predicted):
@@ -69,6 +74,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{len(gold)} documents, {scores['speed']:.0f} words/s")
     write_scores(scores, args.output, args.markdown)
     return 0
+
+
+def _input(nlp: "Language", text: str, corpus: Optional[str]) -> Any:
+    """The text as the pipeline takes it: a tagged Doc for ``--corpus``, else the text."""
+    if corpus is None:
+        return text
+    doc = nlp.make_doc(text)
+    doc._.corpus = corpus
+    return doc
 
 
 def concepts_key(nlp: "Language", name: str, requested: Optional[str]) -> str:

@@ -84,10 +84,16 @@ def train(config: Path, output: Path, *, gpu_id: int = -1, env: Optional[Mapping
     return RunResult(output / "model-best", {}, seconds, usage.ru_maxrss / 1024)  # Linux reports kB
 
 
-def evaluate(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1) -> Dict[str, Any]:
-    """The ``evaluate`` verb on the test file, in a child process; its metrics."""
+def evaluate(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1, corpus: Optional[str] = None,
+             concept_types: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The ``evaluate`` verb on the test file, in a child process; its metrics. ``corpus``: the
+    texts are tagged with it (``--corpus``); ``concept_types``: only those are scored."""
     command = [sys.executable, "-m", "spacy_softprompt", "evaluate", str(pipeline), str(test),
                "--output", str(metrics), "--gpu-id", str(gpu_id)]
+    if corpus is not None:
+        command += ["--corpus", corpus]
+    if concept_types:
+        command += ["--concept-types", *concept_types]
     if subprocess.run(command).returncode != 0:
         raise CLIError(f"evaluation failed (its output is above): {' '.join(command)}")
     return json.loads(metrics.read_text(encoding="utf-8"))

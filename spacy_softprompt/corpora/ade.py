@@ -104,7 +104,7 @@ def read_ade(
     summary = ConversionSummary(source=f"ADE corpus v2 ({folder}, split={split})", lenient=lenient)
     if split is not None and split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-    split_of = _load_splits(Path(splits_file or folder / SPLITS_FILE)) if split is not None else {}
+    split_of = load_splits(Path(splits_file or folder / SPLITS_FILE)) if split is not None else {}
 
     rows: List[_Row] = []
     for file_name, arg_label, relation in REL_FILES:
@@ -138,8 +138,9 @@ def read_ade(
     return [doc for _, _, doc in docs], summary
 
 
-def _load_splits(path: Path) -> Dict[str, str]:
-    """PMID -> split name, from a ``splits.json``; a PMID listed twice is a format error."""
+def load_splits(path: Path) -> Dict[str, str]:
+    """Document id (ADE: PMID) -> split name, from a ``splits.json`` (``{"train": [ids], "dev": ...,
+    "test": ...}``); an id listed twice is a format error."""
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; it is needed to select a split")
     data = json.loads(path.read_text(encoding="utf-8"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Collection, Dict, Iterable, List, Optional, Tuple, Union
 
 import spacy
 from spacy.language import Language
@@ -31,6 +31,7 @@ def read_brat(
     spans_key: str = DEFAULT_SPANS_KEY,
     text_check: str = "tolerant",
     progress: bool = False,
+    documents: Optional[Collection[str]] = None,
 ) -> Tuple[List[Doc], ConversionSummary]:
     """Read a brat folder (recursively: every ``.ann`` with a ``.txt`` beside it) or one ``.ann``.
 
@@ -40,7 +41,9 @@ def read_brat(
     ``lenient`` records malformed lines in the summary instead of raising.
     ``text_check``: ``"strict"``, ``"tolerant"`` or ``"offsets"`` (see
     :mod:`.brat`). ``progress`` shows a progress bar on stderr. ``doc._.doc_id``
-    is the ``.ann`` path relative to ``source``, without its suffix.
+    is the ``.ann`` path relative to ``source``, without its suffix. ``documents``: only
+    these document ids are read (a split); every other ``.ann`` is counted in the summary as a
+    document of another split.
     """
     if text_check not in TEXT_CHECKS:
         raise ValueError(f"text_check must be one of {TEXT_CHECKS}, not {text_check!r}")
@@ -67,6 +70,12 @@ def read_brat(
     else:
         ann_paths = [source]
         root = source.parent
+    if documents is not None:
+        wanted = set(documents)
+        selected = [p for p in ann_paths if p.relative_to(root).with_suffix("").as_posix() in wanted]
+        if len(selected) < len(ann_paths):
+            summary.skip(why.OTHER_SPLIT, len(ann_paths) - len(selected))
+        ann_paths = selected
     docs: List[Doc] = []
     for ann_path in tqdm(ann_paths, desc="brat", unit="doc", disable=not progress, file=sys.stderr):
         doc = _read_pair(ann_path, nlp, options, summary)

@@ -34,6 +34,7 @@ NORMALIZATION = "N: normalization (not converted)"
 ATTRIBUTE_DUPLICATE = "A: same attribute and value on the same span (merged)"
 ATTRIBUTE_CONFLICT = "A: other value for an attribute already set on the span (first kept)"
 TXT_WITHOUT_ANN = "document: .txt without .ann (no annotations, skipped)"
+OTHER_SPLIT = "document: not listed in this split of the --splits file (skipped here)"
 ANN_BOM = "document: byte order mark at the start of the .ann ignored"
 
 # What each kind of line should look like, for error messages.

@@ -1,0 +1,326 @@
+"""``lodo``: leave one dataset out (issue 14 item 3).
+
+For each held-out corpus H and each system (a training config):
+
+1. **source**: one component trained on the other corpora together (their train files in one
+   folder, each Doc tagged with its corpus, so it is supervised on its own corpus's types only),
+   every type asked by its description (``hard`` strategy, packed: a type is a question, so a
+   type never trained on can be asked); model-best on the other corpora's dev files;
+2. **zero-shot**: H's types added to that component by description (``add_label(label,
+   description, corpus=H)``), no training, scored on H's test file, its texts tagged H;
+3. **few-shot** K per type (each K and seed): K examples per type of H's train file
+   (``sampling.sample_few_shot``), trained from the zero-shot component (*transfer*) and from a
+   fresh component (*single corpus*), the same steps, model-best on H's dev file; both scored
+   on H's test file.
+
+Concepts only: the corpora's relation schemas differ and are not asked (``relation_schema = {}``).
+Descriptions and the held-out types' related types come from a JSON table (``--types``,
+``configs/lodo_types.json``). Every run keeps its ``run.json``: an interrupted study resumes;
+the report (markdown, JSON, plot) is rewritten after every run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from . import CLIError, read_docbin
+from .runs import (backbone_settings, base_config, corpus_settings, evaluate, jsonl_log_settings,
+                   matplotlib_available, require_files, train, write_run_config)
+
+HELP = ("leave one dataset out: train on the other corpora with types asked by description, score the "
+        "held-out corpus zero-shot and after K-shot training against single-corpus training; table, JSON, plot")
+
+HINT = "run `spacy project run convert-lodo`"
+#: every system asks each type by its description, all types in one query per window
+QUERY_SETTINGS = {"strategy": "hard", "packed": True}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", dest="corpora", nargs="+", required=True, metavar="NAME=FOLDER",
+                        help="each corpus: its name (the doc._.corpus tag of its Docs) and a folder with "
+                             "train.spacy, dev.spacy, test.spacy, e.g. ade=corpus/lodo/ade")
+    parser.add_argument("--held-out", nargs="+", metavar="NAME", help="corpora to hold out (default: each)")
+    parser.add_argument("--systems", nargs="+", type=Path, default=[Path("configs/lora_frozen.cfg")],
+                        metavar="CONFIG", help="softprompt_ie training configs (their strategy is set to hard, packed)")
+    parser.add_argument("--types", type=Path, default=Path("configs/lodo_types.json"),
+                        help="JSON: descriptions (type -> its question) and related (held-out type -> types of "
+                             "other corpora)")
+    parser.add_argument("--shots", nargs="*", type=int, default=[5, 10, 20, 50, 100], help="K examples per type")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="a seed draws the K-shot sample")
+    parser.add_argument("--source-steps", type=int, default=1500, help="training steps on the other corpora")
+    parser.add_argument("--fewshot-steps", type=int, default=200, help="training steps on K examples per type")
+    parser.add_argument("--eval-frequency", type=int, default=100, help="steps between dev evaluations")
+    parser.add_argument("--dev-limit", type=int, default=0, help="dev docs evaluated while training (0 = all)")
+    parser.add_argument("--max-length", type=int, default=512,
+                        help="subwords per sequence: every type's question and a window of text")
+    parser.add_argument("--backbone", default="default")
+    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--runs", type=Path, default=Path("training/lodo"), help="data, pipelines, run.json files")
+    parser.add_argument("--output", type=Path, default=Path("docs/lodo.md"), help="markdown; JSON and PNG beside it")
+    parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG (no matplotlib needed)")
+
+
+def parse_corpora(values: Sequence[str]) -> Dict[str, Path]:
+    corpora: Dict[str, Path] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not folder:
+            raise CLIError(f"--corpus takes NAME=FOLDER, not {value!r}")
+        corpora[name] = Path(folder)
+    if len(corpora) < 2:
+        raise CLIError("--corpus: leaving one out needs at least two corpora")
+    require_files([corpora[n] / f"{part}.spacy" for n in corpora for part in ("train", "dev", "test")], HINT)
+    return corpora
+
+
+def corpus_types(folder: Path, name: str) -> List[str]:
+    """The concept types a corpus annotates (train and test), checking its Docs carry its tag."""
+    types = set()
+    for part in ("train", "test"):
+        for doc in read_docbin(folder / f"{part}.spacy"):
+            if doc._.corpus != name:
+                raise CLIError(f"{folder / part}.spacy: a document is tagged {doc._.corpus!r}, not {name!r} "
+                               f"(convert with --corpus {name}; {HINT})")
+            types.update(span.label_ for span in doc.spans.get("softprompt", ()))
+    return sorted(types)
+
+
+def load_types(path: Path, needed: Sequence[str]) -> Tuple[Dict[str, str], Dict[str, List[str]]]:
+    if not path.is_file():
+        raise CLIError(f"--types {path} not found")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    descriptions, related = data.get("descriptions", {}), data.get("related", {})
+    missing = [t for t in needed if t not in descriptions]
+    if missing:
+        raise CLIError(f"{path}: no description for {', '.join(missing)} (every type is asked by its description)")
+    return descriptions, related
+
+
+def source_data(runs: Path, corpora: Dict[str, Path], held_out: str) -> Tuple[Path, Path]:
+    """Folders holding the other corpora's train and dev files (spaCy reads every .spacy in one)."""
+    folders = []
+    for part in ("train", "dev"):
+        folder = runs / "data" / f"without-{held_out}" / part
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, path in corpora.items():
+            link = folder / f"{name}.spacy"
+            if name != held_out and not link.exists():
+                link.symlink_to((path / f"{part}.spacy").resolve())
+        folders.append(folder)
+    return folders[0], folders[1]
+
+
+def few_shot_file(runs: Path, folder: Path, held_out: str, shots: int, seed: int) -> Tuple[Path, int]:
+    """K examples per type of the held-out train file, written once (resumed runs reuse it)."""
+    from spacy.tokens import DocBin
+
+    from ..sampling import sample_few_shot
+
+    path = runs / "data" / f"{held_out}-{shots}shot-seed{seed}.spacy"
+    if not path.is_file():
+        sample, _ = sample_few_shot(read_docbin(folder / "train.spacy"), shots, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        DocBin(store_user_data=True, docs=sample).to_disk(path)
+    return path, len(read_docbin(path))
+
+
+def add_types(source: Path, target: Path, types: Sequence[str], descriptions: Dict[str, str], corpus: str) -> None:
+    """The source pipeline with the held-out types added by description, saved as ``target``."""
+    import spacy
+
+    nlp = spacy.load(source)
+    pipe = nlp.get_pipe("softprompt_ie")
+    for label in types:
+        pipe.add_label(label, description=descriptions[label], corpus=corpus)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nlp.to_disk(target)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .bench import dev_curve
+
+    corpora = parse_corpora(args.corpora)
+    held_outs = args.held_out or list(corpora)
+    unknown = [h for h in held_outs if h not in corpora]
+    if unknown:
+        raise CLIError(f"--held-out {', '.join(unknown)}: not among --corpus {', '.join(corpora)}")
+    types = {name: corpus_types(folder, name) for name, folder in corpora.items()}
+    descriptions, related = load_types(args.types, sorted({t for ts in types.values() for t in ts}))
+    plot = args.plot and matplotlib_available(required=False, verb="lodo")
+    systems = [(path.stem, base_config(config=path)) for path in args.systems]
+    report: Dict[str, Any] = {
+        "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:]), "backbone": args.backbone,
+        "source_steps": args.source_steps, "fewshot_steps": args.fewshot_steps, "types": types,
+        "related": {t: related.get(t, []) for h in held_outs for t in types[h]}, "runs": [],
+    }
+    start = time.perf_counter()
+
+    def record(run_dir: Path, config, settings: Dict[str, Any], held_out: str, info: Dict[str, Any],
+               source: Optional[Path] = None) -> Dict[str, Any]:
+        """One run: trained (or, with no steps, the zero-shot pipeline built) and scored, or read back."""
+        path = run_dir / "run.json"
+        steps = settings.get("training.max_steps", 0)
+        if path.is_file():
+            done = json.loads(path.read_text(encoding="utf-8"))
+            if (done.get("max_steps"), done.get("backbone")) != (steps, args.backbone):
+                raise CLIError(f"{path} was trained with max_steps {done.get('max_steps')} and backbone "
+                               f"{done.get('backbone')!r}; pass another --runs folder or delete it")
+            print(f"{run_dir}: done before, skipped", flush=True)
+            return done
+        print(f"{run_dir}: {info['kind']}", flush=True)
+        entry = dict(info, held_out=held_out, max_steps=steps, backbone=args.backbone)
+        if info["kind"] == "zero-shot":
+            pipeline = run_dir / "pipeline"
+            add_types(source, pipeline, types[held_out], descriptions, held_out)
+        else:
+            log = run_dir / "train_log.jsonl"
+            settings = {**settings, **jsonl_log_settings(log)}
+            result = train(write_run_config(config, settings, run_dir / "config.cfg"), run_dir, gpu_id=args.gpu_id)
+            pipeline = result.pipeline
+            entry.update(train_seconds=round(result.train_seconds, 1), **dev_curve(log))
+        if info["kind"] != "source":  # the source model knows none of the held-out types
+            scores = evaluate(pipeline, corpora[held_out] / "test.spacy", run_dir / "metrics.json",
+                              gpu_id=args.gpu_id, corpus=held_out, concept_types=types[held_out])
+            entry["strict_f"] = round(100 * scores["concepts_strict_f"], 2)
+            entry["lenient_f"] = round(100 * scores["concepts_lenient_f"], 2)
+            entry["per_type"] = {label: round(100 * v["f"], 2)
+                                 for label, v in scores["concepts_strict_per_type"].items()}
+        path.write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
+        return entry
+
+    for name, config in systems:
+        base = {f"components.softprompt_ie.model.{k}": v for k, v in QUERY_SETTINGS.items()}
+        base.update({"components.softprompt_ie.model.max_length": args.max_length,
+                     "components.softprompt_ie.query_texts": descriptions,
+                     "initialize.components.softprompt_ie": {"relation_schema": {}}})
+        base.update(backbone_settings(config, args.backbone))
+        for held_out in held_outs:
+            folder = args.runs / name / held_out
+            train_dir, dev_dir = source_data(args.runs, corpora, held_out)
+            settings = {**base, **corpus_settings(train_dir, dev_dir, max_steps=args.source_steps,
+                                                  eval_frequency=args.eval_frequency, dev_limit=args.dev_limit)}
+            info = {"system": name, "kind": "source", "shots": None, "seed": None}
+            report["runs"].append(record(folder / "source", config, settings, held_out, info))
+            zero = dict(info, kind="zero-shot", shots=0)
+            report["runs"].append(record(folder / "zero-shot", None, {}, held_out, zero, folder / "source" / "model-best"))
+            write_report(report, args.output, plot, time.perf_counter() - start)
+            for shots in args.shots:
+                for seed in args.seeds:
+                    sample, documents = few_shot_file(args.runs, corpora[held_out], held_out, shots, seed)
+                    settings = {**base, **corpus_settings(sample, corpora[held_out] / "dev.spacy", seed=seed,
+                                                          max_steps=args.fewshot_steps,
+                                                          eval_frequency=args.eval_frequency, dev_limit=args.dev_limit)}
+                    transfer = {"components.softprompt_ie": {"source": str(folder / "zero-shot" / "pipeline")},
+                                "paths.train": sample, "paths.dev": corpora[held_out] / "dev.spacy",
+                                **{k: v for k, v in settings.items() if not k.startswith("components.")
+                                   and not k.startswith("initialize.")}}
+                    for kind, run_settings in (("transfer", transfer), ("single corpus", settings)):
+                        info = {"system": name, "kind": kind, "shots": shots, "seed": seed, "documents": documents}
+                        run_dir = folder / f"{shots}shot-seed{seed}" / kind.replace(" ", "-")
+                        report["runs"].append(record(run_dir, config, run_settings, held_out, info))
+                        write_report(report, args.output, plot, time.perf_counter() - start)
+    write_report(report, args.output, plot, time.perf_counter() - start)
+    print("\n" + to_markdown(report))
+    return 0
+
+
+def _mean_sd(values: List[float]) -> str:
+    if not values:
+        return "n/r"
+    return f"{statistics.fmean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else "")
+
+
+def _f(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def write_report(report: Dict[str, Any], output: Path, plot: bool, seconds: float) -> None:
+    report["wall_seconds"] = round(seconds, 1)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(to_markdown(report), encoding="utf-8")
+    output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if plot and any(r["kind"] != "source" for r in report["runs"]):
+        plot_curves(report, output.with_suffix(".png"))
+
+
+def to_markdown(report: Dict[str, Any]) -> str:
+    runs = report["runs"]
+    lines = [
+        "# Leave one dataset out", "",
+        f"Made by: `{report['command']}`; do not edit. Backbone `{report['backbone']}`; source training "
+        f"{report['source_steps']} steps on the other corpora, few-shot training {report['fewshot_steps']} steps; "
+        f"model-best on dev; {len(runs)} runs, {report['wall_seconds'] / 60:.1f} min wall time in this invocation "
+        "(resumed runs not counted). Concepts only, strict F1 (%) on the held-out corpus's test file, its texts "
+        "tagged with the corpus so only its types are asked.", "",
+    ]
+    for held_out in dict.fromkeys(r["held_out"] for r in runs):
+        mine = [r for r in runs if r["held_out"] == held_out]
+        systems = list(dict.fromkeys(r["system"] for r in mine))
+        labels = report["types"][held_out]
+        lines += [f"## Held out: {held_out}", "", "Zero-shot, per type (related types of the other corpora in "
+                  "brackets; the target is F1 > 0 on each type that has one):", "",
+                  "| type | related | " + " | ".join(systems) + " |", "| --- | --- | " + " | ".join("---:" for _ in systems) + " |"]
+        for label in labels:
+            cells = [next((f"{r['per_type'].get(label, 0.0):.1f}" for r in mine
+                           if r["system"] == s and r["kind"] == "zero-shot"), "n/r") for s in systems]
+            lines.append(f"| {label} | {', '.join(report['related'].get(label, [])) or '-'} | " + " | ".join(cells) + " |")
+        lines += ["", "Micro strict F1 over the held-out types (mean ± sd over seeds):", "",
+                  "| system | K per type | transfer (from the other corpora) | single corpus |", "| --- | ---: | ---: | ---: |"]
+        for system in systems:
+            zero = [r["strict_f"] for r in mine if r["system"] == system and r["kind"] == "zero-shot"]
+            lines.append(f"| {system} | 0 (zero-shot) | {_mean_sd(zero)} | - |")
+            for shots in sorted({r["shots"] for r in mine if r["shots"]}):
+                cells = [_mean_sd([r["strict_f"] for r in mine if r["system"] == system and r["kind"] == kind
+                                   and r["shots"] == shots]) for kind in ("transfer", "single corpus")]
+                lines.append(f"| {system} | {shots} | " + " | ".join(cells) + " |")
+        lines += [""]
+    lines += ["## Each run", "", "| held out | system | run | K | seed | strict F1 | lenient F1 | steps (best) | training s |",
+              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in runs:
+        steps = f"{r['steps']} ({r['best_step']})" if "steps" in r else "-"
+        seconds = f"{r['train_seconds']:.0f}" if "train_seconds" in r else "-"
+        lines.append(f"| {r['held_out']} | {r['system']} | {r['kind']} | {r['shots'] if r['shots'] is not None else '-'} "
+                     f"| {r['seed'] if r['seed'] is not None else '-'} | {_f(r.get('strict_f'))} | {_f(r.get('lenient_f'))} "
+                     f"| {steps} | {seconds} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(report: Dict[str, Any], path: Path) -> None:
+    """Strict F1 against K per type, one panel per held-out corpus, transfer and single corpus per
+    system (sd over seeds as error bars), zero-shot at K = 0 on the transfer line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    held_outs = list(dict.fromkeys(r["held_out"] for r in report["runs"]))
+    fig, axes = plt.subplots(1, len(held_outs), figsize=(5 * len(held_outs), 4), squeeze=False)
+    for ax, held_out in zip(axes[0], held_outs):
+        mine = [r for r in report["runs"] if r["held_out"] == held_out]
+        for system in dict.fromkeys(r["system"] for r in mine):
+            for kind, start in (("transfer", "zero-shot"), ("single corpus", None)):
+                xs, ys, sds = [], [], []
+                for shots in sorted({r["shots"] for r in mine if r["shots"] is not None}):
+                    wanted = start if shots == 0 else kind
+                    values = [r["strict_f"] for r in mine if r["system"] == system and r["kind"] == wanted
+                              and r["shots"] == shots]
+                    if values:
+                        xs.append(shots)
+                        ys.append(statistics.fmean(values))
+                        sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+                if xs:
+                    ax.errorbar(xs, ys, yerr=sds, marker="o", capsize=3, label=f"{system}, {kind}")
+        ax.set_xscale("symlog", linthresh=5)
+        ax.set_xlabel("examples per type (0: zero-shot)")
+        ax.set_ylabel("strict F1 on test (%)")
+        ax.set_title(f"held out: {held_out}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

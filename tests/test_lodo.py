@@ -1,0 +1,98 @@
+"""``lodo`` (cli/lodo.py): leave one dataset out in small (two toy corpora, two steps of the tiny
+random BERT): the source model trains on the other corpus, the held-out types are added by
+description and scored zero-shot, K-shot training runs from that model (a sourced component) and
+from scratch; project.yml's ``lodo`` is the verb; a second invocation resumes."""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+
+from spacy_softprompt.cli import main
+
+from conftest import annotate
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPORA = {
+    "meds": [("Aspirin 100 mg was given.", [("Aspirin", "Medication"), ("100 mg", "meds:Dosage")]),
+             ("She took ibuprofen 200 mg.", [("ibuprofen", "Medication"), ("200 mg", "meds:Dosage")]),
+             ("Metformin was stopped.", [("Metformin", "Medication")])],
+    "ade": [("Rash after penicillin.", [("Rash", "Adverse_Effect"), ("penicillin", "ade:Drug")]),
+            ("Nausea from codeine.", [("Nausea", "Adverse_Effect"), ("codeine", "ade:Drug")]),
+            ("Warfarin caused bleeding.", [("Warfarin", "ade:Drug"), ("bleeding", "Adverse_Effect")])],
+}
+TYPES = {"descriptions": {"Medication": "medication name", "meds:Dosage": "medication dose",
+                          "ade:Drug": "drug name", "Adverse_Effect": "adverse effect of a drug"},
+         "related": {"ade:Drug": ["Medication"]}}
+
+
+def write_corpora(tmp_path: Path) -> list:
+    nlp = spacy.blank("en")
+    args = []
+    for name, texts in CORPORA.items():
+        docs = [annotate(nlp, t, m) for t, m in texts]
+        for doc in docs:
+            doc._.corpus = name
+        for part in ("train", "dev", "test"):
+            (tmp_path / name).mkdir(exist_ok=True)
+            DocBin(store_user_data=True, docs=docs).to_disk(tmp_path / name / f"{part}.spacy")
+        args.append(f"{name}={tmp_path / name}")
+    return args
+
+
+def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch):
+    monkeypatch.setenv("SPACY_CONFIG_OVERRIDES", "--training.optimizer.learn_rate.warmup_steps 1")
+    (tmp_path / "types.json").write_text(json.dumps(TYPES))
+    runs, output = tmp_path / "runs", tmp_path / "docs" / "lodo.md"
+    argv = ["lodo", "--corpus", *write_corpora(tmp_path), "--held-out", "ade",
+            "--systems", str(ROOT / "configs" / "finetune.cfg"), "--types", str(tmp_path / "types.json"),
+            "--shots", "1", "--seeds", "0", "--source-steps", "2", "--fewshot-steps", "2", "--eval-frequency", "2",
+            "--max-length", "128", "--backbone", tiny_bert, "--runs", str(runs), "--output", str(output), "--no-plot"]
+    assert main(argv) == 0
+    report = json.loads(output.with_suffix(".json").read_text())
+    assert [r["kind"] for r in report["runs"]] == ["source", "zero-shot", "transfer", "single corpus"]
+    source, zero, transfer, single = report["runs"]
+    # the source model learned the other corpus's types only, the zero-shot one asks ade's by description
+    task = json.loads((runs / "finetune" / "ade" / "zero-shot" / "pipeline" / "softprompt_ie" / "model" / "task.json").read_text())
+    assert set(task["schema"]["corpora"]["meds"]) >= {"Medication", "meds:Dosage"}
+    assert set(task["schema"]["corpora"]["ade"]) == {"ade:Drug", "Adverse_Effect"}
+    assert task["query_texts"]["ade:Drug"] == "drug name"
+    for r in (zero, transfer, single):
+        assert set(r["per_type"]) <= {"ade:Drug", "Adverse_Effect"} and 0 <= r["strict_f"] <= 100
+    # the transfer run starts from the zero-shot pipeline, the single-corpus run from scratch
+    sourced = spacy.util.load_config(runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "config.cfg")
+    assert sourced["components"]["softprompt_ie"]["source"].endswith("zero-shot/pipeline")
+    fresh = spacy.util.load_config(runs / "finetune" / "ade" / "1shot-seed0" / "single-corpus" / "config.cfg")
+    assert fresh["components"]["softprompt_ie"]["model"]["strategy"] == "hard"
+    assert transfer["steps"] == single["steps"] == 2
+    table = output.read_text()
+    assert "## Held out: ade" in table and "| ade:Drug | Medication |" in table
+    # resumed: nothing is trained again
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("done before, skipped") == 4
+
+
+def test_lodo_names_a_type_without_description(tmp_path, capsys):
+    (tmp_path / "types.json").write_text(json.dumps({"descriptions": {"Medication": "medication name"}}))
+    assert main(["lodo", "--corpus", *write_corpora(tmp_path), "--types", str(tmp_path / "types.json")]) == 2
+    assert "no description for" in capsys.readouterr().err
+
+
+def test_project_command_is_the_verb():
+    from spacy.cli.project.run import load_project_config
+
+    from spacy_softprompt.cli import build_parser
+
+    project = load_project_config(ROOT)
+    (script,) = {c["name"]: c for c in project["commands"]}["lodo"]["script"]
+    args = build_parser().parse_args(shlex.split(script)[3:])
+    assert args.held_out == ["ade", "sdoh", "maccrobat"] and args.shots == [5, 10, 20, 50, 100]
+    descriptions = json.loads((ROOT / "configs" / "lodo_types.json").read_text())["descriptions"]
+    assert {"ade:Drug", "Medication", "sdoh:Drug", "maccrobat:Dosage"} <= set(descriptions)
+    for system in args.systems:
+        assert system.is_file() if system.is_absolute() else (ROOT / system).is_file()
