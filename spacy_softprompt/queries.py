@@ -32,7 +32,7 @@ MAX_LEVITATED = 8  # triggers one packed relation query answers (one marker toke
 
 def label_words(label: str) -> str:
     """``Adverse_Effect`` -> ``adverse effect``; ``StatusTime`` -> ``status time``; a
-    corpus-qualified ``sdoh:Drug`` -> ``sdoh drug`` (the corpus keeps same-named types apart)."""
+    corpus-qualified ``sdoh/Drug`` -> ``sdoh drug`` (the corpus keeps same-named types apart)."""
     spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", label)
     return re.sub(r"[_\-./:]+", " ", spaced).strip().lower()
 

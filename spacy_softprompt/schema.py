@@ -15,7 +15,7 @@ corpus is supervised, and asked, only on those, so one corpus's types are never
 negatives on another corpus's Docs. A Doc without a tag (or with a tag the
 schema does not know, at prediction) is asked every type. Same-named labels of
 two corpora that mean different things are given corpus-qualified names
-(``sdoh:Drug``) when converting (``--label-map Drug=sdoh:Drug``).
+(``sdoh/Drug``) when converting (``--label-map Drug=sdoh/Drug``).
 """
 from __future__ import annotations
 

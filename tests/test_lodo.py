@@ -18,16 +18,16 @@ from conftest import annotate
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = {
-    "meds": [("Aspirin 100 mg was given.", [("Aspirin", "Medication"), ("100 mg", "meds:Dosage")]),
-             ("She took ibuprofen 200 mg.", [("ibuprofen", "Medication"), ("200 mg", "meds:Dosage")]),
+    "meds": [("Aspirin 100 mg was given.", [("Aspirin", "Medication"), ("100 mg", "meds/Dosage")]),
+             ("She took ibuprofen 200 mg.", [("ibuprofen", "Medication"), ("200 mg", "meds/Dosage")]),
              ("Metformin was stopped.", [("Metformin", "Medication")])],
-    "ade": [("Rash after penicillin.", [("Rash", "Adverse_Effect"), ("penicillin", "ade:Drug")]),
-            ("Nausea from codeine.", [("Nausea", "Adverse_Effect"), ("codeine", "ade:Drug")]),
-            ("Warfarin caused bleeding.", [("Warfarin", "ade:Drug"), ("bleeding", "Adverse_Effect")])],
+    "ade": [("Rash after penicillin.", [("Rash", "Adverse_Effect"), ("penicillin", "ade/Drug")]),
+            ("Nausea from codeine.", [("Nausea", "Adverse_Effect"), ("codeine", "ade/Drug")]),
+            ("Warfarin caused bleeding.", [("Warfarin", "ade/Drug"), ("bleeding", "Adverse_Effect")])],
 }
-TYPES = {"descriptions": {"Medication": "medication name", "meds:Dosage": "medication dose",
-                          "ade:Drug": "drug name", "Adverse_Effect": "adverse effect of a drug"},
-         "related": {"ade:Drug": ["Medication"]}}
+TYPES = {"descriptions": {"Medication": "medication name", "meds/Dosage": "medication dose",
+                          "ade/Drug": "drug name", "Adverse_Effect": "adverse effect of a drug"},
+         "related": {"ade/Drug": ["Medication"]}}
 
 
 def write_corpora(tmp_path: Path) -> list:
@@ -58,11 +58,11 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     source, zero, transfer, single = report["runs"]
     # the source model learned the other corpus's types only, the zero-shot one asks ade's by description
     task = json.loads((runs / "finetune" / "ade" / "zero-shot" / "pipeline" / "softprompt_ie" / "model" / "task.json").read_text())
-    assert set(task["schema"]["corpora"]["meds"]) >= {"Medication", "meds:Dosage"}
-    assert set(task["schema"]["corpora"]["ade"]) == {"ade:Drug", "Adverse_Effect"}
-    assert task["query_texts"]["ade:Drug"] == "drug name"
+    assert set(task["schema"]["corpora"]["meds"]) >= {"Medication", "meds/Dosage"}
+    assert set(task["schema"]["corpora"]["ade"]) == {"ade/Drug", "Adverse_Effect"}
+    assert task["query_texts"]["ade/Drug"] == "drug name"
     for r in (zero, transfer, single):
-        assert set(r["per_type"]) <= {"ade:Drug", "Adverse_Effect"} and 0 <= r["strict_f"] <= 100
+        assert set(r["per_type"]) <= {"ade/Drug", "Adverse_Effect"} and 0 <= r["strict_f"] <= 100
     # the transfer run starts from the zero-shot pipeline, the single-corpus run from scratch
     sourced = spacy.util.load_config(runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "config.cfg")
     assert sourced["components"]["softprompt_ie"]["source"].endswith("zero-shot/pipeline")
@@ -70,7 +70,7 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     assert fresh["components"]["softprompt_ie"]["model"]["strategy"] == "hard"
     assert transfer["steps"] == single["steps"] == 2
     table = output.read_text()
-    assert "## Held out: ade" in table and "| ade:Drug | Medication |" in table
+    assert "## Held out: ade" in table and "| ade/Drug | Medication |" in table
     # resumed: nothing is trained again
     capsys.readouterr()
     assert main(argv) == 0
@@ -93,6 +93,6 @@ def test_project_command_is_the_verb():
     args = build_parser().parse_args(shlex.split(script)[3:])
     assert args.held_out == ["ade", "sdoh", "maccrobat"] and args.shots == [5, 10, 20, 50, 100]
     descriptions = json.loads((ROOT / "configs" / "lodo_types.json").read_text())["descriptions"]
-    assert {"ade:Drug", "Medication", "sdoh:Drug", "maccrobat:Dosage"} <= set(descriptions)
+    assert {"ade/Drug", "Medication", "sdoh/Drug", "maccrobat/Dosage"} <= set(descriptions)
     for system in args.systems:
         assert system.is_file() if system.is_absolute() else (ROOT / system).is_file()

@@ -17,11 +17,11 @@ from conftest import RELATIONS, TEXTS, annotate
 from test_component import examples_for, make_pipeline, predictions, train
 
 SDOH_TEXTS = [
-    ("He uses cocaine and drinks beer daily.", [("cocaine", "sdoh:Drug"), ("beer", "Alcohol")]),
-    ("She quit heroin years ago.", [("heroin", "sdoh:Drug")]),
+    ("He uses cocaine and drinks beer daily.", [("cocaine", "sdoh/Drug"), ("beer", "Alcohol")]),
+    ("She quit heroin years ago.", [("heroin", "sdoh/Drug")]),
 ]
 ADE_LABELS = {"ADE", "Dose", "Drug", "Drug-AE", "Drug-Dose"}
-SDOH_LABELS = {"Alcohol", "sdoh:Drug"}
+SDOH_LABELS = {"Alcohol", "sdoh/Drug"}
 NEW_TEXTS = ["Aspirin was taken twice daily.", "He drinks beer daily.", ""]
 
 
@@ -99,7 +99,7 @@ def builder_rows(pipe):
 
 
 def test_qualified_labels_are_separate_types_and_tagged_docs_are_asked_their_own(tiny_bert):
-    """``sdoh:Drug`` and ``Drug`` are two types with their own questions; a Doc tagged with a
+    """``sdoh/Drug`` and ``Drug`` are two types with their own questions; a Doc tagged with a
     corpus is answered only in its corpus's types, an untagged Doc in every type."""
     nlp, examples = multi_pipeline(tiny_bert, "hard")
     nlp.get_pipe("softprompt_ie").cfg["threshold"] = 1e-6  # every candidate becomes a hit
@@ -107,9 +107,9 @@ def test_qualified_labels_are_separate_types_and_tagged_docs_are_asked_their_own
     nlp.initialize(lambda: examples)
     pipe = nlp.get_pipe("softprompt_ie")
     builder = pipe.model.builder
-    assert label_words("sdoh:Drug") == "sdoh drug"
+    assert label_words("sdoh/Drug") == "sdoh drug"
     questions = dict(zip(builder.labels.concepts, builder.strategy.questions))
-    assert questions["sdoh:Drug"] != questions["Drug"]
+    assert questions["sdoh/Drug"] != questions["Drug"]
     text = "Aspirin caused nausea; he uses cocaine."
 
     def labels_of(corpus):
@@ -204,9 +204,9 @@ def test_convert_tags_the_corpus(tmp_path):
     (folder / "a.txt").write_text("He uses cocaine.", encoding="utf-8")
     (folder / "a.ann").write_text("T1\tDrug 8 15\tcocaine\n", encoding="utf-8")
     out = tmp_path / "a.spacy"
-    assert main(["convert", "brat", str(folder), str(out), "--corpus", "sdoh", "--label-map", "Drug=sdoh:Drug"]) == 0
+    assert main(["convert", "brat", str(folder), str(out), "--corpus", "sdoh", "--label-map", "Drug=sdoh/Drug"]) == 0
     (doc,) = DocBin(store_user_data=True).from_disk(out).get_docs(spacy.blank("en").vocab)
-    assert doc._.corpus == "sdoh" and [s.label_ for s in doc.spans["softprompt"]] == ["sdoh:Drug"]
+    assert doc._.corpus == "sdoh" and [s.label_ for s in doc.spans["softprompt"]] == ["sdoh/Drug"]
 
 
 def test_tagged_reference_is_scored_on_its_corpus_types_only(blank_nlp):
@@ -215,10 +215,10 @@ def test_tagged_reference_is_scored_on_its_corpus_types_only(blank_nlp):
     them it is, and an untagged reference is scored on every type."""
     from spacy_softprompt.scoring import score_concepts_and_relations
 
-    gold = annotate(blank_nlp, "He uses cocaine and drinks beer daily.", [("cocaine", "sdoh:Drug")])
+    gold = annotate(blank_nlp, "He uses cocaine and drinks beer daily.", [("cocaine", "sdoh/Drug")])
     gold._.corpus = "sdoh"
-    predicted = annotate(blank_nlp, gold.text, [("cocaine", "sdoh:Drug"), ("beer", "Drug")])
-    corpora = {"sdoh": ["sdoh:Drug", "Alcohol"], "ade": ["Drug", "ADE"]}
+    predicted = annotate(blank_nlp, gold.text, [("cocaine", "sdoh/Drug"), ("beer", "Drug")])
+    corpora = {"sdoh": ["sdoh/Drug", "Alcohol"], "ade": ["Drug", "ADE"]}
     plain = score_concepts_and_relations([(predicted, gold)])
     masked = score_concepts_and_relations([(predicted, gold)], corpus_types=corpora)
     assert plain["concepts_strict_p"] == pytest.approx(0.5)
@@ -245,3 +245,14 @@ def test_component_scores_tagged_references_on_their_corpus(tiny_bert):
     assert scores["concepts_strict_p"] == pytest.approx(1.0)
     reference._.corpus = None
     assert pipe.score([Example(predicted, reference)])["concepts_strict_p"] < 1.0
+
+
+def test_qualified_label_with_colon_is_refused_at_conversion(tmp_path, capsys):
+    """``sdoh:Drug`` could not be a key of query_texts in a config (configparser splits at ':'):
+    convert says so and names the '/' form, instead of a training run failing later."""
+    folder = tmp_path / "brat"
+    folder.mkdir()
+    (folder / "a.txt").write_text("He uses cocaine.", encoding="utf-8")
+    (folder / "a.ann").write_text("T1\tDrug 8 15\tcocaine\n", encoding="utf-8")
+    assert main(["convert", "brat", str(folder), str(tmp_path / "out.spacy"), "--label-map", "Drug=sdoh:Drug"]) == 2
+    assert "Drug=sdoh/Drug" in capsys.readouterr().err

@@ -62,6 +62,10 @@ def parse_mapping(pairs: List[str], option: str) -> Dict[str, str]:
         old, sep, new = pair.partition("=")
         if not sep or not old or not new:
             raise CLIError(f"{option} expects OLD=NEW pairs, got {pair!r}")
+        if ":" in new or "=" in new:
+            raise CLIError(f"{option} {pair}: a label cannot hold ':' or '=' (a type's description is keyed by "
+                           "its label in the config, and a config key cannot hold them); qualify it with '/', "
+                           f"e.g. {old}={new.replace(':', '/').replace('=', '/')}")
         mapping[old] = new
     return mapping
 

@@ -102,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="tag every document with its corpus (doc._.corpus = NAME): a component trained on several "
         "corpora supervises each document only on the types its corpus annotates; give same-named types "
-        "of different meaning corpus-qualified names with --label-map (Drug=sdoh:Drug)",
+        "of different meaning corpus-qualified names with --label-map (Drug=sdoh/Drug)",
     )
     parser.add_argument(
         "--cats-from-status",
