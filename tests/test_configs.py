@@ -83,8 +83,25 @@ def test_stock_textcat_preset_is_spacys_textcat_on_the_transformer():
         k: v for k, v in ner["training"].items() if k != "score_weights"}
     with pytest.raises(CLIError, match="transformer\\+textcat pipeline has no strategy"):
         generate(STOCK_TEXTCAT, strategy="soft")
-    with pytest.raises(CLIError, match="stock_head must be one of ner, textcat"):
-        generate(STOCK, stock_head="spancat")
+    with pytest.raises(CLIError, match="stock_head must be one of ner, textcat, spancat"):
+        generate(STOCK, stock_head="tagger")
+
+
+def test_stock_spancat_preset_reads_the_concepts_where_the_corpora_keep_them():
+    """The overlapping-concepts baseline: spancat on the transformer's listener, gold and predictions
+    in doc.spans['softprompt'] (where convert writes concepts and evaluate reads them), candidates
+    of 1 to 12 tokens (softprompt_ie's max_span_width), selected on that key's F1."""
+    from spacy_softprompt.cli.init_config import STOCK_SPANCAT
+
+    config = spacy.util.load_config_from_str(generate(STOCK_SPANCAT))
+    ner = spacy.util.load_config_from_str(generate(STOCK))
+    assert config["nlp"]["pipeline"] == ["transformer", "spancat"]
+    spancat = config["components"]["spancat"]
+    assert spancat["spans_key"] == "softprompt"
+    assert spancat["suggester"] == {"@misc": "spacy.ngram_range_suggester.v1", "min_size": 1, "max_size": 12}
+    assert spancat["model"]["tok2vec"] == ner["components"]["ner"]["model"]["tok2vec"]
+    assert dict(config["training"]["score_weights"]) == {
+        "spans_softprompt_f": 1.0, "spans_softprompt_p": 0.0, "spans_softprompt_r": 0.0}
 
 
 def test_lora_frozen_is_the_lora_system_that_bench_measured(tmp_path):

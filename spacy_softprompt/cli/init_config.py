@@ -30,10 +30,16 @@ MAX_STEPS = 600
 STOCK = "stock_transformer_ner"
 #: the stock baseline of the classification learning curve (issue 14): spaCy's textcat on the backbone
 STOCK_TEXTCAT = "stock_transformer_textcat"
+#: the stock baseline that handles overlapping concepts (ner cannot): spaCy's spancat on the backbone
+STOCK_SPANCAT = "stock_transformer_spancat"
 #: presets that build spaCy's own pipelines, not softprompt_ie
-STOCK_PRESETS = (STOCK, STOCK_TEXTCAT)
-#: the stock pipelines' task component: ner (concepts) or textcat (one exclusive class per document)
-STOCK_HEADS = ("ner", "textcat")
+STOCK_PRESETS = (STOCK, STOCK_TEXTCAT, STOCK_SPANCAT)
+#: the stock pipelines' task component: ner or spancat (concepts), textcat (one exclusive class per document)
+STOCK_HEADS = ("ner", "textcat", "spancat")
+#: spancat reads and writes the concepts where the corpora keep them (relations.DEFAULT_SPANS_KEY)
+#: and proposes spans up to softprompt_ie's default max_span_width, so both see the same candidates
+SPANCAT_SPANS_KEY = "softprompt"
+SPANCAT_MAX_WIDTH = 12
 #: the hub name written for the stock pipeline when the backbone is "default" (spacy-transformers
 #: does not know our offline alias; bench writes the resolved folder instead)
 STOCK_DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -96,6 +102,12 @@ PRESETS: Dict[str, Preset] = {
                           "fine-tuned, the same backbone, batcher, steps and schedule as finetune.cfg. The "
                           "baseline of the SDoH status learning curve (docs/sdoh_status.md); train it on "
                           "corpus/sdoh-smoking."),
+    STOCK_SPANCAT: Preset(Choices(frozen=False, stock=True, stock_head="spancat"),
+                          "The stock spaCy way to find overlapping concepts: spacy-transformers + spancat "
+                          "(spans of 1 to 12 tokens, each scored per type; gold and predictions in "
+                          "doc.spans['softprompt'], where the converters put the concepts), fine-tuned, the same "
+                          "backbone, batcher, steps and schedule as finetune.cfg. The stock baseline for ADE's "
+                          "SpERT folds, whose entities overlap."),
 }
 
 # The training sections this project uses around the components (spaCy's own defaults fill
@@ -288,6 +300,8 @@ def build_config(choices: Choices):
     config["components"] = {name: block for name, block in sorted(components.items())}
     weights = [nlp.get_factory_meta(block["factory"]).default_score_weights for block in components.values()]
     config["training"]["score_weights"] = combine_score_weights(weights)
+    if choices.stock and choices.stock_head == "spancat":  # the factory's weights name its default key, "sc"
+        config["training"]["score_weights"] = {f"spans_{SPANCAT_SPANS_KEY}_{m}": float(m == "f") for m in "fpr"}
     config["training"]["max_steps"] = choices.max_steps
     schedule = config["training"]["optimizer"]["learn_rate"]
     schedule["total_steps"] = choices.max_steps
@@ -325,6 +339,9 @@ def _stock_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
     head = _factory_block(nlp, choices.stock_head)
     if choices.stock_head == "ner":  # as spaCy's own transformer configs: the transformer is the hidden layer
         head["model"]["use_upper"] = False
+    if choices.stock_head == "spancat":
+        head["spans_key"] = SPANCAT_SPANS_KEY
+        head["suggester"] = {"@misc": "spacy.ngram_range_suggester.v1", "min_size": 1, "max_size": SPANCAT_MAX_WIDTH}
     # textcat: the factory's TextCatEnsemble.v2 (exclusive classes), its tok2vec the transformer
     head["model"]["tok2vec"] = {"@architectures": "spacy-transformers.TransformerListener.v1",
                                 "grad_factor": 1.0, "pooling": {"@layers": "reduce_mean.v1"}, "upstream": "*"}
