@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="default")
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--runs", type=Path, default=Path("training/lodo"), help="data, pipelines, run.json files")
-    parser.add_argument("--output", type=Path, default=Path("docs/lodo.md"), help="markdown; JSON and PNG beside it")
+    parser.add_argument("--output", type=Path, default=Path("docs/lodo/all.md"), help="markdown; JSON and PNG beside it")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG (no matplotlib needed)")
 
 
@@ -316,6 +316,9 @@ def plot_curves(report: Dict[str, Any], path: Path) -> None:
                 if xs:
                     ax.errorbar(xs, ys, yerr=sds, marker="o", capsize=3, label=f"{system}, {kind}")
         ax.set_xscale("symlog", linthresh=5)
+        ticks = sorted({r["shots"] for r in mine if r["shots"] is not None})
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([str(t) for t in ticks])
         ax.set_xlabel("examples per type (0: zero-shot)")
         ax.set_ylabel("strict F1 on test (%)")
         ax.set_title(f"held out: {held_out}", fontsize=9)
