@@ -101,6 +101,7 @@ def test_stock_spancat_preset_reads_the_concepts_where_the_corpora_keep_them():
     assert spancat["suggester"] == {"@misc": "spacy.ngram_range_suggester.v1", "min_size": 1, "max_size": 12}
     assert spancat["model"]["tok2vec"] == ner["components"]["ner"]["model"]["tok2vec"]
     assert dict(config["training"]["score_weights"]) == {
+        "spans_sc_f": 0.0, "spans_sc_p": 0.0, "spans_sc_r": 0.0,
         "spans_softprompt_f": 1.0, "spans_softprompt_p": 0.0, "spans_softprompt_r": 0.0}
 
 

@@ -300,8 +300,10 @@ def build_config(choices: Choices):
     config["components"] = {name: block for name, block in sorted(components.items())}
     weights = [nlp.get_factory_meta(block["factory"]).default_score_weights for block in components.values()]
     config["training"]["score_weights"] = combine_score_weights(weights)
-    if choices.stock and choices.stock_head == "spancat":  # the factory's weights name its default key, "sc"
-        config["training"]["score_weights"] = {f"spans_{SPANCAT_SPANS_KEY}_{m}": float(m == "f") for m in "fpr"}
+    if choices.stock and choices.stock_head == "spancat":  # the factory's weights name its default key, "sc":
+        # spaCy would add them back and halve the score, so they are written as 0
+        config["training"]["score_weights"] = {**{f"spans_sc_{m}": 0.0 for m in "fpr"},
+                                               **{f"spans_{SPANCAT_SPANS_KEY}_{m}": float(m == "f") for m in "fpr"}}
     config["training"]["max_steps"] = choices.max_steps
     schedule = config["training"]["optimizer"]["learn_rate"]
     schedule["total_steps"] = choices.max_steps
