@@ -62,10 +62,13 @@ def test_aggregate_mean_sd_per_fold_and_literature(tmp_path, capsys):
 def test_aggregate_compares_systems_in_one_table(tmp_path, capsys):
     """A folder of systems (metrics/ade-spert/<system>/fold_<i>.json): one row each, then each one's folds."""
     metrics, runs = tmp_path / "metrics", tmp_path / "runs"
-    for system, folds in {"finetune": {0: (0.86, 0.74)}, "lora_frozen": {0: (0.84, 0.70), 1: (0.88, 0.74)}}.items():
+    systems = {"finetune": {0: (0.86, 0.74)}, "lora_frozen": {0: (0.84, 0.70), 1: (0.88, 0.74)},
+               "stock_spancat": {0: (0.85, 0.0)}}
+    for system, folds in systems.items():
         (metrics / system).mkdir(parents=True)
         for fold, (e, r) in folds.items():
-            (metrics / system / f"fold_{fold}.json").write_text(json.dumps(scores(e, r)))
+            counts = {"relations_strict_tp": 0, "relations_strict_fp": 0} if system == "stock_spancat" else {}
+            (metrics / system / f"fold_{fold}.json").write_text(json.dumps({**scores(e, r), **counts}))
             (runs / system / f"fold_{fold}").mkdir(parents=True)
             (runs / system / f"fold_{fold}" / "run.json").write_text(json.dumps(
                 {"steps": 740, "epochs": 4, "best_step": 740, "train_seconds": 600.0}))
@@ -76,9 +79,12 @@ def test_aggregate_compares_systems_in_one_table(tmp_path, capsys):
     assert "| finetune | 0 | 86.0 | 74.0 | 50.0 | 50.0 | 50.0 | 50.0 | 600 |" in table
     assert "| lora_frozen | 0, 1 | 86.0 ± 2.8 | 72.0 ± 2.8 | 50.0 ± 0.0 |" in table
     assert "## Each fold: lora_frozen" in table and "empty" not in table
+    # no relation predicted in any fold (no relation component): no relation F1, said so, not 0.0
+    assert "| stock_spancat | 0 | 85.0 | n/r | 50.0 |" in table
+    assert "stock_spancat predicted no relation in any fold" in table
     assert "| 1 | 88.0 | 74.0 | 50.0 | 50.0 | 50.0 | 50.0 | 740 (740) | 4 | 600 |" in table
     report = json.loads(out.with_suffix(".json").read_text())
-    assert [s["name"] for s in report["systems"]] == ["finetune", "lora_frozen"]
+    assert [s["name"] for s in report["systems"]] == ["finetune", "lora_frozen", "stock_spancat"]
     assert main(["folds", "aggregate", str(metrics / "empty")]) == 2
     assert "or its subfolders" in capsys.readouterr().err
 
