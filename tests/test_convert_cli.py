@@ -269,6 +269,7 @@ def test_convert_brat_split_from_splits_file(tmp_path, capsys):
     assert sorted(d._.doc_id for d in load(out)) == ["a", "b"]
     assert "not listed in this split" in summary.read_text()
     splits.write_text(json.dumps({"train": ["a", "zzz"], "test": ["c"]}), encoding="utf-8")
-    assert main(["convert", "brat", str(tmp_path / "brat"), str(out), "--split", "train", "--splits", str(splits)]) != 0
+    assert main(["convert", "brat", str(tmp_path / "brat"), str(out), "--split", "train", "--splits", str(splits)]) == 2
     assert "zzz" in capsys.readouterr().err
-    assert main(["convert", "brat", str(tmp_path / "brat"), str(out), "--splits", str(splits)]) != 0
+    assert main(["convert", "brat", str(tmp_path / "brat"), str(out), "--splits", str(splits)]) == 2
+    assert "--splits needs --split" in capsys.readouterr().err

@@ -51,6 +51,7 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     argv = ["lodo", "--corpus", *write_corpora(tmp_path), "--held-out", "ade",
             "--systems", str(ROOT / "configs" / "finetune.cfg"), "--types", str(tmp_path / "types.json"),
             "--shots", "1", "--seeds", "0", "--source-steps", "2", "--fewshot-steps", "2", "--eval-frequency", "2",
+            "--dev-limit", "5",
             "--max-length", "128", "--backbone", tiny_bert, "--runs", str(runs), "--output", str(output), "--no-plot"]
     assert main(argv) == 0
     report = json.loads(output.with_suffix(".json").read_text())
@@ -62,7 +63,13 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     assert set(task["schema"]["corpora"]["ade"]) == {"ade/Drug", "Adverse_Effect"}
     assert task["query_texts"]["ade/Drug"] == "drug name"
     for r in (zero, transfer, single):
-        assert set(r["per_type"]) <= {"ade/Drug", "Adverse_Effect"} and 0 <= r["strict_f"] <= 100
+        assert r["per_type"] and set(r["per_type"]) <= {"ade/Drug", "Adverse_Effect"}
+    # the transfer model keeps the source corpus's types beside the held-out ones
+    trained = json.loads((runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "model-best" / "softprompt_ie"
+                          / "model" / "task.json").read_text())
+    assert set(trained["schema"]["corpora"]) == {"meds", "ade"}
+    # the source dev folder holds each other corpus's first --dev-limit documents (here all three)
+    assert sorted(p.name for p in (runs / "data" / "without-ade" / "dev").iterdir()) == ["meds.spacy"]
     # the transfer run starts from the zero-shot pipeline, the single-corpus run from scratch
     sourced = spacy.util.load_config(runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "config.cfg")
     assert sourced["components"]["softprompt_ie"]["source"].endswith("zero-shot/pipeline")
@@ -75,6 +82,19 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     capsys.readouterr()
     assert main(argv) == 0
     assert capsys.readouterr().out.count("done before, skipped") == 4
+    # other settings than the finished runs': refused, not mixed in
+    length = argv.index("--max-length") + 1
+    assert main([("96" if i == length else a) for i, a in enumerate(argv)]) == 2
+    assert "made with other settings" in capsys.readouterr().err
+
+
+def test_lodo_refuses_two_systems_with_one_name(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "finetune.cfg").write_text((ROOT / "configs" / "finetune.cfg").read_text())
+    (tmp_path / "types.json").write_text(json.dumps(TYPES))
+    assert main(["lodo", "--corpus", *write_corpora(tmp_path), "--types", str(tmp_path / "types.json"),
+                 "--systems", str(ROOT / "configs" / "finetune.cfg"), str(tmp_path / "a" / "finetune.cfg")]) == 2
+    assert "two systems have the same name" in capsys.readouterr().err
 
 
 def test_lodo_names_a_type_without_description(tmp_path, capsys):
@@ -95,4 +115,4 @@ def test_project_command_is_the_verb():
     descriptions = json.loads((ROOT / "configs" / "lodo_types.json").read_text())["descriptions"]
     assert {"ade/Drug", "Medication", "sdoh/Drug", "maccrobat/Dosage"} <= set(descriptions)
     for system in args.systems:
-        assert system.is_file() if system.is_absolute() else (ROOT / system).is_file()
+        assert (ROOT / system).is_file()

@@ -24,12 +24,11 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from . import CLIError, read_docbin
-from .init_config import PRESETS
-from .runs import (backbone_settings, base_config, corpus_settings, evaluate_spacy, jsonl_log_settings,
-                   matplotlib_available, require_files, train, write_run_config)
+from .runs import (backbone_settings, corpus_settings, evaluate_spacy, jsonl_log_settings, load_systems,
+                   matplotlib_available, mean_sd, require_files, train, write_run_config)
 
 HELP = ("learning curve of document classes: softprompt_ie configs and spaCy's textcat trained on seeded "
         "subsamples of N documents, scored with spaCy's textcat metrics; table, JSON and plot")
@@ -107,17 +106,6 @@ def describe(docs: Sequence[Any]) -> Dict[str, Any]:
     return {"documents": len(docs), "classes": dict(sorted(classes.items())), "texts_sha1": digest}
 
 
-def load_system(name: str) -> Tuple[str, Any]:
-    """A system's name (the file's stem or the preset) and its base config."""
-    path = Path(name)
-    if name.endswith(".cfg") or path.exists():
-        return path.stem, base_config(config=path)
-    if name not in PRESETS:
-        raise CLIError(f"--systems {name!r} is neither a .cfg file nor an init-config preset "
-                       f"({', '.join(PRESETS)})")
-    return name, base_config(name)
-
-
 def run_settings(config, train_file: Path, args: argparse.Namespace, seed: int, log: Path) -> Dict[str, Any]:
     """The settings of one run: data, steps, seed, the JSONL log, selection on cats_score, the
     backbone; for softprompt_ie, exclusive classes learned alone."""
@@ -146,9 +134,7 @@ def run(args: argparse.Namespace) -> int:
     require_files([args.train, args.dev, args.test], HINT)
     sizes = parse_sizes(args.sizes)
     plot = args.plot and matplotlib_available(required=False, verb="cats-curve")
-    systems = [load_system(name) for name in args.systems]
-    if len({name for name, _ in systems}) != len(systems):
-        raise CLIError("--systems: two systems have the same name (a config's file name is its name)")
+    systems = load_systems(args.systems)
     docs = read_docbin(args.train)
     if not any(doc.cats for doc in docs):
         raise CLIError(f"{args.train} has no doc.cats ({HINT})")
@@ -213,12 +199,6 @@ def _cell(value: Optional[float]) -> str:
     return "n/r" if value is None else f"{value:.1f}"
 
 
-def _mean_sd(values: List[float]) -> str:
-    if not values:
-        return "n/r"
-    return f"{statistics.fmean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else "")
-
-
 def summarize(report: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Mean and sample sd of macro F1 over seeds, per size and system (runs done so far)."""
     rows = []
@@ -267,7 +247,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
         for system in systems:
             values = [r["cats_macro_f"] for r in runs if r["size"] == size and r["system"] == system
                       and r["cats_macro_f"] is not None]
-            cells.append(_mean_sd(values) + (f" (n={len(values)})" if values else ""))
+            cells.append(mean_sd(values) + (f" (n={len(values)})" if values else ""))
         documents = next((r["documents"] for r in runs if r["size"] == size), None)
         label = f"all ({documents})" if size == "all" and documents else str(size)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -280,7 +260,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
         for system in systems:
             chosen = [r for r in runs if r["size"] == largest and r["system"] == system]
             if chosen:
-                cells = [_mean_sd([r["cats_f_per_type"][label] for r in chosen
+                cells = [mean_sd([r["cats_f_per_type"][label] for r in chosen
                                    if r["cats_f_per_type"].get(label) is not None]) for label in labels]
                 lines.append(f"| {system} | " + " | ".join(cells) + " |")
     lines += ["", "## Each run", "",

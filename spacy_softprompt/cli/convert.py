@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--split",
         choices=["train", "dev", "test"],
-        help="brat: convert the subfolder INPUT/<split>; ade: the split fixed by splits.json",
+        help="brat: convert the subfolder INPUT/<split> (or, with --splits, the documents the file lists for "
+        "it); ade: the split fixed by splits.json",
     )
     add_mapping_argument(parser, "--label-map", "rename concept labels, e.g. Adverse_Effect=ADE")
     add_mapping_argument(

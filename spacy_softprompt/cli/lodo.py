@@ -21,6 +21,7 @@ the report (markdown, JSON, plot) is rewritten after every run.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -29,8 +30,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import CLIError, read_docbin
-from .runs import (backbone_settings, base_config, corpus_settings, evaluate, jsonl_log_settings,
-                   matplotlib_available, require_files, train, write_run_config)
+from .runs import (backbone_settings, corpus_settings, evaluate, jsonl_log_settings, load_systems,
+                   matplotlib_available, mean_sd, require_files, train, write_run_config)
 
 HELP = ("leave one dataset out: train on the other corpora with types asked by description, score the "
         "held-out corpus zero-shot and after K-shot training against single-corpus training; table, JSON, plot")
@@ -45,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="each corpus: its name (the doc._.corpus tag of its Docs) and a folder with "
                              "train.spacy, dev.spacy, test.spacy, e.g. ade=corpus/lodo/ade")
     parser.add_argument("--held-out", nargs="+", metavar="NAME", help="corpora to hold out (default: each)")
-    parser.add_argument("--systems", nargs="+", type=Path, default=[Path("configs/lora_frozen.cfg")],
-                        metavar="CONFIG", help="softprompt_ie training configs (their strategy is set to hard, packed)")
+    parser.add_argument("--systems", nargs="+", default=["configs/lora_frozen.cfg"], metavar="CONFIG",
+                        help="softprompt_ie training configs or init-config presets (their strategy is set to hard, "
+                             "packed)")
     parser.add_argument("--types", type=Path, default=Path("configs/lodo_types.json"),
                         help="JSON: descriptions (type -> its question) and related (held-out type -> types of "
                              "other corpora)")
@@ -55,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source-steps", type=int, default=1500, help="training steps on the other corpora")
     parser.add_argument("--fewshot-steps", type=int, default=200, help="training steps on K examples per type")
     parser.add_argument("--eval-frequency", type=int, default=100, help="steps between dev evaluations")
-    parser.add_argument("--dev-limit", type=int, default=0, help="dev docs evaluated while training (0 = all)")
+    parser.add_argument("--dev-limit", type=int, default=0,
+                        help="dev docs evaluated while training, per corpus (0 = all)")
     parser.add_argument("--max-length", type=int, default=512,
                         help="subwords per sequence: every type's question and a window of text")
     parser.add_argument("--backbone", default="default")
@@ -81,7 +84,7 @@ def parse_corpora(values: Sequence[str]) -> Dict[str, Path]:
 def corpus_types(folder: Path, name: str) -> List[str]:
     """The concept types a corpus annotates (train and test), checking its Docs carry its tag."""
     types = set()
-    for part in ("train", "test"):
+    for part in ("train", "dev", "test"):
         for doc in read_docbin(folder / f"{part}.spacy"):
             if doc._.corpus != name:
                 raise CLIError(f"{folder / part}.spacy: a document is tagged {doc._.corpus!r}, not {name!r} "
@@ -101,16 +104,27 @@ def load_types(path: Path, needed: Sequence[str]) -> Tuple[Dict[str, str], Dict[
     return descriptions, related
 
 
-def source_data(runs: Path, corpora: Dict[str, Path], held_out: str) -> Tuple[Path, Path]:
-    """Folders holding the other corpora's train and dev files (spaCy reads every .spacy in one)."""
+def source_data(runs: Path, corpora: Dict[str, Path], held_out: str, dev_limit: int) -> Tuple[Path, Path]:
+    """Folders holding the other corpora's train and dev files (spaCy reads every .spacy in one),
+    rebuilt on every call so that a changed --corpus set never leaves a stale file behind. The dev
+    folder holds the first ``dev_limit`` documents of each corpus (0: all): spaCy's own limit would
+    take them from the first file only."""
+    from spacy.tokens import DocBin
+
     folders = []
     for part in ("train", "dev"):
         folder = runs / "data" / f"without-{held_out}" / part
         folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.spacy"):
+            old.unlink()
         for name, path in corpora.items():
-            link = folder / f"{name}.spacy"
-            if name != held_out and not link.exists():
-                link.symlink_to((path / f"{part}.spacy").resolve())
+            if name == held_out:
+                continue
+            source, target = path / f"{part}.spacy", folder / f"{name}.spacy"
+            if part == "dev" and dev_limit:
+                DocBin(store_user_data=True, docs=read_docbin(source)[:dev_limit]).to_disk(target)
+            else:
+                target.symlink_to(source.resolve())
         folders.append(folder)
     return folders[0], folders[1]
 
@@ -127,6 +141,17 @@ def few_shot_file(runs: Path, folder: Path, held_out: str, shots: int, seed: int
         path.parent.mkdir(parents=True, exist_ok=True)
         DocBin(store_user_data=True, docs=sample).to_disk(path)
     return path, len(read_docbin(path))
+
+
+def inputs_of(args: argparse.Namespace) -> Dict[str, Any]:
+    """What a finished run depends on besides its steps and backbone: reused only if unchanged."""
+    return {"max_length": args.max_length, "dev_limit": args.dev_limit,
+            "types_sha1": hashlib.sha1(args.types.read_bytes()).hexdigest()[:12]}
+
+
+def _stamp(path: Path) -> Optional[str]:
+    """A finished run's identity (its run.json's digest): runs built on it are redone if it is."""
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path.is_file() else None
 
 
 def add_types(source: Path, target: Path, types: Sequence[str], descriptions: Dict[str, str], corpus: str) -> None:
@@ -152,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     types = {name: corpus_types(folder, name) for name, folder in corpora.items()}
     descriptions, related = load_types(args.types, sorted({t for ts in types.values() for t in ts}))
     plot = args.plot and matplotlib_available(required=False, verb="lodo")
-    systems = [(path.stem, base_config(config=path)) for path in args.systems]
+    systems = load_systems(args.systems)
     report: Dict[str, Any] = {
         "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:]), "backbone": args.backbone,
         "source_steps": args.source_steps, "fewshot_steps": args.fewshot_steps, "types": types,
@@ -165,15 +190,17 @@ def run(args: argparse.Namespace) -> int:
         """One run: trained (or, with no steps, the zero-shot pipeline built) and scored, or read back."""
         path = run_dir / "run.json"
         steps = settings.get("training.max_steps", 0)
+        inputs = dict(inputs_of(args), source=_stamp(source.parent / "run.json") if source else None)
         if path.is_file():
             done = json.loads(path.read_text(encoding="utf-8"))
-            if (done.get("max_steps"), done.get("backbone")) != (steps, args.backbone):
-                raise CLIError(f"{path} was trained with max_steps {done.get('max_steps')} and backbone "
-                               f"{done.get('backbone')!r}; pass another --runs folder or delete it")
+            if (done.get("max_steps"), done.get("backbone")) != (steps, args.backbone) or (
+                    "inputs" in done and done["inputs"] != inputs):
+                raise CLIError(f"{path} was made with other settings (max_steps {done.get('max_steps')}, "
+                               f"{done.get('inputs')}); pass another --runs folder or delete it")
             print(f"{run_dir}: done before, skipped", flush=True)
             return done
         print(f"{run_dir}: {info['kind']}", flush=True)
-        entry = dict(info, held_out=held_out, max_steps=steps, backbone=args.backbone)
+        entry = dict(info, held_out=held_out, max_steps=steps, backbone=args.backbone, inputs=inputs)
         if info["kind"] == "zero-shot":
             pipeline = run_dir / "pipeline"
             add_types(source, pipeline, types[held_out], descriptions, held_out)
@@ -201,13 +228,14 @@ def run(args: argparse.Namespace) -> int:
         base.update(backbone_settings(config, args.backbone))
         for held_out in held_outs:
             folder = args.runs / name / held_out
-            train_dir, dev_dir = source_data(args.runs, corpora, held_out)
+            train_dir, dev_dir = source_data(args.runs, corpora, held_out, args.dev_limit)
             settings = {**base, **corpus_settings(train_dir, dev_dir, max_steps=args.source_steps,
-                                                  eval_frequency=args.eval_frequency, dev_limit=args.dev_limit)}
+                                                  eval_frequency=args.eval_frequency)}
             info = {"system": name, "kind": "source", "shots": None, "seed": None}
             report["runs"].append(record(folder / "source", config, settings, held_out, info))
             zero = dict(info, kind="zero-shot", shots=0)
-            report["runs"].append(record(folder / "zero-shot", None, {}, held_out, zero, folder / "source" / "model-best"))
+            report["runs"].append(record(folder / "zero-shot", None, {}, held_out, zero,
+                                         folder / "source" / "model-best"))
             write_report(report, args.output, plot, time.perf_counter() - start)
             for shots in args.shots:
                 for seed in args.seeds:
@@ -215,6 +243,9 @@ def run(args: argparse.Namespace) -> int:
                     settings = {**base, **corpus_settings(sample, corpora[held_out] / "dev.spacy", seed=seed,
                                                           max_steps=args.fewshot_steps,
                                                           eval_frequency=args.eval_frequency, dev_limit=args.dev_limit)}
+                    # every held-out type, as the transfer run knows them (a K-shot sample may lack a rare one)
+                    settings["initialize.components.softprompt_ie"] = {"relation_schema": {},
+                                                                      "labels": types[held_out]}
                     transfer = {"components.softprompt_ie": {"source": str(folder / "zero-shot" / "pipeline")},
                                 "paths.train": sample, "paths.dev": corpora[held_out] / "dev.spacy",
                                 **{k: v for k, v in settings.items() if not k.startswith("components.")
@@ -222,17 +253,12 @@ def run(args: argparse.Namespace) -> int:
                     for kind, run_settings in (("transfer", transfer), ("single corpus", settings)):
                         info = {"system": name, "kind": kind, "shots": shots, "seed": seed, "documents": documents}
                         run_dir = folder / f"{shots}shot-seed{seed}" / kind.replace(" ", "-")
-                        report["runs"].append(record(run_dir, config, run_settings, held_out, info))
+                        source = folder / "zero-shot" / "pipeline" if kind == "transfer" else None
+                        report["runs"].append(record(run_dir, config, run_settings, held_out, info, source))
                         write_report(report, args.output, plot, time.perf_counter() - start)
     write_report(report, args.output, plot, time.perf_counter() - start)
     print("\n" + to_markdown(report))
     return 0
-
-
-def _mean_sd(values: List[float]) -> str:
-    if not values:
-        return "n/r"
-    return f"{statistics.fmean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else "")
 
 
 def _f(value: Optional[float]) -> str:
@@ -266,16 +292,16 @@ def to_markdown(report: Dict[str, Any]) -> str:
                   "brackets; the target is F1 > 0 on each type that has one):", "",
                   "| type | related | " + " | ".join(systems) + " |", "| --- | --- | " + " | ".join("---:" for _ in systems) + " |"]
         for label in labels:
-            cells = [next((f"{r['per_type'].get(label, 0.0):.1f}" for r in mine
-                           if r["system"] == s and r["kind"] == "zero-shot"), "n/r") for s in systems]
+            zero_runs = [r for r in mine if r["kind"] == "zero-shot"]  # n/r: neither in test nor predicted
+            cells = [next((_f(r["per_type"].get(label)) for r in zero_runs if r["system"] == s), "n/r") for s in systems]
             lines.append(f"| {label} | {', '.join(report['related'].get(label, [])) or '-'} | " + " | ".join(cells) + " |")
         lines += ["", "Micro strict F1 over the held-out types (mean ± sd over seeds):", "",
                   "| system | K per type | transfer (from the other corpora) | single corpus |", "| --- | ---: | ---: | ---: |"]
         for system in systems:
             zero = [r["strict_f"] for r in mine if r["system"] == system and r["kind"] == "zero-shot"]
-            lines.append(f"| {system} | 0 (zero-shot) | {_mean_sd(zero)} | - |")
+            lines.append(f"| {system} | 0 (zero-shot) | {mean_sd(zero)} | - |")
             for shots in sorted({r["shots"] for r in mine if r["shots"]}):
-                cells = [_mean_sd([r["strict_f"] for r in mine if r["system"] == system and r["kind"] == kind
+                cells = [mean_sd([r["strict_f"] for r in mine if r["system"] == system and r["kind"] == kind
                                    and r["shots"] == shots]) for kind in ("transfer", "single corpus")]
                 lines.append(f"| {system} | {shots} | " + " | ".join(cells) + " |")
         lines += [""]

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import CLIError
 
@@ -173,6 +174,32 @@ def corpus_settings(train: Path, dev: Path, *, max_steps: int, eval_frequency: i
     if seed is not None:
         settings["system.seed"] = seed
     return settings
+
+
+def load_systems(names: Sequence[str]) -> List[Tuple[str, Any]]:
+    """Each ``--systems`` entry's name (a .cfg file's stem, or an init-config preset) and base config;
+    two with one name would share one run folder, so that is an error."""
+    from .init_config import PRESETS
+
+    systems = []
+    for name in map(str, names):
+        path = Path(name)
+        if name.endswith(".cfg") or path.exists():
+            systems.append((path.stem, base_config(config=path)))
+        elif name in PRESETS:
+            systems.append((name, base_config(name)))
+        else:
+            raise CLIError(f"--systems {name!r} is neither a .cfg file nor an init-config preset ({', '.join(PRESETS)})")
+    if len({name for name, _ in systems}) != len(systems):
+        raise CLIError("--systems: two systems have the same name (a config's file name is its name)")
+    return systems
+
+
+def mean_sd(values: Sequence[float]) -> str:
+    """``mean ± sample sd`` of F1 points (the mean alone for one value; n/r for none)."""
+    if not values:
+        return "n/r"
+    return f"{statistics.fmean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else "")
 
 
 def require_files(paths: Sequence[Path], hint: str = "run `spacy project run convert` first") -> None:
