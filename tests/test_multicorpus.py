@@ -256,3 +256,16 @@ def test_qualified_label_with_colon_is_refused_at_conversion(tmp_path, capsys):
     (folder / "a.ann").write_text("T1\tDrug 8 15\tcocaine\n", encoding="utf-8")
     assert main(["convert", "brat", str(folder), str(tmp_path / "out.spacy"), "--label-map", "Drug=sdoh:Drug"]) == 2
     assert "Drug=sdoh/Drug" in capsys.readouterr().err
+
+
+def test_evaluate_corpus_must_be_known(tiny_bert, tmp_path, capsys):
+    """``evaluate --corpus`` asks only that corpus's types; a name the pipeline does not know would
+    ask every type, so it is an error naming the known ones."""
+    nlp, examples = multi_pipeline(tiny_bert, "soft")
+    nlp.initialize(lambda: examples)
+    nlp.to_disk(tmp_path / "pipeline")
+    DocBin(store_user_data=True, docs=[eg.reference for eg in examples]).to_disk(tmp_path / "gold.spacy")
+    argv = ["evaluate", str(tmp_path / "pipeline"), str(tmp_path / "gold.spacy"), "--corpus"]
+    assert main(argv + ["nope"]) == 2
+    assert "knows the corpora ade, sdoh" in capsys.readouterr().err
+    assert main(argv + ["sdoh"]) == 0

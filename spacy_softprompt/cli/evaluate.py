@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from ..scoring import format_table, score_concepts_and_relations
 
     nlp = load_pipeline(args.pipeline, args.gpu_id)
+    if args.corpus is not None:
+        _check_corpus(nlp, args.pipeline, args.corpus)
     gold = read_docbin(args.data, nlp.vocab)
     spans_key = concepts_key(nlp, args.pipeline, args.spans_key)
 
@@ -74,6 +76,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{len(gold)} documents, {scores['speed']:.0f} words/s")
     write_scores(scores, args.output, args.markdown)
     return 0
+
+
+def _check_corpus(nlp: "Language", name: str, corpus: str) -> None:
+    """``--corpus`` names a corpus the pipeline was trained on, where it has several: an unknown
+    name would silently ask every type."""
+    known = {c for pipe in nlp.pipe_names if nlp.get_pipe_meta(pipe).factory == "softprompt_ie"
+             for c in nlp.get_pipe(pipe).schema.corpora}
+    if known and corpus not in known:
+        raise CLIError(f"--corpus {corpus!r}: the pipeline {name} knows the corpora {', '.join(sorted(known))}; "
+                       "an unknown one would be asked every type")
 
 
 def _input(nlp: "Language", text: str, corpus: Optional[str]) -> Any:
