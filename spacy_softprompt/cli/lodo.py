@@ -293,7 +293,8 @@ def to_markdown(report: Dict[str, Any]) -> str:
                   "| type | related | " + " | ".join(systems) + " |", "| --- | --- | " + " | ".join("---:" for _ in systems) + " |"]
         for label in labels:
             zero_runs = [r for r in mine if r["kind"] == "zero-shot"]  # n/r: neither in test nor predicted
-            cells = [next((_f(r["per_type"].get(label)) for r in zero_runs if r["system"] == s), "n/r") for s in systems]
+            cells = [next((_f(r["per_type"][label]) if label in r["per_type"] else "n/r" for r in zero_runs
+                           if r["system"] == s), "n/r") for s in systems]
             lines.append(f"| {label} | {', '.join(report['related'].get(label, [])) or '-'} | " + " | ".join(cells) + " |")
         lines += ["", "Micro strict F1 over the held-out types (mean ± sd over seeds):", "",
                   "| system | K per type | transfer (from the other corpora) | single corpus |", "| --- | ---: | ---: | ---: |"]
