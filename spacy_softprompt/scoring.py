@@ -235,16 +235,15 @@ def score_concepts_and_relations(
         "relations": _relation_items,
     }
     tallies = new_tallies()
+    restricted = {corpus: set(types) if concept_types is None else set(types) & set(concept_types)
+                  for corpus, types in (corpus_types or {}).items()}
     for predicted, gold in pairs:
         if predicted.text != gold.text:
             raise ValueError(
                 f"Predicted and gold texts differ (document {gold._.doc_id or '?'}); "
                 "character offsets can only be compared on the same text."
             )
-        types = concept_types
-        annotated = (corpus_types or {}).get(corpus_of(gold))
-        if annotated is not None:
-            types = set(annotated) if types is None else set(annotated) & set(types)
+        types = restricted.get(corpus_of(gold), concept_types)
         for target, extract in extractors.items():
             system_items = _restrict(extract(predicted), types)
             gold_items = _restrict(extract(gold), types)

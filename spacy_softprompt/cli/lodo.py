@@ -136,11 +136,12 @@ def few_shot_file(runs: Path, folder: Path, held_out: str, shots: int, seed: int
     from ..sampling import sample_few_shot
 
     path = runs / "data" / f"{held_out}-{shots}shot-seed{seed}.spacy"
-    if not path.is_file():
-        sample, _ = sample_few_shot(read_docbin(folder / "train.spacy"), shots, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        DocBin(store_user_data=True, docs=sample).to_disk(path)
-    return path, len(read_docbin(path))
+    if path.is_file():
+        return path, len(DocBin().from_disk(path))
+    sample, _ = sample_few_shot(read_docbin(folder / "train.spacy"), shots, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    DocBin(store_user_data=True, docs=sample).to_disk(path)
+    return path, len(sample)
 
 
 def inputs_of(args: argparse.Namespace) -> Dict[str, Any]:
@@ -291,8 +292,8 @@ def to_markdown(report: Dict[str, Any]) -> str:
         lines += [f"## Held out: {held_out}", "", "Zero-shot, per type (related types of the other corpora in "
                   "brackets; the target is F1 > 0 on each type that has one):", "",
                   "| type | related | " + " | ".join(systems) + " |", "| --- | --- | " + " | ".join("---:" for _ in systems) + " |"]
-        for label in labels:
-            zero_runs = [r for r in mine if r["kind"] == "zero-shot"]  # n/r: neither in test nor predicted
+        zero_runs = [r for r in mine if r["kind"] == "zero-shot"]
+        for label in labels:  # n/r: neither in test nor predicted
             cells = [next((_f(r["per_type"][label]) if label in r["per_type"] else "n/r" for r in zero_runs
                            if r["system"] == s), "n/r") for s in systems]
             lines.append(f"| {label} | {', '.join(report['related'].get(label, [])) or '-'} | " + " | ".join(cells) + " |")
