@@ -78,10 +78,18 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     assert transfer["steps"] == single["steps"] == 2
     table = output.read_text()
     assert "## Held out: ade" in table and "| ade/Drug | Medication |" in table
-    # resumed: nothing is trained again
+    # old types: the source model and the transfer run scored on the other corpus's test file, its types only
+    assert set(source["old_f"]) == set(transfer["old_f"]) == {"meds"} and "old_f" not in single
+    old = json.loads((runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "old-types-meds.json").read_text())
+    assert set(old["concepts_strict_per_type"]) <= {"Medication", "meds/Dosage"}
+    assert "| finetune | source (before) |" in table and "| finetune | K = 1, seed 0 |" in table
+    # resumed: nothing is trained again; a run finished before old types were asked is scored on them
+    record = runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "run.json"
+    record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "old_f"}))
     capsys.readouterr()
     assert main(argv) == 0
     assert capsys.readouterr().out.count("done before, skipped") == 4
+    assert json.loads(record.read_text())["old_f"] == transfer["old_f"]
     # other settings than the finished runs': refused, not mixed in
     length = argv.index("--max-length") + 1
     assert main([("96" if i == length else a) for i, a in enumerate(argv)]) == 2

@@ -11,7 +11,10 @@ For each held-out corpus H and each system (a training config):
 3. **few-shot** K per type (each K and seed): K examples per type of H's train file
    (``sampling.sample_few_shot``), trained from the zero-shot component (*transfer*) and from a
    fresh component (*single corpus*), the same steps, model-best on H's dev file; both scored
-   on H's test file.
+   on H's test file;
+4. **old types**: the source model and the transfer runs of ``--forgetting-seeds`` scored on each
+   other corpus's test file (its texts tagged, its types only): whether learning H's types from K
+   examples costs the types the component knew (item 2: "without forgetting the others").
 
 Concepts only: the corpora's relation schemas differ and are not asked (``relation_schema = {}``).
 Descriptions and the held-out types' related types come from a JSON table (``--types``,
@@ -54,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "other corpora)")
     parser.add_argument("--shots", nargs="*", type=int, default=[5, 10, 20, 50, 100], help="K examples per type")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="a seed draws the K-shot sample")
+    parser.add_argument("--forgetting-seeds", nargs="*", type=int, metavar="SEED",
+                        help="transfer runs of these seeds are also scored on the other corpora's test files, "
+                             "beside the source model (default: the first of --seeds; none: not measured)")
     parser.add_argument("--source-steps", type=int, default=1500, help="training steps on the other corpora")
     parser.add_argument("--fewshot-steps", type=int, default=200, help="training steps on K examples per type")
     parser.add_argument("--eval-frequency", type=int, default=100, help="steps between dev evaluations")
@@ -178,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
     types = {name: corpus_types(folder, name) for name, folder in corpora.items()}
     descriptions, related = load_types(args.types, sorted({t for ts in types.values() for t in ts}))
     plot = args.plot and matplotlib_available(required=False, verb="lodo")
+    forgetting_seeds = args.seeds[:1] if args.forgetting_seeds is None else args.forgetting_seeds
     systems = load_systems(args.systems)
     report: Dict[str, Any] = {
         "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:]), "backbone": args.backbone,
@@ -199,6 +206,9 @@ def run(args: argparse.Namespace) -> int:
                 raise CLIError(f"{path} was made with other settings (max_steps {done.get('max_steps')}, "
                                f"{done.get('inputs')}); pass another --runs folder or delete it")
             print(f"{run_dir}: done before, skipped", flush=True)
+            if wants_old_types(done) and "old_f" not in done:  # measured on a run made before it was asked
+                done["old_f"] = old_types_f(run_dir / "model-best", run_dir, held_out)
+                path.write_text(json.dumps(done, indent=2) + "\n", encoding="utf-8")
             return done
         print(f"{run_dir}: {info['kind']}", flush=True)
         entry = dict(info, held_out=held_out, max_steps=steps, backbone=args.backbone, inputs=inputs)
@@ -218,8 +228,24 @@ def run(args: argparse.Namespace) -> int:
             entry["lenient_f"] = round(100 * scores["concepts_lenient_f"], 2)
             entry["per_type"] = {label: round(100 * v["f"], 2)
                                  for label, v in scores["concepts_strict_per_type"].items()}
+        if wants_old_types(entry):
+            entry["old_f"] = old_types_f(pipeline, run_dir, held_out)
         path.write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
         return entry
+
+    def wants_old_types(entry: Dict[str, Any]) -> bool:
+        return bool(forgetting_seeds) and (entry["kind"] == "source" or (
+            entry["kind"] == "transfer" and entry["seed"] in forgetting_seeds))
+
+    def old_types_f(pipeline: Path, run_dir: Path, held_out: str) -> Dict[str, float]:
+        """Micro strict F1 of ``pipeline`` on each other corpus's test file, over that corpus's types."""
+        scores = {}
+        for name, folder in corpora.items():
+            if name != held_out:
+                metrics = evaluate(pipeline, folder / "test.spacy", run_dir / f"old-types-{name}.json",
+                                   gpu_id=args.gpu_id, corpus=name, concept_types=types[name])
+                scores[name] = round(100 * metrics["concepts_strict_f"], 2)
+        return scores
 
     for name, config in systems:
         base = {f"components.softprompt_ie.model.{k}": v for k, v in QUERY_SETTINGS.items()}
@@ -306,7 +332,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
                 cells = [mean_sd([r["strict_f"] for r in mine if r["system"] == system and r["kind"] == kind
                                    and r["shots"] == shots]) for kind in ("transfer", "single corpus")]
                 lines.append(f"| {system} | {shots} | " + " | ".join(cells) + " |")
-        lines += [""]
+        lines += [""] + _old_types_table(mine)
     lines += ["## Each run", "", "| held out | system | run | K | seed | strict F1 | lenient F1 | steps (best) | training s |",
               "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in runs:
@@ -316,6 +342,26 @@ def to_markdown(report: Dict[str, Any]) -> str:
                      f"| {r['seed'] if r['seed'] is not None else '-'} | {_f(r.get('strict_f'))} | {_f(r.get('lenient_f'))} "
                      f"| {steps} | {seconds} |")
     return "\n".join(lines) + "\n"
+
+
+def _old_types_table(runs: List[Dict[str, Any]]) -> List[str]:
+    """The other corpora's types before (source model) and after K-shot transfer, with the change."""
+    measured = [r for r in runs if "old_f" in r]
+    if not measured:
+        return []
+    corpora = list(measured[0]["old_f"])
+    lines = ["Old types: micro strict F1 on each other corpus's test file, over its own types, before (the source "
+             "model) and after learning the held-out types from K per type (transfer); change in brackets:", "",
+             "| system | model | " + " | ".join(corpora) + " |", "| --- | --- | " + " | ".join("---:" for _ in corpora) + " |"]
+    for system in dict.fromkeys(r["system"] for r in measured):
+        before = next((r["old_f"] for r in measured if r["system"] == system and r["kind"] == "source"), {})
+        lines.append(f"| {system} | source (before) | " + " | ".join(_f(before.get(c)) for c in corpora) + " |")
+        for r in sorted((r for r in measured if r["system"] == system and r["kind"] == "transfer"),
+                        key=lambda r: (r["shots"], r["seed"])):
+            cells = [_f(r["old_f"][c]) + (f" ({r['old_f'][c] - before[c]:+.1f})" if c in before else "")
+                     for c in corpora]
+            lines.append(f"| {system} | K = {r['shots']}, seed {r['seed']} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def plot_curves(report: Dict[str, Any], path: Path) -> None:
