@@ -85,7 +85,7 @@ class Collator:
         """One sequence per prompt holding just ``[CLS]`` and the prompt slots
         (what deep prompts are calibrated on)."""
         s, length = self.special, self.strategy.prompt_length
-        ids = np.full((self.strategy.labels.n_prompts, s.prompt_start + length), s.pad_id, dtype=np.int64)
+        ids = np.full((self.strategy.n_prompt_rows, s.prompt_start + length), s.pad_id, dtype=np.int64)
         if s.cls_id is not None:
             ids[:, 0] = s.cls_id
         return ids
@@ -211,7 +211,8 @@ class Collator:
         shared = SharedInputs(
             window_ids, window_mask, [content_key(row) for row in window_rows], query_ids, query_mask,
             [("query",) + rows for rows in prompt_keys],
-            np.asarray(prompt_keys, dtype=np.int64).reshape(len(prompt_keys), len(queries[0].rows)), gather,
+            np.asarray([self.strategy.prompt_rows(rows) for rows in prompt_keys], dtype=np.int64).reshape(
+                len(prompt_keys), len(self.strategy.prompt_rows(queries[0].rows))), gather,
         )
         input_ids = np.full(attention.shape, self.special.pad_id, dtype=np.int64)
         return self._finish(queries, input_ids, attention, marker_rows, token_rows, lifted_rows, with_targets, shared)
@@ -233,7 +234,7 @@ class Collator:
         token_ends = np.zeros((n, n_tok), dtype=np.int64)
         span_mask = np.zeros((n, n_tok, width, k), dtype=bool)
         targets = np.zeros((n, n_tok, width, k), dtype=np.float32) if with_targets else None
-        prompt_ids = np.array([q.rows for q in queries], dtype=np.int64).reshape(n, -1)
+        prompt_ids = np.array([self.strategy.prompt_rows(q.rows) for q in queries], dtype=np.int64).reshape(n, -1)
         cat_pool = np.zeros((n, k, 2, seq_len), dtype=np.float32) if queries[0].cats else None
         if cat_pool is not None:  # no candidate spans, no span targets: the document answers
             span_mask, targets = span_mask[..., :0], None
@@ -274,8 +275,8 @@ class Collator:
 
     def _part_spans(self, q: Query) -> List[Tuple[int, int]]:
         """Sequence positions ``[lo, hi)`` of each row's part in the query (both layouts
-        put the query part right after ``[CLS]``)."""
-        at, spans = self.special.prompt_start, []
+        put the query part right after ``[CLS]``; a shared prompt comes before the parts)."""
+        at, spans = self.special.prompt_start + self.strategy.shared_slots, []
         for row in q.rows:
             n_part = len(self.strategy.part_ids(row, 0))
             spans.append((at, at + n_part))

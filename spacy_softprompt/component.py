@@ -129,7 +129,7 @@ def make_softprompt_ie(
     cats_pooling: how a long Doc's class logits are pooled over its windows: "max" or "mean".
     new_labels: concept label -> description: types a trained component takes from their
         descriptions, zero-shot, when it is initialized or loaded (as ``add_label(label,
-        description=...)``); needs strategy hard, soft or deep.
+        description=...)``); needs a strategy with a query part (not none).
     scorer: what ``score()`` calls; the default gives strict and lenient concept and
         relation scores (n2c2 2018), spaCy's own ``ents_*`` and ``spans_<key>_*`` keys, and
         spaCy's ``cats_*`` keys when the pipeline has document classes.

@@ -34,7 +34,7 @@ from .collate import Batch, Collator
 from .queries import QueryBuilder, label_words
 from .schema import TaskSchema
 from .nn.adapters import AdapterSpec
-from .strategies import Labels, strategy_class
+from .strategies import SHARED_PROMPT_TEXT, Labels, strategy_class
 
 
 def _one_torch_thread_after_fork() -> None:
@@ -82,9 +82,11 @@ def build_softprompt_model(
 
     backbone: Hugging Face id, local folder, or "default" (offline all-MiniLM-L6-v2).
     strategy: "none" (no query part), "hard" (questions), "soft" (learned prompt
-        vectors) or "deep" (learned prompts at every layer); see strategies.py.
+        vectors), "deep" (learned prompts at every layer), or "hard_soft" / "hard_deep"
+        (the question after one learned prompt shared by every type); see strategies.py.
     freeze_backbone: train only prompts and heads; the backbone is left bit-identical.
-    prompt_length: learned vectors per query (soft/deep); the paper sweeps 8 to 128,
+    prompt_length: learned vectors per query (soft/deep; the shared prompt of hard_soft/hard_deep);
+        the paper sweeps 8 to 128,
         and shorter prompts (down to 1) train too.
     prompt_init: "vocab" (embeddings of the label's words) or "random".
     reparametrize: pass prompts through a residual MLP while training (P-tuning).
@@ -104,7 +106,7 @@ def build_softprompt_model(
         layer table (nn/stack.py); null: from the backbone's model_type.
     packed: one query per window asks every concept type (and one per trigger every
         relation type); spans are matched against each type's own prompt states
-        (hard, soft, deep; "none" is one pass already).
+        (every strategy with a query part; "none" is one pass already).
     cache_frozen_states: with a frozen backbone (no adapter below layer k) and late prompts,
         compute each training window's states below layer k once and reuse them in every epoch.
     adapter: null, or a [model.adapter] block: spacy_softprompt.LoRA.v1 or
@@ -256,17 +258,22 @@ class SoftPromptModel(Model):
     def _prompt_init(self, backbone: Any, builder: QueryBuilder, labels: List[str], mode: str) -> Any:
         """Initial prompt vectors of ``labels``: the embeddings of each label's description
         (its ``query_texts`` entry, the same words a hard prompt asks with) or else of its name's
-        words, so that a type's prompt starts from what the type means."""
+        words, so that a type's prompt starts from what the type means; a shared prompt (one row)
+        starts from the words of ``SHARED_PROMPT_TEXT``."""
         from .nn.prompts import prompt_init_from_words
 
         texts = builder.query_texts
-        words = [builder.text_ids(texts.get(label) or label_words(label)) for label in labels]
+        if builder.strategy.shared_prompt:  # one prompt for every type: it starts as an instruction
+            words = [builder.text_ids(SHARED_PROMPT_TEXT)]
+        else:
+            words = [builder.text_ids(texts.get(label) or label_words(label)) for label in labels]
         with onloaded(backbone.get_input_embeddings()):
             return prompt_init_from_words(backbone.get_input_embeddings(), words, self.settings["prompt_length"], mode)
 
     def add_concept_type(self, label: str, description: Optional[str], corpus: Optional[str]) -> None:
         """A new concept type on a trained model, asked zero-shot through its own query part:
-        hard, its description as the question; soft and deep, a new prompt row that starts at the
+        hard (and hard_soft, hard_deep: the shared prompt asks it too), its description as the
+        question; soft and deep, a new prompt row that starts at the
         description's embeddings (how every trained row started; ``prompt_init = "random"``
         would give the new type nothing to go on), deep rows calibrated from it as at
         initialize. Rows after the concepts (relations, classes) move down one; the builder,
@@ -279,8 +286,8 @@ class SoftPromptModel(Model):
             raise ValueError(
                 f"Cannot add concept type {label!r} without retraining: strategy {s['strategy']!r} answers each "
                 "type in an output column of its own, learned in training. A type can be added from its "
-                "description with strategy 'hard', 'soft' or 'deep' (packed = true scores spans against the "
-                "type's own part with the type-matching head; packed = false asks it one query of its own); "
+                "description with strategy 'hard', 'soft', 'deep', 'hard_soft' or 'hard_deep' (packed = true "
+                "scores spans against the type's own part with the type-matching head; packed = false asks it one query of its own); "
                 "otherwise list it in [initialize.components.<name>] labels and retrain."
             )
         schema = TaskSchema.from_dict(task["schema"])
@@ -297,7 +304,7 @@ class SoftPromptModel(Model):
         builder = self._query_builder(new_task, self.attrs["tokenizer"])
         collator = Collator(builder, self.settings["max_span_width"])
         network = self.network
-        if builder.strategy.learned and not known:
+        if builder.strategy.learned and not builder.strategy.shared_prompt and not known:
             init = self._prompt_init(network.backbone, builder, [label], "vocab")
             network.prompts.insert_row(row, init[0])
             if builder.strategy.deep:

@@ -8,7 +8,12 @@ The paper's strategies differ in the *query part* of each backbone sequence
 - ``hard``: the words of a natural-language question per type;
 - ``soft``: ``prompt_length`` learned vectors per type, at the input (or at
   layer ``k`` with late prompts);
-- ``deep``: learned vectors per type written at every layer (P-tuning v2).
+- ``deep``: learned vectors per type written at every layer (P-tuning v2);
+- ``hard_soft`` / ``hard_deep``: the question of ``hard`` after one block of
+  ``prompt_length`` learned vectors shared by every query (at the input, or at
+  every layer): the description says which type is asked, the shared prompt
+  learns how to ask, so a type added later by its description is asked with
+  everything the prompt learned.
 
 Whether the backbone is frozen is a separate switch. Each strategy is one
 class here, registered in :data:`STRATEGIES` by name; adding a strategy means
@@ -28,6 +33,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
+
+#: where a shared prompt (hard_soft, hard_deep) starts with ``prompt_init = "vocab"``: an instruction
+SHARED_PROMPT_TEXT = "find each span of the text that answers the question"
 
 # (prompt rows in the query part, first output column, number of output columns, relation asked or None)
 Job = Tuple[Tuple[int, ...], int, int, Optional[str]]
@@ -66,6 +74,8 @@ class Strategy:
     deep: ClassVar[bool] = False
     #: a query carries a part of its own (a question or prompt slots); ``none`` has none
     has_query_part: ClassVar[bool] = True
+    #: one block of learned vectors shared by every query, before the types' questions
+    shared_prompt: ClassVar[bool] = False
 
     def __init__(
         self, labels: Labels, prompt_length: int, questions: Optional[Sequence[Sequence[int]]] = None,
@@ -95,12 +105,26 @@ class Strategy:
         return not self.typed_outputs or self.matches_type_parts
 
     # --- what a query holds ------------------------------------------------------
+    @property
+    def shared_slots(self) -> int:
+        """Slots of the shared prompt at the start of every query part (0: none)."""
+        return self.prompt_length if self.shared_prompt else 0
+
+    @property
+    def n_prompt_rows(self) -> int:
+        """Rows of the learned prompt table: one per type, or the one shared by all."""
+        return 1 if self.shared_prompt else self.labels.n_prompts
+
+    def prompt_rows(self, rows: Sequence[int]) -> Tuple[int, ...]:
+        """The learned-prompt rows written into a query asking ``rows``, in order."""
+        return (0,) if self.shared_prompt else tuple(rows)
+
     def part_ids(self, row: int, pad_id: int) -> List[int]:
         """One row's part: slots that learned vectors overwrite, or a question."""
         return [pad_id] * self.prompt_length
 
     def query_part_ids(self, rows: Sequence[int], pad_id: int) -> List[int]:
-        return [i for row in rows for i in self.part_ids(row, pad_id)]
+        return [pad_id] * self.shared_slots + [i for row in rows for i in self.part_ids(row, pad_id)]
 
     def query_part_len(self, rows: Sequence[int]) -> int:
         return len(self.query_part_ids(rows, 0))
@@ -232,12 +256,37 @@ class DeepPrompt(SoftPrompt):
         return PromptTable(init, n_deep_layers=n_deep, reparametrize=reparametrize, input_prompts=prompt_layer == 0)
 
 
+class HardSoftPrompt(SoftPrompt):
+    """The type's question after a shared block of learned input vectors."""
+
+    name = "hard_soft"
+    shared_prompt = True
+
+    def part_ids(self, row: int, pad_id: int) -> List[int]:
+        return list(self.questions[row])
+
+
+class HardDeepPrompt(DeepPrompt):
+    """The type's question after a shared block of learned vectors written at every layer."""
+
+    name = "hard_deep"
+    shared_prompt = True
+
+    def part_ids(self, row: int, pad_id: int) -> List[int]:
+        return list(self.questions[row])
+
+    def lower_layers_read_query_part(self, prompt_layer: int) -> bool:
+        return True  # the questions are words: layers below k read them
+
+
 def first_deep_layer(prompt_layer: int) -> int:
     """Deep prompts are written from layer 1 after input prompts, from layer ``k`` when late."""
     return prompt_layer or 1
 
 
-STRATEGIES: Dict[str, Type[Strategy]] = {cls.name: cls for cls in (NoPrompt, HardPrompt, SoftPrompt, DeepPrompt)}
+STRATEGIES: Dict[str, Type[Strategy]] = {
+    cls.name: cls for cls in (NoPrompt, HardPrompt, SoftPrompt, DeepPrompt, HardSoftPrompt, HardDeepPrompt)
+}
 
 
 def strategy_class(name: str) -> Type[Strategy]:

@@ -69,11 +69,14 @@ def train_until_fitted(nlp, examples, max_rounds, steps_per_round, learn_rate):
         ("tiny_bert", "soft_packed", False),
         ("tiny_bert", "hard_packed", False),
         ("tiny_gpt2", "deep_packed", False),
+        ("tiny_bert", "hard_soft", False),
+        ("tiny_gpt2", "hard_deep_packed", False),
     ],
 )
 def test_unfrozen_strategies_fit_concepts_and_relations(request, toy_docs, backbone, strategy, frozen):
-    strategy, _, packed = strategy.partition("_")
-    nlp = make_pipeline(request.getfixturevalue(backbone), strategy, frozen, packed=bool(packed))
+    packed = strategy.endswith("_packed")
+    strategy = strategy.removesuffix("_packed")
+    nlp = make_pipeline(request.getfixturevalue(backbone), strategy, frozen, packed=packed)
     examples = examples_for(nlp, toy_docs)
     losses = train_until_fitted(nlp, examples, max_rounds=6, steps_per_round=20, learn_rate=0.01)
     assert losses[-1] < 0.2 * losses[0]

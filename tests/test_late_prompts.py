@@ -139,7 +139,8 @@ def test_best_tile_centres_the_trigger():
     assert best_tile(tiles, 5, 13) == (0, 10)  # longer than any window's overlap: first touching
 
 
-@pytest.mark.parametrize("strategy,layer", [("none", 1), ("hard", 1), ("soft", 1), ("deep", 1), ("deep", 0), ("soft", 0)])
+@pytest.mark.parametrize("strategy,layer", [("none", 1), ("hard", 1), ("soft", 1), ("deep", 1), ("deep", 0), ("soft", 0),
+                                            ("hard_soft", 1), ("hard_deep", 1), ("hard_deep", 0)])
 def test_every_trainable_parameter_learns(tiny_bert, toy_docs, strategy, layer):
     """No dead weights: with late deep prompts the input prompts and the deep prompts
     below layer k would never reach the output, so they must not exist at all."""

@@ -132,14 +132,20 @@ def test_training_doc_of_unknown_corpus_is_an_error(tiny_bert):
         nlp.update(examples[:1], sgd=optimizer)
 
 
-@pytest.mark.parametrize("strategy,packed", [("hard", True), ("soft", False), ("deep", True), ("hard", False)])
+@pytest.mark.parametrize("strategy,packed", [("hard", True), ("soft", False), ("deep", True), ("hard", False),
+                                             ("hard_soft", True), ("hard_deep", False)])
 def test_new_type_from_description_is_predicted_and_round_trips(tiny_bert, toy_docs, tmp_path, strategy, packed):
     nlp = make_pipeline(tiny_bert, strategy, False, packed=packed)
     train(nlp, examples_for(nlp, toy_docs), 3, 0.01)
     pipe = nlp.get_pipe("softprompt_ie")
     pipe.cfg["threshold"] = 1e-6  # every candidate the new type's query scores is a hit
     before = predictions(nlp, NEW_TEXTS)
+    prompts = pipe.network.prompts
+    rows = None if prompts is None else (prompts.vectors if prompts.vectors is not None else prompts.deep).shape[0]
     assert pipe.add_label("Frequency", description="How often is the drug taken?") == 1
+    if prompts is not None:  # a prompt row per type, or the one shared prompt whatever the types
+        table = prompts.vectors if prompts.vectors is not None else prompts.deep
+        assert table.shape[0] == (1 if pipe.model.builder.strategy.shared_prompt else rows + 1)
     assert pipe.add_label("Frequency", description="How often is the drug taken?") == 0
     assert pipe.labels[-1] == "Frequency" and pipe.cfg["query_texts"]["Frequency"] == "How often is the drug taken?"
     after = predictions(nlp, NEW_TEXTS)
@@ -172,7 +178,7 @@ def test_new_type_is_impossible_with_typed_output_columns(tiny_bert, toy_docs):
     with pytest.raises(ValueError, match="not initialized"):
         pipe.add_label("Frequency", description="How often?")
     train(nlp, examples_for(nlp, toy_docs), 1, 0.01)
-    with pytest.raises(ValueError, match="strategy 'none'.*'hard', 'soft' or 'deep'"):
+    with pytest.raises(ValueError, match="strategy 'none'.*'hard', 'soft', 'deep', 'hard_soft' or 'hard_deep'"):
         pipe.add_label("Frequency", description="How often?")
     assert "Frequency" not in pipe.labels
 

@@ -42,6 +42,8 @@ def test_input_layout_reads_cls_query_sep_window_sep(default_backbone_path, blan
         "soft": [f"[CLS] {slots} [SEP] {window} [SEP]"] * 2 + [f"[CLS] {slots} aspirin [SEP] {window} [SEP]"],
     }
     expected["deep"] = expected["soft"]
+    # the shared prompt's slots, then the type's question
+    expected["hard_soft"] = expected["hard_deep"] = [row.replace("[CLS]", f"[CLS] {slots}", 1) for row in expected["hard"]]
     assert rows == expected[strategy]
     # Each window token points at its own subword; the trigger is marked in the window only.
     tokens = tokenizer.convert_ids_to_tokens(batch.input_ids[0])
@@ -49,6 +51,10 @@ def test_input_layout_reads_cls_query_sep_window_sep(default_backbone_path, blan
     marked = [tokenizer.convert_ids_to_tokens(int(batch.input_ids[-1][i])) for i in range(batch.marker.shape[1]) if batch.marker[-1][i]]
     assert marked == ["as", "##pi", "##rin"]
     assert batch.span_mask.shape[-1] == builder.strategy.n_outputs == (3 if strategy == "none" else 1)
+    # every query writes the one shared prompt row, or its own type's row
+    assert batch.prompt_ids.tolist() == ([[0]] * 3 if builder.strategy.shared_prompt else
+                                         [[q.rows[0]] for q in batch.queries] if builder.strategy.learned else
+                                         batch.prompt_ids.tolist())
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))

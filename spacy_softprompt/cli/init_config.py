@@ -224,8 +224,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start from a named config of configs/ (explicit options override it); 'all' writes every "
              "preset into the OUTPUT folder, as `make configs` does",
     )
-    parser.add_argument("--strategy", choices=list(STRATEGIES), help="query part: none, hard, soft or deep "
-                        "(default soft)")
+    parser.add_argument("--strategy", choices=list(STRATEGIES), help="query part: none, hard, soft, deep, or "
+                        "hard_soft / hard_deep (a question after a shared learned prompt) (default soft)")
     parser.add_argument("--frozen", action=argparse.BooleanOptionalAction, default=None,
                         help=f"freeze the backbone (default); the learning rate follows: "
                              f"{LEARN_RATE[True]} frozen, {LEARN_RATE[False]} unfrozen")
