@@ -51,18 +51,18 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     argv = ["lodo", "--corpus", *write_corpora(tmp_path), "--held-out", "ade",
             "--systems", str(ROOT / "configs" / "finetune.cfg"), "--types", str(tmp_path / "types.json"),
             "--shots", "1", "--seeds", "0", "--source-steps", "2", "--fewshot-steps", "2", "--eval-frequency", "2",
-            "--dev-limit", "5",
+            "--dev-limit", "5", "--replay", "1",
             "--max-length", "128", "--backbone", tiny_bert, "--runs", str(runs), "--output", str(output), "--no-plot"]
     assert main(argv) == 0
     report = json.loads(output.with_suffix(".json").read_text())
-    assert [r["kind"] for r in report["runs"]] == ["source", "zero-shot", "transfer", "single corpus"]
-    source, zero, transfer, single = report["runs"]
+    assert [r["kind"] for r in report["runs"]] == ["source", "zero-shot", "transfer", "transfer + replay", "single corpus"]
+    source, zero, transfer, replay, single = report["runs"]
     # the source model learned the other corpus's types only, the zero-shot one asks ade's by description
     task = json.loads((runs / "finetune" / "ade" / "zero-shot" / "pipeline" / "softprompt_ie" / "model" / "task.json").read_text())
     assert set(task["schema"]["corpora"]["meds"]) >= {"Medication", "meds/Dosage"}
     assert set(task["schema"]["corpora"]["ade"]) == {"ade/Drug", "Adverse_Effect"}
     assert task["query_texts"]["ade/Drug"] == "drug name"
-    for r in (zero, transfer, single):
+    for r in (zero, transfer, replay, single):
         assert r["per_type"] and set(r["per_type"]) <= {"ade/Drug", "Adverse_Effect"}
     # the transfer model keeps the source corpus's types beside the held-out ones
     trained = json.loads((runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "model-best" / "softprompt_ie"
@@ -75,20 +75,29 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     assert sourced["components"]["softprompt_ie"]["source"].endswith("zero-shot/pipeline")
     fresh = spacy.util.load_config(runs / "finetune" / "ade" / "1shot-seed0" / "single-corpus" / "config.cfg")
     assert fresh["components"]["softprompt_ie"]["model"]["strategy"] == "hard"
-    assert transfer["steps"] == single["steps"] == 2
+    assert transfer["steps"] == single["steps"] == replay["steps"] == 2
+    # transfer + replay: the K-shot sample and K examples per type of the other corpus, from the zero-shot model
+    mixed = spacy.util.load_config(runs / "finetune" / "ade" / "1shot-seed0" / "transfer-replay1" / "config.cfg")
+    assert mixed["components"]["softprompt_ie"]["source"].endswith("zero-shot/pipeline")
+    folder = Path(mixed["paths"]["train"])
+    assert sorted(p.name for p in folder.iterdir()) == ["ade.spacy", "meds.spacy"]
+    replayed = list(DocBin().from_disk(folder / "meds.spacy").get_docs(spacy.blank("en").vocab))
+    assert replayed and {d._.corpus for d in replayed} == {"meds"} and replay["documents"] > transfer["documents"]
     table = output.read_text()
     assert "## Held out: ade" in table and "| ade/Drug | Medication |" in table
     # old types: the source model and the transfer run scored on the other corpus's test file, its types only
-    assert set(source["old_f"]) == set(transfer["old_f"]) == {"meds"} and "old_f" not in single
+    assert set(source["old_f"]) == set(transfer["old_f"]) == set(replay["old_f"]) == {"meds"}
+    assert "old_f" not in single
     old = json.loads((runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "old-types-meds.json").read_text())
     assert set(old["concepts_strict_per_type"]) <= {"Medication", "meds/Dosage"}
     assert "| finetune | source (before) |" in table and "| finetune | K = 1, seed 0 |" in table
+    assert "| finetune | K = 1 + replay, seed 0 |" in table and "| transfer + replay |" in table
     # resumed: nothing is trained again; a run finished before old types were asked is scored on them
     record = runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "run.json"
     record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "old_f"}))
     capsys.readouterr()
     assert main(argv) == 0
-    assert capsys.readouterr().out.count("done before, skipped") == 4
+    assert capsys.readouterr().out.count("done before, skipped") == 5
     assert json.loads(record.read_text())["old_f"] == transfer["old_f"]
     # other settings than the finished runs': refused, not mixed in
     length = argv.index("--max-length") + 1
@@ -119,7 +128,7 @@ def test_project_command_is_the_verb():
     project = load_project_config(ROOT)
     (script,) = {c["name"]: c for c in project["commands"]}["lodo"]["script"]
     args = build_parser().parse_args(shlex.split(script)[3:])
-    assert args.held_out == ["ade", "sdoh", "maccrobat"] and args.shots == [5, 10, 20, 50, 100]
+    assert args.held_out == ["ade", "sdoh", "maccrobat"] and args.shots == [5, 10, 20, 50, 100] and args.replay > 0
     descriptions = json.loads((ROOT / "configs" / "lodo_types.json").read_text())["descriptions"]
     assert {"ade/Drug", "Medication", "sdoh/Drug", "maccrobat/Dosage"} <= set(descriptions)
     for system in args.systems:

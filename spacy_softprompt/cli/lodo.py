@@ -12,6 +12,9 @@ For each held-out corpus H and each system (a training config):
    (``sampling.sample_few_shot``), trained from the zero-shot component (*transfer*) and from a
    fresh component (*single corpus*), the same steps, model-best on H's dev file; both scored
    on H's test file;
+   With ``--replay R``, a third arm, *transfer + replay*, trains the zero-shot component on the K-shot
+   sample and R examples per type of each other corpus's train file (each Doc tagged with its
+   corpus, so supervised on its own types): rehearsal, against forgetting the types it knew;
 4. **old types**: the source model and the transfer runs of ``--forgetting-seeds`` scored on each
    other corpus's test file (its texts tagged, its types only): whether learning H's types from K
    examples costs the types the component knew (item 2: "without forgetting the others").
@@ -40,6 +43,10 @@ HELP = ("leave one dataset out: train on the other corpora with types asked by d
         "held-out corpus zero-shot and after K-shot training against single-corpus training; table, JSON, plot")
 
 HINT = "run `spacy project run convert-lodo`"
+#: the arm that rehearses the other corpora (``--replay``); it and plain transfer start from the zero-shot model
+REPLAY = "transfer + replay"
+TRANSFER_KINDS = ("transfer", REPLAY)
+KIND_HEADERS = {"transfer": "transfer (from the other corpora)", REPLAY: REPLAY, "single corpus": "single corpus"}
 #: every system asks each type by its description, all types in one query per window
 QUERY_SETTINGS = {"strategy": "hard", "packed": True}
 
@@ -60,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forgetting-seeds", nargs="*", type=int, metavar="SEED",
                         help="transfer runs of these seeds are also scored on the other corpora's test files, "
                              "beside the source model (default: the first of --seeds; none: not measured)")
+    parser.add_argument("--replay", type=int, default=0, metavar="R",
+                        help="also run transfer + replay: the K-shot sample plus R examples per type of each "
+                             "other corpus's train file (0: no such arm)")
     parser.add_argument("--source-steps", type=int, default=1500, help="training steps on the other corpora")
     parser.add_argument("--fewshot-steps", type=int, default=200, help="training steps on K examples per type")
     parser.add_argument("--eval-frequency", type=int, default=100, help="steps between dev evaluations")
@@ -150,6 +160,28 @@ def few_shot_file(runs: Path, folder: Path, held_out: str, shots: int, seed: int
     return path, len(sample)
 
 
+def replay_data(runs: Path, corpora: Dict[str, Path], held_out: str, sample: Path, replay: int,
+                seed: int) -> Tuple[Path, int]:
+    """A folder with the K-shot sample and ``replay`` examples per type of each other corpus's train
+    file (drawn with ``seed``), rebuilt on every call; its number of replayed documents."""
+    from spacy.tokens import DocBin
+
+    from ..sampling import sample_few_shot
+
+    folder = runs / "data" / f"{sample.stem}-replay{replay}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.spacy"):
+        old.unlink()
+    (folder / f"{held_out}.spacy").symlink_to(sample.resolve())
+    replayed = 0
+    for name, path in corpora.items():
+        if name != held_out:
+            docs, _ = sample_few_shot(read_docbin(path / "train.spacy"), replay, seed)
+            DocBin(store_user_data=True, docs=docs).to_disk(folder / f"{name}.spacy")
+            replayed += len(docs)
+    return folder, replayed
+
+
 def inputs_of(args: argparse.Namespace) -> Dict[str, Any]:
     """What a finished run depends on besides its steps and backbone: reused only if unchanged."""
     return {"max_length": args.max_length, "dev_limit": args.dev_limit,
@@ -235,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
 
     def wants_old_types(entry: Dict[str, Any]) -> bool:
         return bool(forgetting_seeds) and (entry["kind"] == "source" or (
-            entry["kind"] == "transfer" and entry["seed"] in forgetting_seeds))
+            entry["kind"] in TRANSFER_KINDS and entry["seed"] in forgetting_seeds))
 
     def old_types_f(pipeline: Path, run_dir: Path, held_out: str) -> Dict[str, float]:
         """Micro strict F1 of ``pipeline`` on each other corpus's test file, over that corpus's types."""
@@ -277,10 +309,15 @@ def run(args: argparse.Namespace) -> int:
                                 "paths.train": sample, "paths.dev": corpora[held_out] / "dev.spacy",
                                 **{k: v for k, v in settings.items() if not k.startswith("components.")
                                    and not k.startswith("initialize.")}}
-                    for kind, run_settings in (("transfer", transfer), ("single corpus", settings)):
-                        info = {"system": name, "kind": kind, "shots": shots, "seed": seed, "documents": documents}
-                        run_dir = folder / f"{shots}shot-seed{seed}" / kind.replace(" ", "-")
-                        source = folder / "zero-shot" / "pipeline" if kind == "transfer" else None
+                    arms = [("transfer", transfer, documents), ("single corpus", settings, documents)]
+                    if args.replay:
+                        mixed, replayed = replay_data(args.runs, corpora, held_out, sample, args.replay, seed)
+                        arms.insert(1, (REPLAY, dict(transfer, **{"paths.train": mixed}), documents + replayed))
+                    for kind, run_settings, n_docs in arms:
+                        info = {"system": name, "kind": kind, "shots": shots, "seed": seed, "documents": n_docs}
+                        slug = f"transfer-replay{args.replay}" if kind == REPLAY else kind.replace(" ", "-")
+                        run_dir = folder / f"{shots}shot-seed{seed}" / slug
+                        source = folder / "zero-shot" / "pipeline" if kind in TRANSFER_KINDS else None
                         report["runs"].append(record(run_dir, config, run_settings, held_out, info, source))
                         write_report(report, args.output, plot, time.perf_counter() - start)
     write_report(report, args.output, plot, time.perf_counter() - start)
@@ -323,14 +360,16 @@ def to_markdown(report: Dict[str, Any]) -> str:
             cells = [next((_f(r["per_type"][label]) if label in r["per_type"] else "n/r" for r in zero_runs
                            if r["system"] == s), "n/r") for s in systems]
             lines.append(f"| {label} | {', '.join(report['related'].get(label, [])) or '-'} | " + " | ".join(cells) + " |")
+        kinds = [k for k in KIND_HEADERS if k in {r["kind"] for r in mine} or k != REPLAY]
         lines += ["", "Micro strict F1 over the held-out types (mean ± sd over seeds):", "",
-                  "| system | K per type | transfer (from the other corpora) | single corpus |", "| --- | ---: | ---: | ---: |"]
+                  "| system | K per type | " + " | ".join(KIND_HEADERS[k] for k in kinds) + " |",
+                  "| --- | ---: | " + " | ".join("---:" for _ in kinds) + " |"]
         for system in systems:
             zero = [r["strict_f"] for r in mine if r["system"] == system and r["kind"] == "zero-shot"]
-            lines.append(f"| {system} | 0 (zero-shot) | {mean_sd(zero)} | - |")
+            lines.append(f"| {system} | 0 (zero-shot) | {mean_sd(zero)} | " + " | ".join("-" for _ in kinds[1:]) + " |")
             for shots in sorted({r["shots"] for r in mine if r["shots"]}):
                 cells = [mean_sd([r["strict_f"] for r in mine if r["system"] == system and r["kind"] == kind
-                                   and r["shots"] == shots]) for kind in ("transfer", "single corpus")]
+                                   and r["shots"] == shots]) for kind in kinds]
                 lines.append(f"| {system} | {shots} | " + " | ".join(cells) + " |")
         lines += [""] + _old_types_table(mine)
     lines += ["## Each run", "", "| held out | system | run | K | seed | strict F1 | lenient F1 | steps (best) | training s |",
@@ -356,11 +395,12 @@ def _old_types_table(runs: List[Dict[str, Any]]) -> List[str]:
     for system in dict.fromkeys(r["system"] for r in measured):
         before = next((r["old_f"] for r in measured if r["system"] == system and r["kind"] == "source"), {})
         lines.append(f"| {system} | source (before) | " + " | ".join(_f(before.get(c)) for c in corpora) + " |")
-        for r in sorted((r for r in measured if r["system"] == system and r["kind"] == "transfer"),
-                        key=lambda r: (r["shots"], r["seed"])):
+        for r in sorted((r for r in measured if r["system"] == system and r["kind"] in TRANSFER_KINDS),
+                        key=lambda r: (r["shots"], r["seed"], r["kind"])):
             cells = [_f(r["old_f"][c]) + (f" ({r['old_f'][c] - before[c]:+.1f})" if c in before else "")
                      for c in corpora]
-            lines.append(f"| {system} | K = {r['shots']}, seed {r['seed']} | " + " | ".join(cells) + " |")
+            arm = " + replay" if r["kind"] == REPLAY else ""
+            lines.append(f"| {system} | K = {r['shots']}{arm}, seed {r['seed']} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -377,7 +417,9 @@ def plot_curves(report: Dict[str, Any], path: Path) -> None:
     for ax, held_out in zip(axes[0], held_outs):
         mine = [r for r in report["runs"] if r["held_out"] == held_out]
         for system in dict.fromkeys(r["system"] for r in mine):
-            for kind, start in (("transfer", "zero-shot"), ("single corpus", None)):
+            for kind, start in (("transfer", "zero-shot"), (REPLAY, "zero-shot"), ("single corpus", None)):
+                if not any(r["kind"] == kind for r in mine):
+                    continue
                 xs, ys, sds = [], [], []
                 for shots in sorted({r["shots"] for r in mine if r["shots"] is not None}):
                     wanted = start if shots == 0 else kind
