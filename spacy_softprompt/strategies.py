@@ -76,6 +76,8 @@ class Strategy:
     has_query_part: ClassVar[bool] = True
     #: one block of learned vectors shared by every query, before the types' questions
     shared_prompt: ClassVar[bool] = False
+    #: a type is asked by the words of its description (so a new type needs only a description)
+    asks_description: ClassVar[bool] = False
 
     def __init__(
         self, labels: Labels, prompt_length: int, questions: Optional[Sequence[Sequence[int]]] = None,
@@ -223,6 +225,7 @@ class HardPrompt(Strategy):
     """A natural-language question per type (``query_texts`` or built from the label)."""
 
     name = "hard"
+    asks_description = True
 
     def part_ids(self, row: int, pad_id: int) -> List[int]:
         return list(self.questions[row])
@@ -260,6 +263,7 @@ class HardSoftPrompt(SoftPrompt):
     """The type's question after a shared block of learned input vectors."""
 
     name = "hard_soft"
+    asks_description = True
     shared_prompt = True
 
     def part_ids(self, row: int, pad_id: int) -> List[int]:
@@ -270,6 +274,7 @@ class HardDeepPrompt(DeepPrompt):
     """The type's question after a shared block of learned vectors written at every layer."""
 
     name = "hard_deep"
+    asks_description = True
     shared_prompt = True
 
     def part_ids(self, row: int, pad_id: int) -> List[int]:

@@ -133,3 +133,15 @@ def test_project_command_is_the_verb():
     assert {"ade/Drug", "Medication", "sdoh/Drug", "maccrobat/Dosage"} <= set(descriptions)
     for system in args.systems:
         assert (ROOT / system).is_file()
+
+
+def test_strategy_is_one_that_asks_by_description(capsys):
+    from spacy_softprompt.cli import build_parser
+
+    parser = build_parser()
+    base = ["lodo", "--corpus", "a=x", "b=y"]
+    assert parser.parse_args(base).strategy == "hard"
+    assert parser.parse_args(base + ["--strategy", "hard_soft"]).strategy == "hard_soft"
+    with pytest.raises(SystemExit):  # soft prompts per type: a held-out type would have no trained prompt
+        parser.parse_args(base + ["--strategy", "soft"])
+    assert "invalid choice: 'soft'" in capsys.readouterr().err

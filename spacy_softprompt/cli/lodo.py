@@ -4,7 +4,8 @@ For each held-out corpus H and each system (a training config):
 
 1. **source**: one component trained on the other corpora together (their train files in one
    folder, each Doc tagged with its corpus, so it is supervised on its own corpus's types only),
-   every type asked by its description (``hard`` strategy, packed: a type is a question, so a
+   every type asked by its description (``--strategy``: ``hard``, or ``hard_soft`` / ``hard_deep``
+   with a shared learned prompt before it; packed: a type is a question, so a
    type never trained on can be asked); model-best on the other corpora's dev files;
 2. **zero-shot**: H's types added to that component by description (``add_label(label,
    description, corpus=H)``), no training, scored on H's test file, its texts tagged H;
@@ -35,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..strategies import STRATEGIES
 from . import CLIError, read_docbin
 from .runs import (backbone_settings, corpus_settings, evaluate, jsonl_log_settings, load_systems,
                    matplotlib_available, mean_sd, require_files, train, write_run_config)
@@ -47,8 +49,8 @@ HINT = "run `spacy project run convert-lodo`"
 REPLAY = "transfer + replay"
 TRANSFER_KINDS = ("transfer", REPLAY)
 KIND_HEADERS = {"transfer": "transfer (from the other corpora)", REPLAY: REPLAY, "single corpus": "single corpus"}
-#: every system asks each type by its description, all types in one query per window
-QUERY_SETTINGS = {"strategy": "hard", "packed": True}
+#: the strategy of the committed runs; another one is part of the run names
+DEFAULT_STRATEGY = "hard"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "train.spacy, dev.spacy, test.spacy, e.g. ade=corpus/lodo/ade")
     parser.add_argument("--held-out", nargs="+", metavar="NAME", help="corpora to hold out (default: each)")
     parser.add_argument("--systems", nargs="+", default=["configs/lora_frozen.cfg"], metavar="CONFIG",
-                        help="softprompt_ie training configs or init-config presets (their strategy is set to hard, "
-                             "packed)")
+                        help="softprompt_ie training configs or init-config presets (their strategy is set to "
+                             "--strategy, packed)")
+    parser.add_argument("--strategy", choices=[n for n, c in STRATEGIES.items() if c.asks_description],
+                        default=DEFAULT_STRATEGY,
+                        help="how every type is asked (packed: all types in one query per window): its description, "
+                             "or its description after a learned prompt shared by all types; a strategy other than "
+                             "hard names the runs <system>+<strategy>")
     parser.add_argument("--types", type=Path, default=Path("configs/lodo_types.json"),
                         help="JSON: descriptions (type -> its question) and related (held-out type -> types of "
                              "other corpora)")
@@ -279,8 +286,9 @@ def run(args: argparse.Namespace) -> int:
                 scores[name] = round(100 * metrics["concepts_strict_f"], 2)
         return scores
 
-    for name, config in systems:
-        base = {f"components.softprompt_ie.model.{k}": v for k, v in QUERY_SETTINGS.items()}
+    for system, config in systems:
+        name = system if args.strategy == DEFAULT_STRATEGY else f"{system}+{args.strategy}"
+        base = {"components.softprompt_ie.model.strategy": args.strategy, "components.softprompt_ie.model.packed": True}
         base.update({"components.softprompt_ie.model.max_length": args.max_length,
                      "components.softprompt_ie.query_texts": descriptions,
                      "initialize.components.softprompt_ie": {"relation_schema": {}}})
