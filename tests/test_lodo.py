@@ -91,7 +91,7 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     old = json.loads((runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "old-types-meds.json").read_text())
     assert set(old["concepts_strict_per_type"]) <= {"Medication", "meds/Dosage"}
     assert "| finetune | source (before) |" in table and "| finetune | K = 1, seed 0 |" in table
-    assert "| finetune | K = 1 + replay, seed 0 |" in table and "| transfer + replay |" in table
+    assert "| finetune | K = 1 + replay 1, seed 0 |" in table and "| transfer + replay |" in table
     # resumed: nothing is trained again; a run finished before old types were asked is scored on them
     record = runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "run.json"
     record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "old_f"}))
@@ -145,3 +145,20 @@ def test_strategy_is_one_that_asks_by_description(capsys):
     with pytest.raises(SystemExit):  # soft prompts per type: a held-out type would have no trained prompt
         parser.parse_args(base + ["--strategy", "soft"])
     assert "invalid choice: 'soft'" in capsys.readouterr().err
+
+
+def test_old_type_scores_added_on_resume_keep_a_run_identity(tmp_path):
+    """A source run finished before old types were scored gets them on resume; the runs built on it
+    recorded its identity then, and must still match it after (else every rerun is refused)."""
+    import hashlib
+
+    from spacy_softprompt.cli.lodo import _stamp
+
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"kind": "source", "steps": 2}, indent=2) + "\n")
+    before = _stamp(path)
+    assert before == hashlib.sha1(path.read_bytes()).hexdigest()[:12]  # as the stamps already recorded
+    path.write_text(json.dumps({"kind": "source", "steps": 2, "old_f": {"meds": 50.0}}, indent=2) + "\n")
+    assert _stamp(path) == before
+    path.write_text(json.dumps({"kind": "source", "steps": 3, "old_f": {"meds": 50.0}}, indent=2) + "\n")
+    assert _stamp(path) != before

@@ -196,8 +196,12 @@ def inputs_of(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _stamp(path: Path) -> Optional[str]:
-    """A finished run's identity (its run.json's digest): runs built on it are redone if it is."""
-    return hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path.is_file() else None
+    """A finished run's identity (its run.json's digest, old-type scores left out: they are added to a
+    finished run on resume and change nothing built on it): runs built on it are redone if it is."""
+    if not path.is_file():
+        return None
+    record = {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k != "old_f"}
+    return hashlib.sha1((json.dumps(record, indent=2) + "\n").encode("utf-8")).hexdigest()[:12]
 
 
 def add_types(source: Path, target: Path, types: Sequence[str], descriptions: Dict[str, str], corpus: str) -> None:
@@ -215,6 +219,8 @@ def add_types(source: Path, target: Path, types: Sequence[str], descriptions: Di
 def run(args: argparse.Namespace) -> int:
     from .bench import dev_curve
 
+    if args.replay < 0:
+        raise CLIError(f"--replay {args.replay}: examples per old type must be 0 (no replay arm) or more")
     corpora = parse_corpora(args.corpora)
     held_outs = args.held_out or list(corpora)
     unknown = [h for h in held_outs if h not in corpora]
@@ -323,6 +329,8 @@ def run(args: argparse.Namespace) -> int:
                         arms.insert(1, (REPLAY, dict(transfer, **{"paths.train": mixed}), documents + replayed))
                     for kind, run_settings, n_docs in arms:
                         info = {"system": name, "kind": kind, "shots": shots, "seed": seed, "documents": n_docs}
+                        if kind == REPLAY:
+                            info["replay"] = args.replay
                         slug = f"transfer-replay{args.replay}" if kind == REPLAY else kind.replace(" ", "-")
                         run_dir = folder / f"{shots}shot-seed{seed}" / slug
                         source = folder / "zero-shot" / "pipeline" if kind in TRANSFER_KINDS else None
@@ -398,7 +406,8 @@ def _old_types_table(runs: List[Dict[str, Any]]) -> List[str]:
         return []
     corpora = list(measured[0]["old_f"])
     lines = ["Old types: micro strict F1 on each other corpus's test file, over its own types, before (the source "
-             "model) and after learning the held-out types from K per type (transfer); change in brackets:", "",
+             "model) and after learning the held-out types from K per type (transfer, and transfer + replay of R "
+             "examples per old type); change in brackets:", "",
              "| system | model | " + " | ".join(corpora) + " |", "| --- | --- | " + " | ".join("---:" for _ in corpora) + " |"]
     for system in dict.fromkeys(r["system"] for r in measured):
         before = next((r["old_f"] for r in measured if r["system"] == system and r["kind"] == "source"), {})
@@ -407,14 +416,15 @@ def _old_types_table(runs: List[Dict[str, Any]]) -> List[str]:
                         key=lambda r: (r["shots"], r["seed"], r["kind"])):
             cells = [_f(r["old_f"][c]) + (f" ({r['old_f'][c] - before[c]:+.1f})" if c in before else "")
                      for c in corpora]
-            arm = " + replay" if r["kind"] == REPLAY else ""
+            arm = f" + replay {r.get('replay', '')}".rstrip() if r["kind"] == REPLAY else ""
             lines.append(f"| {system} | K = {r['shots']}{arm}, seed {r['seed']} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
 def plot_curves(report: Dict[str, Any], path: Path) -> None:
-    """Strict F1 against K per type, one panel per held-out corpus, transfer and single corpus per
-    system (sd over seeds as error bars), zero-shot at K = 0 on the transfer line."""
+    """Strict F1 against K per type, one panel per held-out corpus, transfer (and transfer + replay)
+    and single corpus per system (sd over seeds as error bars), zero-shot at K = 0 on the transfer
+    lines."""
     import matplotlib
 
     matplotlib.use("Agg")
