@@ -173,7 +173,10 @@ class Collator:
         # Deep late prompts write layer k's prompt slots themselves: no lower pass for them.
         prompt_keys = list(parts) if self.strategy.lower_layers_read_query_part(self.builder.prompt_layer) else []
         prompt_index = {pid: r for r, pid in enumerate(prompt_keys)}
-        query_rows = [cls + parts[pid] for pid in prompt_keys]
+        # shared slots that no input prompt fills (hard_deep, late: written at layer k) stay out of the
+        # lower pass, so the question below k reads no pad tokens; layer k's input holds zeros there
+        skip = 0 if self.strategy.has_input_prompts(self.builder.prompt_layer) else self.strategy.shared_slots
+        query_rows = [cls + parts[pid][skip:] for pid in prompt_keys]
         window_ids, window_mask = _pad(window_rows, self.special.pad_id)
         query_ids, query_mask = _pad(query_rows, self.special.pad_id)
         n_windows, window_len = window_ids.shape
@@ -195,7 +198,7 @@ class Collator:
             attention[b, ps : ps + n_part] = 1
             if q.rows in prompt_index:
                 r = prompt_index[q.rows]
-                gather[b, ps : ps + n_part] = query_base + r * query_len + ps + np.arange(n_part)
+                gather[b, ps + skip : ps + n_part] = query_base + r * query_len + ps + np.arange(n_part - skip)
             n_text = n_window - ps
             gather[b, ps + part_len : ps + part_len + n_text] = 1 + u * window_len + ps + np.arange(n_text)
             attention[b, ps + part_len : ps + part_len + n_text] = 1

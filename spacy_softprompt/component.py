@@ -438,7 +438,7 @@ class SoftPromptIE(TrainablePipe):
         (None: built from the label's words). ``corpus``: a corpus that annotates it, so Docs
         tagged with that corpus are asked and supervised on it (e.g. the K examples that then
         teach it). Returns 1 when the type is new, 0 when it was known. Make a new optimizer
-        (``nlp.resume_training()``) before training on: learned prompt tables grow by a row.
+        (``nlp.resume_training()``) before training on: a per-type prompt table (soft, deep) grows by a row.
 
         Strategy ``none`` cannot: its types are output columns learned in training."""
         if self.model.attrs["task"] is None:

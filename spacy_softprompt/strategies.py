@@ -131,6 +131,10 @@ class Strategy:
     def query_part_len(self, rows: Sequence[int]) -> int:
         return len(self.query_part_ids(rows, 0))
 
+    def has_input_prompts(self, prompt_layer: int) -> bool:
+        """Whether learned vectors are written at the input (deep late prompts start at layer ``k``)."""
+        return self.learned and (not self.deep or prompt_layer == 0)
+
     def lower_layers_read_query_part(self, prompt_layer: int) -> bool:
         """Late prompts: whether the query part goes through layers below ``k`` on its own
         (a question or input prompts do; deep late prompts are written at layer ``k``)."""

@@ -67,6 +67,9 @@ def test_late_layout_gathers_cls_query_window(default_backbone_path, blank_nlp, 
     # Deep late prompts are written at layer k: no query part goes through the lower layers.
     reads_part = builder.strategy.lower_layers_read_query_part(2)
     assert len(shared.query_ids) == (0 if not reads_part else len({q.rows for q in batch.queries}))
+    # the lower pass reads a query part's words and the slots input prompts fill, never empty slots
+    parts = [tokenizer.decode(r[m.astype(bool)]) for r, m in zip(shared.query_ids, shared.query_mask)]
+    assert all(("[PAD]" in part) == builder.strategy.has_input_prompts(2) for part in parts)
     n_window = shared.window_ids.shape[1]
     for b, query in enumerate(batch.queries):
         sources = shared.gather[b][batch.attention_mask[b].astype(bool)]

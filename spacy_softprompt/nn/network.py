@@ -229,7 +229,8 @@ class SoftPromptNetwork(nn.Module):
             window_cache = self.shared_states.at_layer(self.prompt_layer)  # other tasks' windows too
         windows = self._lower_states(shared["window_ids"], shared["window_mask"], shared["window_keys"],
                                      None, prompt_start, window_cache)
-        with_prompts = shared["query_prompts"] if self.prompts is not None else None
+        input_prompts = self.prompts is not None and self.prompts.vectors is not None
+        with_prompts = shared["query_prompts"] if input_prompts else None
         query_cache = cache if torch.is_grad_enabled() else self._query_part_cache()
         queries = self._lower_states(shared["query_ids"], shared["query_mask"], shared["query_keys"],
                                      with_prompts, prompt_start, query_cache)
