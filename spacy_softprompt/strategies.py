@@ -225,14 +225,20 @@ class NoPrompt(Strategy):
         return True
 
 
-class HardPrompt(Strategy):
-    """A natural-language question per type (``query_texts`` or built from the label)."""
+class AsksQuestion:
+    """Mixin: a type's part is its question (its description), so a type is asked by its words."""
 
-    name = "hard"
     asks_description = True
+    questions: List[List[int]]
 
     def part_ids(self, row: int, pad_id: int) -> List[int]:
         return list(self.questions[row])
+
+
+class HardPrompt(AsksQuestion, Strategy):
+    """A natural-language question per type (``query_texts`` or built from the label)."""
+
+    name = "hard"
 
 
 class SoftPrompt(Strategy):
@@ -263,26 +269,18 @@ class DeepPrompt(SoftPrompt):
         return PromptTable(init, n_deep_layers=n_deep, reparametrize=reparametrize, input_prompts=prompt_layer == 0)
 
 
-class HardSoftPrompt(SoftPrompt):
+class HardSoftPrompt(AsksQuestion, SoftPrompt):
     """The type's question after a shared block of learned input vectors."""
 
     name = "hard_soft"
-    asks_description = True
     shared_prompt = True
 
-    def part_ids(self, row: int, pad_id: int) -> List[int]:
-        return list(self.questions[row])
 
-
-class HardDeepPrompt(DeepPrompt):
+class HardDeepPrompt(AsksQuestion, DeepPrompt):
     """The type's question after a shared block of learned vectors written at every layer."""
 
     name = "hard_deep"
-    asks_description = True
     shared_prompt = True
-
-    def part_ids(self, row: int, pad_id: int) -> List[int]:
-        return list(self.questions[row])
 
     def lower_layers_read_query_part(self, prompt_layer: int) -> bool:
         return True  # the questions are words: layers below k read them
