@@ -287,7 +287,8 @@ class SoftPromptModel(Model):
                 f"Cannot add concept type {label!r} without retraining: strategy {s['strategy']!r} answers each "
                 "type in an output column of its own, learned in training. A type can be added from its "
                 "description with strategy 'hard', 'soft', 'deep', 'hard_soft' or 'hard_deep' (packed = true "
-                "scores spans against the type's own part with the type-matching head; packed = false asks it one query of its own); "
+                "scores spans against the type's own part with the type-matching head; packed = false asks it "
+                "one query of its own); "
                 "otherwise list it in [initialize.components.<name>] labels and retrain."
             )
         schema = TaskSchema.from_dict(task["schema"])

@@ -260,13 +260,14 @@ class DeepPrompt(SoftPrompt):
     deep = True
 
     def lower_layers_read_query_part(self, prompt_layer: int) -> bool:
-        return prompt_layer == 0
+        return self.has_input_prompts(prompt_layer)
 
     def build_prompts(self, *, dim, n_layers, prompt_layer, init, reparametrize):
         from .nn.prompts import PromptTable
 
         n_deep = n_layers - first_deep_layer(prompt_layer)
-        return PromptTable(init, n_deep_layers=n_deep, reparametrize=reparametrize, input_prompts=prompt_layer == 0)
+        return PromptTable(init, n_deep_layers=n_deep, reparametrize=reparametrize,
+                           input_prompts=self.has_input_prompts(prompt_layer))
 
 
 class HardSoftPrompt(AsksQuestion, SoftPrompt):

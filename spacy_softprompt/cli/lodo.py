@@ -323,15 +323,15 @@ def run(args: argparse.Namespace) -> int:
                                 "paths.train": sample, "paths.dev": corpora[held_out] / "dev.spacy",
                                 **{k: v for k, v in settings.items() if not k.startswith("components.")
                                    and not k.startswith("initialize.")}}
-                    arms = [("transfer", transfer, documents), ("single corpus", settings, documents)]
+                    # (kind, its settings, its folder, what the run record adds)
+                    arms = [("transfer", transfer, "transfer", {"documents": documents}),
+                            ("single corpus", settings, "single-corpus", {"documents": documents})]
                     if args.replay:
                         mixed, replayed = replay_data(args.runs, corpora, held_out, sample, args.replay, seed)
-                        arms.insert(1, (REPLAY, dict(transfer, **{"paths.train": mixed}), documents + replayed))
-                    for kind, run_settings, n_docs in arms:
-                        info = {"system": name, "kind": kind, "shots": shots, "seed": seed, "documents": n_docs}
-                        if kind == REPLAY:
-                            info["replay"] = args.replay
-                        slug = f"transfer-replay{args.replay}" if kind == REPLAY else kind.replace(" ", "-")
+                        arms.insert(1, (REPLAY, dict(transfer, **{"paths.train": mixed}), f"transfer-replay{args.replay}",
+                                        {"documents": documents + replayed, "replay": args.replay}))
+                    for kind, run_settings, slug, extra in arms:
+                        info = {"system": name, "kind": kind, "shots": shots, "seed": seed, **extra}
                         run_dir = folder / f"{shots}shot-seed{seed}" / slug
                         source = folder / "zero-shot" / "pipeline" if kind in TRANSFER_KINDS else None
                         report["runs"].append(record(run_dir, config, run_settings, held_out, info, source))
