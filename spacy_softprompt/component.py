@@ -79,6 +79,7 @@ adapter = null
 device_map = null
 max_memory = null
 offload_folder = null
+cats_text_pooling = "mean"
 """
 
 

@@ -77,6 +77,7 @@ def build_softprompt_model(
     device_map: Optional[DeviceMap] = None,
     max_memory: Optional[Dict[str, Union[int, str]]] = None,
     offload_folder: Optional[str] = None,
+    cats_text_pooling: str = "mean",
 ) -> "SoftPromptModel":
     """A transformer with learned prompts and an MRC span head.
 
@@ -117,6 +118,9 @@ def build_softprompt_model(
         prompts and heads stay on the main device. See docs/scale.md.
     max_memory: with a device_map strategy, the budget of each device ({"0": "20GiB", "cpu": "60GiB"}).
     offload_folder: where modules placed on "disk" are read from (written at load when needed).
+    cats_text_pooling: how a classification query pools a window's text: "mean" (every token
+        alike; pipelines saved before this setting) or "attention" (each class weighs the tokens
+        by their match with its query; see nn/cats.py).
     """
     strategy_class(strategy)(Labels([], []), prompt_length, packed=packed)  # fail early on bad choices
     if not 1 <= prompt_length <= 512:
@@ -131,6 +135,8 @@ def build_softprompt_model(
             "backbone weights spread over devices and offload is not supported)."
         )
     placement(device_map, max_memory, offload_folder)  # fail early on bad placements or no accelerate
+    if cats_text_pooling not in ("mean", "attention"):  # nn.cats.TEXT_POOLING, without importing torch here
+        raise ValueError(f"cats_text_pooling must be 'mean' or 'attention', not {cats_text_pooling!r}.")
     settings = {k: v for k, v in locals().items()}
     attrs = {"settings": settings, "task": None, "store_backbone": False, "dropout_rate": dropout}
     return SoftPromptModel("softprompt_ie", forward, init=init, attrs=attrs)
@@ -230,7 +236,7 @@ class SoftPromptModel(Model):
             head_width=s["head_width"], dropout=s["dropout"], freeze_backbone=s["freeze_backbone"],
             prompt_layer=s["prompt_layer"], backbone_family=s["backbone_family"],
             match_type_parts=strategy.matches_type_parts, n_cats=len(builder.labels.cats),
-            typed_cats=not strategy.has_query_part,
+            typed_cats=not strategy.has_query_part, cats_text_pooling=s["cats_text_pooling"],
         )
         collator = Collator(builder, s["max_span_width"])
         if fresh and strategy.deep:

@@ -133,3 +133,31 @@ def test_dev_curve_reads_spacy_training_log(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert dev_curve(empty)["best_step"] is None
+
+
+def test_study_set_is_the_papers_strategies_beside_both_stock_pipelines(tmp_path):
+    """`bench --systems study` (issue 16 item 3): stock ner and spancat, the paper's four strategies
+    (fine-tuning, hard, soft, soft on a frozen backbone), deep prompts and LoRA on the frozen base;
+    each system's run config resolves to what its name says."""
+    from spacy_softprompt.cli.bench import STUDY_SYSTEMS
+    from spacy_softprompt.cli.runs import base_config, write_run_config
+
+    assert len({s.run for s in STUDY_SYSTEMS}) == len(STUDY_SYSTEMS)
+    seen = {}
+    for system in STUDY_SYSTEMS:
+        config = base_config(system.config)
+        settings = {f"components.softprompt_ie.model.{k}": v for k, v in system.model}
+        written = spacy.util.load_config(write_run_config(config, settings, tmp_path / f"{system.run}.cfg"))
+        if system.component == "transformer":
+            seen[system.run] = written["nlp"]["pipeline"]
+            continue
+        model = written["components"]["softprompt_ie"]["model"]
+        seen[system.run] = (model["strategy"], model["freeze_backbone"], model["packed"], model["adapter"] is not None)
+    assert seen["stock_transformer_ner"] == ["transformer", "ner"]
+    assert seen["stock_transformer_spancat"] == ["transformer", "spancat"]
+    assert seen["finetune"] == ("none", False, False, False)
+    assert seen["hard_prompt_packed"] == ("hard", False, True, False)
+    assert seen["soft_prompt_packed"] == ("soft", False, True, False)
+    assert seen["soft_prompt_frozen_packed"] == ("soft", True, True, False)
+    assert seen["deep_prompt_frozen_packed"] == ("deep", True, True, False)
+    assert seen["lora_frozen"] == ("none", True, False, True)

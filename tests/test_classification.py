@@ -233,3 +233,53 @@ def test_exclusive_docs_without_one_class_are_not_learned_from(caplog):
     known = torch.tensor([[True, False], [False, False]])
     loss, (grad,) = cats_loss([logits], entries, gold, known, exclusive=False, pooling="max")
     assert grad[0, 1] == 0 and grad[1].abs().sum() == 0 and grad[0, 0] != 0
+
+
+@pytest.mark.parametrize("typed", [True, False])
+def test_attention_text_pooling_starts_as_the_mean_and_learns_where_to_look(typed):
+    """Attention pooling begins with every text token weighed alike (the mean head's answer), reads
+    only the text positions, and once its keys are learned puts the weight on the matching token."""
+    from spacy_softprompt.nn.cats import ClassHead
+
+    torch.manual_seed(0)
+    dim, width = 6, 4
+    mean_head = ClassHead(dim, width, 2, typed, 0.0).eval()
+    attention_head = ClassHead(dim, width, 2, typed, 0.0, "attention").eval()
+    attention_head.load_state_dict(mean_head.state_dict(), strict=False)  # the shared weights
+    hidden = torch.randn(1, 5, dim)
+    weights = torch.zeros(1, 2, 2, 5)
+    weights[:, :, 1, 2:4] = 0.5  # text: positions 2 and 3
+    if not typed:
+        weights[:, :, 0, 1] = 1.0  # each class's part: position 1
+    assert torch.allclose(attention_head(weights, hidden), mean_head(weights, hidden), atol=1e-6)
+    # keys that single out position 3's state: the text state becomes that token's, not the mean
+    with torch.no_grad():
+        attention_head.attn_key.weight.copy_(50 * torch.randn(width, dim))
+    part = (weights[:, :, 0] @ hidden) if not typed else None
+    text_state = attention_head._attend(weights[:, :, 1], part, hidden)
+    tokens = hidden[0, 2:4]  # (2, D): the state is a convex mix of the two text tokens only
+    mix = torch.linalg.lstsq(tokens.T, text_state[0].T).solution  # (2, K)
+    assert torch.allclose(mix.sum(0), torch.ones(2), atol=1e-4) and (mix > -1e-4).all()
+    assert not torch.allclose(text_state[0, 0], hidden[0, 2:4].mean(0), atol=1e-3)
+    with pytest.raises(ValueError, match="cats_text_pooling"):
+        ClassHead(dim, width, 2, typed, 0.0, "sum")
+
+
+@pytest.mark.parametrize("strategy,freeze", [("none", False), ("soft", True)])
+def test_attention_text_pooling_fits_and_round_trips(tiny_bert, strategy, freeze, tmp_path):
+    torch.manual_seed(0)
+    docs = smoking_docs()
+    config = model_config(tiny_bert, strategy, freeze, cats_text_pooling="attention")
+    nlp = fit_pipeline(docs, 30, model=config, exclusive_classes=True)
+    expected = predicted(nlp, docs)
+    for gold, cats in zip(docs, expected):
+        assert max(cats, key=cats.get) == max(gold.cats, key=gold.cats.get)
+    keys = set(nlp.get_pipe("softprompt_ie").network.trainable_state())
+    assert "cat_head.attn_key.weight" in keys
+    assert ("cat_head.attn_query" if strategy == "none" else "cat_head.attn_part.weight") in keys
+    nlp.to_disk(tmp_path / "pipe")
+    loaded = spacy.load(tmp_path / "pipe")
+    for a, b in zip(expected, predicted(loaded, docs)):
+        assert a == pytest.approx(b, abs=1e-6)
+    with pytest.raises(ValueError, match="cats_text_pooling"):
+        spacy.blank("en").add_pipe("softprompt_ie", config={"model": dict(config, cats_text_pooling="max")})

@@ -30,11 +30,13 @@ def test_committed_config_is_the_generators_output(preset):
 def test_choices_reach_the_config(tmp_path):
     out = tmp_path / "my.cfg"
     assert main(["init-config", str(out), "--strategy", "deep", "--no-frozen", "--backbone", "some/model",
-                 "--prompt-layer", "3", "--train", "a.spacy", "--dev", "b.spacy", "--max-steps", "77", "--gpu"]) == 0
+                 "--prompt-layer", "3", "--train", "a.spacy", "--dev", "b.spacy", "--max-steps", "77", "--gpu",
+                 "--cats-text-pooling", "attention"]) == 0
     config = spacy.util.load_config(out, interpolate=True)  # ${paths.train} resolves
     model = config["components"]["softprompt_ie"]["model"]
     assert (model["strategy"], model["freeze_backbone"], model["backbone"]) == ("deep", False, "some/model")
     assert model["prompt_layer"] == 3 and model["mixed_precision"] is True
+    assert model["cats_text_pooling"] == "attention"
     assert config["corpora"]["train"]["path"] == "a.spacy" and config["paths"]["dev"] == "b.spacy"
     schedule = config["training"]["optimizer"]["learn_rate"]
     assert config["training"]["max_steps"] == 77 and schedule["total_steps"] == 77
@@ -66,6 +68,18 @@ def test_stock_preset_refuses_prompt_choices(capsys):
     assert "error: the stock transformer+ner pipeline has no strategy" in capsys.readouterr().err
     with pytest.raises(CLIError, match="adapter"):
         generate(STOCK, adapter={"@misc": "spacy_softprompt.LoRA.v1"})
+    with pytest.raises(CLIError, match="text pooling"):
+        generate(STOCK, cats_text_pooling="attention")
+
+
+def test_a_preset_with_other_choices_names_its_own_file(tmp_path):
+    """The header's commands name the file written, not configs/<preset>.cfg, once a choice differs."""
+    out = tmp_path / "lora_attention.cfg"
+    assert main(["init-config", str(out), "--preset", "lora_frozen", "--cats-text-pooling", "attention"]) == 0
+    header = out.read_text().split("[paths]")[0]
+    assert f"init-config {out} --preset lora_frozen --cats-text-pooling attention" in header
+    assert f"spacy train {out}" in header and "configs/lora_frozen.cfg" not in header
+    assert "init-config configs/lora_frozen.cfg --preset lora_frozen  (do not edit" in generate("lora_frozen", output=out)
 
 
 def test_stock_textcat_preset_is_spacys_textcat_on_the_transformer():

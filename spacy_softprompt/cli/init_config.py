@@ -63,6 +63,7 @@ class Choices:
     stock: bool = False  # spaCy's transformer + stock_head instead of softprompt_ie
     stock_head: str = "ner"  # with stock: "ner" or "textcat"
     adapter: Optional[Dict[str, Any]] = None  # a [model.adapter] block (e.g. LORA_ADAPTER); None: none
+    cats_text_pooling: str = "mean"  # how a classification query pools a window's text (nn/cats.py)
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dev", help="dev .spacy written into [paths]")
     parser.add_argument("--max-steps", type=int, help=f"training steps, also the schedule's length "
                         f"(default {MAX_STEPS})")
+    parser.add_argument("--cats-text-pooling", choices=["mean", "attention"],
+                        help="document classes: pool a window's text as the mean of its tokens (default) or "
+                             "by each class's attention over them")
     parser.add_argument("--gpu", action="store_true", help="train on a GPU: mixed precision on")
 
 
@@ -243,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     explicit = {key: value for key, value in (
         ("strategy", args.strategy), ("frozen", args.frozen), ("backbone", args.backbone),
         ("prompt_layer", args.prompt_layer), ("train", args.train), ("dev", args.dev),
-        ("max_steps", args.max_steps)) if value is not None}
+        ("max_steps", args.max_steps), ("cats_text_pooling", args.cats_text_pooling)) if value is not None}
     if args.gpu:
         explicit["gpu"] = True
     if args.preset == "all":
@@ -266,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
 def generate(preset: Optional[str] = None, output: Optional[Path] = None, **choices: Any) -> str:
     """The config text for ``preset`` (or the defaults) with ``choices`` (fields of :class:`Choices`)
     replacing the preset's; a comment header says what it is and how to train it (as ``output``,
-    for a config without a preset: a preset's header always names ``configs/<preset>.cfg``)."""
+    for a config that is not a preset as committed; a preset's own header names ``configs/<preset>.cfg``)."""
     if preset is not None and preset not in PRESETS:
         raise CLIError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     base = PRESETS[preset].choices if preset else Choices()
@@ -275,9 +279,9 @@ def generate(preset: Optional[str] = None, output: Optional[Path] = None, **choi
     except TypeError as err:
         raise CLIError(f"unknown config choice: {err}") from err
     if chosen.stock and (chosen.prompt_layer is not None or "strategy" in choices or chosen.frozen
-                         or chosen.adapter is not None):
+                         or chosen.adapter is not None or chosen.cats_text_pooling != "mean"):
         raise CLIError(f"the stock transformer+{chosen.stock_head} pipeline has no strategy, frozen backbone, "
-                       "prompt layer or adapter")
+                       "prompt layer, adapter or text pooling choice")
     if chosen.stock_head not in STOCK_HEADS:
         raise CLIError(f"stock_head must be one of {', '.join(STOCK_HEADS)}, not {chosen.stock_head!r}")
     return _header(preset, chosen, output) + build_config(chosen).to_str() + "\n"
@@ -329,6 +333,7 @@ def _softprompt_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
         model["prompt_layer"] = choices.prompt_layer
     if choices.adapter is not None:
         model["adapter"] = copy.deepcopy(choices.adapter)
+    model["cats_text_pooling"] = choices.cats_text_pooling
     if choices.gpu:
         model["mixed_precision"] = True
     return {"softprompt_ie": block}
@@ -353,13 +358,15 @@ def _stock_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
 def _header(preset: Optional[str], choices: Choices, output: Optional[Path]) -> str:
     """The comment lines on top: what the config is, how it was made, how to train it."""
     description = PRESETS[preset].description if preset else _describe(choices)
-    path = Path("configs", f"{preset}.cfg") if preset else Path(output or "config.cfg")
+    as_committed = preset and choices == PRESETS[preset].choices  # configs/<preset>.cfg itself
+    path = Path("configs", f"{preset}.cfg") if as_committed else Path(output or "config.cfg")
     command = ["python -m spacy_softprompt init-config", str(path)]
     if preset:
         command.append(f"--preset {preset}")
     start = PRESETS[preset].choices if preset else Choices()
     for field, flag in (("strategy", "--strategy"), ("backbone", "--backbone"), ("prompt_layer", "--prompt-layer"),
-                        ("train", "--train"), ("dev", "--dev"), ("max_steps", "--max-steps")):
+                        ("train", "--train"), ("dev", "--dev"), ("max_steps", "--max-steps"),
+                        ("cats_text_pooling", "--cats-text-pooling")):
         value = getattr(choices, field)
         if value != getattr(start, field):
             command.append(f"{flag} {value}")

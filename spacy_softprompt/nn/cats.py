@@ -1,9 +1,12 @@
 """Document classes: the classification head, pooling over windows, the loss.
 
 A classification query reads one window like any other query; the collator
-says which states represent each of its classes (``cat_pool``: the mean of
-the class's own query part and the mean of the window's text). The head
-matches the two (:class:`ClassHead`).
+says which states represent each of its classes (``cat_pool``: the class's own
+query part and the window's text). The head pools the text into one state per
+class and matches it with the part (:class:`ClassHead`). Text pooling ``mean``
+weighs every token alike; ``attention`` lets each class weigh the tokens by
+their match with its query (the one line of a note that says "quit smoking"),
+starting from the mean (uniform weights) and learning where to look.
 
 A Doc's score for a class is pooled over its windows (:func:`pool_windows`),
 the same function in training and prediction. ``max`` (default): the evidence
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 POOLING = ("max", "mean")
+TEXT_POOLING = ("mean", "attention")
 
 
 class ClassHead(nn.Module):
@@ -35,8 +39,10 @@ class ClassHead(nn.Module):
     direction of the text counts. Without a part (``none``, ``typed``): score(k) =
     w_k . tanh(T text) + b_k, one fixed output row per class."""
 
-    def __init__(self, dim: int, width: int, n_labels: int, typed: bool, dropout: float):
+    def __init__(self, dim: int, width: int, n_labels: int, typed: bool, dropout: float, text_pooling: str = "mean"):
         super().__init__()
+        if text_pooling not in TEXT_POOLING:
+            raise ValueError(f"cats_text_pooling must be one of {TEXT_POOLING}, not {text_pooling!r}.")
         self.dense = nn.Linear(dim, width)  # T: the text
         self.dropout = nn.Dropout(dropout)
         self.typed = typed
@@ -47,14 +53,36 @@ class ClassHead(nn.Module):
             self.part = nn.Linear(dim, width)  # P: the class's part
             self.bias = nn.Parameter(torch.zeros(1))
         self.scale = 1.0 / math.sqrt(width)
+        self.attention = text_pooling == "attention"
+        if self.attention:
+            # token weights softmax(<q_k, K h_t>): K starts at zero, so every token weighs the same
+            # (the mean) until training finds the tokens that tell the classes apart
+            self.attn_key = nn.Linear(dim, width)
+            nn.init.zeros_(self.attn_key.weight)
+            nn.init.zeros_(self.attn_key.bias)
+            if typed:
+                self.attn_query = nn.Parameter(torch.randn(n_labels, width) / math.sqrt(width))
+            else:
+                self.attn_part = nn.Linear(dim, width)
 
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        """``pooled`` (B, K, 2, D): per column, its part's and its text's mean -> logits (B, K)."""
-        text = self.dropout(torch.tanh(self.dense(pooled[:, :, 1])))  # (B, K, H)
+    def forward(self, weights: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """``weights`` (B, K, 2, S): per column, its part's and its text's positions (as mean
+        weights); ``hidden`` (B, S, D) the window's states -> logits (B, K)."""
+        pooled = weights @ hidden[:, None]  # (B, K, 2, D): part and text means
         k = pooled.shape[1]
+        text_state = self._attend(weights[:, :, 1], pooled[:, :, 0], hidden) if self.attention else pooled[:, :, 1]
+        text = self.dropout(torch.tanh(self.dense(text_state)))  # (B, K, H)
         if self.typed:
             return (text * self.weight[:k].to(text.dtype)).sum(-1) + self.bias[:k].to(text.dtype)
         return (text * self.part(pooled[:, :, 0])).sum(-1) * self.scale + self.bias.to(text.dtype)
+
+    def _attend(self, text_weights: torch.Tensor, part: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """Each column's text state: its text tokens weighted by their match with its query."""
+        k = text_weights.shape[1]
+        query = self.attn_query[:k].to(hidden.dtype)[None] if self.typed else self.attn_part(part)  # (B|1, K, H)
+        scores = torch.einsum("bkh,bsh->bks", query.expand(hidden.shape[0], -1, -1), self.attn_key(hidden))
+        scores = scores.masked_fill(text_weights <= 0, float("-inf")) * self.scale
+        return torch.softmax(scores, -1) @ hidden  # (B, K, D)
 
 
 def pool_windows(values: torch.Tensor, cells: torch.Tensor, n_cells: int, pooling: str) -> torch.Tensor:

@@ -44,6 +44,7 @@ class SoftPromptNetwork(nn.Module):
         match_type_parts: bool = False,
         n_cats: int = 0,
         typed_cats: bool = True,
+        cats_text_pooling: str = "mean",
     ):
         super().__init__()
         self.backbone = backbone
@@ -73,7 +74,9 @@ class SoftPromptNetwork(nn.Module):
             else SpanHead(dim, head_width, max_span_width, n_outputs, dropout)
         )
         # Document classes (classification queries); none: the state dict is what it was before.
-        self.cat_head = ClassHead(dim, head_width, n_cats, typed_cats, dropout) if n_cats else None
+        self.cat_head = (
+            ClassHead(dim, head_width, n_cats, typed_cats, dropout, cats_text_pooling) if n_cats else None
+        )
         if freeze_backbone:
             for param in self.backbone.parameters():
                 param.requires_grad_(False)
@@ -189,7 +192,7 @@ class SoftPromptNetwork(nn.Module):
             assert shared is not None, "late prompts need the batch's shared windows"
             hidden = self._late_hidden(attention_mask, prompt_ids, marker, prompt_start, shared, cache, position_ids)
         if cat_pool is not None:
-            return self.cat_head(cat_pool.to(hidden.dtype) @ hidden[:, None]).float()
+            return self.cat_head(cat_pool.to(hidden.dtype), hidden).float()
         return self.head(hidden, token_starts, token_ends, type_pool).float()
 
     # --- pieces -------------------------------------------------------------------
