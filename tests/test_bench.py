@@ -161,3 +161,18 @@ def test_study_set_is_the_papers_strategies_beside_both_stock_pipelines(tmp_path
     assert seen["soft_prompt_frozen_packed"] == ("soft", True, True, False)
     assert seen["deep_prompt_frozen_packed"] == ("deep", True, True, False)
     assert seen["lora_frozen"] == ("none", True, False, True)
+
+
+def test_study_project_command_is_the_bench_verb():
+    import shlex
+    from pathlib import Path
+
+    from spacy.cli.project.run import load_project_config
+    from spacy_softprompt.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    project = load_project_config(root, overrides={"vars.study_corpus": "ade"})
+    (script,) = {c["name"]: c for c in project["commands"]}["study-bench"]["script"]
+    args = build_parser().parse_args(shlex.split(script)[3:])
+    assert args.systems == "study" and args.patience == 135 and args.max_steps == 405
+    assert str(args.train) == "corpus/ade/train.spacy" and args.output == Path("docs/study_ade.md")

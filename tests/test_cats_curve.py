@@ -173,3 +173,32 @@ def test_exclusive_classes_score_the_top_class_like_textcat():
     scores = softprompt_score(examples, cat_labels=CLASSES, exclusive_classes=True)
     textcat = Scorer.score_cats(examples, "cats", labels=CLASSES, multi_label=False, threshold=0.0)
     assert scores["cats_macro_f"] == textcat["cats_macro_f"] and scores["cats_f_per_type"]["current"]["f"] == 1.0
+
+
+def test_attention_project_command_makes_its_configs_and_is_the_verb(tmp_path):
+    """``cats-curve-attention``: two init-config lines write lora_frozen and finetune with attention
+    text pooling (only that differs from the committed presets), then the curve runs on them."""
+    import shlex
+
+    import spacy
+    from spacy.cli.project.run import load_project_config
+    from spacy_softprompt.cli import build_parser
+
+    command = {c["name"]: c for c in load_project_config(ROOT)["commands"]}["cats-curve-attention"]
+    *make_configs, curve = command["script"]
+    written = []
+    for line in make_configs:
+        words = shlex.split(line)
+        assert words[:4] == ["python", "-m", "spacy_softprompt", "init-config"]
+        out = tmp_path / Path(words[4]).name
+        assert main(["init-config", str(out), *words[5:]]) == 0
+        preset = words[words.index("--preset") + 1]
+        made = spacy.util.load_config(out)["components"]["softprompt_ie"]
+        committed = spacy.util.load_config(ROOT / "configs" / f"{preset}.cfg")["components"]["softprompt_ie"]
+        assert made["model"].pop("cats_text_pooling") == "attention"
+        assert committed["model"].pop("cats_text_pooling") == "mean"
+        assert made == committed
+        written.append(words[4])
+    args = build_parser().parse_args(shlex.split(curve)[3:])
+    assert args.systems == [*written, "configs/stock_transformer_textcat.cfg"]
+    assert args.output == Path("docs/smoking_attention.md") and args.runs == Path("training/cats-attention")
