@@ -174,5 +174,5 @@ def test_study_project_command_is_the_bench_verb():
     project = load_project_config(root, overrides={"vars.study_corpus": "ade"})
     (script,) = {c["name"]: c for c in project["commands"]}["study-bench"]["script"]
     args = build_parser().parse_args(shlex.split(script)[3:])
-    assert args.systems == "study" and args.patience == 135 and args.max_steps == 405
+    assert args.systems == "study" and args.patience == 0 and args.max_steps == 351
     assert str(args.train) == "corpus/ade/train.spacy" and args.output == Path("docs/study_ade.md")
