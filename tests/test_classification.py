@@ -261,6 +261,9 @@ def test_attention_text_pooling_starts_as_the_mean_and_learns_where_to_look(type
     mix = torch.linalg.lstsq(tokens.T, text_state[0].T).solution  # (2, K)
     assert torch.allclose(mix.sum(0), torch.ones(2), atol=1e-4) and (mix > -1e-4).all()
     assert not torch.allclose(text_state[0, 0], hidden[0, 2:4].mean(0), atol=1e-3)
+    # a column without text (nothing to read) gets the mean's zero state, not NaN
+    empty = torch.zeros_like(weights)
+    assert torch.equal(attention_head._attend(empty[:, :, 1], part, hidden), torch.zeros(1, 2, dim))
     with pytest.raises(ValueError, match="cats_text_pooling"):
         ClassHead(dim, width, 2, typed, 0.0, "sum")
 

@@ -81,8 +81,10 @@ class ClassHead(nn.Module):
         k = text_weights.shape[1]
         query = self.attn_query[:k].to(hidden.dtype)[None] if self.typed else self.attn_part(part)  # (B|1, K, H)
         scores = torch.einsum("bkh,bsh->bks", query.expand(hidden.shape[0], -1, -1), self.attn_key(hidden))
-        scores = scores.masked_fill(text_weights <= 0, float("-inf")) * self.scale
-        return torch.softmax(scores, -1) @ hidden  # (B, K, D)
+        visible = text_weights > 0
+        has_text = visible.any(-1, keepdim=True)  # a column with no text gets a zero state, as the mean does
+        scores = scores.masked_fill(~visible, float("-inf")).masked_fill(~has_text, 0.0) * self.scale
+        return (torch.softmax(scores, -1) * has_text) @ hidden  # (B, K, D)
 
 
 def pool_windows(values: torch.Tensor, cells: torch.Tensor, n_cells: int, pooling: str) -> torch.Tensor:
