@@ -176,3 +176,23 @@ def test_study_project_command_is_the_bench_verb():
     args = build_parser().parse_args(shlex.split(script)[3:])
     assert args.systems == "study" and args.patience == 0 and args.max_steps == 351
     assert str(args.train) == "corpus/ade/train.spacy" and args.output == Path("docs/study_ade.md")
+
+
+def test_a_failing_system_is_reported_and_the_others_still_run(tmp_path, toy_docs, tiny_bert, capsys):
+    """A long bench used to end at the first system that failed (packed queries over SDoH's 23 types
+    do not fit 128 subwords), losing every system after it. Now the failure is listed and the rest run;
+    --max-length reaches the softprompt_ie systems only."""
+    for split in ("train", "dev", "test"):
+        DocBin(store_user_data=True, docs=toy_docs).to_disk(tmp_path / f"{split}.spacy")
+    report = tmp_path / "bench.md"
+    argv = ["bench", "--quick", *(f"--{s}={tmp_path / s}.spacy" for s in ("train", "dev", "test")),
+            "--backbone", tiny_bert, "--runs", str(tmp_path / "runs"), "--output", str(report),
+            "--max-length", "8", "--only", "soft_prompt_frozen", "stock_transformer_ner"]
+    assert main(argv) != 0
+    data = json.loads(report.with_suffix(".json").read_text())
+    assert [r["run"] for r in data["systems"]] == ["stock_transformer_ner"]
+    assert [f["run"] for f in data["failed"]] == ["soft_prompt_frozen"] and data["max_length"] == 8
+    assert "training failed" in data["failed"][0]["error"]
+    assert "Not measured" in report.read_text() and "1 of 2 systems failed" in capsys.readouterr().err
+    config = spacy.util.load_config(tmp_path / "runs" / "soft_prompt_frozen" / "config.cfg")
+    assert config["components"]["softprompt_ie"]["model"]["max_length"] == 8
