@@ -196,3 +196,24 @@ def test_a_failing_system_is_reported_and_the_others_still_run(tmp_path, toy_doc
     assert "Not measured" in report.read_text() and "1 of 2 systems failed" in capsys.readouterr().err
     config = spacy.util.load_config(tmp_path / "runs" / "soft_prompt_frozen" / "config.cfg")
     assert config["components"]["softprompt_ie"]["model"]["max_length"] == 8
+
+
+@pytest.mark.slow
+def test_study_small_form_trains_stock_spancat_beside_a_strategy(tmp_path, toy_docs, tiny_bert):
+    """CI's small form of `study-bench`: stock spancat (overlapping concepts in doc.spans) and LoRA on
+    the frozen base train, score and land in one table."""
+    for split in ("train", "dev", "test"):
+        DocBin(store_user_data=True, docs=toy_docs).to_disk(tmp_path / f"{split}.spacy")
+    report = tmp_path / "study.md"
+    argv = ["bench", "--quick", "--systems", "study", *(f"--{s}={tmp_path / s}.spacy" for s in ("train", "dev", "test")),
+            "--backbone", tiny_bert, "--prompt-layer", "1", "--runs", str(tmp_path / "runs"), "--output", str(report),
+            "--patience", "0", "--only", "stock_transformer_spancat", "lora_frozen"]
+    assert main(argv) == 0
+    data = json.loads(report.with_suffix(".json").read_text())
+    assert [r["run"] for r in data["systems"]] == ["stock_transformer_spancat", "lora_frozen"] and not data["failed"]
+    spancat, lora = data["systems"]
+    assert spancat["relations_strict_f"] is None and lora["relations_strict_f"] is not None
+    assert lora["trainable_parameters"] < 0.05 * spancat["trainable_parameters"]
+    assert report.read_text().startswith("# The paper's study")
+    trained = spacy.util.load_config(tmp_path / "runs" / "stock_transformer_spancat" / "model-best" / "config.cfg")
+    assert trained["components"]["spancat"]["spans_key"] == "softprompt"
