@@ -135,8 +135,10 @@ def build_softprompt_model(
             "backbone weights spread over devices and offload is not supported)."
         )
     placement(device_map, max_memory, offload_folder)  # fail early on bad placements or no accelerate
-    if cats_text_pooling not in ("mean", "attention"):  # nn.cats.TEXT_POOLING, without importing torch here
-        raise ValueError(f"cats_text_pooling must be 'mean' or 'attention', not {cats_text_pooling!r}.")
+    from .nn.cats import TEXT_POOLING  # as the factory checks cats_pooling against nn.cats.POOLING
+
+    if cats_text_pooling not in TEXT_POOLING:
+        raise ValueError(f"cats_text_pooling must be one of {TEXT_POOLING}, not {cats_text_pooling!r}.")
     settings = {k: v for k, v in locals().items()}
     attrs = {"settings": settings, "task": None, "store_backbone": False, "dropout_rate": dropout}
     return SoftPromptModel("softprompt_ie", forward, init=init, attrs=attrs)
