@@ -80,6 +80,7 @@ device_map = null
 max_memory = null
 offload_folder = null
 cats_text_pooling = "mean"
+head_lr_scale = 1.0
 """
 
 

@@ -78,6 +78,7 @@ def build_softprompt_model(
     max_memory: Optional[Dict[str, Union[int, str]]] = None,
     offload_folder: Optional[str] = None,
     cats_text_pooling: str = "mean",
+    head_lr_scale: float = 1.0,
 ) -> "SoftPromptModel":
     """A transformer with learned prompts and an MRC span head.
 
@@ -121,6 +122,10 @@ def build_softprompt_model(
     cats_text_pooling: how a classification query pools a window's text: "mean" (every token
         alike; pipelines saved before this setting) or "attention" (each class weighs the tokens
         by their match with its query; see nn/cats.py).
+    head_lr_scale: learning rate of what is new (prompts, heads, the trigger marker: every
+        parameter outside the backbone) relative to the optimizer's, which the backbone and its
+        adapter keep. An unfrozen backbone wants a small rate (1e-4) that leaves fresh heads slow
+        to start; 1.0 (pipelines saved before this setting) trains everything at one rate.
     """
     strategy_class(strategy)(Labels([], []), prompt_length, packed=packed)  # fail early on bad choices
     if not 1 <= prompt_length <= 512:
@@ -139,6 +144,8 @@ def build_softprompt_model(
 
     if cats_text_pooling not in TEXT_POOLING:
         raise ValueError(f"cats_text_pooling must be one of {TEXT_POOLING}, not {cats_text_pooling!r}.")
+    if not head_lr_scale > 0:
+        raise ValueError(f"head_lr_scale must be above 0 (1.0: the optimizer's rate), not {head_lr_scale}.")
     settings = {k: v for k, v in locals().items()}
     attrs = {"settings": settings, "task": None, "store_backbone": False, "dropout_rate": dropout}
     return SoftPromptModel("softprompt_ie", forward, init=init, attrs=attrs)
@@ -337,9 +344,28 @@ class SoftPromptModel(Model):
     def finish_update(self, optimizer: Any) -> None:
         """An optimizer step. thinc writes the new weights through numpy views, which torch's
         version counters do not see, so the network is told to drop what it derived from them."""
-        super().finish_update(optimizer)
+        scale = self.settings.get("head_lr_scale", 1.0)
+        if scale == 1.0 or "builder" not in self.attrs:
+            super().finish_update(optimizer)
+        else:
+            self._scaled_update(optimizer, scale)
         if "builder" in self.attrs:
             self.network.forget_query_parts()
+
+    def _scaled_update(self, optimizer: Any, head_scale: float) -> None:
+        """thinc's PyTorchShim.finish_update, with ``lr_scale`` = ``head_scale`` for every
+        parameter outside the backbone (the backbone and its adapter at the optimizer's rate)."""
+        shim = self.shims[0]
+        skip = shim._grad_scaler.found_inf  # an overflowed fp16 gradient: no step, as thinc does
+        for name, param in shim._model.named_parameters():
+            if param.grad is None:
+                continue
+            if not skip:
+                scale = 1.0 if name.startswith("backbone.") else head_scale
+                weights, _ = optimizer((shim.id, name), torch2xp(param.data), torch2xp(param.grad), lr_scale=scale)
+                param.data = xp2torch(weights, requires_grad=True, device=param.device)
+            param.grad.zero_()
+        shim._grad_scaler.update()
 
     def export_adapter(self, path: Path) -> None:
         """Write the trained adapter in ``peft``'s own format, for use outside spaCy."""

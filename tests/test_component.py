@@ -118,6 +118,36 @@ def test_unfrozen_backbone_is_trained(tiny_bert, toy_docs):
     assert any(not torch.equal(before[k], v) for k, v in backbone.state_dict().items())
 
 
+def _first_step(tiny_bert, toy_docs, head_lr_scale):
+    """Each parameter's change in one Adam step of an unfrozen soft-prompt pipeline."""
+    nlp = make_pipeline(tiny_bert, "soft", False, head_lr_scale=head_lr_scale)
+    examples = examples_for(nlp, toy_docs)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.001
+    network = nlp.get_pipe("softprompt_ie").network
+    before = {k: v.detach().clone() for k, v in network.named_parameters()}
+    nlp.update(examples, sgd=optimizer, drop=0.0)
+    return {k: v.detach() - before[k] for k, v in network.named_parameters()}
+
+
+def test_head_lr_scale_speeds_up_what_is_new_and_leaves_the_backbone_rate(tiny_bert, toy_docs):
+    plain, scaled = _first_step(tiny_bert, toy_docs, 1.0), _first_step(tiny_bert, toy_docs, 10.0)
+    backbone = [k for k in plain if k.startswith("backbone.")]
+    new = [k for k in plain if not k.startswith("backbone.")]
+    assert backbone and {"prompts.vectors", "trigger_marker"} <= set(new)
+    for key in backbone:  # the backbone's step is the optimizer's, whatever the scale
+        torch.testing.assert_close(scaled[key], plain[key])
+    moved = [k for k in new if plain[k].abs().max() > 0]
+    assert "prompts.vectors" in moved and any(k.startswith("head.") for k in moved)
+    for key in moved:  # Adam's first step is lr * sign(gradient): ten times the rate, ten times the step
+        torch.testing.assert_close(scaled[key], 10 * plain[key], rtol=1e-3, atol=1e-5)  # float32 rounding of w + step - w
+
+
+def test_head_lr_scale_must_be_positive(tiny_bert):
+    with pytest.raises(ValueError, match="head_lr_scale must be above 0"):
+        make_pipeline(tiny_bert, "soft", False, head_lr_scale=0.0)
+
+
 def predictions(nlp, texts):
     out = []
     for doc in nlp.pipe(texts):

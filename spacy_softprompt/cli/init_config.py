@@ -64,6 +64,7 @@ class Choices:
     stock_head: str = "ner"  # with stock: "ner" or "textcat"
     adapter: Optional[Dict[str, Any]] = None  # a [model.adapter] block (e.g. LORA_ADAPTER); None: none
     cats_text_pooling: str = "mean"  # how a classification query pools a window's text (nn/cats.py)
+    head_lr_scale: float = 1.0  # learning rate of prompts and heads relative to the backbone's
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cats-text-pooling", choices=["mean", "attention"],
                         help="document classes: pool a window's text as the mean of its tokens (default) or "
                              "by each class's attention over them")
+    parser.add_argument("--head-lr-scale", type=float,
+                        help="learning rate of prompts and heads as a multiple of the optimizer's, which the "
+                             "backbone keeps (default: the preset's)")
     parser.add_argument("--gpu", action="store_true", help="train on a GPU: mixed precision on")
 
 
@@ -247,7 +251,8 @@ def run(args: argparse.Namespace) -> int:
     explicit = {key: value for key, value in (
         ("strategy", args.strategy), ("frozen", args.frozen), ("backbone", args.backbone),
         ("prompt_layer", args.prompt_layer), ("train", args.train), ("dev", args.dev),
-        ("max_steps", args.max_steps), ("cats_text_pooling", args.cats_text_pooling)) if value is not None}
+        ("max_steps", args.max_steps), ("cats_text_pooling", args.cats_text_pooling),
+        ("head_lr_scale", args.head_lr_scale)) if value is not None}
     if args.gpu:
         explicit["gpu"] = True
     if args.preset == "all":
@@ -279,9 +284,10 @@ def generate(preset: Optional[str] = None, output: Optional[Path] = None, **choi
     except TypeError as err:
         raise CLIError(f"unknown config choice: {err}") from err
     if chosen.stock and (chosen.prompt_layer is not None or "strategy" in choices or chosen.frozen
-                         or chosen.adapter is not None or chosen.cats_text_pooling != "mean"):
+                         or chosen.adapter is not None or chosen.cats_text_pooling != "mean"
+                         or chosen.head_lr_scale != 1.0):
         raise CLIError(f"the stock transformer+{chosen.stock_head} pipeline has no strategy, frozen backbone, "
-                       "prompt layer, adapter or text pooling choice")
+                       "prompt layer, adapter, text pooling or head learning rate choice")
     if chosen.stock_head not in STOCK_HEADS:
         raise CLIError(f"stock_head must be one of {', '.join(STOCK_HEADS)}, not {chosen.stock_head!r}")
     return _header(preset, chosen, output) + build_config(chosen).to_str() + "\n"
@@ -334,6 +340,9 @@ def _softprompt_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
     if choices.adapter is not None:
         model["adapter"] = copy.deepcopy(choices.adapter)
     model["cats_text_pooling"] = choices.cats_text_pooling
+    if not choices.head_lr_scale > 0:
+        raise CLIError(f"--head-lr-scale must be above 0, not {choices.head_lr_scale}")
+    model["head_lr_scale"] = float(choices.head_lr_scale)
     if choices.gpu:
         model["mixed_precision"] = True
     return {"softprompt_ie": block}
@@ -366,7 +375,7 @@ def _header(preset: Optional[str], choices: Choices, output: Optional[Path]) -> 
     start = PRESETS[preset].choices if preset else Choices()
     for field, flag in (("strategy", "--strategy"), ("backbone", "--backbone"), ("prompt_layer", "--prompt-layer"),
                         ("train", "--train"), ("dev", "--dev"), ("max_steps", "--max-steps"),
-                        ("cats_text_pooling", "--cats-text-pooling")):
+                        ("cats_text_pooling", "--cats-text-pooling"), ("head_lr_scale", "--head-lr-scale")):
         value = getattr(choices, field)
         if value != getattr(start, field):
             command.append(f"{flag} {value}")
