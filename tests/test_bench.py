@@ -10,6 +10,7 @@ import spacy
 from spacy.tokens import DocBin
 
 from spacy_softprompt.cli import main
+from spacy_softprompt.cli.bench import SYSTEM_SETS
 
 from conftest import SHARED_DATA, require_shared
 
@@ -176,6 +177,38 @@ def test_study_project_command_is_the_bench_verb():
     args = build_parser().parse_args(shlex.split(script)[3:])
     assert args.systems == "study" and args.patience == 0 and args.max_steps == 351
     assert str(args.train) == "corpus/ade/train.spacy" and args.output == Path("docs/study_ade.md")
+    assert args.max_length == 384  # packed queries over SDoH's 23 types need 218 subwords
+
+
+def test_study_head_lr_command_makes_its_configs_and_is_the_bench_verb(tmp_path):
+    """``study-head-lr``: three init-config lines write the unfrozen presets with head_lr_scale 50
+    (only that differs from the committed configs), then bench runs those three systems from them."""
+    import shlex
+    from pathlib import Path
+
+    from spacy.cli.project.run import load_project_config
+    from spacy_softprompt.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    command = {c["name"]: c for c in load_project_config(root)["commands"]}["study-head-lr"]
+    *make_configs, bench = command["script"]
+    presets = []
+    for line in make_configs:
+        words = shlex.split(line)
+        assert words[:4] == ["python", "-m", "spacy_softprompt", "init-config"]
+        out = tmp_path / Path(words[4]).name
+        assert main(["init-config", str(out), *words[5:]]) == 0
+        preset = words[words.index("--preset") + 1]
+        made = spacy.util.load_config(out)["components"]["softprompt_ie"]
+        committed = spacy.util.load_config(root / "configs" / f"{preset}.cfg")["components"]["softprompt_ie"]
+        assert made["model"].pop("head_lr_scale") == 50.0 and committed["model"].pop("head_lr_scale") == 1.0
+        assert made == committed
+        assert Path(words[4]).parent == Path("training/head-lr")
+        presets.append(preset)
+    args = build_parser().parse_args(shlex.split(bench)[3:])
+    assert args.systems == "study" and args.configs == Path("training/head-lr")
+    used = {system.run: system.config for system in SYSTEM_SETS["study"] if system.run in args.only}
+    assert set(args.only) == set(used) and set(used.values()) == set(presets) == {"finetune", "hard_prompt", "soft_prompt"}
 
 
 def test_a_failing_system_is_reported_and_the_others_still_run(tmp_path, toy_docs, tiny_bert, capsys):
