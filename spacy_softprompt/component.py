@@ -443,19 +443,54 @@ class SoftPromptIE(TrainablePipe):
         (``nlp.resume_training()``) before training on: a per-type prompt table (soft, deep) grows by a row.
 
         Strategy ``none`` cannot: its types are output columns learned in training."""
+        return self._add_type("concept", label, description, corpus)
+
+    def add_relation_type(
+        self, label: str, heads: Dict[str, List[str]], description: Optional[str] = None, *,
+        corpus: Optional[str] = None,
+    ) -> int:
+        """Add a relation type to the trained component, as :meth:`add_label` adds a concept
+        type: ``heads`` maps each trigger type that heads it to the concept types it reaches
+        (``{"Drug": ["Frequency"]}``); each predicted trigger of those types then asks it.
+        Known relation types may gain trigger and tail types (returns 0)."""
+        if not heads or not all(heads.values()):
+            raise ValueError(f"Relation type {label!r} needs heads: trigger type -> the tail types it reaches, "
+                             "e.g. {'Drug': ['Frequency']}.")
+        known = set(self.labels)
+        unknown = sorted({t for head, tails in heads.items() for t in (head, *tails)} - known)
+        if unknown:
+            raise ValueError(f"Relation type {label!r} links concept types this component does not have: "
+                             f"{unknown}. Add them first with add_label (its concept types: {sorted(known)}).")
+        return self._add_type("relation", label, description, corpus, heads=heads)
+
+    def add_class(self, label: str, description: Optional[str] = None, *, corpus: Optional[str] = None) -> int:
+        """Add a document class (``doc.cats``) to a component trained with classes, asked
+        zero-shot through a classification query of its own (its description, or a prompt row
+        starting there); the class head matches it against the text as it does the others."""
+        return self._add_type("cat", label, description, corpus)
+
+    def _add_type(self, kind: str, label: str, description: Optional[str], corpus: Optional[str],
+                  heads: Optional[Dict[str, List[str]]] = None) -> int:
+        """What add_label, add_relation_type and add_class share: checks, then the model's add_type."""
         if self.model.attrs["task"] is None:
             raise ValueError(
                 f"'{self.name}' is not initialized: before training, give concept labels in "
-                "[initialize.components.<name>] labels and descriptions in query_texts; add_label adds "
-                "types to a trained component."
+                "[initialize.components.<name>] labels and descriptions in query_texts; add_label, "
+                "add_relation_type and add_class add types to a trained component."
             )
-        known = label in self.labels
+        schema = self.schema
+        of_kind = {"concept": schema.concept_labels, "relation": schema.relation_labels, "cat": schema.cat_labels}
+        other = [k for k, names in of_kind.items() if k != kind and label in names]
+        if other:  # one description table for every kind: the names must not collide
+            raise ValueError(f"{label!r} is already a {other[0]} label of '{self.name}'; give the new {kind} "
+                             "another name.")
+        known = label in of_kind[kind]
         if known and description and description != self.model.attrs["task"].get("query_texts", {}).get(label):
             raise ValueError(
-                f"{label!r} is already a concept type of '{self.name}', asked with another description; "
+                f"{label!r} is already a {kind} label of '{self.name}', asked with another description; "
                 "its prompt was trained on that one."
             )
-        self.model.add_concept_type(label, description, corpus)
+        self.model.add_type(kind, label, description, corpus, heads=heads)
         self.cfg["query_texts"] = dict(self.model.attrs["task"].get("query_texts") or {})
         return 0 if known else 1
 

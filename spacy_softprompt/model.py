@@ -285,42 +285,67 @@ class SoftPromptModel(Model):
         with onloaded(backbone.get_input_embeddings()):
             return prompt_init_from_words(backbone.get_input_embeddings(), words, self.settings["prompt_length"], mode)
 
-    def add_concept_type(self, label: str, description: Optional[str], corpus: Optional[str]) -> None:
-        """A new concept type on a trained model, asked zero-shot through its own query part:
-        hard (and hard_soft, hard_deep: the shared prompt asks it too), its description as the
-        question; soft and deep, a new prompt row that starts at the
-        description's embeddings (how every trained row started; ``prompt_init = "random"``
-        would give the new type nothing to go on), deep rows calibrated from it as at
-        initialize. Rows after the concepts (relations, classes) move down one; the builder,
-        the collator and every cache keyed by rows are rebuilt or dropped."""
+    def add_type(
+        self, kind: str, label: str, description: Optional[str], corpus: Optional[str],
+        heads: Optional[Dict[str, List[str]]] = None,
+    ) -> None:
+        """A new concept type, relation type or document class on a trained model, asked
+        zero-shot through a query part of its own (``kind``: "concept", "relation", "cat").
+        hard (and hard_soft, hard_deep: the shared prompt asks it too): its description is the
+        question; soft and deep: a new prompt row that starts at the description's embeddings
+        (how every trained row started; ``prompt_init = "random"`` would give the new type
+        nothing to go on), deep rows calibrated from it as at initialize. ``heads`` (relations):
+        trigger type -> the tail types this relation reaches from it. Rows after the new one
+        move down one; the builder, the collator and every cache keyed by rows are rebuilt or
+        dropped."""
         import torch
 
         task = self.attrs["task"]
         if not self.builder.strategy.type_is_query:
             s = self.settings
             raise ValueError(
-                f"Cannot add concept type {label!r} without retraining: strategy {s['strategy']!r} answers each "
+                f"Cannot add {label!r} without retraining: strategy {s['strategy']!r} answers each "
                 "type in an output column of its own, learned in training. A type can be added from its "
                 "description with strategy 'hard', 'soft', 'deep', 'hard_soft' or 'hard_deep' (packed = true "
                 "scores spans against the type's own part with the type-matching head; packed = false asks it "
                 "one query of its own); "
-                "otherwise list it in [initialize.components.<name>] labels and retrain."
+                "otherwise list it in [initialize.components.<name>] and retrain."
             )
         schema = TaskSchema.from_dict(task["schema"])
+        if kind == "concept":
+            known = label in schema.concept_labels
+            if not known:
+                schema.concept_labels.append(label)
+        elif kind == "relation":
+            known = label in schema.relation_labels
+            for head, tails in (heads or {}).items():
+                reached = schema.triggers.setdefault(head, {}).setdefault(label, [])
+                reached.extend(t for t in tails if t not in reached)
+        elif kind == "cat":
+            if self.network.cat_head is None:
+                raise ValueError(
+                    f"Cannot add document class {label!r} zero-shot: this model was trained without classes, so "
+                    "it has no class head. Train it with at least one class (doc.cats) first."
+                )
+            known = label in schema.cat_labels
+            if not known:
+                schema.cat_labels.append(label)
+        else:
+            raise ValueError(f"kind must be 'concept', 'relation' or 'cat', not {kind!r}.")
         if corpus is not None:
             schema.corpora[corpus] = sorted(set(schema.corpora.get(corpus, [])) | {label})
-        row = len(schema.concept_labels)
-        known = label in schema.concept_labels  # then only its corpus changes
         texts = dict(task.get("query_texts") or {})
-        if not known:
-            schema.concept_labels.append(label)
-            if description:
-                texts[label] = description
+        if not known and description:
+            texts[label] = description
         new_task = dict(task, schema=schema.to_dict(), query_texts=texts)
         builder = self._query_builder(new_task, self.attrs["tokenizer"])
         collator = Collator(builder, self.settings["max_span_width"])
         network = self.network
         if builder.strategy.learned and not builder.strategy.shared_prompt and not known:
+            labels = builder.labels
+            row = {"concept": lambda: labels.concepts.index(label),
+                   "relation": lambda: len(labels.concepts) + labels.relations.index(label),
+                   "cat": lambda: labels.first_cat_row + labels.cats.index(label)}[kind]()
             init = self._prompt_init(network.backbone, builder, [label], "vocab")
             network.prompts.insert_row(row, init[0])
             if builder.strategy.deep:

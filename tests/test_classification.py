@@ -286,3 +286,34 @@ def test_attention_text_pooling_fits_and_round_trips(tiny_bert, strategy, freeze
         assert a == pytest.approx(b, abs=1e-6)
     with pytest.raises(ValueError, match="cats_text_pooling"):
         spacy.blank("en").add_pipe("softprompt_ie", config={"model": dict(config, cats_text_pooling="max")})
+
+
+@pytest.mark.parametrize("strategy,packed", [("hard", False), ("soft", False), ("hard", True)])
+def test_new_class_from_description_is_predicted_and_round_trips(tiny_bert, tmp_path, strategy, packed):
+    """A document class added by description gets a score in doc.cats without retraining (its
+    part is matched against the text by the trained class head); unpacked, the trained classes'
+    scores do not change (a class is one query of its own)."""
+    torch.manual_seed(0)
+    docs = habit_docs()
+    nlp = fit_pipeline(docs, 10, model=model_config(tiny_bert, strategy, False, packed=packed))
+    pipe = nlp.get_pipe("softprompt_ie")
+    before = predicted(nlp, docs)
+    assert pipe.add_class("gambling", description="Does the patient gamble?") == 1
+    assert pipe.cat_labels == ("drinking", "smoking", "gambling")
+    after = predicted(nlp, docs)
+    assert all(set(cats) == {"smoking", "drinking", "gambling"} for cats in after)
+    if not packed:
+        for old, new in zip(before, after):
+            assert {k: round(v, 5) for k, v in old.items()} == {k: round(new[k], 5) for k in old}
+    nlp.to_disk(tmp_path / "pipeline")
+    assert predicted(spacy.load(tmp_path / "pipeline"), docs) == after
+
+
+def test_a_class_cannot_be_added_without_a_class_head(tiny_bert, toy_docs):
+    from test_component import examples_for, make_pipeline, train
+
+    nlp = make_pipeline(tiny_bert, "hard", False)
+    train(nlp, examples_for(nlp, toy_docs), 1, 0.01)
+    with pytest.raises(ValueError, match="no class head"):
+        nlp.get_pipe("softprompt_ie").add_class("smoker", description="Does the patient smoke?")
+    assert nlp.get_pipe("softprompt_ie").cat_labels == ()

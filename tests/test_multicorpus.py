@@ -160,6 +160,60 @@ def test_new_type_from_description_is_predicted_and_round_trips(tiny_bert, toy_d
     assert predictions(loaded, NEW_TEXTS) == after
 
 
+def trained_relation_scores(nlp, texts):
+    """Each predicted relation of a type other than 'Causes', with its score."""
+    return [sorted((r.key(), round(r.score, 5)) for r in doc._.relations if r.label != "Causes")
+            for doc in nlp.pipe(texts)]
+
+
+@pytest.mark.parametrize("strategy,packed", [("hard", True), ("soft", False), ("deep", True)])
+def test_new_relation_type_from_description_is_predicted_and_round_trips(tiny_bert, toy_docs, tmp_path, strategy,
+                                                                         packed):
+    """A relation type added by description is asked by every trigger of its head type, without
+    retraining; 'Causes' sorts before the trained 'Drug-AE' and 'Drug-Dose', so their prompt rows
+    move down one, and unpacked their answers must not change."""
+    nlp = make_pipeline(tiny_bert, strategy, False, packed=packed)
+    train(nlp, examples_for(nlp, toy_docs), 3, 0.01)
+    pipe = nlp.get_pipe("softprompt_ie")
+    pipe.cfg["threshold"] = pipe.cfg["relation_threshold"] = 1e-6  # every candidate is a hit
+    trained = trained_relation_scores(nlp, NEW_TEXTS)
+    assert trained
+    prompts = pipe.network.prompts
+    table = (lambda: prompts.vectors if prompts.vectors is not None else prompts.deep) if prompts else None
+    rows = table().shape[0] if table else None
+    assert pipe.add_relation_type("Causes", {"Drug": ["ADE"]}, description="What did the drug cause?") == 1
+    assert pipe.relation_labels == ("Causes", "Drug-AE", "Drug-Dose")
+    assert pipe.schema.tail_types("Drug", "Causes") == ["ADE"] and pipe.cfg["query_texts"]["Causes"]
+    if table:
+        assert table().shape[0] == rows + 1
+    after = predictions(nlp, NEW_TEXTS)
+    added = [key for _, _, relations in after for key in relations if "Causes" in key]
+    assert added
+    if not packed:  # the trained relations are asked with their own (moved) rows: same scores
+        assert trained_relation_scores(nlp, NEW_TEXTS) == trained
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert loaded.get_pipe("softprompt_ie").relation_labels == pipe.relation_labels
+    assert predictions(loaded, NEW_TEXTS) == after
+
+
+def test_new_relation_type_needs_known_types_and_a_free_name(tiny_bert, toy_docs):
+    nlp = make_pipeline(tiny_bert, "hard", False, packed=True)
+    train(nlp, examples_for(nlp, toy_docs), 1, 0.01)
+    pipe = nlp.get_pipe("softprompt_ie")
+    with pytest.raises(ValueError, match=r"does not have: \['Frequency'\]"):
+        pipe.add_relation_type("Drug-Frequency", {"Drug": ["Frequency"]})
+    with pytest.raises(ValueError, match="needs heads"):
+        pipe.add_relation_type("Drug-Frequency", {})
+    with pytest.raises(ValueError, match="'Drug' is already a concept label"):
+        pipe.add_relation_type("Drug", {"Drug": ["ADE"]})
+    with pytest.raises(ValueError, match="'Drug-AE' is already a relation label"):
+        pipe.add_label("Drug-AE")
+    assert pipe.relation_labels == ("Drug-AE", "Drug-Dose") and "Drug-AE" not in pipe.labels
+    assert pipe.add_relation_type("Drug-AE", {"Dose": ["ADE"]}) == 0  # a known type reaches from another head
+    assert pipe.schema.tail_types("Dose", "Drug-AE") == ["ADE"]
+
+
 def test_new_type_from_config_at_load(tiny_bert, toy_docs, tmp_path):
     nlp = make_pipeline(tiny_bert, "soft", True, packed=True)
     train(nlp, examples_for(nlp, toy_docs), 2, 0.01)
