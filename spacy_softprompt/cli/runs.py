@@ -14,6 +14,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,15 +74,37 @@ def write_run_config(config, settings: Mapping[str, Any], path: Path) -> Path:
     return path
 
 
+def run_child(command: List[str], env: Optional[Mapping[str, str]] = None) -> Tuple[int, Any, str]:
+    """Run ``command``, its output passed on to ours as it comes; its exit code, its resource
+    usage (wait4) and its last line of output, which is the reason when it fails (a
+    traceback's last line, or spaCy's error message)."""
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
+    last = [""]
+
+    def relay() -> None:
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if line.strip():
+                last[0] = line.strip()
+
+    reader = threading.Thread(target=relay, daemon=True)
+    reader.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    reader.join()
+    process.stdout.close()
+    return os.waitstatus_to_exitcode(status), usage, last[0]
+
+
 def train(config: Path, output: Path, *, gpu_id: int = -1, env: Optional[Mapping[str, str]] = None) -> RunResult:
     """``python -m spacy train`` in a child process; wall time and the child's peak memory."""
     command = [sys.executable, "-m", "spacy", "train", str(config), "--output", str(output), "--gpu-id", str(gpu_id)]
     start = time.perf_counter()
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})})
-    _, status, usage = os.wait4(process.pid, 0)
+    code, usage, reason = run_child(command, env)
     seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise CLIError(f"training failed (its output is above): {' '.join(command)}")
+    if code != 0:
+        raise CLIError(f"training failed ({reason or 'no output'}): {' '.join(command)}")
     return RunResult(output / "model-best", {}, seconds, usage.ru_maxrss / 1024)  # Linux reports kB
 
 
@@ -95,8 +118,9 @@ def evaluate(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1, cor
         command += ["--corpus", corpus]
     if concept_types:
         command += ["--concept-types", *concept_types]
-    if subprocess.run(command).returncode != 0:
-        raise CLIError(f"evaluation failed (its output is above): {' '.join(command)}")
+    code, _, reason = run_child(command)
+    if code != 0:
+        raise CLIError(f"evaluation failed ({reason or 'no output'}): {' '.join(command)}")
     return json.loads(metrics.read_text(encoding="utf-8"))
 
 
