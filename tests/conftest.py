@@ -27,6 +27,31 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def check_made_configs(lines, tmp_path, setting, made_value, committed_value):
+    """Run a project command's ``python -m spacy_softprompt init-config OUT --preset P ...`` lines
+    into ``tmp_path`` and check that each config differs from the committed configs/<P>.cfg only
+    in the model ``setting`` (``made_value`` there, ``committed_value`` in the preset). Returns
+    the (OUT, P) of each line."""
+    import shlex
+
+    from spacy_softprompt.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    written = []
+    for line in lines:
+        words = shlex.split(line)
+        assert words[:4] == ["python", "-m", "spacy_softprompt", "init-config"]
+        out = tmp_path / Path(words[4]).name
+        assert main(["init-config", str(out), *words[5:]]) == 0
+        preset = words[words.index("--preset") + 1]
+        made = spacy.util.load_config(out)["components"]["softprompt_ie"]
+        committed = spacy.util.load_config(root / "configs" / f"{preset}.cfg")["components"]["softprompt_ie"]
+        assert made["model"].pop(setting) == made_value and committed["model"].pop(setting) == committed_value
+        assert made == committed
+        written.append((words[4], preset))
+    return written
+
+
 def require_shared(path: Path) -> Path:
     """The shared corpora live outside the project: a test that needs one skips without
     it, except under CI (``CI`` set, as ``.ci/run`` does), where that is a failure."""

@@ -12,7 +12,7 @@ from spacy.tokens import DocBin
 from spacy_softprompt.cli import main
 from spacy_softprompt.cli.bench import SYSTEM_SETS
 
-from conftest import SHARED_DATA, require_shared
+from conftest import SHARED_DATA, check_made_configs, require_shared
 
 
 @pytest.mark.slow
@@ -192,19 +192,9 @@ def test_study_head_lr_command_makes_its_configs_and_is_the_bench_verb(tmp_path)
     root = Path(__file__).resolve().parents[1]
     command = {c["name"]: c for c in load_project_config(root)["commands"]}["study-head-lr"]
     *make_configs, bench = command["script"]
-    presets = []
-    for line in make_configs:
-        words = shlex.split(line)
-        assert words[:4] == ["python", "-m", "spacy_softprompt", "init-config"]
-        out = tmp_path / Path(words[4]).name
-        assert main(["init-config", str(out), *words[5:]]) == 0
-        preset = words[words.index("--preset") + 1]
-        made = spacy.util.load_config(out)["components"]["softprompt_ie"]
-        committed = spacy.util.load_config(root / "configs" / f"{preset}.cfg")["components"]["softprompt_ie"]
-        assert made["model"].pop("head_lr_scale") == 50.0 and committed["model"].pop("head_lr_scale") == 1.0
-        assert made == committed
-        assert Path(words[4]).parent == Path("training/head-lr")
-        presets.append(preset)
+    written = check_made_configs(make_configs, tmp_path, "head_lr_scale", 50.0, 1.0)
+    assert {Path(out).parent for out, _ in written} == {Path("training/head-lr")}
+    presets = [preset for _, preset in written]
     args = build_parser().parse_args(shlex.split(bench)[3:])
     assert args.systems == "study" and args.configs == Path("training/head-lr")
     used = {system.run: system.config for system in SYSTEM_SETS["study"] if system.run in args.only}

@@ -16,7 +16,7 @@ from spacy.training import Example
 from spacy_softprompt.cli import main
 from spacy_softprompt.cli.cats_curve import CLASSIFICATION_ONLY, parse_sizes, subsample
 
-from conftest import annotate
+from conftest import annotate, check_made_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = [  # (text, concepts, relations, smoking status)
@@ -180,25 +180,12 @@ def test_attention_project_command_makes_its_configs_and_is_the_verb(tmp_path):
     text pooling (only that differs from the committed presets), then the curve runs on them."""
     import shlex
 
-    import spacy
     from spacy.cli.project.run import load_project_config
     from spacy_softprompt.cli import build_parser
 
     command = {c["name"]: c for c in load_project_config(ROOT)["commands"]}["cats-curve-attention"]
     *make_configs, curve = command["script"]
-    written = []
-    for line in make_configs:
-        words = shlex.split(line)
-        assert words[:4] == ["python", "-m", "spacy_softprompt", "init-config"]
-        out = tmp_path / Path(words[4]).name
-        assert main(["init-config", str(out), *words[5:]]) == 0
-        preset = words[words.index("--preset") + 1]
-        made = spacy.util.load_config(out)["components"]["softprompt_ie"]
-        committed = spacy.util.load_config(ROOT / "configs" / f"{preset}.cfg")["components"]["softprompt_ie"]
-        assert made["model"].pop("cats_text_pooling") == "attention"
-        assert committed["model"].pop("cats_text_pooling") == "mean"
-        assert made == committed
-        written.append(words[4])
+    written = [out for out, _ in check_made_configs(make_configs, tmp_path, "cats_text_pooling", "attention", "mean")]
     args = build_parser().parse_args(shlex.split(curve)[3:])
     assert args.systems == [*written, "configs/stock_transformer_textcat.cfg"]
     assert args.output == Path("docs/smoking_attention.md") and args.runs == Path("training/cats-attention")
