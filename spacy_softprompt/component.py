@@ -450,12 +450,14 @@ class SoftPromptIE(TrainablePipe):
         corpus: Optional[str] = None,
     ) -> int:
         """Add a relation type to the trained component, as :meth:`add_label` adds a concept
-        type: ``heads`` maps each trigger type that heads it to the concept types it reaches
-        (``{"Drug": ["Frequency"]}``); each predicted trigger of those types then asks it.
-        Known relation types may gain trigger and tail types (returns 0)."""
-        if not heads or not all(heads.values()):
-            raise ValueError(f"Relation type {label!r} needs heads: trigger type -> the tail types it reaches, "
-                             "e.g. {'Drug': ['Frequency']}.")
+        type (``description``, ``corpus`` and the new optimizer after it alike): ``heads`` maps
+        each trigger type that heads it to the concept types it reaches (``{"Drug":
+        ["Frequency"]}``); each predicted trigger of those types then asks it. Known relation
+        types may gain trigger and tail types (returns 0)."""
+        self._check_initialized()
+        if not heads or not all(isinstance(tails, (list, tuple)) and tails for tails in heads.values()):
+            raise ValueError(f"Relation type {label!r} needs heads: trigger type -> a list of the tail types it "
+                             f"reaches, e.g. {{'Drug': ['Frequency']}}, not {heads!r}.")
         known = set(self.labels)
         unknown = sorted({t for head, tails in heads.items() for t in (head, *tails)} - known)
         if unknown:
@@ -466,18 +468,14 @@ class SoftPromptIE(TrainablePipe):
     def add_class(self, label: str, description: Optional[str] = None, *, corpus: Optional[str] = None) -> int:
         """Add a document class (``doc.cats``) to a component trained with classes, asked
         zero-shot through a classification query of its own (its description, or a prompt row
-        starting there); the class head matches it against the text as it does the others."""
+        starting there); the class head matches it against the text as it does the others.
+        ``description``, ``corpus`` and the new optimizer after it as for :meth:`add_label`."""
         return self._add_type("cat", label, description, corpus)
 
     def _add_type(self, kind: str, label: str, description: Optional[str], corpus: Optional[str],
                   heads: Optional[Dict[str, List[str]]] = None) -> int:
         """What add_label, add_relation_type and add_class share: checks, then the model's add_type."""
-        if self.model.attrs["task"] is None:
-            raise ValueError(
-                f"'{self.name}' is not initialized: before training, give concept labels in "
-                "[initialize.components.<name>] labels and descriptions in query_texts; add_label, "
-                "add_relation_type and add_class add types to a trained component."
-            )
+        self._check_initialized()
         schema = self.schema
         of_kind = {"concept": schema.concept_labels, "relation": schema.relation_labels, "cat": schema.cat_labels}
         other = [k for k, names in of_kind.items() if k != kind and label in names]
@@ -493,6 +491,14 @@ class SoftPromptIE(TrainablePipe):
         self.model.add_type(kind, label, description, corpus, heads=heads)
         self.cfg["query_texts"] = dict(self.model.attrs["task"].get("query_texts") or {})
         return 0 if known else 1
+
+    def _check_initialized(self) -> None:
+        if self.model.attrs["task"] is None:
+            raise ValueError(
+                f"'{self.name}' is not initialized: before training, give concept labels in "
+                "[initialize.components.<name>] labels and descriptions in query_texts; add_label, "
+                "add_relation_type and add_class add types to a trained component."
+            )
 
     def _add_new_labels(self, new_labels: Dict[str, str]) -> None:
         """The ``new_labels`` setting: types the task does not know yet, added from their descriptions."""

@@ -18,6 +18,7 @@ shape ``(queries, window tokens, span widths, outputs)``, or class logits
 ``(queries, outputs)`` for a batch of classification queries.
 """
 
+import copy
 import os
 import warnings
 from contextlib import contextmanager
@@ -294,7 +295,8 @@ class SoftPromptModel(Model):
         hard (and hard_soft, hard_deep: the shared prompt asks it too): its description is the
         question; soft and deep: a new prompt row that starts at the description's embeddings
         (how every trained row started; ``prompt_init = "random"`` would give the new type
-        nothing to go on), deep rows calibrated from it as at initialize. ``heads`` (relations):
+        nothing to go on; with ``reparametrize`` the trained MLP then acts on it as on every
+        row), deep rows calibrated from it as at initialize. ``heads`` (relations):
         trigger type -> the tail types this relation reaches from it. Rows after the new one
         move down one; the builder, the collator and every cache keyed by rows are rebuilt or
         dropped."""
@@ -311,7 +313,7 @@ class SoftPromptModel(Model):
                 "one query of its own); "
                 "otherwise list it in [initialize.components.<name>] and retrain."
             )
-        schema = TaskSchema.from_dict(task["schema"])
+        schema = TaskSchema.from_dict(copy.deepcopy(task["schema"]))  # the task in use stays as it is until the end
         if kind == "concept":
             known = label in schema.concept_labels
             if not known:

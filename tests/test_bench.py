@@ -177,7 +177,7 @@ def test_study_project_command_is_the_bench_verb():
     args = build_parser().parse_args(shlex.split(script)[3:])
     assert args.systems == "study" and args.patience == 0 and args.max_steps == 351
     assert str(args.train) == "corpus/ade/train.spacy" and args.output == Path("docs/study_ade.md")
-    assert args.max_length == 384  # packed queries over SDoH's 23 types need 218 subwords
+    assert args.packed_max_length == 384 and args.max_length is None  # packed SDoH needs 218; the rest as run
 
 
 def test_study_head_lr_command_makes_its_configs_and_is_the_bench_verb(tmp_path):
@@ -204,22 +204,28 @@ def test_study_head_lr_command_makes_its_configs_and_is_the_bench_verb(tmp_path)
 def test_a_failing_system_is_reported_and_the_others_still_run(tmp_path, toy_docs, tiny_bert, capsys):
     """A long bench used to end at the first system that failed (packed queries over SDoH's 23 types
     do not fit 128 subwords), losing every system after it. Now the failure is listed and the rest run;
-    --max-length reaches the softprompt_ie systems only."""
+    --max-length reaches the softprompt_ie systems, --packed-max-length the packed ones."""
     for split in ("train", "dev", "test"):
         DocBin(store_user_data=True, docs=toy_docs).to_disk(tmp_path / f"{split}.spacy")
     report = tmp_path / "bench.md"
     argv = ["bench", "--quick", *(f"--{s}={tmp_path / s}.spacy" for s in ("train", "dev", "test")),
             "--backbone", tiny_bert, "--runs", str(tmp_path / "runs"), "--output", str(report),
-            "--max-length", "8", "--only", "soft_prompt_frozen", "stock_transformer_ner"]
+            "--max-length", "64", "--packed-max-length", "8", "--prompt-layer", "1",
+            "--only", "soft_prompt_packed", "soft_prompt_frozen", "stock_transformer_ner"]
     assert main(argv) != 0
     data = json.loads(report.with_suffix(".json").read_text())
-    assert [r["run"] for r in data["systems"]] == ["stock_transformer_ner"]
-    assert [f["run"] for f in data["failed"]] == ["soft_prompt_frozen"] and data["max_length"] == 8
+    assert [r["run"] for r in data["systems"]] == ["stock_transformer_ner", "soft_prompt_frozen"]
+    assert [f["run"] for f in data["failed"]] == ["soft_prompt_packed"]
+    assert (data["max_length"], data["packed_max_length"]) == (64, 8)
     error = data["failed"][0]["error"]  # the reason, from the training's own output
     assert error.startswith("training failed (") and "max_length=8 leaves" in error
-    assert "Not measured" in report.read_text() and "1 of 2 systems failed" in capsys.readouterr().err
-    config = spacy.util.load_config(tmp_path / "runs" / "soft_prompt_frozen" / "config.cfg")
-    assert config["components"]["softprompt_ie"]["model"]["max_length"] == 8
+    assert "Not measured" in report.read_text() and "1 of 3 systems failed" in capsys.readouterr().err
+
+    def max_length(run):
+        return spacy.util.load_config(tmp_path / "runs" / run / "config.cfg")["components"]["softprompt_ie"]["model"][
+            "max_length"]
+
+    assert (max_length("soft_prompt_packed"), max_length("soft_prompt_frozen")) == (8, 64)
 
 
 @pytest.mark.slow
@@ -241,3 +247,15 @@ def test_study_small_form_trains_stock_spancat_beside_a_strategy(tmp_path, toy_d
     assert report.read_text().startswith("# The paper's study")
     trained = spacy.util.load_config(tmp_path / "runs" / "stock_transformer_spancat" / "model-best" / "config.cfg")
     assert trained["components"]["spancat"]["spans_key"] == "softprompt"
+
+
+def test_a_child_run_passes_its_output_on_and_names_why_it_failed(capsys):
+    """bench and the other verbs train in child processes: their output reaches ours, and a
+    failure's reason is the child's last line, or the signal that killed it (the OOM killer's)."""
+    from spacy_softprompt.cli.runs import run_child
+
+    code, _, reason = run_child([sys.executable, "-c", "print('x' * 100000); raise ValueError('bad thing')"])
+    assert (code, reason) == (1, "ValueError: bad thing")
+    assert "x" * 100000 in capsys.readouterr().out  # more than a pipe holds: read while the child writes
+    code, _, reason = run_child([sys.executable, "-c", "import os, signal; print('step 3'); os.kill(os.getpid(), 9)"])
+    assert (code, reason) == (-9, "killed by SIGKILL; its last line: step 3")

@@ -166,7 +166,7 @@ def trained_relation_scores(nlp, texts):
             for doc in nlp.pipe(texts)]
 
 
-@pytest.mark.parametrize("strategy,packed", [("hard", True), ("soft", False), ("deep", True)])
+@pytest.mark.parametrize("strategy,packed", [("hard", True), ("soft", False), ("deep", False), ("deep", True)])
 def test_new_relation_type_from_description_is_predicted_and_round_trips(tiny_bert, toy_docs, tmp_path, strategy,
                                                                          packed):
     """A relation type added by description is asked by every trigger of its head type, without
@@ -199,12 +199,16 @@ def test_new_relation_type_from_description_is_predicted_and_round_trips(tiny_be
 
 def test_new_relation_type_needs_known_types_and_a_free_name(tiny_bert, toy_docs):
     nlp = make_pipeline(tiny_bert, "hard", False, packed=True)
+    with pytest.raises(ValueError, match="not initialized"):
+        nlp.get_pipe("softprompt_ie").add_relation_type("Drug-Frequency", {"Drug": ["Frequency"]})
     train(nlp, examples_for(nlp, toy_docs), 1, 0.01)
     pipe = nlp.get_pipe("softprompt_ie")
     with pytest.raises(ValueError, match=r"does not have: \['Frequency'\]"):
         pipe.add_relation_type("Drug-Frequency", {"Drug": ["Frequency"]})
     with pytest.raises(ValueError, match="needs heads"):
         pipe.add_relation_type("Drug-Frequency", {})
+    with pytest.raises(ValueError, match="needs heads.*a list"):
+        pipe.add_relation_type("Drug-AE", {"Drug": "ADE"})
     with pytest.raises(ValueError, match="'Drug' is already a concept label"):
         pipe.add_relation_type("Drug", {"Drug": ["ADE"]})
     with pytest.raises(ValueError, match="'Drug-AE' is already a relation label"):

@@ -243,7 +243,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "by each class's attention over them")
     parser.add_argument("--head-lr-scale", type=float,
                         help="learning rate of prompts and heads as a multiple of the optimizer's, which the "
-                             "backbone keeps (default: the preset's)")
+                             "backbone and its adapter keep (default: the preset's, 1.0)")
     parser.add_argument("--gpu", action="store_true", help="train on a GPU: mixed precision on")
 
 

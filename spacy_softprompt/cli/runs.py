@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -75,26 +76,35 @@ def write_run_config(config, settings: Mapping[str, Any], path: Path) -> Path:
 
 
 def run_child(command: List[str], env: Optional[Mapping[str, str]] = None) -> Tuple[int, Any, str]:
-    """Run ``command``, its output passed on to ours as it comes; its exit code, its resource
-    usage (wait4) and its last line of output, which is the reason when it fails (a
-    traceback's last line, or spaCy's error message)."""
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
+    """Run ``command``, its output (stdout and stderr, unbuffered) passed on to our stdout line
+    by line; its exit code, its resource usage (wait4) and the reason it failed: its last line
+    of output (a traceback's last line, or spaCy's error message), or the signal that killed it."""
+    child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, errors="replace", bufsize=1)
     last = [""]
 
     def relay() -> None:
-        for line in process.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
+        passing_on = True
+        for line in process.stdout:  # read to the end whatever happens, or the child blocks on a full pipe
             if line.strip():
                 last[0] = line.strip()
+            if passing_on:
+                try:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                except (OSError, UnicodeError):  # our own stdout is gone (a closed pipe) or cannot encode it
+                    passing_on = False
 
     reader = threading.Thread(target=relay, daemon=True)
     reader.start()
     _, status, usage = os.wait4(process.pid, 0)
-    reader.join()
-    process.stdout.close()
-    return os.waitstatus_to_exitcode(status), usage, last[0]
+    process.returncode = code = os.waitstatus_to_exitcode(status)
+    reader.join(timeout=10)  # a grandchild still holding the pipe does not hold us
+    reason = last[0]
+    if code < 0:
+        reason = f"killed by {signal.Signals(-code).name}" + (f"; its last line: {reason}" if reason else "")
+    return code, usage, reason
 
 
 def train(config: Path, output: Path, *, gpu_id: int = -1, env: Optional[Mapping[str, str]] = None) -> RunResult:
