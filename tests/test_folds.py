@@ -140,3 +140,32 @@ def test_spert_folds_workflow_runs_in_small(tmp_path, tiny_bert):
     summary = json.loads((root / "docs" / "ade_spert.json").read_text())
     assert summary["folds"] == [0] and summary["per_fold"][0]["steps"] == 2
     assert "**1 of 10 folds** (0)" in (root / "docs" / "ade_spert.md").read_text()
+
+
+def test_aggregate_keeps_the_folds_of_a_previous_report(tmp_path, capsys):
+    """metrics/ is not committed: a fresh checkout that scores fold 3 adds it to the committed
+    report's folds 0-1 (--previous), marks them carried, and keeps a system it did not rerun."""
+    metrics, first = tmp_path / "metrics", tmp_path / "first.md"
+    for system, folds in {"lora_frozen": {0: (0.84, 0.70), 1: (0.88, 0.74)}, "finetune": {0: (0.86, 0.74)}}.items():
+        (metrics / system).mkdir(parents=True)
+        for fold, (e, r) in folds.items():
+            (metrics / system / f"fold_{fold}.json").write_text(json.dumps(scores(e, r)))
+    assert main(["folds", "aggregate", str(metrics), "--output", str(first)]) == 0
+    fresh = tmp_path / "fresh"
+    (fresh / "lora_frozen").mkdir(parents=True)
+    (fresh / "lora_frozen" / "fold_3.json").write_text(json.dumps(scores(0.80, 0.72)))
+    (fresh / "lora_frozen" / "fold_1.json").write_text(json.dumps(scores(0.90, 0.76)))  # rescored: the new file wins
+    out = tmp_path / "second.md"
+    assert main(["folds", "aggregate", str(fresh), "--previous", str(first.with_suffix(".json")),
+                 "--output", str(out)]) == 0
+    report = {s["name"]: s for s in json.loads(out.with_suffix(".json").read_text())["systems"]}
+    lora = report["lora_frozen"]
+    assert lora["folds"] == [0, 1, 3] and lora["concepts_strict_macro_f"]["mean"] == 84.67
+    assert [r.get("carried", False) for r in lora["per_fold"]] == [True, False, False]
+    assert report["finetune"]["folds"] == [0] and report["finetune"]["per_fold"][0]["carried"]
+    table = out.read_text()
+    assert "| 0* | 84.0 | 70.0 |" in table and "| 3 | 80.0 | 72.0 |" in table and "carried over" in table
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert main(["folds", "aggregate", str(fresh), "--previous", str(bad)]) == 2
+    assert "not a `folds aggregate` report" in capsys.readouterr().err

@@ -68,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 "steps, epochs, wall time per fold")
     aggregate.add_argument("--name", help="what was trained, for the title (default: the metrics folder's name)")
     aggregate.add_argument("--output", type=Path, help="write the markdown here (and .json beside it)")
+    aggregate.add_argument("--previous", type=Path,
+                           help="an earlier report's JSON (docs/ade_spert.json): each system's folds it holds that "
+                                "METRICS has no file for are kept, marked as carried over (metrics/ is not "
+                                "committed, so a fresh checkout adds folds to the report this way)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,24 +109,31 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _aggregate(args: argparse.Namespace) -> int:
-    if not args.metrics.is_dir():
+    previous = _previous_systems(args.previous)
+    if not args.metrics.is_dir() and not previous:
         raise CLIError(f"{args.metrics} is not a folder of fold_<i>.json files (run `folds train` first)")
-    if _fold_files(args.metrics):
+    systems: Dict[str, tuple] = {}
+    if args.metrics.is_dir() and _fold_files(args.metrics):
         systems = {args.name or args.metrics.name: (args.metrics, args.runs)}
-    else:  # a folder of systems: metrics/ade-spert/<system>/fold_<i>.json
+    elif args.metrics.is_dir():  # a folder of systems: metrics/ade-spert/<system>/fold_<i>.json
         systems = {d.name: (d, None if args.runs is None else args.runs / d.name)
                    for d in sorted(args.metrics.iterdir()) if d.is_dir() and _fold_files(d)}
-    if not systems:
+    names = list(systems) + [name for name in previous if name not in systems]
+    if not names:
         raise CLIError(f"no fold_<i>.json in {args.metrics} or its subfolders (run `folds train` first)")
     summaries = []
-    for name, (metrics, runs) in systems.items():
-        folds = _fold_files(metrics)
+    for name in names:
+        metrics, runs = systems.get(name, (None, None))
+        folds = _fold_files(metrics) if metrics else []
         summary = aggregate(
             {fold: json.loads(path.read_text(encoding="utf-8")) for fold, path in folds},
             {fold: _run_record(runs, fold) for fold, _ in folds} if runs else {},
-            name=name,
+            name=name, carried=previous.get(name),
         )
-        summary["metrics_folder"] = str(metrics)
+        if metrics:
+            summary["metrics_folder"] = str(metrics)
+        if any(r.get("carried") for r in summary["per_fold"]):
+            summary["previous"] = str(args.previous)
         summaries.append(summary)
     table = to_markdown(summaries)
     print(table, end="")
@@ -132,6 +143,20 @@ def _aggregate(args: argparse.Namespace) -> int:
         report = summaries[0] if len(summaries) == 1 else {"systems": summaries, "literature": LITERATURE}
         args.output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def _previous_systems(path: Optional[Path]) -> Dict[str, Dict[str, Any]]:
+    """System name -> its summary in an earlier report (one system's, or several)."""
+    if path is None:
+        return {}
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CLIError(f"--previous {path}: not a report's JSON ({err})") from err
+    summaries = report["systems"] if "systems" in report else [report]
+    if not all(isinstance(s, dict) and "name" in s and "per_fold" in s for s in summaries):
+        raise CLIError(f"--previous {path}: not a `folds aggregate` report (no name and per_fold per system)")
+    return {s["name"]: s for s in summaries}
 
 
 def _fold_files(folder: Path) -> List[tuple]:
@@ -144,12 +169,19 @@ def _run_record(runs: Path, fold: int) -> Optional[Dict[str, Any]]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def aggregate(scores: Dict[int, Dict[str, Any]], runs: Dict[int, Optional[Dict[str, Any]]], name: str) -> Dict:
-    """Mean and sample sd (in F1 points) of each metric over the folds given; each fold's figures."""
+def aggregate(scores: Dict[int, Dict[str, Any]], runs: Dict[int, Optional[Dict[str, Any]]], name: str,
+              carried: Optional[Dict[str, Any]] = None) -> Dict:
+    """Mean and sample sd (in F1 points) of each metric over the folds given; each fold's figures.
+    ``carried``: this system's summary in an earlier report, whose folds not in ``scores`` are
+    kept as they were (marked ``carried``)."""
     # a system that predicts no relation in any fold (stock ner/spancat: no relation component) has
     # no relation F1 to report, rather than a relation F1 of 0
     counted = all("relations_strict_tp" in s and "relations_strict_fp" in s for s in scores.values())
-    relations = not counted or any(s["relations_strict_tp"] + s["relations_strict_fp"] > 0 for s in scores.values())
+    relations = bool(scores) and (
+        not counted or any(s["relations_strict_tp"] + s["relations_strict_fp"] > 0 for s in scores.values()))
+    kept = [dict(r, carried=True) for r in (carried or {}).get("per_fold", []) if r["fold"] not in scores]
+    if kept:
+        relations = relations or bool(carried.get("predicts_relations", True))
     per_fold = []
     for fold in sorted(scores):
         row: Dict[str, Any] = {"fold": fold}
@@ -162,6 +194,11 @@ def aggregate(scores: Dict[int, Dict[str, Any]], runs: Dict[int, Optional[Dict[s
         for key in ("steps", "epochs", "best_step", "train_seconds", "backbone", "config"):
             row[key] = run.get(key)
         per_fold.append(row)
+    for row in kept:
+        for key, _ in METRICS:
+            if key.startswith("relations_") and not relations:
+                row[key] = None
+    per_fold = sorted(per_fold + kept, key=lambda r: r["fold"])
     summary: Dict[str, Any] = {"name": name, "folds": [r["fold"] for r in per_fold], "n_folds": len(per_fold),
                                "predicts_relations": relations}
     for key, label in METRICS:
@@ -195,7 +232,9 @@ def to_markdown(summaries: List[Dict[str, Any]]) -> str:
     """One system: its mean ± sd per metric. Several: one row per system first. Then each
     system's folds, and the literature."""
     names = ", ".join(s["name"] for s in summaries)
-    folders = ", ".join(f"`{s.get('metrics_folder', 'the metrics folder')}/fold_<i>.json`" for s in summaries)
+    sources = [f"`{s['metrics_folder']}/fold_<i>.json`" for s in summaries if "metrics_folder" in s]
+    sources += sorted({f"the folds of `{s['previous']}` marked *" for s in summaries if "previous" in s})
+    folders = ", ".join(sources)
     lines = [
         f"# ADE, SpERT's 10 folds: {names}",
         "",
@@ -232,8 +271,12 @@ def to_markdown(summaries: List[Dict[str, Any]]) -> str:
         for r in summary["per_fold"]:
             figures = " | ".join(_cell(r[key]) for key, _ in METRICS)
             steps = "n/r" if r["steps"] is None else f"{r['steps']} ({_cell(r['best_step'])})"
-            lines.append(f"| {r['fold']} | {figures} | {steps} | {_cell(r['epochs'])} "
+            fold = f"{r['fold']}*" if r.get("carried") else str(r["fold"])
+            lines.append(f"| {fold} | {figures} | {steps} | {_cell(r['epochs'])} "
                          f"| {_cell(r['train_seconds'], 0)} |")
+        if any(r.get("carried") for r in summary["per_fold"]):
+            lines += ["", "\\* carried over from the previous report (`--previous`): measured in an earlier run, whose "
+                      "fold file is not in this checkout."]
         total = summary["train_seconds_total"]
         lines += ["", "Steps, epochs and training time come from each fold's `run.json` (spaCy's training log; n/r: "
                   "not recorded); training time is the wall time of `spacy train`"
