@@ -165,6 +165,9 @@ def test_aggregate_keeps_the_folds_of_a_previous_report(tmp_path, capsys):
     assert report["finetune"]["folds"] == [0] and report["finetune"]["per_fold"][0]["carried"]
     table = out.read_text()
     assert "| 0* | 84.0 | 70.0 |" in table and "| 3 | 80.0 | 72.0 |" in table and "carried over" in table
+    capsys.readouterr()
+    assert main(["folds", "aggregate", str(fresh), "--previous", str(tmp_path / "none.json")]) == 0  # first report
+    assert "carried over" not in capsys.readouterr().out
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")
     assert main(["folds", "aggregate", str(fresh), "--previous", str(bad)]) == 2

@@ -71,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     aggregate.add_argument("--previous", type=Path,
                            help="an earlier report's JSON (docs/ade_spert.json): each system's folds it holds that "
                                 "METRICS has no file for are kept, marked as carried over (metrics/ is not "
-                                "committed, so a fresh checkout adds folds to the report this way)")
+                                "committed, so a fresh checkout adds folds to the report this way); a file not "
+                                "there yet carries nothing")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,8 +147,9 @@ def _aggregate(args: argparse.Namespace) -> int:
 
 
 def _previous_systems(path: Optional[Path]) -> Dict[str, Dict[str, Any]]:
-    """System name -> its summary in an earlier report (one system's, or several)."""
-    if path is None:
+    """System name -> its summary in an earlier report (one system's, or several); none yet
+    (the first aggregate of a project, whose output it will be): nothing carried."""
+    if path is None or not path.exists():
         return {}
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
