@@ -230,15 +230,23 @@ def test_a_failing_system_is_reported_and_the_others_still_run(tmp_path, toy_doc
 
 @pytest.mark.slow
 def test_study_small_form_trains_stock_spancat_beside_a_strategy(tmp_path, toy_docs, tiny_bert):
-    """CI's small form of `study-bench`: stock spancat (overlapping concepts in doc.spans) and LoRA on
-    the frozen base train, score and land in one table."""
+    """CI's small form of `study-bench` and `transfer-bench`: stock spancat (overlapping concepts in
+    doc.spans) and LoRA on the frozen base train, score and land in one table, and each is scored on a
+    second file on the shared types (here the test file itself, so both sides must agree)."""
     for split in ("train", "dev", "test"):
         DocBin(store_user_data=True, docs=toy_docs).to_disk(tmp_path / f"{split}.spacy")
     report = tmp_path / "study.md"
     argv = ["bench", "--quick", "--systems", "study", *(f"--{s}={tmp_path / s}.spacy" for s in ("train", "dev", "test")),
             "--backbone", tiny_bert, "--prompt-layer", "1", "--runs", str(tmp_path / "runs"), "--output", str(report),
-            "--patience", "0", "--only", "stock_transformer_spancat", "lora_frozen"]
+            "--patience", "0", "--only", "stock_transformer_spancat", "lora_frozen",
+            "--transfer-test", str(tmp_path / "test.spacy"), "--transfer-types", "Drug", "Dose"]
     assert main(argv) == 0
+    for row in json.loads(report.with_suffix(".json").read_text())["systems"]:
+        assert row["transfer"]["in_domain"] == row["transfer"]["transferred"]
+        assert set(row["transfer"]["transferred"]["per_type_strict_f"]) == {"Drug", "Dose"}
+        metrics = json.loads((tmp_path / "runs" / row["run"] / "metrics_transfer.json").read_text())
+        assert set(metrics["concepts_strict_per_type"]) <= {"Drug", "Dose"}  # ADE is not scored there
+    assert "## Cross-corpus transfer" in report.read_text()
     data = json.loads(report.with_suffix(".json").read_text())
     assert [r["run"] for r in data["systems"]] == ["stock_transformer_spancat", "lora_frozen"] and not data["failed"]
     spancat, lora = data["systems"]
@@ -259,3 +267,27 @@ def test_a_child_run_passes_its_output_on_and_names_why_it_failed(capsys):
     assert "x" * 100000 in capsys.readouterr().out  # more than a pipe holds: read while the child writes
     code, _, reason = run_child([sys.executable, "-c", "import os, signal; print('step 3'); os.kill(os.getpid(), 9)"])
     assert (code, reason) == (-9, "killed by SIGKILL; its last line: step 3")
+
+
+def test_shared_type_scores_read_only_the_shared_types():
+    """The in-domain side of the transfer table is micro F1 over the shared types' counts, not the
+    test file's overall figure, which includes types the other corpus does not annotate."""
+    from spacy_softprompt.cli.bench import shared_type_scores
+
+    def per_type(tp, fp, fn):
+        return {"tp": tp, "fp": fp, "fn": fn, "f": 2 * tp / (2 * tp + fp + fn)}
+
+    scores = {f"concepts_{mode}_per_type": {"Drug": per_type(8, 2, 0), "Dosage": per_type(0, 0, 10),
+                                            "ADE": per_type(50, 0, 0)} for mode in ("strict", "lenient")}
+    summary = shared_type_scores(scores, ["Drug", "Dosage", "Route"])
+    assert summary["strict_f"] == summary["lenient_f"] == round(100 * 16 / (16 + 2 + 10), 1)
+    assert summary["per_type_strict_f"] == {"Drug": 88.9, "Dosage": 0.0, "Route": None}
+
+
+def test_transfer_test_needs_its_types(tmp_path, toy_docs, capsys):
+    for split in ("train", "dev", "test"):
+        DocBin(store_user_data=True, docs=toy_docs).to_disk(tmp_path / f"{split}.spacy")
+    argv = ["bench", *(f"--{s}={tmp_path / s}.spacy" for s in ("train", "dev", "test")),
+            "--output", str(tmp_path / "b.md"), "--transfer-test", str(tmp_path / "test.spacy")]
+    assert main(argv) != 0
+    assert "--transfer-test and --transfer-types go together" in capsys.readouterr().err

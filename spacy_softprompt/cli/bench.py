@@ -20,12 +20,13 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from collections import Counter
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from . import CLIError
 from .compare import folder_bytes, trainable_parameters
 from .init_config import LORA_ADAPTER, STOCK, STOCK_SPANCAT
-from .runs import base_config, corpus_settings, jsonl_log_settings, require_files, train_and_evaluate
+from .runs import base_config, corpus_settings, evaluate, jsonl_log_settings, require_files, train_and_evaluate
 
 HELP = "train and score the stock transformer+ner pipeline and each softprompt_ie strategy in one run"
 
@@ -132,6 +133,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for training and scoring; -1 (default): CPU")
     parser.add_argument(
+        "--transfer-test", type=Path, default=None, metavar="FILE",
+        help="gold documents of another corpus (.spacy, its labels mapped to the training corpus's at "
+             "conversion): each trained system is also scored there, untouched, on --transfer-types alone "
+             "(cross-corpus transfer, beside the same types' in-domain scores)",
+    )
+    parser.add_argument(
+        "--transfer-types", nargs="+", metavar="TYPE", default=None,
+        help="the concept types the two corpora share (required with --transfer-test)",
+    )
+    parser.add_argument(
         "--malloc-mmap-threshold", type=int, default=None, metavar="BYTES",
         help="set glibc's MALLOC_MMAP_THRESHOLD_ for the training runs: allocations above it are "
              "returned to the system when freed, so peak RSS measures what training needs rather "
@@ -151,7 +162,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..backbone import BackboneNotFound, resolve_backbone
 
-    require_files([args.train, args.dev, args.test])
+    require_files([args.train, args.dev, args.test] + ([args.transfer_test] if args.transfer_test else []))
+    if (args.transfer_test is None) != (args.transfer_types is None):
+        raise CLIError("--transfer-test and --transfer-types go together: the other corpus's file and the "
+                       "concept types it shares with the training corpus")
     if args.configs is not None and not args.configs.is_dir():
         raise CLIError(f"--configs {args.configs} is not a folder")
     try:
@@ -164,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
               "prompt_layer": args.prompt_layer, "malloc_mmap_threshold": args.malloc_mmap_threshold,
               "systems_set": args.systems, "eval_frequency": data["eval_frequency"], "patience": args.patience,
               "max_length": args.max_length, "packed_max_length": args.packed_max_length, "failed": [],
+              "transfer_test": None if args.transfer_test is None else str(args.transfer_test),
+              "transfer_types": args.transfer_types,
               "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:])}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     chosen = [system for system in SYSTEM_SETS[args.systems] if not args.only or system.run in args.only]
@@ -199,7 +215,9 @@ def _data(args: argparse.Namespace) -> Dict[str, Any]:
 
     nlp = spacy.blank("en")
     files = {"train": args.train, "dev": args.dev, "test": args.test}
-    limits = {"train": 24, "dev": 8, "test": 8} if args.quick else {}
+    if args.transfer_test is not None:
+        files["transfer"] = args.transfer_test
+    limits = {"train": 24, "dev": 8, "test": 8, "transfer": 8} if args.quick else {}
     sizes = {}
     for split, path in files.items():
         docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
@@ -241,6 +259,12 @@ def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer:
     env = {"MALLOC_MMAP_THRESHOLD_": str(args.malloc_mmap_threshold)} if args.malloc_mmap_threshold else None
     result = train_and_evaluate(config, settings, run_dir, files["test"], gpu_id=args.gpu_id, env=env)
     scores, pipeline = result.scores, result.pipeline
+    transfer = {}
+    if args.transfer_test is not None:
+        transferred = evaluate(pipeline, data["files"]["transfer"], run_dir / "metrics_transfer.json",
+                               gpu_id=args.gpu_id, concept_types=args.transfer_types)
+        transfer = {"transfer": {"in_domain": shared_type_scores(scores, args.transfer_types),
+                                 "transferred": shared_type_scores(transferred, args.transfer_types)}}
     return {
         **dev_curve(log),
         "concepts_strict_f": round(100 * scores["concepts_strict_f"], 1),
@@ -253,7 +277,27 @@ def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer:
         "trainable_parameters": trainable_parameters(pipeline),
         "pipeline_mb": round(folder_bytes(pipeline) / 1e6, 2),
         "component_mb": round(folder_bytes(pipeline / component) / 1e6, 3),
+        **transfer,
     }
+
+
+def shared_type_scores(scores: Dict[str, Any], types: List[str]) -> Dict[str, Any]:
+    """Concept F1 (points) over ``types`` alone, micro (from the per-type counts) strict and lenient,
+    and strict per type: the in-domain test file holds more types than the transfer file shares, so
+    both sides of the comparison are read over the shared ones."""
+    from ..scoring import prf
+
+    summary: Dict[str, Any] = {}
+    for mode in ("strict", "lenient"):
+        per_type = scores[f"concepts_{mode}_per_type"]
+        counts: Counter = Counter()
+        for label in types:
+            counts.update({k: per_type.get(label, {}).get(k, 0) for k in ("tp", "fp", "fn")})
+        summary[f"{mode}_f"] = round(100 * prf(counts)["f"], 1)
+    per_type = scores["concepts_strict_per_type"]
+    summary["per_type_strict_f"] = {label: round(100 * per_type[label]["f"], 1) if label in per_type else None
+                                    for label in types}
+    return summary
 
 
 def _n_layers(backbone: str) -> int:
@@ -344,8 +388,37 @@ def to_markdown(report: Dict[str, Any]) -> str:
     for r in report["systems"]:
         curve = ", ".join(f"{step}: {score:.1f}" for step, score in r.get("dev_curve", []))
         lines.append(f"- {r['system']}: {curve or 'not recorded'}")
+    lines += transfer_markdown(report)
     if report.get("failed"):
         lines += ["", "Not measured (the run failed; its output is in the command's log):", ""]
         lines += [f"- {f['system']}: {f['error']}" for f in report["failed"]]
     lines.append("")
     return "\n".join(lines)
+
+
+def transfer_markdown(report: Dict[str, Any]) -> List[str]:
+    """The cross-corpus table: each system's F1 on the shared types, in-domain and transferred."""
+    rows = [r for r in report["systems"] if "transfer" in r]
+    if not rows:
+        return []
+    types = report["transfer_types"]
+    lines = ["", f"## Cross-corpus transfer: scored untouched on `{report['transfer_test']}`, types "
+             + ", ".join(types), "",
+             "Strict F1 over the shared types (micro), then per type, on the training corpus's test file "
+             "(in-domain) and on the other corpus (transfer); lenient micro F1 last. Drop: in-domain minus "
+             "transfer, strict micro.", "",
+             "| system | in-domain strict | transfer strict | drop | "
+             + " | ".join(f"{t} in-domain | {t} transfer" for t in types) + " | transfer lenient |",
+             "| --- | ---: | ---: | ---: | " + " | ".join("---: | ---:" for _ in types) + " | ---: |"]
+    for r in rows:
+        home, away = r["transfer"]["in_domain"], r["transfer"]["transferred"]
+        cells = " | ".join(f"{_f1(home['per_type_strict_f'][t])} | {_f1(away['per_type_strict_f'][t])}" for t in types)
+        lines.append(f"| {r['system']} | {home['strict_f']:.1f} | {away['strict_f']:.1f} "
+                     f"| {home['strict_f'] - away['strict_f']:.1f} | {cells} | {away['lenient_f']:.1f} |")
+    return lines
+
+
+def _f1(value: Optional[float]) -> str:
+    """A per-type F1, or "n/a" where neither gold nor prediction had the type."""
+    return "n/a" if value is None else f"{value:.1f}"
+
