@@ -344,10 +344,7 @@ class SoftPromptModel(Model):
         collator = Collator(builder, self.settings["max_span_width"])
         network = self.network
         if builder.strategy.learned and not builder.strategy.shared_prompt and not known:
-            labels = builder.labels
-            row = {"concept": lambda: labels.concepts.index(label),
-                   "relation": lambda: len(labels.concepts) + labels.relations.index(label),
-                   "cat": lambda: labels.first_cat_row + labels.cats.index(label)}[kind]()
+            row = builder.labels.row(kind, label)
             init = self._prompt_init(network.backbone, builder, [label], "vocab")
             network.prompts.insert_row(row, init[0])
             if builder.strategy.deep:

@@ -57,6 +57,13 @@ class Labels:
     def first_cat_row(self) -> int:
         return len(self.concepts) + len(self.relations)
 
+    def row(self, kind: str, label: str) -> int:
+        """The prompt row that asks ``label``: concept types first, then relation types, then
+        document classes (``kind``: "concept", "relation", "cat"), each in inventory order."""
+        names, first = {"concept": (self.concepts, 0), "relation": (self.relations, len(self.concepts)),
+                        "cat": (self.cats, self.first_cat_row)}[kind]
+        return first + names.index(label)
+
 
 class Strategy:
     """How queries are asked and answered; subclasses set the class attributes.
@@ -161,7 +168,7 @@ class Strategy:
             return [(tuple(range(n, n + n_rel)), 0, n_rel, None)]
         if self.typed_outputs:
             return [((), n, n_rel, None)]
-        return [((n + self.labels.relations.index(r),), 0, 1, r) for r in relations]
+        return [((self.labels.row("relation", r),), 0, 1, r) for r in relations]
 
     def cat_jobs(self) -> List[Job]:
         """The classification queries of a window: like concept queries, one per class

@@ -99,3 +99,16 @@ def test_no_strategy_name_is_compared_outside_the_strategies_module():
         for i, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)
     ]
     assert not offenders
+
+
+def test_prompt_rows_are_concepts_then_relations_then_classes():
+    """One place says which prompt row asks a label; the per-question jobs and add_type read it."""
+    from spacy_softprompt.strategies import Labels, SoftPrompt
+
+    labels = Labels(["ADE", "Drug"], ["Drug-AE", "Drug-Dose"], ["smoker"])
+    assert [labels.row("concept", "Drug"), labels.row("relation", "Drug-AE"), labels.row("relation", "Drug-Dose"),
+            labels.row("cat", "smoker")] == [1, 2, 3, 4] and labels.n_prompts == 5
+    jobs = SoftPrompt(labels, prompt_length=2).relation_jobs(["Drug-Dose"])
+    assert jobs == [((3,), 0, 1, "Drug-Dose")]
+    with pytest.raises(ValueError):
+        labels.row("concept", "Drug-AE")
