@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import spacy
 
 from spacy_softprompt.cli import main
 from spacy_softprompt.cli.folds import METRICS
@@ -128,15 +129,18 @@ def test_spert_folds_workflow_runs_in_small(tmp_path, tiny_bert):
                SPACY_CONFIG_OVERRIDES="--training.optimizer.learn_rate.warmup_steps 1 "
                "--components.softprompt_ie.model.prompt_layer 1")  # the tiny BERT has 2 layers
     command = [sys.executable, "-m", "spacy", "project", "run", "spert-folds", ".", "--vars.backbone", tiny_bert,
-               "--vars.spert_steps", "2", "--vars.spert_eval_frequency", "2"]
+               "--vars.spert_steps", "2", "--vars.spert_eval_frequency", "2", "--vars.spert_tag", "_long",
+               "--vars.spert_patience", "7"]
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-5000:]}"
     assert sorted(p.name for p in (root / "corpus" / "ade-spert" / "fold_0").glob("*.spacy")) == [
         "dev.spacy", "test.spacy", "train.spacy"]
-    metrics = json.loads((root / "metrics" / "ade-spert" / "lora_frozen" / "fold_0.json").read_text())
+    metrics = json.loads((root / "metrics" / "ade-spert" / "lora_frozen_long" / "fold_0.json").read_text())
     assert "concepts_strict_macro_f" in metrics and "relations_strict_f" in metrics
-    run = json.loads((root / "training" / "ade-spert" / "lora_frozen" / "fold_0" / "run.json").read_text())
-    assert run["steps"] == 2 and run["backbone"] == tiny_bert and run["train_seconds"] > 0
+    run_dir = root / "training" / "ade-spert" / "lora_frozen_long" / "fold_0"
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["steps"] == 2 and run["backbone"] == tiny_bert and run["train_seconds"] > 0 and run["patience"] == 7
+    assert spacy.util.load_config(run_dir / "config.cfg")["training"]["patience"] == 7
     summary = json.loads((root / "docs" / "ade_spert.json").read_text())
     assert summary["folds"] == [0] and summary["per_fold"][0]["steps"] == 2
     assert "**1 of 10 folds** (0)" in (root / "docs" / "ade_spert.md").read_text()

@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--max-steps", type=int, required=True)
     train.add_argument("--eval-frequency", type=int, required=True, help="steps between dev evaluations")
     train.add_argument("--dev-limit", type=int, default=0, help="dev documents evaluated (0: all, the default)")
+    train.add_argument("--patience", type=int, default=None,
+                       help="stop a fold after this many steps without a better dev score (default: the config's)")
     train.add_argument("--backbone", help="softprompt_ie's model.backbone, or a stock pipeline's transformer "
                                           "(resolved to a local folder); default: the config's")
     train.add_argument("--seed", type=int, default=0, help="system.seed of every fold")
@@ -95,6 +97,8 @@ def _train(args: argparse.Namespace) -> int:
         settings = corpus_settings(files["train"], files["dev"], max_steps=args.max_steps,
                                    eval_frequency=args.eval_frequency, dev_limit=args.dev_limit, seed=args.seed)
         settings.update(jsonl_log_settings(log))
+        if args.patience is not None:
+            settings["training.patience"] = args.patience
         if args.backbone:
             settings.update(backbone_settings(config, args.backbone))
         print(f"fold {fold}: training {args.config} -> {run_dir}", file=sys.stderr)
@@ -102,6 +106,7 @@ def _train(args: argparse.Namespace) -> int:
         metrics = args.metrics / f"fold_{fold}.json"
         evaluate(result.pipeline, files["test"], metrics, gpu_id=args.gpu_id)
         record = {"fold": fold, "config": str(args.config), "backbone": args.backbone, "max_steps": args.max_steps,
+                  "patience": settings.get("training.patience", config["training"]["patience"]),
                   "train_seconds": round(result.train_seconds, 1),
                   "peak_train_rss_mb": round(result.peak_train_rss_mb, 1), **dev_curve(log)}
         (run_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
