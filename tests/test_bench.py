@@ -180,6 +180,26 @@ def test_study_project_command_is_the_bench_verb():
     assert args.packed_max_length == 384 and args.max_length is None  # packed SDoH needs 218; the rest as run
 
 
+def test_transfer_bench_command_converts_maccrobat_and_is_the_bench_verb():
+    """`transfer-bench`: MACCROBAT with Medication read as Drug, then bench with the transfer file, on
+    frozen and unfrozen systems of the study set (a name that is not a system would fail argparse)."""
+    import shlex
+    from pathlib import Path
+
+    from spacy.cli.project.run import load_project_config
+    from spacy_softprompt.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    convert, bench = {c["name"]: c for c in load_project_config(root)["commands"]}["transfer-bench"]["script"]
+    converted = build_parser().parse_args(shlex.split(convert)[3:])
+    assert converted.label_map == ["Medication=Drug"] and converted.output == Path("corpus/maccrobat/all.spacy")
+    args = build_parser().parse_args(shlex.split(bench)[3:])
+    assert args.systems == "study" and args.transfer_test == converted.output
+    assert args.transfer_types == ["Drug", "Dosage"] and str(args.train) == "corpus/ade/train.spacy"
+    chosen = {s.run for s in SYSTEM_SETS["study"] if s.run in args.only}
+    assert set(args.only) == chosen and {"finetune", "lora_frozen", "soft_prompt_frozen_packed"} <= chosen
+
+
 def test_study_head_lr_command_makes_its_configs_and_is_the_bench_verb(tmp_path):
     """``study-head-lr``: three init-config lines write the unfrozen presets with head_lr_scale 50
     (only that differs from the committed configs), then bench runs those three systems from them."""
