@@ -19,8 +19,8 @@ import json
 import os
 import platform
 import sys
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from . import CLIError
