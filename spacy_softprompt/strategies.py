@@ -178,7 +178,7 @@ class Strategy:
             return []
         if self.typed_outputs:
             return [(tuple(range(first, first + n)) if self.packed else (), 0, n, None)]
-        return [((first + j,), 0, 1, None) for j in range(n)]
+        return [((self.labels.row("cat", label),), 0, 1, None) for label in self.labels.cats]
 
     def cat_label(self, column: int, rows: Sequence[int]) -> str:
         """The class an output column of a classification query answers."""

@@ -181,21 +181,27 @@ def test_study_project_command_is_the_bench_verb():
 
 
 def test_transfer_bench_command_converts_maccrobat_and_is_the_bench_verb():
-    """`transfer-bench`: MACCROBAT with Medication read as Drug, then bench with the transfer file, on
-    frozen and unfrozen systems of the study set (a name that is not a system would fail argparse)."""
+    """`transfer-study`: MACCROBAT converted with Medication read as Drug, then `transfer-bench`, the
+    bench verb with that file on frozen and unfrozen systems of the study set for 740 steps (4 ADE
+    epochs), dev every epoch, no patience (a name that is not a system would fail argparse)."""
     import shlex
     from pathlib import Path
 
     from spacy.cli.project.run import load_project_config
     from spacy_softprompt.cli import build_parser
 
-    root = Path(__file__).resolve().parents[1]
-    convert, bench = {c["name"]: c for c in load_project_config(root)["commands"]}["transfer-bench"]["script"]
+    project = load_project_config(Path(__file__).resolve().parents[1])
+    commands = {c["name"]: c for c in project["commands"]}
+    assert project["workflows"]["transfer-study"] == ["convert", "convert-maccrobat", "transfer-bench"]
+    (convert,) = commands["convert-maccrobat"]["script"]
     converted = build_parser().parse_args(shlex.split(convert)[3:])
     assert converted.label_map == ["Medication=Drug"] and converted.output == Path("corpus/maccrobat/all.spacy")
+    (bench,) = commands["transfer-bench"]["script"]
     args = build_parser().parse_args(shlex.split(bench)[3:])
     assert args.systems == "study" and args.transfer_test == converted.output
+    assert str(converted.output) in commands["transfer-bench"]["deps"]
     assert args.transfer_types == ["Drug", "Dosage"] and str(args.train) == "corpus/ade/train.spacy"
+    assert (args.max_steps, args.eval_frequency, args.patience) == (740, 185, 0)
     chosen = {s.run for s in SYSTEM_SETS["study"] if s.run in args.only}
     assert set(args.only) == chosen and {"finetune", "lora_frozen", "soft_prompt_frozen_packed"} <= chosen
 
@@ -252,21 +258,25 @@ def test_a_failing_system_is_reported_and_the_others_still_run(tmp_path, toy_doc
 def test_study_small_form_trains_stock_spancat_beside_a_strategy(tmp_path, toy_docs, tiny_bert):
     """CI's small form of `study-bench` and `transfer-bench`: stock spancat (overlapping concepts in
     doc.spans) and LoRA on the frozen base train, score and land in one table, and each is scored on a
-    second file on the shared types (here the test file itself, so both sides must agree)."""
+    second file (two of the four texts) over the shared types, beside the same types on the test file."""
     for split in ("train", "dev", "test"):
         DocBin(store_user_data=True, docs=toy_docs).to_disk(tmp_path / f"{split}.spacy")
+    DocBin(store_user_data=True, docs=toy_docs[:2]).to_disk(tmp_path / "other.spacy")  # Drug 2, Dose 1
     report = tmp_path / "study.md"
     argv = ["bench", "--quick", "--systems", "study", *(f"--{s}={tmp_path / s}.spacy" for s in ("train", "dev", "test")),
             "--backbone", tiny_bert, "--prompt-layer", "1", "--runs", str(tmp_path / "runs"), "--output", str(report),
             "--patience", "0", "--only", "stock_transformer_spancat", "lora_frozen",
-            "--transfer-test", str(tmp_path / "test.spacy"), "--transfer-types", "Drug", "Dose"]
+            "--transfer-test", str(tmp_path / "other.spacy"), "--transfer-types", "Drug", "Dose"]
     assert main(argv) == 0
-    for row in json.loads(report.with_suffix(".json").read_text())["systems"]:
-        assert row["transfer"]["in_domain"] == row["transfer"]["transferred"]
-        assert set(row["transfer"]["transferred"]["per_type_strict_f"]) == {"Drug", "Dose"}
+    data = json.loads(report.with_suffix(".json").read_text())
+    assert data["data"]["transfer"]["documents"] == 2
+    for row in data["systems"]:
+        assert row["transfer"]["in_domain"]["gold"] == {"Drug": 4, "Dose": 1}  # the test file: all four texts
+        assert row["transfer"]["transferred"]["gold"] == {"Drug": 2, "Dose": 1}
         metrics = json.loads((tmp_path / "runs" / row["run"] / "metrics_transfer.json").read_text())
         assert set(metrics["concepts_strict_per_type"]) <= {"Drug", "Dose"}  # ADE is not scored there
-    assert "## Cross-corpus transfer" in report.read_text()
+    text = report.read_text()
+    assert "## Cross-corpus transfer" in text and "Gold mentions on the transfer file: Drug 2, Dose 1." in text
     data = json.loads(report.with_suffix(".json").read_text())
     assert [r["run"] for r in data["systems"]] == ["stock_transformer_spancat", "lora_frozen"] and not data["failed"]
     spancat, lora = data["systems"]
@@ -304,10 +314,17 @@ def test_shared_type_scores_read_only_the_shared_types():
     assert summary["per_type_strict_f"] == {"Drug": 88.9, "Dosage": 0.0, "Route": None}
 
 
-def test_transfer_test_needs_its_types(tmp_path, toy_docs, capsys):
+def test_transfer_types_are_checked_before_any_training(tmp_path, toy_docs, capsys):
+    """A transfer file needs its types, and a type the training file lacks (a typo, an unmapped label)
+    stops the run before hours of training end in a column of zeros."""
     for split in ("train", "dev", "test"):
         DocBin(store_user_data=True, docs=toy_docs).to_disk(tmp_path / f"{split}.spacy")
     argv = ["bench", *(f"--{s}={tmp_path / s}.spacy" for s in ("train", "dev", "test")),
-            "--output", str(tmp_path / "b.md"), "--transfer-test", str(tmp_path / "test.spacy")]
+            "--output", str(tmp_path / "b.md"), "--runs", str(tmp_path / "runs"),
+            "--transfer-test", str(tmp_path / "test.spacy")]
     assert main(argv) != 0
     assert "--transfer-test and --transfer-types go together" in capsys.readouterr().err
+    assert main(argv + ["--transfer-types", "Drug", "Medication"]) != 0
+    err = capsys.readouterr().err
+    assert "--transfer-types Medication: not a concept type of" in err and "ADE, Dose, Drug" in err
+    assert not (tmp_path / "runs").exists()

@@ -162,7 +162,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..backbone import BackboneNotFound, resolve_backbone
 
-    require_files([args.train, args.dev, args.test] + ([args.transfer_test] if args.transfer_test else []))
+    require_files([args.train, args.dev, args.test] + ([args.transfer_test] if args.transfer_test is not None else []))
     if (args.transfer_test is None) != (args.transfer_types is None):
         raise CLIError("--transfer-test and --transfer-types go together: the other corpus's file and the "
                        "concept types it shares with the training corpus")
@@ -205,22 +205,30 @@ def run(args: argparse.Namespace) -> int:
     if report["failed"]:
         raise CLIError(f"{len(report['failed'])} of {len(chosen)} systems failed: "
                        + ", ".join(f["run"] for f in report["failed"]) + f" (see {args.output})")
+    untransferred = [r["run"] for r in report["systems"] if "transfer_error" in r]
+    if untransferred:
+        raise CLIError(f"not scored on {args.transfer_test}: {', '.join(untransferred)} (see {args.output})")
     return 0
 
 
 def _data(args: argparse.Namespace) -> Dict[str, Any]:
-    """The files to train and score on; --quick writes small subsets of them."""
+    """The files to train and score on; --quick writes small subsets of them. The transfer types are
+    checked against the gold labels here: a type the training file lacks (a typo, or a label the other
+    corpus's conversion did not map) would be scored 0.0 in every system after hours of training."""
     import spacy
     from spacy.tokens import DocBin
+
+    from ..relations import concept_spans
 
     nlp = spacy.blank("en")
     files = {"train": args.train, "dev": args.dev, "test": args.test}
     if args.transfer_test is not None:
         files["transfer"] = args.transfer_test
     limits = {"train": 24, "dev": 8, "test": 8, "transfer": 8} if args.quick else {}
-    sizes = {}
+    sizes, labels = {}, {}
     for split, path in files.items():
         docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
+        labels[split] = {span.label_ for doc in docs for span in concept_spans(doc)}
         if split in limits:
             docs = docs[: limits[split]]
             path = args.runs / f"quick-{split}.spacy"
@@ -228,8 +236,22 @@ def _data(args: argparse.Namespace) -> Dict[str, Any]:
             DocBin(store_user_data=True, docs=docs).to_disk(path)
             files[split] = path
         sizes[split] = {"documents": len(docs), "words": sum(len(doc) for doc in docs)}
+    if args.transfer_test is not None:
+        _check_transfer_types(args, labels["train"], labels["transfer"])
     return {"files": files, "sizes": sizes, "max_steps": 3 if args.quick else args.max_steps,
             "eval_frequency": 3 if args.quick else args.eval_frequency}
+
+
+def _check_transfer_types(args: argparse.Namespace, trained: set, transferred: set) -> None:
+    unknown = [label for label in args.transfer_types if label not in trained]
+    if unknown:
+        raise CLIError(f"--transfer-types {', '.join(unknown)}: not a concept type of {args.train} (its types: "
+                       f"{', '.join(sorted(trained))}); map the other corpus's label to it at conversion "
+                       "(convert --label-map OLD=NEW)")
+    for label in args.transfer_types:
+        if label not in transferred:
+            print(f"warning: --transfer-types {label}: no gold {label} in {args.transfer_test}, so it can only "
+                  "be scored as false positives there", file=sys.stderr)
 
 
 def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer: Optional[int]) -> Dict[str, Any]:
@@ -259,12 +281,17 @@ def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer:
     env = {"MALLOC_MMAP_THRESHOLD_": str(args.malloc_mmap_threshold)} if args.malloc_mmap_threshold else None
     result = train_and_evaluate(config, settings, run_dir, files["test"], gpu_id=args.gpu_id, env=env)
     scores, pipeline = result.scores, result.pipeline
-    transfer = {}
+    transfer: Dict[str, Any] = {}
     if args.transfer_test is not None:
-        transferred = evaluate(pipeline, data["files"]["transfer"], run_dir / "metrics_transfer.json",
-                               gpu_id=args.gpu_id, concept_types=args.transfer_types)
-        transfer = {"transfer": {"in_domain": shared_type_scores(scores, args.transfer_types),
-                                 "transferred": shared_type_scores(transferred, args.transfer_types)}}
+        try:  # the system's own row is kept when only its transfer scoring fails
+            transferred = evaluate(pipeline, files["transfer"], run_dir / "metrics_transfer.json",
+                                   gpu_id=args.gpu_id, concept_types=args.transfer_types)
+        except CLIError as err:
+            print(f"    {system.name}: transfer not scored: {err}", file=sys.stderr, flush=True)
+            transfer = {"transfer_error": str(err)}
+        else:
+            transfer = {"transfer": {"in_domain": shared_type_scores(scores, args.transfer_types),
+                                     "transferred": shared_type_scores(transferred, args.transfer_types)}}
     return {
         **dev_curve(log),
         "concepts_strict_f": round(100 * scores["concepts_strict_f"], 1),
@@ -283,12 +310,12 @@ def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer:
 
 def shared_type_scores(scores: Dict[str, Any], types: List[str]) -> Dict[str, Any]:
     """Concept F1 (points) over ``types`` alone, micro (from the per-type counts) strict and lenient,
-    and strict per type: the in-domain test file holds more types than the transfer file shares, so
-    both sides of the comparison are read over the shared ones."""
-    from ..scoring import prf
+    strict per type, and the gold mentions of each: the in-domain test file holds more types than the
+    transfer file shares, so both sides of the comparison are read over the shared ones."""
+    from ..scoring import MODES, prf
 
     summary: Dict[str, Any] = {}
-    for mode in ("strict", "lenient"):
+    for mode in MODES:
         per_type = scores[f"concepts_{mode}_per_type"]
         counts: Counter = Counter()
         for label in types:
@@ -297,6 +324,8 @@ def shared_type_scores(scores: Dict[str, Any], types: List[str]) -> Dict[str, An
     per_type = scores["concepts_strict_per_type"]
     summary["per_type_strict_f"] = {label: round(100 * per_type[label]["f"], 1) if label in per_type else None
                                     for label in types}
+    summary["gold"] = {label: per_type[label]["tp"] + per_type[label]["fn"] if label in per_type else 0
+                       for label in types}
     return summary
 
 
@@ -367,7 +396,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["systems"]:
-        rel = [("n/a" if r[k] is None else f"{r[k]:.1f}") for k in ("relations_strict_f", "relations_lenient_f")]
+        rel = [_f1(r[k]) for k in ("relations_strict_f", "relations_lenient_f")]
         lines.append(
             f"| {r['system']} | {r['concepts_strict_f']:.1f} | {r['concepts_lenient_f']:.1f} | {rel[0]} | {rel[1]} "
             f"| {r.get('steps', '?')} ({r.get('best_step', '?')}) "
@@ -398,15 +427,21 @@ def to_markdown(report: Dict[str, Any]) -> str:
 
 def transfer_markdown(report: Dict[str, Any]) -> List[str]:
     """The cross-corpus table: each system's F1 on the shared types, in-domain and transferred."""
-    rows = [r for r in report["systems"] if "transfer" in r]
-    if not rows:
+    if not report.get("transfer_test"):
         return []
-    types = report["transfer_types"]
-    lines = ["", f"## Cross-corpus transfer: scored untouched on `{report['transfer_test']}`, types "
-             + ", ".join(types), "",
+    rows = [r for r in report["systems"] if "transfer" in r]
+    types, size = report["transfer_types"], report["data"]["transfer"]
+    first = rows[0]["transfer"] if rows else {}  # gold counts are the same in every row (same files)
+    gold = {side: first[key]["gold"] for side, key in (("test", "in_domain"), ("transfer", "transferred"))
+            if "gold" in first.get(key, {})}  # reports written before the counts were recorded have none
+    lines = ["", f"## Cross-corpus transfer: scored untouched on `{report['transfer_test']}` ({size['documents']} "
+             f"docs / {size['words']} words), types " + ", ".join(types), "",
              "Strict F1 over the shared types (micro), then per type, on the training corpus's test file "
              "(in-domain) and on the other corpus (transfer); lenient micro F1 last. Drop: in-domain minus "
-             "transfer, strict micro.", "",
+             "transfer, strict micro."
+             + "".join(f" Gold mentions on the {side} file: "
+                       + ", ".join(f"{label} {count}" for label, count in counts.items()) + "."
+                       for side, counts in gold.items()), "",
              "| system | in-domain strict | transfer strict | drop | "
              + " | ".join(f"{t} in-domain | {t} transfer" for t in types) + " | transfer lenient |",
              "| --- | ---: | ---: | ---: | " + " | ".join("---: | ---:" for _ in types) + " | ---: |"]
@@ -415,10 +450,13 @@ def transfer_markdown(report: Dict[str, Any]) -> List[str]:
         cells = " | ".join(f"{_f1(home['per_type_strict_f'][t])} | {_f1(away['per_type_strict_f'][t])}" for t in types)
         lines.append(f"| {r['system']} | {home['strict_f']:.1f} | {away['strict_f']:.1f} "
                      f"| {home['strict_f'] - away['strict_f']:.1f} | {cells} | {away['lenient_f']:.1f} |")
+    errors = [r for r in report["systems"] if "transfer_error" in r]
+    if errors:
+        lines += ["", "Trained and scored in-domain, but not on the transfer file:", ""]
+        lines += [f"- {r['system']}: {r['transfer_error']}" for r in errors]
     return lines
 
 
 def _f1(value: Optional[float]) -> str:
-    """A per-type F1, or "n/a" where neither gold nor prediction had the type."""
+    """An F1 in points, or "n/a" where there is none (no such type in gold or prediction; no relations)."""
     return "n/a" if value is None else f"{value:.1f}"
-

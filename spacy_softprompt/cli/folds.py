@@ -106,7 +106,7 @@ def _train(args: argparse.Namespace) -> int:
         metrics = args.metrics / f"fold_{fold}.json"
         evaluate(result.pipeline, files["test"], metrics, gpu_id=args.gpu_id)
         record = {"fold": fold, "config": str(args.config), "backbone": args.backbone, "max_steps": args.max_steps,
-                  "patience": settings.get("training.patience", config["training"]["patience"]),
+                  "patience": settings.get("training.patience", config["training"].get("patience")),
                   "train_seconds": round(result.train_seconds, 1),
                   "peak_train_rss_mb": round(result.peak_train_rss_mb, 1), **dev_curve(log)}
         (run_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
