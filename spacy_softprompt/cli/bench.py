@@ -258,12 +258,11 @@ def _bench_one(args, data: Dict[str, Any], backbone: str, system: System, layer:
     component = system.component
     files = data["files"]
     settings = corpus_settings(files["train"], files["dev"], max_steps=data["max_steps"],
-                               eval_frequency=data["eval_frequency"], dev_limit=args.dev_limit)
+                               eval_frequency=data["eval_frequency"], dev_limit=args.dev_limit,
+                               patience=args.patience)
     run_dir = args.runs / system.run
     log = run_dir / "train_log.jsonl"
     settings.update(jsonl_log_settings(log))
-    if args.patience is not None:
-        settings["training.patience"] = args.patience
     if component == "transformer":
         settings["components.transformer.model.name"] = backbone
     else:

@@ -95,10 +95,9 @@ def _train(args: argparse.Namespace) -> int:
         run_dir = args.runs / f"fold_{fold}"
         log = run_dir / "train_log.jsonl"
         settings = corpus_settings(files["train"], files["dev"], max_steps=args.max_steps,
-                                   eval_frequency=args.eval_frequency, dev_limit=args.dev_limit, seed=args.seed)
+                                   eval_frequency=args.eval_frequency, dev_limit=args.dev_limit, seed=args.seed,
+                                   patience=args.patience)
         settings.update(jsonl_log_settings(log))
-        if args.patience is not None:
-            settings["training.patience"] = args.patience
         if args.backbone:
             settings.update(backbone_settings(config, args.backbone))
         print(f"fold {fold}: training {args.config} -> {run_dir}", file=sys.stderr)

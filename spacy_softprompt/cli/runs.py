@@ -199,14 +199,18 @@ def train_and_evaluate(config, settings: Mapping[str, Any], run_dir: Path, test:
 
 
 def corpus_settings(train: Path, dev: Path, *, max_steps: int, eval_frequency: int, dev_limit: int = 0,
-                    train_limit: Optional[int] = None, seed: Optional[int] = None) -> Dict[str, Any]:
-    """The settings every experiment run shares: data, steps, evaluation cadence."""
+                    train_limit: Optional[int] = None, seed: Optional[int] = None,
+                    patience: Optional[int] = None) -> Dict[str, Any]:
+    """The settings every experiment run shares: data, steps, evaluation cadence (and the
+    early stop on dev, where ``patience`` is given; else the config's)."""
     settings: Dict[str, Any] = {"paths.train": train, "paths.dev": dev, "training.max_steps": max_steps,
                                 "training.eval_frequency": eval_frequency, "corpora.dev.limit": dev_limit}
     if train_limit is not None:
         settings["corpora.train.limit"] = train_limit
     if seed is not None:
         settings["system.seed"] = seed
+    if patience is not None:
+        settings["training.patience"] = patience
     return settings
 
 
