@@ -84,10 +84,18 @@ def test_aggregate_compares_systems_in_one_table(tmp_path, capsys):
     assert "| stock_spancat | 0 | 85.0 | n/r | 50.0 |" in table
     assert "stock_spancat predicted no relation in any fold" in table
     assert "| 1 | 88.0 | 74.0 | 50.0 | 50.0 | 50.0 | 50.0 | 740 (740) | 4 | 600 |" in table
+    assert "(they average all 10): finetune, lora_frozen, stock_spancat." in table
     report = json.loads(out.with_suffix(".json").read_text())
     assert [s["name"] for s in report["systems"]] == ["finetune", "lora_frozen", "stock_spancat"]
     assert main(["folds", "aggregate", str(metrics / "empty")]) == 2
     assert "or its subfolders" in capsys.readouterr().err
+    # a system with all 10 folds is the papers' figure: only the others are named as short of it
+    for fold in range(2, 10):
+        (metrics / "lora_frozen" / f"fold_{fold}.json").write_text(json.dumps(scores(0.86, 0.72)))
+    assert main(["folds", "aggregate", str(metrics), "--output", str(out)]) == 0
+    table = out.read_text()
+    assert "**10 of 10 folds** (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)." in table
+    assert "(they average all 10): finetune, stock_spancat." in table
 
 
 def test_train_needs_the_dev_split(tmp_path, capsys):

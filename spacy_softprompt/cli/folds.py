@@ -262,7 +262,10 @@ def to_markdown(summaries: List[Dict[str, Any]]) -> str:
             lines.append(f"| {summary['name']} | {', '.join(map(str, summary['folds']))} | "
                          + " | ".join(_mean_sd(summary[key]) for key, _ in METRICS)
                          + f" | {_cell(total, 0)} |")
-        lines += ["", "Fewer than 10 folds is not yet the papers' figure (they average all 10)."]
+        short = [s["name"] for s in summaries if s["n_folds"] < 10]
+        if short:
+            lines += ["", f"Fewer than 10 folds is not yet the papers' figure (they average all 10): "
+                          f"{', '.join(short)}."]
         silent = [s["name"] for s in summaries if not s.get("predicts_relations", True)]
         if silent:
             lines += ["", f"n/r under relations: {', '.join(silent)} predicted no relation in any fold (no relation "
