@@ -98,6 +98,28 @@ def test_project_command_is_the_verb():
         assert (ROOT / system).is_file()
 
 
+def test_alcohol_command_is_the_smoking_curve_on_the_alcohol_files():
+    """``cats-curve-alcohol`` differs from ``cats-curve`` only in its corpus, run folder and report, so
+    the two curves stay comparable when either command's systems or steps change."""
+    import shlex
+
+    from spacy.cli.project.run import load_project_config
+    from spacy_softprompt.cli import build_parser
+
+    project = load_project_config(ROOT)
+    commands = {c["name"]: c for c in project["commands"]}
+    smoking, alcohol = (vars(build_parser().parse_args(shlex.split(commands[name]["script"][0])[3:]))
+                        for name in ("cats-curve", "cats-curve-alcohol"))
+    for split in ("train", "dev", "test"):
+        assert str(alcohol.pop(split)) == f"corpus/sdoh-alcohol/{split}.spacy"
+        smoking.pop(split)
+    assert (alcohol.pop("runs"), smoking.pop("runs")) == (Path("training/cats-alcohol"), Path("training/cats-curve"))
+    assert (alcohol.pop("output"), smoking.pop("output")) == (Path("docs/alcohol_curve.md"),
+                                                               Path("docs/smoking_curve.md"))
+    assert alcohol == smoking
+    assert project["workflows"]["alcohol-curve"] == ["convert-sdoh-status", "cats-curve-alcohol"]
+
+
 def test_cats_curve_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch):
     """Two sizes, one seed, two steps: softprompt_ie (finetune.cfg) against the stock textcat."""
     docs = notes()
