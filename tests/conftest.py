@@ -25,6 +25,27 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def project(overrides=None):
+    """project.yml as ``spacy project run`` reads it (``overrides``: ``{"vars.x": value}``), its
+    commands keyed by name."""
+    from spacy.cli.project.run import load_project_config
+
+    config = load_project_config(ROOT, overrides=overrides or {})
+    return {**config, "commands": {command["name"]: command for command in config["commands"]}}
+
+
+def verb_args(line: str):
+    """A project command's ``python -m spacy_softprompt VERB ...`` line, parsed as the verb's arguments."""
+    import shlex
+
+    from spacy_softprompt.cli import build_parser
+
+    words = shlex.split(line)
+    assert words[:3] == ["python", "-m", "spacy_softprompt"]
+    return build_parser().parse_args(words[3:])
 
 
 def check_made_configs(lines, tmp_path, setting, made_value, committed_value):

@@ -12,7 +12,7 @@ from spacy.tokens import DocBin
 from spacy_softprompt.cli import main
 from spacy_softprompt.cli.bench import SYSTEM_SETS
 
-from conftest import SHARED_DATA, check_made_configs, require_shared
+from conftest import ROOT, SHARED_DATA, check_made_configs, project, require_shared, verb_args
 
 
 @pytest.mark.slow
@@ -102,23 +102,63 @@ def test_experiment_without_matplotlib_fails_before_training(tmp_path, toy_docs,
 
 
 @pytest.mark.slow
-def test_experiment_no_plot_trains_and_tabulates_without_matplotlib(tmp_path, toy_docs, tiny_bert, monkeypatch):
+def test_experiment_no_plot_trains_records_and_resumes_without_matplotlib(tmp_path, toy_docs, tiny_bert, monkeypatch,
+                                                                         capsys):
     for split in ("train", "dev", "test"):
         DocBin(store_user_data=True, docs=toy_docs).to_disk(tmp_path / f"{split}.spacy")
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    args = ["experiment", "prompt-length", "--values", "4", "--max-steps", "2", "--eval-frequency", "2",
-            "--backbone", tiny_bert, "--no-plot", "--runs", str(tmp_path / "runs"), "--output", str(tmp_path / "out"),
+    args = ["experiment", "prompt-length", "--values", "4", "--max-steps", "2", "--eval-frequency", "1",
+            "--patience", "5", "--set", "components.softprompt_ie.model.max_length=96", "--backbone", tiny_bert,
+            "--no-plot", "--runs", str(tmp_path / "runs"), "--output", str(tmp_path / "out"),
             *(f"--{s}={tmp_path / s}.spacy" for s in ("train", "dev", "test"))]
     assert main(args) == 0
-    rows = json.loads((tmp_path / "out" / "prompt-length.json").read_text())
-    assert [(r["value"], r["seed"]) for r in rows] == [(4, 0)]
-    assert "| 4 | 1 |" in (tmp_path / "out" / "prompt-length.md").read_text()
+    (row,) = json.loads((tmp_path / "out" / "prompt-length.json").read_text())
+    assert (row["value"], row["seed"], row["steps"]) == (4, 0, 2)
+    assert [step for step, _ in row["dev_curve"]] == [0, 1, 2] and row["train_seconds"] > 0
+    table = (tmp_path / "out" / "prompt-length.md").read_text()
+    assert "| 4 | 1 |" in table and "(1 run, " in table
+    assert f"| 4 | 0 | {100 * row['concepts_strict_f']:.1f} |" in table  # the run's own row, with its dev curve
     assert not (tmp_path / "out" / "prompt-length.png").exists()
     run = tmp_path / "runs" / "prompt-length-4-seed0"
     trained = spacy.util.load_config(run / "model-best" / "config.cfg")
-    assert trained["components"]["softprompt_ie"]["model"]["prompt_length"] == 4
-    assert trained["components"]["softprompt_ie"]["model"]["backbone"] == tiny_bert
-    assert (run / "metrics.json").exists()
+    model = trained["components"]["softprompt_ie"]["model"]
+    assert (model["prompt_length"], model["max_length"], model["backbone"]) == (4, 96, tiny_bert)
+    assert trained["training"]["patience"] == 5 and (run / "metrics.json").exists()
+    # run again: the finished run is read back, not trained again
+    capsys.readouterr()
+    weights = sorted((run / "model-best").rglob("*.safetensors"))
+    stamps = [path.stat().st_mtime_ns for path in weights]
+    assert weights and main(args) == 0
+    assert "done before" in capsys.readouterr().out
+    assert [path.stat().st_mtime_ns for path in weights] == stamps
+    assert json.loads((tmp_path / "out" / "prompt-length.json").read_text()) == [row]
+    # other settings in the same runs folder: an error, not a mix of two sweeps
+    changed = [a.replace("max_length=96", "max_length=80") for a in args]
+    assert main(changed) == 2
+    assert "trained with other settings" in capsys.readouterr().err
+
+
+def test_prompt_length_project_command_sweeps_packed_late_prompts_until_dev_levels():
+    """``sweep-prompt-length`` is the verb on the committed frozen config with --set (packed late prompts, room
+    for 3 types x 128 vectors), stopping on dev; ``prompt_length_config`` switches config, report and runs."""
+    from pathlib import Path
+
+    from spacy_softprompt.cli.runs import base_config, check_settings, parse_settings
+
+    (script,) = project()["commands"]["sweep-prompt-length"]["script"]
+    args = verb_args(script)
+    assert args.kind == "prompt-length" and args.values == [8, 16, 32, 64, 128]
+    assert (args.max_steps, args.eval_frequency, args.patience) == (555, 185, 370)
+    settings = parse_settings(args.settings)
+    model = "components.softprompt_ie.model"
+    assert settings == {f"{model}.prompt_layer": 4, f"{model}.packed": True, f"{model}.max_length": 512}
+    check_settings(base_config(config=ROOT / args.config), settings)
+    assert args.output == Path("docs/prompt_length/soft_prompt_frozen")
+    (script,) = project({"vars.prompt_length_config": "deep_prompt_frozen"})["commands"]["sweep-prompt-length"]["script"]
+    deep = verb_args(script)
+    assert (deep.config, deep.output, deep.runs) == (Path("configs/deep_prompt_frozen.cfg"),
+                                                     Path("docs/prompt_length/deep_prompt_frozen"),
+                                                     Path("training/prompt_length/deep_prompt_frozen"))
 
 
 def test_dev_curve_reads_spacy_training_log(tmp_path):
@@ -165,16 +205,10 @@ def test_study_set_is_the_papers_strategies_beside_both_stock_pipelines(tmp_path
 
 
 def test_study_project_command_is_the_bench_verb():
-    import shlex
     from pathlib import Path
 
-    from spacy.cli.project.run import load_project_config
-    from spacy_softprompt.cli import build_parser
-
-    root = Path(__file__).resolve().parents[1]
-    project = load_project_config(root, overrides={"vars.study_corpus": "ade"})
-    (script,) = {c["name"]: c for c in project["commands"]}["study-bench"]["script"]
-    args = build_parser().parse_args(shlex.split(script)[3:])
+    (script,) = project({"vars.study_corpus": "ade"})["commands"]["study-bench"]["script"]
+    args = verb_args(script)
     assert args.systems == "study" and args.patience == 0 and args.max_steps == 351
     assert str(args.train) == "corpus/ade/train.spacy" and args.output == Path("docs/study_ade.md")
     assert args.packed_max_length == 384 and args.max_length is None  # packed SDoH needs 218; the rest as run
@@ -184,20 +218,16 @@ def test_transfer_bench_command_converts_maccrobat_and_is_the_bench_verb():
     """`transfer-study`: MACCROBAT converted with Medication read as Drug, then `transfer-bench`, the
     bench verb with that file on frozen and unfrozen systems of the study set for 740 steps (4 ADE
     epochs), dev every epoch, no patience (a name that is not a system would fail argparse)."""
-    import shlex
     from pathlib import Path
 
-    from spacy.cli.project.run import load_project_config
-    from spacy_softprompt.cli import build_parser
-
-    project = load_project_config(Path(__file__).resolve().parents[1])
-    commands = {c["name"]: c for c in project["commands"]}
-    assert project["workflows"]["transfer-study"] == ["convert", "convert-maccrobat", "transfer-bench"]
+    config = project()
+    commands = config["commands"]
+    assert config["workflows"]["transfer-study"] == ["convert", "convert-maccrobat", "transfer-bench"]
     (convert,) = commands["convert-maccrobat"]["script"]
-    converted = build_parser().parse_args(shlex.split(convert)[3:])
+    converted = verb_args(convert)
     assert converted.label_map == ["Medication=Drug"] and converted.output == Path("corpus/maccrobat/all.spacy")
     (bench,) = commands["transfer-bench"]["script"]
-    args = build_parser().parse_args(shlex.split(bench)[3:])
+    args = verb_args(bench)
     assert args.systems == "study" and args.transfer_test == converted.output
     assert str(converted.output) in commands["transfer-bench"]["deps"]
     assert args.transfer_types == ["Drug", "Dosage"] and str(args.train) == "corpus/ade/train.spacy"
@@ -209,19 +239,13 @@ def test_transfer_bench_command_converts_maccrobat_and_is_the_bench_verb():
 def test_study_head_lr_command_makes_its_configs_and_is_the_bench_verb(tmp_path):
     """``study-head-lr``: three init-config lines write the unfrozen presets with head_lr_scale 50
     (only that differs from the committed configs), then bench runs those three systems from them."""
-    import shlex
     from pathlib import Path
 
-    from spacy.cli.project.run import load_project_config
-    from spacy_softprompt.cli import build_parser
-
-    root = Path(__file__).resolve().parents[1]
-    command = {c["name"]: c for c in load_project_config(root)["commands"]}["study-head-lr"]
-    *make_configs, bench = command["script"]
+    *make_configs, bench = project()["commands"]["study-head-lr"]["script"]
     written = check_made_configs(make_configs, tmp_path, "head_lr_scale", 50.0, 1.0)
     assert {Path(out).parent for out, _ in written} == {Path("training/head-lr")}
     presets = [preset for _, preset in written]
-    args = build_parser().parse_args(shlex.split(bench)[3:])
+    args = verb_args(bench)
     assert args.systems == "study" and args.configs == Path("training/head-lr")
     used = {system.run: system.config for system in SYSTEM_SETS["study"] if system.run in args.only}
     assert set(args.only) == set(used) and set(used.values()) == set(presets) == {"finetune", "hard_prompt", "soft_prompt"}

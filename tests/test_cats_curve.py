@@ -16,9 +16,8 @@ from spacy.training import Example
 from spacy_softprompt.cli import main
 from spacy_softprompt.cli.cats_curve import CLASSIFICATION_ONLY, parse_sizes, subsample
 
-from conftest import annotate, check_made_configs
+from conftest import ROOT, annotate, check_made_configs, project, verb_args
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTES = [  # (text, concepts, relations, smoking status)
     ("Patient smokes a pack of cigarettes daily.", [("smokes", "Tobacco"), ("daily", "Frequency")],
      [("smokes", "Frequency", "daily")], "current"),
@@ -78,22 +77,14 @@ def test_project_command_is_the_verb():
     """project.yml's ``cats-curve`` (with its default vars) parses as the verb's arguments, and the
     ``smoking-curve`` workflow converts the corpus first (the run itself is tested below, in-process:
     a ``spacy project run`` child would add seconds of imports)."""
-    import shlex
-
-    from spacy.cli.project.run import load_project_config
-    from spacy_softprompt.cli import build_parser
-
-    project = load_project_config(ROOT)
-    command = {c["name"]: c for c in project["commands"]}["cats-curve"]
-    (script,) = command["script"]
-    words = shlex.split(script)
-    assert words[:3] == ["python", "-m", "spacy_softprompt"]
-    args = build_parser().parse_args(words[3:])
+    config = project()
+    (script,) = config["commands"]["cats-curve"]["script"]
+    args = verb_args(script)
     assert args.sizes == ["25", "50", "100", "200", "all"] and args.seeds == [0, 1, 2]
     assert args.systems == ["configs/lora_frozen.cfg", "configs/soft_prompt_frozen.cfg", "configs/finetune.cfg",
                             "configs/stock_transformer_textcat.cfg"]
     assert args.output == Path("docs/smoking_curve.md") and str(args.train) == "corpus/sdoh-smoking/train.spacy"
-    assert project["workflows"]["smoking-curve"] == ["convert-sdoh-status", "cats-curve"]
+    assert config["workflows"]["smoking-curve"] == ["convert-sdoh-status", "cats-curve"]
     for system in args.systems:
         assert (ROOT / system).is_file()
 
@@ -101,14 +92,8 @@ def test_project_command_is_the_verb():
 def test_alcohol_command_is_the_smoking_curve_on_the_alcohol_files():
     """``cats-curve-alcohol`` differs from ``cats-curve`` only in its corpus, run folder and report, so
     the two curves stay comparable when either command's systems or steps change."""
-    import shlex
-
-    from spacy.cli.project.run import load_project_config
-    from spacy_softprompt.cli import build_parser
-
-    project = load_project_config(ROOT)
-    commands = {c["name"]: c for c in project["commands"]}
-    smoking, alcohol = (vars(build_parser().parse_args(shlex.split(commands[name]["script"][0])[3:]))
+    config = project()
+    smoking, alcohol = (vars(verb_args(config["commands"][name]["script"][0]))
                         for name in ("cats-curve", "cats-curve-alcohol"))
     for split in ("train", "dev", "test"):
         assert str(alcohol.pop(split)) == f"corpus/sdoh-alcohol/{split}.spacy"
@@ -117,7 +102,7 @@ def test_alcohol_command_is_the_smoking_curve_on_the_alcohol_files():
     assert (alcohol.pop("output"), smoking.pop("output")) == (Path("docs/alcohol_curve.md"),
                                                                Path("docs/smoking_curve.md"))
     assert alcohol == smoking
-    assert project["workflows"]["alcohol-curve"] == ["convert-sdoh-status", "cats-curve-alcohol"]
+    assert config["workflows"]["alcohol-curve"] == ["convert-sdoh-status", "cats-curve-alcohol"]
 
 
 def test_cats_curve_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch):
@@ -200,14 +185,8 @@ def test_exclusive_classes_score_the_top_class_like_textcat():
 def test_attention_project_command_makes_its_configs_and_is_the_verb(tmp_path):
     """``cats-curve-attention``: two init-config lines write lora_frozen and finetune with attention
     text pooling (only that differs from the committed presets), then the curve runs on them."""
-    import shlex
-
-    from spacy.cli.project.run import load_project_config
-    from spacy_softprompt.cli import build_parser
-
-    command = {c["name"]: c for c in load_project_config(ROOT)["commands"]}["cats-curve-attention"]
-    *make_configs, curve = command["script"]
+    *make_configs, curve = project()["commands"]["cats-curve-attention"]["script"]
     written = [out for out, _ in check_made_configs(make_configs, tmp_path, "cats_text_pooling", "attention", "mean")]
-    args = build_parser().parse_args(shlex.split(curve)[3:])
+    args = verb_args(curve)
     assert args.systems == [*written, "configs/stock_transformer_textcat.cfg"]
     assert args.output == Path("docs/smoking_attention.md") and args.runs == Path("training/cats-attention")

@@ -185,6 +185,31 @@ def test_experiment_table_and_plot_average_over_seeds(tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_set_reads_json_values_and_rejects_what_is_not_a_setting():
+    from spacy_softprompt.cli.runs import base_config, check_settings, parse_settings
+
+    settings = parse_settings(["a.b=512", "a.c=true", "a.d=[4, 5]", "a.e=mean"])
+    assert settings == {"a.b": 512, "a.c": True, "a.d": [4, 5], "a.e": "mean"}
+    for bad in ("no_equals", "nodot=1", "a.b="):
+        with pytest.raises(CLIError, match="expected SECTION.KEY=VALUE"):
+            parse_settings([bad])
+    config = base_config("soft_prompt_frozen")
+    check_settings(config, {"components.softprompt_ie.model.packed": True, "training.patience": 3})
+    with pytest.raises(CLIError, match="prompt_lenght: the config has no such setting"):
+        check_settings(config, {"components.softprompt_ie.model.prompt_lenght": 8})
+
+
+def test_experiment_with_a_misspelt_setting_fails_before_training(tmp_path, capsys):
+    files = []
+    for split in ("train", "dev", "test"):
+        (tmp_path / f"{split}.spacy").write_bytes(b"")
+        files += [f"--{split}", str(tmp_path / f"{split}.spacy")]
+    code = main(["experiment", "prompt-length", *files, "--output", str(tmp_path / "out"), "--no-plot",
+                 "--runs", str(tmp_path / "runs"), "--set", "components.softprompt_ie.model.packd=true"])
+    assert code == 2 and "packd: the config has no such setting" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_experiment_missing_inputs_are_clear_errors(tmp_path, capsys):
     code = main(["experiment", "fewshot", "--config", str(tmp_path / "x.cfg"), "--train", "a", "--dev", "b",
                  "--test", "c", "--output", str(tmp_path)])

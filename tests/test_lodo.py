@@ -5,7 +5,6 @@ from scratch; project.yml's ``lodo`` is the verb; a second invocation resumes.""
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,8 @@ from spacy.tokens import DocBin
 
 from spacy_softprompt.cli import main
 
-from conftest import annotate
+from conftest import ROOT, annotate, project, verb_args
 
-ROOT = Path(__file__).resolve().parents[1]
 CORPORA = {
     "meds": [("Aspirin 100 mg was given.", [("Aspirin", "Medication"), ("100 mg", "meds/Dosage")]),
              ("She took ibuprofen 200 mg.", [("ibuprofen", "Medication"), ("200 mg", "meds/Dosage")]),
@@ -121,13 +119,8 @@ def test_lodo_names_a_type_without_description(tmp_path, capsys):
 
 
 def test_project_command_is_the_verb():
-    from spacy.cli.project.run import load_project_config
-
-    from spacy_softprompt.cli import build_parser
-
-    project = load_project_config(ROOT)
-    (script,) = {c["name"]: c for c in project["commands"]}["lodo"]["script"]
-    args = build_parser().parse_args(shlex.split(script)[3:])
+    (script,) = project()["commands"]["lodo"]["script"]
+    args = verb_args(script)
     assert args.held_out == ["ade", "sdoh", "maccrobat"] and args.shots == [5, 10, 20, 50, 100] and args.replay > 0
     descriptions = json.loads((ROOT / "configs" / "lodo_types.json").read_text())["descriptions"]
     assert {"ade/Drug", "Medication", "sdoh/Drug", "maccrobat/Dosage"} <= set(descriptions)

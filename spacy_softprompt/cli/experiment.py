@@ -3,10 +3,12 @@
 - ``prompt-length``: train one config at several prompt lengths;
 - ``fewshot``: train on K examples per concept type (several seeds per K).
 
-Every run starts from an ``init-config`` preset (or ``--config``) and goes
-through :func:`runs.train_and_evaluate` (``python -m spacy train``, then the
-``evaluate`` verb on the held-out test file), the path a user takes. The plot
-needs matplotlib: it is checked before the first run, not after the last.
+Every run starts from an ``init-config`` preset (or ``--config``, with ``--set``
+overrides) and goes through :func:`runs.train_and_evaluate` (``python -m spacy
+train``, then the ``evaluate`` verb on the held-out test file), the path a user
+takes. Each run keeps a ``run.json`` (scores, steps, epochs, wall time, dev
+curve): an interrupted sweep resumes, and the table is rewritten after every run.
+The plot needs matplotlib: it is checked before the first run, not after the last.
 """
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
+from . import CLIError
 from .init_config import PRESETS, STOCK_PRESETS
-from .runs import base_config, corpus_settings, matplotlib_available, require_files, train_and_evaluate
+from .runs import (base_config, check_settings, corpus_settings, jsonl_log_settings, matplotlib_available,
+                   parse_settings, require_files, train_and_evaluate)
 
 HELP = ("sweep prompt length or few-shot size (train + evaluate per setting), write a table and a PNG plot "
         "(the plot needs matplotlib, checked before training; --no-plot skips it)")
@@ -44,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="fewshot: sampling seeds per K")
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--eval-frequency", type=int, default=100)
+    parser.add_argument("--patience", type=int, default=None,
+                        help="stop a run after this many steps without a better dev score (default: the config's)")
+    parser.add_argument("--set", dest="settings", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config settings for every run, e.g. components.softprompt_ie.model.packed=true "
+                             "(values read as JSON where they parse, else as text)")
     parser.add_argument("--train-limit", type=int, default=0, help="prompt-length: training docs used (0 = all)")
     parser.add_argument("--dev-limit", type=int, default=0, help="dev docs evaluated while training (0 = all)")
     parser.add_argument("--backbone", default=None, help="override the config's backbone")
@@ -53,10 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .bench import dev_curve
+
     require_files([args.train, args.dev, args.test])
     if args.plot:
         matplotlib_available(required=True, verb="experiment")
     config = base_config(args.preset, args.config)
+    fixed = parse_settings(args.settings)
+    check_settings(config, fixed)
     model = "components.softprompt_ie.model"
     if args.kind == "prompt-length":
         values = args.values or [8, 16, 32, 64, 128]
@@ -64,29 +77,55 @@ def run(args: argparse.Namespace) -> int:
     else:
         values = args.values or [5, 10, 20, 50, 100]
         runs = [(k, seed, {"system.seed": seed}) for k in values for seed in args.seeds]
-    results: List[Dict] = []
+    command = "python -m spacy_softprompt " + " ".join(sys.argv[1:])
+    results: List[Dict[str, Any]] = []
     for index, (value, seed, extra) in enumerate(runs, 1):
         run_dir = args.runs / f"{args.kind}-{value}-seed{seed}"
-        print(f"[{index}/{len(runs)}] {args.kind} = {value}, seed {seed}", flush=True)
+        where = f"[{index}/{len(runs)}] {args.kind} = {value}, seed {seed}"
         fewshot = args.kind == "fewshot"
         train = _fewshot_file(args, value, seed, run_dir) if fewshot else args.train
         settings = corpus_settings(train, args.dev, max_steps=args.max_steps, eval_frequency=args.eval_frequency,
-                                   dev_limit=args.dev_limit, train_limit=None if fewshot else args.train_limit)
+                                   dev_limit=args.dev_limit, train_limit=None if fewshot else args.train_limit,
+                                   patience=args.patience)
         if args.backbone:
             settings[f"{model}.backbone"] = args.backbone
-        scores = train_and_evaluate(config, {**settings, **extra}, run_dir, args.test, gpu_id=args.gpu_id).scores
-        results.append({"value": value, "seed": seed, **{m: scores[m] for m in METRICS}})
-        print("    " + ", ".join(f"{m} {100 * scores[m]:.1f}" for m in METRICS), flush=True)
+        settings.update({**fixed, **extra})
+        identity = {key: str(v) for key, v in sorted(settings.items())}
+        record_path = run_dir / "run.json"
+        if record_path.is_file():
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+            if record.get("settings") != identity:
+                raise CLIError(f"{record_path} was trained with other settings than this run's; pass another "
+                               "--runs folder or delete it")
+            print(f"{where}: done before ({record_path}), skipped", flush=True)
+        else:
+            print(f"{where}: training", flush=True)
+            log = run_dir / "train_log.jsonl"
+            result = train_and_evaluate(config, {**settings, **jsonl_log_settings(log)}, run_dir, args.test,
+                                        gpu_id=args.gpu_id)
+            record = {"value": value, "seed": seed, **{m: result.scores[m] for m in METRICS},
+                      "train_seconds": round(result.train_seconds, 1), **dev_curve(log), "settings": identity}
+            record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        results.append(record)
+        print("    " + ", ".join(f"{m} {100 * record[m]:.1f}" for m in METRICS)
+              + f"; {record['steps']} steps (best {record['best_step']}), {record['train_seconds']:.0f} s", flush=True)
+        write_report(args, command, results)
+    print(to_markdown(args.kind, results))
+    print(f"\ntable{' and plot' if args.plot else ''} in {args.output}")
+    return 0
+
+
+def write_report(args: argparse.Namespace, command: str, results: List[Dict[str, Any]]) -> None:
+    """The table (summary and each run), its JSON and the plot, from the runs done so far."""
     args.output.mkdir(parents=True, exist_ok=True)
-    table = to_markdown(args.kind, results)
-    command = "python -m spacy_softprompt " + " ".join(sys.argv[1:])
-    (args.output / f"{args.kind}.md").write_text(f"Made by: `{command}`\n\n{table}\n", encoding="utf-8")
+    trained = sum(r["train_seconds"] for r in results)
+    runs = f"{len(results)} run{'s' * (len(results) != 1)}"
+    text = (f"Made by: `{command}` ({runs}, {trained / 60:.1f} min of training)\n\n"
+            f"{to_markdown(args.kind, results)}\n\n{runs_markdown(results)}\n")
+    (args.output / f"{args.kind}.md").write_text(text, encoding="utf-8")
     (args.output / f"{args.kind}.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     if args.plot:
         plot(args.kind, results, args.output / f"{args.kind}.png")
-    print(table)
-    print(f"\ntable{' and plot' if args.plot else ''} in {args.output}")
-    return 0
 
 
 def _fewshot_file(args: argparse.Namespace, shots: int, seed: int, run_dir: Path) -> Path:
@@ -129,6 +168,20 @@ def to_markdown(kind: str, results: List[Dict]) -> str:
     for row in _summaries(results):
         cells = [f"{100 * row[m]:.1f} ± {100 * row[m + '_sd']:.1f}" for m in METRICS]
         lines.append(f"| {row['value']} | {row['runs']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def runs_markdown(results: List[Dict[str, Any]]) -> str:
+    """Each run: its scores, how long it trained, and its dev curve (where it levelled off)."""
+    lines = ["Each run (strict F1; steps trained and, in brackets, the best dev step, which is the model scored; "
+             "dev score at each evaluation as `step: score`):", "",
+             "| value | seed | concept F1 strict | relation F1 strict | steps (best) | epochs | training s | dev curve |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in results:
+        curve = ", ".join(f"{step}: {score}" for step, score in r.get("dev_curve", []))
+        lines.append(f"| {r['value']} | {r['seed']} | {100 * r['concepts_strict_f']:.1f} | "
+                     f"{100 * r['relations_strict_f']:.1f} | {r.get('steps', 'n/r')} ({r.get('best_step', 'n/r')}) | "
+                     f"{r.get('epochs', 'n/r')} | {r.get('train_seconds', 0):.0f} | {curve} |")
     return "\n".join(lines)
 
 

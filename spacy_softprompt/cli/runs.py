@@ -240,6 +240,32 @@ def mean_sd(values: Sequence[float]) -> str:
     return f"{statistics.fmean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else "")
 
 
+def parse_settings(pairs: Sequence[str]) -> Dict[str, Any]:
+    """``KEY=VALUE`` pairs (``--set``) as dotted-key settings; a value is read as JSON where it
+    parses (``512``, ``true``, ``[4, 5]``), else kept as text."""
+    settings: Dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or "." not in key or not text:
+            raise CLIError(f"--set {pair!r}: expected SECTION.KEY=VALUE, e.g. components.softprompt_ie.model.packed=true")
+        try:
+            settings[key] = json.loads(text)
+        except json.JSONDecodeError:
+            settings[key] = text
+    return settings
+
+
+def check_settings(config, settings: Mapping[str, Any]) -> None:
+    """Fail before any training when a setting names no value of ``config`` (a typo would
+    otherwise surface as spaCy's validation error in the first run's child process)."""
+    for key in settings:
+        node = config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise CLIError(f"--set {key}: the config has no such setting")
+            node = node[part]
+
+
 def require_files(paths: Sequence[Path], hint: str = "run `spacy project run convert` first") -> None:
     """Fail before any work when an input file is missing."""
     missing: List[str] = [str(path) for path in paths if not Path(path).is_file()]
