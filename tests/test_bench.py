@@ -161,6 +161,27 @@ def test_prompt_length_project_command_sweeps_packed_late_prompts_until_dev_leve
                                                      Path("training/prompt_length/deep_prompt_frozen"))
 
 
+def test_fewshot_project_command_trains_either_arm_until_dev_levels():
+    """``fewshot``: frozen soft prompts in the prompt-length sweep's layout by default; the unfrozen arm is
+    the same command with ``fewshot_strategy`` and ``fewshot_set``, reported and run in folders of its own."""
+    from pathlib import Path
+
+    from spacy_softprompt.cli.runs import base_config, check_settings, parse_settings
+
+    commands = project()["commands"]
+    frozen = verb_args(commands["fewshot"]["script"][0])
+    assert frozen.kind == "fewshot" and frozen.values == [5, 10, 20, 50, 100] and frozen.seeds == [0, 1, 2]
+    assert (frozen.max_steps, frozen.eval_frequency, frozen.patience) == (200, 25, 100)
+    assert frozen.settings == verb_args(commands["sweep-prompt-length"]["script"][0]).settings
+    unfrozen = verb_args(project({"vars.fewshot_strategy": "finetune",
+                                  "vars.fewshot_set": "components.softprompt_ie.model.head_lr_scale=50"}
+                                 )["commands"]["fewshot"]["script"][0])
+    for args in (frozen, unfrozen):
+        check_settings(base_config(config=ROOT / args.config), parse_settings(args.settings))
+    assert (unfrozen.output, unfrozen.runs) == (Path("docs/fewshot/finetune"), Path("training/fewshot/finetune"))
+    assert parse_settings(unfrozen.settings) == {"components.softprompt_ie.model.head_lr_scale": 50}
+
+
 def test_dev_curve_reads_spacy_training_log(tmp_path):
     """The report says where dev stopped improving: steps run, best step, and the curve."""
     from spacy_softprompt.cli.bench import dev_curve
