@@ -62,8 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .bench import dev_curve
-
     require_files([args.train, args.dev, args.test])
     if args.plot:
         matplotlib_available(required=True, verb="experiment")
@@ -90,22 +88,7 @@ def run(args: argparse.Namespace) -> int:
         if args.backbone:
             settings[f"{model}.backbone"] = args.backbone
         settings.update({**fixed, **extra})
-        identity = {key: str(v) for key, v in sorted(settings.items())}
-        record_path = run_dir / "run.json"
-        if record_path.is_file():
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-            if record.get("settings") != identity:
-                raise CLIError(f"{record_path} was trained with other settings than this run's; pass another "
-                               "--runs folder or delete it")
-            print(f"{where}: done before ({record_path}), skipped", flush=True)
-        else:
-            print(f"{where}: training", flush=True)
-            log = run_dir / "train_log.jsonl"
-            result = train_and_evaluate(config, {**settings, **jsonl_log_settings(log)}, run_dir, args.test,
-                                        gpu_id=args.gpu_id)
-            record = {"value": value, "seed": seed, **{m: result.scores[m] for m in METRICS},
-                      "train_seconds": round(result.train_seconds, 1), **dev_curve(log), "settings": identity}
-            record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        record = _train_or_resume(args, config, settings, run_dir, where, value, seed)
         results.append(record)
         print("    " + ", ".join(f"{m} {100 * record[m]:.1f}" for m in METRICS)
               + f"; {record['steps']} steps (best {record['best_step']}), {record['train_seconds']:.0f} s", flush=True)
@@ -113,6 +96,30 @@ def run(args: argparse.Namespace) -> int:
     print(to_markdown(args.kind, results))
     print(f"\ntable{' and plot' if args.plot else ''} in {args.output}")
     return 0
+
+
+def _train_or_resume(args: argparse.Namespace, config, settings: Dict[str, Any], run_dir: Path, where: str,
+                     value: int, seed: int) -> Dict[str, Any]:
+    """One run's record: read back from its ``run.json`` when it finished before with the same
+    settings, else trained, scored on the test file and written there."""
+    from .bench import dev_curve
+
+    identity = {key: str(v) for key, v in sorted(settings.items())}
+    record_path = run_dir / "run.json"
+    if record_path.is_file():
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if record.get("settings") != identity:
+            raise CLIError(f"{record_path} was trained with other settings than this run's; pass another "
+                           "--runs folder or delete it")
+        print(f"{where}: done before ({record_path}), skipped", flush=True)
+        return record
+    print(f"{where}: training", flush=True)
+    log = run_dir / "train_log.jsonl"
+    result = train_and_evaluate(config, {**settings, **jsonl_log_settings(log)}, run_dir, args.test, gpu_id=args.gpu_id)
+    record = {"value": value, "seed": seed, **{m: result.scores[m] for m in METRICS},
+              "train_seconds": round(result.train_seconds, 1), **dev_curve(log), "settings": identity}
+    record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record
 
 
 def write_report(args: argparse.Namespace, command: str, results: List[Dict[str, Any]]) -> None:
