@@ -182,9 +182,10 @@ def runs_markdown(results: List[Dict[str, Any]]) -> str:
     """Each run: its scores, how long it trained, and its dev curve (where it levelled off)."""
     lines = ["Each run (strict F1; steps trained and, in brackets, the best dev step, which is the model scored; "
              "dev score at each evaluation as `step: score`):", "",
-             "| value | seed | concept F1 strict | relation F1 strict | steps (best) | epochs | training s | dev curve |",
+             "| value | seed | concept F1 strict | relation F1 strict | steps (best) | last epoch (from 0) | training s "
+             "| dev curve |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for r in results:
+    for r in sorted(results, key=lambda r: (r["value"], r["seed"])):
         curve = ", ".join(f"{step}: {score}" for step, score in r.get("dev_curve", []))
         lines.append(f"| {r['value']} | {r['seed']} | {100 * r['concepts_strict_f']:.1f} | "
                      f"{100 * r['relations_strict_f']:.1f} | {r.get('steps', 'n/r')} ({r.get('best_step', 'n/r')}) | "
