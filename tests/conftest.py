@@ -57,7 +57,6 @@ def check_made_configs(lines, tmp_path, setting, made_value, committed_value):
 
     from spacy_softprompt.cli import main
 
-    root = Path(__file__).resolve().parents[1]
     written = []
     for line in lines:
         words = shlex.split(line)
@@ -66,7 +65,7 @@ def check_made_configs(lines, tmp_path, setting, made_value, committed_value):
         assert main(["init-config", str(out), *words[5:]]) == 0
         preset = words[words.index("--preset") + 1]
         made = spacy.util.load_config(out)["components"]["softprompt_ie"]
-        committed = spacy.util.load_config(root / "configs" / f"{preset}.cfg")["components"]["softprompt_ie"]
+        committed = spacy.util.load_config(ROOT / "configs" / f"{preset}.cfg")["components"]["softprompt_ie"]
         assert made["model"].pop(setting) == made_value and committed["model"].pop(setting) == committed_value
         assert made == committed
         written.append((words[4], preset))

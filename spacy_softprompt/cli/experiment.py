@@ -186,10 +186,10 @@ def runs_markdown(results: List[Dict[str, Any]]) -> str:
              "| dev curve |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in sorted(results, key=lambda r: (r["value"], r["seed"])):
-        curve = ", ".join(f"{step}: {score}" for step, score in r.get("dev_curve", []))
+        curve = ", ".join(f"{step}: {score}" for step, score in r["dev_curve"])
         lines.append(f"| {r['value']} | {r['seed']} | {100 * r['concepts_strict_f']:.1f} | "
-                     f"{100 * r['relations_strict_f']:.1f} | {r.get('steps', 'n/r')} ({r.get('best_step', 'n/r')}) | "
-                     f"{r.get('epochs', 'n/r')} | {r.get('train_seconds', 0):.0f} | {curve} |")
+                     f"{100 * r['relations_strict_f']:.1f} | {r['steps']} ({r['best_step']}) | {r['epochs']} | "
+                     f"{r['train_seconds']:.0f} | {curve} |")
     return "\n".join(lines)
 
 
