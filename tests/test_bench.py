@@ -182,6 +182,22 @@ def test_fewshot_project_command_trains_either_arm_until_dev_levels():
     assert parse_settings(unfrozen.settings) == {"components.softprompt_ie.model.head_lr_scale": 50}
 
 
+def test_overlay_project_commands_read_what_the_sweeps_write():
+    """``fewshot-overlay`` and ``prompt-length-overlay`` read the reports that ``fewshot`` and
+    ``sweep-prompt-length`` write for each of their two arms."""
+    for overlay, sweep, variable, arms in (
+            ("fewshot-overlay", "fewshot", "vars.fewshot_strategy", ("soft_prompt_frozen", "finetune")),
+            ("prompt-length-overlay", "sweep-prompt-length", "vars.prompt_length_config",
+             ("soft_prompt_frozen", "deep_prompt_frozen"))):
+        args = verb_args(project()["commands"][overlay]["script"][0])
+        assert args.kind == verb_args(project()["commands"][sweep]["script"][0]).kind
+        written = []
+        for arm in arms:
+            made = verb_args(project({variable: arm})["commands"][sweep]["script"][0])
+            written.append(f"{arm}={made.output / made.kind}.json")
+        assert args.arms == written
+
+
 def test_dev_curve_reads_spacy_training_log(tmp_path):
     """The report says where dev stopped improving: steps run, best step, and the curve."""
     from spacy_softprompt.cli.bench import dev_curve

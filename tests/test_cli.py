@@ -1,4 +1,5 @@
 """The command line: every verb listed and documented; clear errors for bad input."""
+import json
 import subprocess
 import sys
 
@@ -183,6 +184,40 @@ def test_experiment_table_and_plot_average_over_seeds(tmp_path):
     assert "| 10 | 1 | 50.0 ± 0.0 |" in table
     plot("fewshot", results, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _report(path, rows):
+    """An experiment report (.json) with one run per (value, seed, concept F1, relation F1)."""
+    path.write_text(json.dumps([{"value": v, "seed": seed, "concepts_strict_f": c, "concepts_lenient_f": c,
+                                 "relations_strict_f": r, "relations_lenient_f": r} for v, seed, c, r in rows]))
+    return path
+
+
+def test_overlay_puts_arms_side_by_side_at_each_value(tmp_path):
+    frozen = _report(tmp_path / "frozen.json", [(5, 0, 0.2, 0.0), (5, 1, 0.4, 0.02), (20, 0, 0.5, 0.1)])
+    tuned = _report(tmp_path / "tuned.json", [(20, 0, 0.6, 0.2), (20, 1, 0.6, 0.3)])
+    out = tmp_path / "docs" / "overlay.md"
+    assert main(["overlay", "fewshot", f"frozen={frozen}", f"tuned={tuned}", "--output", str(out)]) == 0
+    table = out.read_text()
+    assert ("| shots per type | frozen: concept F1 strict | tuned: concept F1 strict | frozen: relation F1 strict "
+            "| tuned: relation F1 strict |") in table
+    assert "| 5 | 30.0 ± 14.1 (n = 2) | – | 1.0 ± 1.4 (n = 2) | – |" in table
+    assert "| 20 | 50.0 ± 0.0 (n = 1) | 60.0 ± 0.0 (n = 2) | 10.0 ± 0.0 (n = 1) | 25.0 ± 7.1 (n = 2) |" in table
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_overlay_names_what_it_cannot_read(tmp_path, capsys):
+    good = _report(tmp_path / "good.json", [(8, 0, 0.5, 0.2)])
+    (tmp_path / "metrics.json").write_text(json.dumps({"concepts_strict_f": 0.5}))
+    (tmp_path / "broken.json").write_text("[{")
+    for arms, message in (([str(good)], "expected NAME=REPORT"),
+                          ([f"a={good}", f"a={good}"], "each arm needs its own name"),
+                          ([f"a={tmp_path / 'missing.json'}"], "missing.json: no such report"),
+                          ([f"a={tmp_path / 'metrics.json'}"], "metrics.json: not an `experiment` report"),
+                          ([f"a={good}", f"b={tmp_path / 'broken.json'}"], "broken.json: not JSON (line 1")):
+        assert main(["overlay", "prompt-length", *arms, "--output", str(tmp_path / "o.md")]) == 2
+        assert message in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "o.md").exists()
 
 
 def test_set_reads_json_values_and_rejects_what_is_not_a_setting():

@@ -35,6 +35,7 @@ VERBS = {
     "render": "render",
     "compare": "compare",
     "experiment": "experiment",
+    "overlay": "overlay",
     "bench": "bench",
     "scaling": "scaling",
     "step-time": "step_time",

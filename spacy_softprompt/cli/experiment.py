@@ -151,7 +151,8 @@ def _fewshot_file(args: argparse.Namespace, shots: int, seed: int, run_dir: Path
     return path
 
 
-def _summaries(results: List[Dict]) -> List[Dict]:
+def summaries(results: List[Dict]) -> List[Dict]:
+    """One row per swept value: each metric's mean and sample sd over that value's runs (seeds)."""
     by_value: Dict[int, List[Dict]] = {}
     for r in results:
         by_value.setdefault(r["value"], []).append(r)
@@ -172,7 +173,7 @@ def to_markdown(kind: str, results: List[Dict]) -> str:
         f"| {name} | runs | concept F1 strict | concept F1 lenient | relation F1 strict | relation F1 lenient |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for row in _summaries(results):
+    for row in summaries(results):
         cells = [f"{100 * row[m]:.1f} ± {100 * row[m + '_sd']:.1f}" for m in METRICS]
         lines.append(f"| {row['value']} | {row['runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -199,21 +200,26 @@ def plot(kind: str, results: List[Dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = _summaries(results)
+    rows = summaries(results)
     xs = [r["value"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
     for metric, label in (("concepts_strict_f", "concepts (strict)"), ("relations_strict_f", "relations (strict)"),
                           ("concepts_lenient_f", "concepts (lenient)")):
         ax.errorbar(xs, [100 * r[metric] for r in rows], yerr=[100 * r[metric + "_sd"] for r in rows],
                     marker="o", capsize=3, label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(xs)
-    ax.set_xticklabels([str(x) for x in xs])
-    ax.set_xlabel("prompt length (vectors)" if kind == "prompt-length" else "examples per concept type (K)")
-    ax.set_ylabel("F1 on test (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    style_axis(ax, kind, xs, "F1 on test (%)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def style_axis(ax, kind: str, values: List[int], ylabel: str) -> None:
+    """A sweep's axis: the swept values on a log-2 scale, F1 from 0 to 100, a legend."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(values)
+    ax.set_xticklabels([str(v) for v in values])
+    ax.set_xlabel("prompt length (vectors)" if kind == "prompt-length" else "examples per concept type (K)")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
