@@ -3,7 +3,6 @@ spaCy's own `spacy debug config` and `spacy debug data` on converted ADE data.""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import spacy
@@ -14,9 +13,9 @@ from typer.main import get_command
 from spacy_softprompt.cli import CLIError, main
 from spacy_softprompt.cli.init_config import LEARN_RATE, PRESETS, STOCK, STOCK_PRESETS, STOCK_TEXTCAT, generate
 
-from conftest import SHARED_DATA, require_shared
+from conftest import ROOT, SHARED_DATA, require_shared
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = ROOT / "configs"
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))

@@ -9,15 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import spacy
 
 from spacy_softprompt.cli import main
 from spacy_softprompt.cli.folds import METRICS
 
-from conftest import SHARED_DATA
+from conftest import ROOT, SHARED_DATA
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def scores(entity_macro: float, relation: float) -> dict:

@@ -45,10 +45,9 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from conftest import RELATIONS, SHARED_DATA, TEXTS, annotate, fit_pipeline, require_shared
+from conftest import RELATIONS, ROOT, SHARED_DATA, TEXTS, annotate, fit_pipeline, require_shared
 from pipeline_package import install_pipeline_package
 
-ROOT = Path(__file__).resolve().parents[1]
 RUNNABLE = {"python", "bash", "sh"}
 GATES = {
     "gpu": lambda: _cuda_available(),

@@ -21,9 +21,8 @@ from spacy_softprompt.corpora.status import (
 )
 from spacy_softprompt.corpora.summary import ConversionSummary, CorpusFormatError
 
-from conftest import SHARED_DATA, require_shared
+from conftest import ROOT, SHARED_DATA, require_shared
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("events, label, mixed", [

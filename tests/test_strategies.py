@@ -3,7 +3,6 @@ and the answers each one reads from its outputs."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
@@ -13,6 +12,8 @@ from spacy_softprompt.pieces import tokenize_doc
 from spacy_softprompt.queries import QueryBuilder
 from spacy_softprompt.schema import TaskSchema
 from spacy_softprompt.strategies import STRATEGIES
+
+from conftest import ROOT
 
 SCHEMA = TaskSchema(["ADE", "Drug"], {"Drug": {"Drug-AE": ["ADE"]}})
 TEXT = "Aspirin caused severe nausea."
@@ -92,7 +93,7 @@ def test_answers_map_to_columns_and_back(default_backbone_path):
 
 
 def test_no_strategy_name_is_compared_outside_the_strategies_module():
-    package = Path(__file__).resolve().parents[1] / "spacy_softprompt"
+    package = ROOT / "spacy_softprompt"
     pattern = re.compile(r"strategy\W{0,3}\s*(==|!=|not in|in)\s*[(\[{'\"]|[(\[{]\s*\"(soft|deep|hard|none)\",\s*\"(soft|deep|hard|none)\"")
     offenders = [
         f"{path.name}:{i}" for path in package.rglob("*.py") if path.name != "strategies.py"

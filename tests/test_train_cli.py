@@ -4,15 +4,14 @@ runs it in this small form (a few sentences, a few steps)."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from conftest import SHARED_DATA, require_shared
+from conftest import ROOT, SHARED_DATA, require_shared
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = ROOT / "configs"
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from spacy.tokens import DocBin
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def _run(command, cwd: Path, env=None) -> subprocess.CompletedProcess:
