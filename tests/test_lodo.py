@@ -95,7 +95,7 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "old_f"}))
     capsys.readouterr()
     assert main(argv) == 0
-    assert capsys.readouterr().out.count("done before, skipped") == 5
+    assert capsys.readouterr().out.count("done before (") == 5
     assert json.loads(record.read_text())["old_f"] == transfer["old_f"]
     # other settings than the finished runs': refused, not mixed in
     length = argv.index("--max-length") + 1

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from . import CLIError, read_docbin
-from .runs import (backbone_settings, corpus_settings, evaluate_spacy, jsonl_log_settings, load_systems,
-                   matplotlib_available, mean_sd, require_files, train, write_run_config)
+from .runs import (backbone_settings, corpus_settings, evaluate_spacy, finished_run, jsonl_log_settings,
+                   load_systems, matplotlib_available, mean_sd, require_files, train, write_run_config)
 
 HELP = ("learning curve of document classes: softprompt_ie configs and spaCy's textcat trained on seeded "
         "subsamples of N documents, scored with spaCy's textcat metrics; table, JSON and plot")
@@ -160,13 +160,10 @@ def run(args: argparse.Namespace) -> int:
         run_dir = args.runs / key / name
         record_path = run_dir / "run.json"
         where = f"[{index}/{len(plan)}] {size} documents, seed {seed}, {name}"
-        if record_path.is_file():
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-            if (record.get("max_steps"), record.get("backbone")) != (args.max_steps, args.backbone):
-                raise CLIError(f"{record_path} was trained with max_steps {record.get('max_steps')} and backbone "
-                               f"{record.get('backbone')!r}; pass another --runs folder or delete it")
-            print(f"{where}: done before ({record_path}), skipped", flush=True)
-        else:
+        record = finished_run(record_path, where, lambda done: None if (
+            done.get("max_steps"), done.get("backbone")) == (args.max_steps, args.backbone) else
+            f"trained with max_steps {done.get('max_steps')} and backbone {done.get('backbone')!r}")
+        if record is None:
             print(f"{where}: training", flush=True)
             log = run_dir / "train_log.jsonl"
             settings = run_settings(config, train_file, args, seed, log)

@@ -17,12 +17,15 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
-from . import CLIError
+from . import read_docbin
 from .init_config import PRESETS, STOCK_PRESETS
-from .runs import (base_config, check_settings, corpus_settings, jsonl_log_settings, matplotlib_available,
-                   parse_settings, require_files, train_and_evaluate)
+from .runs import (base_config, check_settings, corpus_settings, finished_run, jsonl_log_settings,
+                   matplotlib_available, parse_settings, require_files, train_and_evaluate)
+
+if TYPE_CHECKING:
+    from spacy.tokens import Doc
 
 HELP = ("sweep prompt length or few-shot size (train + evaluate per setting), write a table and a PNG plot "
         "(the plot needs matplotlib, checked before training; --no-plot skips it)")
@@ -77,11 +80,12 @@ def run(args: argparse.Namespace) -> int:
         runs = [(k, seed, {"system.seed": seed}) for k in values for seed in args.seeds]
     command = "python -m spacy_softprompt " + " ".join(sys.argv[1:])
     results: List[Dict[str, Any]] = []
+    fewshot = args.kind == "fewshot"
+    pool = read_docbin(args.train) if fewshot else []  # read once: every K and seed samples from it
     for index, (value, seed, extra) in enumerate(runs, 1):
         run_dir = args.runs / f"{args.kind}-{value}-seed{seed}"
         where = f"[{index}/{len(runs)}] {args.kind} = {value}, seed {seed}"
-        fewshot = args.kind == "fewshot"
-        train = _fewshot_file(args, value, seed, run_dir) if fewshot else args.train
+        train = _fewshot_file(pool, value, seed, run_dir) if fewshot else args.train
         settings = corpus_settings(train, args.dev, max_steps=args.max_steps, eval_frequency=args.eval_frequency,
                                    dev_limit=args.dev_limit, train_limit=None if fewshot else args.train_limit,
                                    patience=args.patience)
@@ -106,13 +110,10 @@ def _train_or_resume(args: argparse.Namespace, config, settings: Dict[str, Any],
 
     identity = {key: str(v) for key, v in sorted(settings.items())}
     record_path = run_dir / "run.json"
-    if record_path.is_file():
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if record.get("settings") != identity:
-            raise CLIError(f"{record_path} was trained with other settings than this run's; pass another "
-                           "--runs folder or delete it")
-        print(f"{where}: done before ({record_path}), skipped", flush=True)
-        return record
+    done = finished_run(record_path, where, lambda record: None if record.get("settings") == identity
+                        else "trained with other settings than this run's")
+    if done is not None:
+        return done
     print(f"{where}: training", flush=True)
     log = run_dir / "train_log.jsonl"
     result = train_and_evaluate(config, {**settings, **jsonl_log_settings(log)}, run_dir, args.test, gpu_id=args.gpu_id)
@@ -135,15 +136,13 @@ def write_report(args: argparse.Namespace, command: str, results: List[Dict[str,
         plot(args.kind, results, args.output / f"{args.kind}.png")
 
 
-def _fewshot_file(args: argparse.Namespace, shots: int, seed: int, run_dir: Path) -> Path:
-    import spacy
+def _fewshot_file(pool: List[Doc], shots: int, seed: int, run_dir: Path) -> Path:
+    """The run's training file: the documents that give K examples per type, seeded."""
     from spacy.tokens import DocBin
 
     from ..sampling import sample_few_shot
 
-    nlp = spacy.blank("en")
-    docs = list(DocBin().from_disk(args.train).get_docs(nlp.vocab))
-    subset, report = sample_few_shot(docs, shots, seed)
+    subset, report = sample_few_shot(pool, shots, seed)
     print(f"    sampled {len(subset)} documents for K={shots}" + ("" if report.complete else " (shortfall)"))
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "train.spacy"

@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..strategies import STRATEGIES
 from . import CLIError, read_docbin
-from .runs import (backbone_settings, corpus_settings, evaluate, jsonl_log_settings, load_systems,
+from .runs import (backbone_settings, corpus_settings, evaluate, finished_run, jsonl_log_settings, load_systems,
                    matplotlib_available, mean_sd, require_files, train, write_run_config)
 
 HELP = ("leave one dataset out: train on the other corpora with types asked by description, score the "
@@ -244,13 +244,11 @@ def run(args: argparse.Namespace) -> int:
         path = run_dir / "run.json"
         steps = settings.get("training.max_steps", 0)
         inputs = dict(inputs_of(args), source=_stamp(source.parent / "run.json") if source else None)
-        if path.is_file():
-            done = json.loads(path.read_text(encoding="utf-8"))
-            if (done.get("max_steps"), done.get("backbone")) != (steps, args.backbone) or (
-                    "inputs" in done and done["inputs"] != inputs):
-                raise CLIError(f"{path} was made with other settings (max_steps {done.get('max_steps')}, "
-                               f"{done.get('inputs')}); pass another --runs folder or delete it")
-            print(f"{run_dir}: done before, skipped", flush=True)
+        done = finished_run(path, str(run_dir), lambda record: None if (
+            record.get("max_steps"), record.get("backbone")) == (steps, args.backbone) and record.get(
+            "inputs", inputs) == inputs else f"made with other settings (max_steps {record.get('max_steps')}, "
+            f"{record.get('inputs')})")
+        if done is not None:
             if wants_old_types(done) and "old_f" not in done:  # measured on a run made before it was asked
                 done["old_f"] = old_types_f(run_dir / "model-best", run_dir, held_out)
                 path.write_text(json.dumps(done, indent=2) + "\n", encoding="utf-8")

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import CLIError
 
@@ -196,6 +196,21 @@ def train_and_evaluate(config, settings: Mapping[str, Any], run_dir: Path, test:
     result = train(config_path, run_dir, gpu_id=gpu_id, env=env)
     result.scores = evaluate(result.pipeline, test, run_dir / "metrics.json", gpu_id=gpu_id)
     return result
+
+
+def finished_run(record_path: Path, where: str, mismatch: Callable[[Dict[str, Any]], Optional[str]]
+                 ) -> Optional[Dict[str, Any]]:
+    """A finished run's record, read back from its ``run.json`` so that a sweep run again resumes;
+    ``None`` when it has not run. A record made with other settings is refused, not mixed into
+    this sweep's table: ``mismatch(record)`` says how it differs (``None`` when it does not)."""
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    problem = mismatch(record)
+    if problem:
+        raise CLIError(f"{record_path} was {problem}; pass another --runs folder or delete it")
+    print(f"{where}: done before ({record_path}), skipped", flush=True)
+    return record
 
 
 def corpus_settings(train: Path, dev: Path, *, max_steps: int, eval_frequency: int, dev_limit: int = 0,
