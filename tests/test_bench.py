@@ -198,6 +198,20 @@ def test_overlay_project_commands_read_what_the_sweeps_write():
         assert args.arms == written
 
 
+def test_steps_overlay_reads_the_longer_sweep_beside_the_default_one():
+    """``prompt-length-steps-overlay`` reads the default sweep's report and the one that
+    ``sweep-prompt-length`` writes with ``prompt_length_suffix`` at twice the steps, which
+    must not overwrite the first."""
+    args = verb_args(project()["commands"]["prompt-length-steps-overlay"]["script"][0])
+    default = verb_args(project()["commands"]["sweep-prompt-length"]["script"][0])
+    longer = verb_args(project({"vars.prompt_length_steps": 1110, "vars.prompt_length_suffix": "_1110"})
+                       ["commands"]["sweep-prompt-length"]["script"][0])
+    assert (default.max_steps, longer.max_steps) == (555, 1110)
+    assert longer.output != default.output and longer.runs != default.runs
+    assert args.arms == [f"soft_555_steps={default.output / default.kind}.json",
+                         f"soft_1110_steps={longer.output / longer.kind}.json"]
+
+
 def test_dev_curve_reads_spacy_training_log(tmp_path):
     """The report says where dev stopped improving: steps run, best step, and the curve."""
     from spacy_softprompt.cli.bench import dev_curve
