@@ -183,33 +183,33 @@ def test_fewshot_project_command_trains_either_arm_until_dev_levels():
 
 
 def test_overlay_project_commands_read_what_the_sweeps_write():
-    """``fewshot-overlay`` and ``prompt-length-overlay`` read the reports that ``fewshot`` and
-    ``sweep-prompt-length`` write for each of their two arms."""
-    for overlay, sweep, variable, arms in (
-            ("fewshot-overlay", "fewshot", "vars.fewshot_strategy", ("soft_prompt_frozen", "finetune")),
-            ("prompt-length-overlay", "sweep-prompt-length", "vars.prompt_length_config",
-             ("soft_prompt_frozen", "deep_prompt_frozen"))):
+    """``fewshot-overlay``, ``prompt-length-overlay`` and ``prompt-length-steps-overlay`` read the
+    reports that ``fewshot`` and ``sweep-prompt-length`` write for each of their arms (each arm:
+    the sweep with its own variables)."""
+    longer = {"vars.prompt_length_steps": 1110, "vars.prompt_length_suffix": "_1110"}
+    for overlay, sweep, arms in (
+            ("fewshot-overlay", "fewshot",
+             {arm: {"vars.fewshot_strategy": arm} for arm in ("soft_prompt_frozen", "finetune")}),
+            ("prompt-length-overlay", "sweep-prompt-length",
+             {arm: {"vars.prompt_length_config": arm} for arm in ("soft_prompt_frozen", "deep_prompt_frozen")}),
+            ("prompt-length-steps-overlay", "sweep-prompt-length", {"soft_555_steps": {}, "soft_1110_steps": longer})):
         args = verb_args(project()["commands"][overlay]["script"][0])
         assert args.kind == verb_args(project()["commands"][sweep]["script"][0]).kind
         written = []
-        for arm in arms:
-            made = verb_args(project({variable: arm})["commands"][sweep]["script"][0])
+        for arm, variables in arms.items():
+            made = verb_args(project(variables)["commands"][sweep]["script"][0])
             written.append(f"{arm}={made.output / made.kind}.json")
         assert args.arms == written
 
 
-def test_steps_overlay_reads_the_longer_sweep_beside_the_default_one():
-    """``prompt-length-steps-overlay`` reads the default sweep's report and the one that
-    ``sweep-prompt-length`` writes with ``prompt_length_suffix`` at twice the steps, which
-    must not overwrite the first."""
-    args = verb_args(project()["commands"]["prompt-length-steps-overlay"]["script"][0])
+def test_prompt_length_suffix_keeps_a_longer_sweep_apart():
+    """``sweep-prompt-length`` with ``prompt_length_suffix`` at twice the steps writes its report
+    and runs elsewhere, so it does not overwrite (or resume from) the default sweep."""
     default = verb_args(project()["commands"]["sweep-prompt-length"]["script"][0])
     longer = verb_args(project({"vars.prompt_length_steps": 1110, "vars.prompt_length_suffix": "_1110"})
                        ["commands"]["sweep-prompt-length"]["script"][0])
     assert (default.max_steps, longer.max_steps) == (555, 1110)
     assert longer.output != default.output and longer.runs != default.runs
-    assert args.arms == [f"soft_555_steps={default.output / default.kind}.json",
-                         f"soft_1110_steps={longer.output / longer.kind}.json"]
 
 
 def test_dev_curve_reads_spacy_training_log(tmp_path):
