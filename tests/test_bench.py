@@ -26,10 +26,10 @@ def test_bench_quick_measures_every_system(tmp_path):
         docs, _ = read_ade(ade, nlp, split=split)
         DocBin(store_user_data=True, docs=docs[:30]).to_disk(tmp_path / f"{split}.spacy")
     report = tmp_path / "bench.md"
-    # The systems that exercise every path (stock pipeline, frozen late prompts, input prompts, and
-    # from the PEFT set packed prompts with an adapter above the prompt layer); all of them would
-    # take minutes even in quick form.
-    chosen = ["stock_transformer_ner", "soft_prompt_frozen", "soft_prompt_frozen_input"]
+    # The systems that exercise every path (stock pipeline and input prompts, and from the PEFT set
+    # packed late prompts with an adapter above the prompt layer); all of them would take minutes
+    # even in quick form.
+    chosen = ["stock_transformer_ner", "soft_prompt_frozen_input"]
     files = ["--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
              "--test", str(tmp_path / "test.spacy"), "--runs", str(tmp_path / "runs")]
     assert main(["bench", "--quick", *files, "--output", str(report), "--only", *chosen]) == 0
@@ -39,35 +39,31 @@ def test_bench_quick_measures_every_system(tmp_path):
     data = json.loads(report.with_suffix(".json").read_text())
     assert [r["system"] for r in data["systems"]] == [s.name for s in SYSTEMS if s.run in chosen]
     assert data["quick"] and data["data"]["train"]["documents"] == 24
-    by_config = {r["run"]: r for r in data["systems"]}
-    for row in data["systems"]:
+    (lora,) = json.loads(peft_report.with_suffix(".json").read_text())["systems"]
+    stock, naive = data["systems"]
+    for row in (stock, naive, lora):
         assert row["train_seconds"] > 0 and row["peak_train_rss_mb"] > 100 and row["words_per_second"] > 0
         assert row["trainable_parameters"] > 0 and row["pipeline_mb"] > 0
-    assert by_config["stock_transformer_ner"]["relations_strict_f"] is None
-    # late prompts for the strategies, and the naive input-prompt path beside them
-    assert by_config["soft_prompt_frozen"]["prompt_layer"] == 4
-    assert by_config["soft_prompt_frozen_input"]["prompt_layer"] == 0
-    trained = spacy.util.load_config(tmp_path / "runs" / "soft_prompt_frozen" / "model-best" / "config.cfg")
-    assert trained["components"]["softprompt_ie"]["model"]["prompt_layer"] == 4
+    assert stock["relations_strict_f"] is None and lora["relations_strict_f"] is not None
+    # the naive input-prompt path, and late prompts (from layer 4 of the default's 6) for the others
+    assert naive["prompt_layer"] == 0 and lora["prompt_layer"] == 4
     # each run keeps the config it trained with: 3 steps, and a schedule of the same length
-    run_config = spacy.util.load_config(tmp_path / "runs" / "soft_prompt_frozen" / "config.cfg")
+    run_config = spacy.util.load_config(tmp_path / "runs" / "soft_prompt_frozen_input" / "config.cfg")
     assert run_config["training"]["max_steps"] == 3
     assert run_config["training"]["optimizer"]["learn_rate"]["total_steps"] == 3
     # frozen strategies train only prompts and head (and adapters): far fewer parameters and
     # bytes than the stock pipeline, which fine-tunes the whole backbone
-    stock = by_config["stock_transformer_ner"]
-    assert by_config["soft_prompt_frozen"]["trainable_parameters"] < 0.05 * stock["trainable_parameters"]
-    assert by_config["soft_prompt_frozen"]["component_mb"] < 0.01 * stock["component_mb"]
+    assert naive["trainable_parameters"] < 0.05 * stock["trainable_parameters"]
+    assert naive["component_mb"] < 0.01 * stock["component_mb"]
     assert "quick form: figures mean nothing" in report.read_text()
     # the PEFT set: LoRA in the layers from the prompt layer (4) up to the backbone's last (5)
-    (lora,) = json.loads(peft_report.with_suffix(".json").read_text())["systems"]
     assert lora["trainable_parameters"] < 0.05 * stock["trainable_parameters"]
     assert lora["component_mb"] < 0.03 * stock["component_mb"]
     assert lora["steps"] == 3 and lora["dev_curve"][-1][0] == 3
     packed = spacy.util.load_config(tmp_path / "runs" / "lora_upper_soft" / "model-best" / "config.cfg")
     model = packed["components"]["softprompt_ie"]["model"]
     assert model["packed"] is True and model["adapter"]["@misc"] == "spacy_softprompt.LoRA.v1"
-    assert model["adapter"]["layers"] == [4, 5]
+    assert model["prompt_layer"] == 4 and model["adapter"]["layers"] == [4, 5]
     assert packed["training"]["patience"] == 50
     assert "stopped after 50 steps without a better dev score" in peft_report.read_text()
 
@@ -312,15 +308,15 @@ def test_a_failing_system_is_reported_and_the_others_still_run(tmp_path, toy_doc
     argv = ["bench", "--quick", *(f"--{s}={tmp_path / s}.spacy" for s in ("train", "dev", "test")),
             "--backbone", tiny_bert, "--runs", str(tmp_path / "runs"), "--output", str(report),
             "--max-length", "64", "--packed-max-length", "8", "--prompt-layer", "1",
-            "--only", "soft_prompt_packed", "soft_prompt_frozen", "stock_transformer_ner"]
+            "--only", "soft_prompt_packed", "soft_prompt_frozen"]
     assert main(argv) != 0
     data = json.loads(report.with_suffix(".json").read_text())
-    assert [r["run"] for r in data["systems"]] == ["stock_transformer_ner", "soft_prompt_frozen"]
+    assert [r["run"] for r in data["systems"]] == ["soft_prompt_frozen"]  # trained after the failure
     assert [f["run"] for f in data["failed"]] == ["soft_prompt_packed"]
     assert (data["max_length"], data["packed_max_length"]) == (64, 8)
     error = data["failed"][0]["error"]  # the reason, from the training's own output
     assert error.startswith("training failed (") and "max_length=8 leaves" in error
-    assert "Not measured" in report.read_text() and "1 of 3 systems failed" in capsys.readouterr().err
+    assert "Not measured" in report.read_text() and "1 of 2 systems failed" in capsys.readouterr().err
 
     def max_length(run):
         return spacy.util.load_config(tmp_path / "runs" / run / "config.cfg")["components"]["softprompt_ie"]["model"][
@@ -372,6 +368,22 @@ def test_a_child_run_passes_its_output_on_and_names_why_it_failed(capsys):
     assert "x" * 100000 in capsys.readouterr().out  # more than a pipe holds: read while the child writes
     code, _, reason = run_child([sys.executable, "-c", "import os, signal; print('step 3'); os.kill(os.getpid(), 9)"])
     assert (code, reason) == (-9, "killed by SIGKILL; its last line: step 3")
+
+
+def test_a_run_that_cannot_be_scored_is_one_line_naming_it(tmp_path, toy_docs):
+    """Runs are scored in the sweep's own process: a failure there is one line naming the pipeline
+    and the test file, for the run's report, not a traceback that ends the sweep."""
+    from spacy_softprompt.cli import CLIError
+    from spacy_softprompt.cli.runs import evaluate
+
+    test = tmp_path / "test.spacy"
+    DocBin(store_user_data=True, docs=toy_docs).to_disk(test)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.cfg").write_text("[nlp]\nlang = \"en\"\npipeline = [\"nothing\"]\n")
+    (tmp_path / "broken" / "meta.json").write_text("{}")
+    with pytest.raises(CLIError, match=r"^evaluation failed \(.+\): .*broken on .*test.spacy$"):
+        evaluate(tmp_path / "broken", test, tmp_path / "metrics.json")
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def test_shared_type_scores_read_only_the_shared_types():

@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
 
 from ..relations import DEFAULT_SPANS_KEY
 from . import CLIError, load_pipeline, read_docbin, write_scores
@@ -47,35 +47,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    scores = score_file(args.pipeline, args.data, gpu_id=args.gpu_id, spans_key=args.spans_key,
+                        batch_size=args.batch_size, concept_types=args.concept_types, corpus=args.corpus)
+    write_scores(scores, args.output, args.markdown)
+    return 0
+
+
+def score_file(pipeline: Union[str, Path], data: Path, *, gpu_id: int = -1, spans_key: Optional[str] = None,
+               batch_size: int = 16, concept_types: Optional[Sequence[str]] = None,
+               corpus: Optional[str] = None) -> Dict[str, Any]:
+    """Load ``pipeline``, run it on the texts of ``data``, print and return the scores (and the
+    speed in words per second). The experiment verbs call it in their own process."""
     from tqdm import tqdm
 
     from ..scoring import format_table, score_concepts_and_relations
 
-    nlp = load_pipeline(args.pipeline, args.gpu_id)
-    if args.corpus is not None:
-        _check_corpus(nlp, args.pipeline, args.corpus)
-    gold = read_docbin(args.data, nlp.vocab)
-    spans_key = concepts_key(nlp, args.pipeline, args.spans_key)
+    nlp = load_pipeline(pipeline, gpu_id)
+    if corpus is not None:
+        _check_corpus(nlp, str(pipeline), corpus)
+    gold = read_docbin(data, nlp.vocab)
+    key = concepts_key(nlp, str(pipeline), spans_key)
 
     start = time.perf_counter()
-    batches = nlp.pipe((_input(nlp, doc.text, args.corpus) for doc in gold), batch_size=args.batch_size)
+    batches = nlp.pipe((_input(nlp, doc.text, corpus) for doc in gold), batch_size=batch_size)
     predicted = list(tqdm(batches, total=len(gold), desc="evaluate", unit="doc", file=sys.stderr))
     seconds = time.perf_counter() - start
-    if args.spans_key and predicted and not any(args.spans_key in doc.spans for doc in predicted):
-        raise CLIError(f"--spans-key {args.spans_key!r}: no predicted document has that span group; "
+    if spans_key and predicted and not any(spans_key in doc.spans for doc in predicted):
+        raise CLIError(f"--spans-key {spans_key!r}: no predicted document has that span group; "
                        f"the pipeline writes {sorted({k for d in predicted for k in d.spans}) or 'none'}.")
 
-    scores: Dict[str, Any] = score_concepts_and_relations(
-        zip(predicted, gold), spans_key=spans_key, concept_types=args.concept_types
-    )
+    scores: Dict[str, Any] = score_concepts_and_relations(zip(predicted, gold), spans_key=key,
+                                                          concept_types=concept_types)
     words = sum(len(doc) for doc in predicted)
     scores["documents"] = len(gold)
     scores["speed"] = words / seconds if seconds > 0 else 0.0
 
     print(format_table(scores))
     print(f"\n{len(gold)} documents, {scores['speed']:.0f} words/s")
-    write_scores(scores, args.output, args.markdown)
-    return 0
+    return scores
 
 
 def _check_corpus(nlp: "Language", name: str, corpus: str) -> None:

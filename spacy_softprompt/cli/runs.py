@@ -3,9 +3,10 @@
 A run is a folder: the exact config it trained with (``config.cfg``, written
 from a generated or given config plus the run's settings), the pipeline
 ``spacy train`` saved beside it (``model-best``, ``model-last``), and ``metrics.json`` from the
-``evaluate`` verb on the test file. Training and scoring run in child
-processes (``python -m spacy train``, ``python -m spacy_softprompt evaluate``),
-the path a user takes, with their own progress output.
+``evaluate`` verb on the test file. Training runs in a child process
+(``python -m spacy train``, the path a user takes, with its own progress output
+and peak memory); scoring runs in this one (a child would repeat seconds of
+imports for every run).
 """
 from __future__ import annotations
 
@@ -120,18 +121,22 @@ def train(config: Path, output: Path, *, gpu_id: int = -1, env: Optional[Mapping
 
 def evaluate(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1, corpus: Optional[str] = None,
              concept_types: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """The ``evaluate`` verb on the test file, in a child process; its metrics. ``corpus``: the
-    texts are tagged with it (``--corpus``); ``concept_types``: only those are scored."""
-    command = [sys.executable, "-m", "spacy_softprompt", "evaluate", str(pipeline), str(test),
-               "--output", str(metrics), "--gpu-id", str(gpu_id)]
-    if corpus is not None:
-        command += ["--corpus", corpus]
-    if concept_types:
-        command += ["--concept-types", *concept_types]
-    code, _, reason = run_child(command)
-    if code != 0:
-        raise CLIError(f"evaluation failed ({reason or 'no output'}): {' '.join(command)}")
-    return json.loads(metrics.read_text(encoding="utf-8"))
+    """What the ``evaluate`` verb gives on the test file, saved as ``metrics``. ``corpus``: the
+    texts are tagged with it (``--corpus``); ``concept_types``: only those are scored. In this
+    process, not a child: a child per run costs seconds of imports, which every run of a sweep
+    would repeat; the pipeline is released afterwards."""
+    from .evaluate import score_file
+
+    try:
+        scores = score_file(pipeline, test, gpu_id=gpu_id, corpus=corpus, concept_types=concept_types)
+    except Exception as err:  # one line for the run's report, not a traceback that ends the sweep
+        reason = str(err) if isinstance(err, CLIError) else f"{type(err).__name__}: {err}"
+        raise CLIError(f"evaluation failed ({reason}): {pipeline} on {test}") from err
+    finally:
+        _release_memory(gpu_id)
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
+    return scores
 
 
 def evaluate_spacy(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1) -> Dict[str, Any]:
@@ -139,28 +144,34 @@ def evaluate_spacy(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -
     ``spacy evaluate`` runs): every component's scorer, merged into one dict, saved as ``metrics``.
     For systems that the ``evaluate`` verb does not score alike, e.g. the document classes of
     softprompt_ie and of the stock ``textcat``, which both give spaCy's ``cats_*`` keys here
-    (:meth:`spacy.scorer.Scorer.score_cats`). In this process, not a child: a child per run costs
-    seconds of imports, which many short runs (a learning curve's small sizes) would repeat."""
-    import gc
-
+    (:meth:`spacy.scorer.Scorer.score_cats`). In this process, as :func:`evaluate`."""
     from spacy.training import Example
 
     from . import load_pipeline, read_docbin
 
-    nlp = load_pipeline(pipeline, gpu_id)
-    examples = [Example(nlp.make_doc(doc.text), doc) for doc in read_docbin(test, nlp.vocab)]
-    merged: Dict[str, Any] = {}
-    for key, value in nlp.evaluate(examples, per_component=True).items():
-        merged.update(value if isinstance(value, dict) else {key: value})  # component name -> its scores
+    try:
+        nlp = load_pipeline(pipeline, gpu_id)
+        examples = [Example(nlp.make_doc(doc.text), doc) for doc in read_docbin(test, nlp.vocab)]
+        merged: Dict[str, Any] = {}
+        for key, value in nlp.evaluate(examples, per_component=True).items():
+            merged.update(value if isinstance(value, dict) else {key: value})  # component name -> its scores
+    finally:
+        nlp = examples = None
+        _release_memory(gpu_id)
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(merged, indent=2, default=str) + "\n", encoding="utf-8")
-    del nlp, examples
+    return merged
+
+
+def _release_memory(gpu_id: int) -> None:
+    """Free an evaluated pipeline's memory, and on a GPU leave it to the next run's training process."""
+    import gc
+
     gc.collect()
     if gpu_id >= 0:
         import torch
 
-        torch.cuda.empty_cache()  # leave the GPU's memory to the next run's training process
-    return merged
+        torch.cuda.empty_cache()
 
 
 def jsonl_log_settings(log: Path) -> Dict[str, Any]:
