@@ -188,7 +188,10 @@ def test_overlay_project_commands_read_what_the_sweeps_write():
              {arm: {"vars.fewshot_strategy": arm} for arm in ("soft_prompt_frozen", "finetune")}),
             ("prompt-length-overlay", "sweep-prompt-length",
              {arm: {"vars.prompt_length_config": arm} for arm in ("soft_prompt_frozen", "deep_prompt_frozen")}),
-            ("prompt-length-steps-overlay", "sweep-prompt-length", {"soft_555_steps": {}, "soft_1110_steps": longer})):
+            ("prompt-length-steps-overlay", "sweep-prompt-length",
+             {"soft_555_steps": {}, "soft_1110_steps": longer,
+              "deep_555_steps": {"vars.prompt_length_config": "deep_prompt_frozen"},
+              "deep_1110_steps": {"vars.prompt_length_config": "deep_prompt_frozen", **longer}})):
         args = verb_args(project()["commands"][overlay]["script"][0])
         assert args.kind == verb_args(project()["commands"][sweep]["script"][0]).kind
         written = []
