@@ -125,6 +125,7 @@ def evaluate(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1, cor
     texts are tagged with it (``--corpus``); ``concept_types``: only those are scored. In this
     process, not a child: a child per run costs seconds of imports, which every run of a sweep
     would repeat; the pipeline is released afterwards."""
+    from . import write_scores
     from .evaluate import score_file
 
     try:
@@ -134,8 +135,7 @@ def evaluate(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1, cor
         raise CLIError(f"evaluation failed ({reason}): {pipeline} on {test}") from err
     finally:
         _release_memory(gpu_id)
-    metrics.parent.mkdir(parents=True, exist_ok=True)
-    metrics.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
+    write_scores(scores, metrics, None)
     return scores
 
 
