@@ -40,13 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tail-first", action="store_true",
                         help="brat: write each relation's tail as Arg1 (n2c2 2018: Arg1 the attribute, Arg2 the Drug)")
     add_mapping_argument(parser, "--relation-map", "brat: rename relation labels on the way out, e.g. Drug-AE=ADE-Drug")
-    parser.add_argument("--id-column", default="id", help="JSONL field with the note id (default: id)")
-    parser.add_argument("--text-column", default="text", help="JSONL field with the note text (default: text)")
+    parser.add_argument("--id-column", default="id", help="JSONL field or Parquet column with the note id (default: id)")
+    parser.add_argument("--text-column", default="text", help="JSONL field or Parquet column with the note text (default: text)")
     parser.add_argument("--shard-size", type=int, default=1000, help="notes per output shard (default: 1000)")
     parser.add_argument("--max-chars", type=int, default=1_000_000,
                         help="longer notes go to errors.jsonl (default: 1000000)")
     parser.add_argument("--no-text", action="store_true",
-                        help="leave the note text out of the records (smaller; read_jsonl then cannot rebuild Docs)")
+                        help="leave the note text out of the records (smaller; read_annotations then cannot rebuild Docs)")
     parser.add_argument("--batch-size", type=int, default=32, help="notes per nlp.pipe batch (default: 32)")
     parser.add_argument("--n-process", type=int, default=1, help="processes for nlp.pipe (default: 1)")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU to run on; -1 (default) for CPU")

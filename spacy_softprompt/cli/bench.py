@@ -10,7 +10,12 @@ size on disk of the saved pipeline and of the task component.
 The softprompt_ie strategies run with late prompts (``--prompt-layer``, lower
 layers shared by every query of a window); the paper's input prompts (one full
 backbone pass per query) run once more for frozen soft prompts, so the table
-shows both paths side by side.
+shows both paths side by side. That is the default set (``--systems
+strategies``); ``--systems peft`` sets prompt methods and LoRA against full
+fine-tuning, ``--systems study`` the paper's study (stock ``ner`` and
+``spancat``, the four strategies, deep prompts and LoRA on the frozen
+backbone). ``--transfer-test`` also scores each system on another corpus's
+shared types.
 """
 from __future__ import annotations
 

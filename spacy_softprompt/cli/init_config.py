@@ -61,7 +61,7 @@ class Choices:
     gpu: bool = False
     max_steps: int = MAX_STEPS
     stock: bool = False  # spaCy's transformer + stock_head instead of softprompt_ie
-    stock_head: str = "ner"  # with stock: "ner" or "textcat"
+    stock_head: str = "ner"  # with stock: one of STOCK_HEADS
     adapter: Optional[Dict[str, Any]] = None  # a [model.adapter] block (e.g. LORA_ADAPTER); None: none
     cats_text_pooling: str = "mean"  # how a classification query pools a window's text (nn/cats.py)
     head_lr_scale: float = 1.0  # learning rate of prompts and heads relative to the backbone's
