@@ -31,10 +31,10 @@ assets:
 	@test -d assets/ade-corpus-v2 || (echo "assets/ade-corpus-v2 missing: run 'spacy project assets' (needs internet) or put ../shared/data beside this clone"; exit 1)
 
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The main job: convert ADE corpus v2, train the best frozen-backbone configuration of
-# docs/peft.md (configs/lora_frozen.cfg: LoRA, no prompts; 740 steps, about 9 minutes on
+# docs/peft.md (configs/lora_frozen.cfg: LoRA, no prompts; 740 steps, 9 to 15 minutes on
 # 2 cores) on the offline default backbone, print strict/lenient test scores, annotate an
 # example. Pass project variables through, e.g. make demo VARS="--vars.strategy finetune"
 # (the best unfrozen configuration).
