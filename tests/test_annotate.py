@@ -267,6 +267,7 @@ def test_brat_output_reads_back_with_tail_first_and_bad_ids_in_errors(pipeline, 
                 assert label in ("ADE-Drug", "Drug-Dose") and labels[arg2[5:]] == "Drug" != labels[arg1[5:]]
 
 
+@pytest.mark.slow
 def test_ray_engine_gives_the_local_records_and_errors(pipeline, notes_folder, tmp_path, capsys):
     pytest.importorskip("ray")
     from spacy_softprompt.annotate import iter_records

@@ -24,7 +24,7 @@ def test_bench_quick_measures_every_system(tmp_path):
     nlp = spacy.blank("en")
     for split in ("train", "dev", "test"):
         docs, _ = read_ade(ade, nlp, split=split)
-        DocBin(store_user_data=True, docs=docs[:30]).to_disk(tmp_path / f"{split}.spacy")
+        DocBin(store_user_data=True, docs=docs[:20]).to_disk(tmp_path / f"{split}.spacy")
     report = tmp_path / "bench.md"
     # The systems that exercise every path (stock pipeline and input prompts, and from the PEFT set
     # packed late prompts with an adapter above the prompt layer); all of them would take minutes
@@ -38,7 +38,7 @@ def test_bench_quick_measures_every_system(tmp_path):
                  "--patience", "50", "--only", "lora_upper_soft"]) == 0
     data = json.loads(report.with_suffix(".json").read_text())
     assert [r["system"] for r in data["systems"]] == [s.name for s in SYSTEMS if s.run in chosen]
-    assert data["quick"] and data["data"]["train"]["documents"] == 24
+    assert data["quick"] and data["data"]["train"]["documents"] == 12
     (lora,) = json.loads(peft_report.with_suffix(".json").read_text())["systems"]
     stock, naive = data["systems"]
     for row in (stock, naive, lora):

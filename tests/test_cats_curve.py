@@ -105,6 +105,7 @@ def test_alcohol_command_is_the_smoking_curve_on_the_alcohol_files():
     assert config["workflows"]["alcohol-curve"] == ["convert-sdoh-status", "cats-curve-alcohol"]
 
 
+@pytest.mark.slow
 def test_cats_curve_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch):
     """Two sizes, one seed, two steps: softprompt_ie (finetune.cfg) against the stock textcat."""
     docs = notes()

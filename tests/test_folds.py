@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import spacy
 
 from spacy_softprompt.cli import main
@@ -123,6 +124,7 @@ def small_fold_files(folder: Path) -> None:
         (folder / f"ade_split_0_{part}.json").write_text(json.dumps(documents), encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_spert_folds_workflow_runs_in_small(tmp_path, tiny_bert):
     root = tmp_path / "clone"
     root.mkdir()

@@ -42,6 +42,7 @@ def write_corpora(tmp_path: Path) -> list:
     return args
 
 
+@pytest.mark.slow
 def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch):
     monkeypatch.setenv("SPACY_CONFIG_OVERRIDES", "--training.optimizer.learn_rate.warmup_steps 1")
     (tmp_path / "types.json").write_text(json.dumps(TYPES))

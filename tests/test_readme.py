@@ -132,6 +132,7 @@ def script_of(block) -> str:
     return "".join(line[4:] + "\n" for line in block.body if line.startswith((">>>", "...")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", CODE_BLOCKS, ids=_block_id)
 def test_readme_block_runs(block, request, tmp_path):
     for need in block.markers.get("needs", []):

@@ -76,6 +76,7 @@ def test_the_second_task_reads_the_first_tasks_windows(default_backbone_path, to
     assert sum(rows) == len(docs) + n_parts
 
 
+@pytest.mark.slow
 def test_two_tasks_verb_measures_both_pipelines(tiny_bert, toy_docs, blank_nlp, tmp_path):
     """The measurement's shape only (its figures live in docs/two_tasks.md)."""
     import json

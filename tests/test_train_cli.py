@@ -20,7 +20,7 @@ def test_spacy_train_soft_prompt_frozen_on_ade_subset(tmp_path):
     from spacy_softprompt.corpora.ade import read_ade
 
     nlp = spacy.blank("en")
-    for split, n in (("train", 12), ("dev", 6)):
+    for split, n in (("train", 4), ("dev", 3)):
         docs, _ = read_ade(SHARED_DATA / "ade-corpus-v2", nlp, split=split)
         DocBin(store_user_data=True, docs=docs[:n]).to_disk(tmp_path / f"{split}.spacy")
     out = subprocess.run(

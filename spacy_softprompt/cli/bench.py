@@ -160,7 +160,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="CI form: 24 train / 8 dev / 8 test docs and 3 steps; exercises the code, figures mean nothing",
+        help="CI form: 12 train / 6 dev / 6 test docs and 3 steps; exercises the code, figures mean nothing",
     )
 
 
@@ -229,7 +229,7 @@ def _data(args: argparse.Namespace) -> Dict[str, Any]:
     files = {"train": args.train, "dev": args.dev, "test": args.test}
     if args.transfer_test is not None:
         files["transfer"] = args.transfer_test
-    limits = {"train": 24, "dev": 8, "test": 8, "transfer": 8} if args.quick else {}
+    limits = {"train": 12, "dev": 6, "test": 6, "transfer": 6} if args.quick else {}
     sizes, labels = {}, {}
     for split, path in files.items():
         docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
