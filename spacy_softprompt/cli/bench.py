@@ -94,6 +94,8 @@ STUDY_SYSTEMS = [  # in the order a run that is cut short should have measured t
     System("3. soft prompts, packed", "soft_prompt_packed", "soft_prompt", "softprompt_ie", late=True, model=PACKED),
 ]
 SYSTEM_SETS = {"strategies": SYSTEMS, "peft": PEFT_SYSTEMS, "study": STUDY_SYSTEMS}
+QUICK_DOCS = {"train": 12, "dev": 6, "test": 6, "transfer": 6}  # --quick: the first N documents of each file
+QUICK_STEPS = 3
 TITLES = {"strategies": "Benchmark: stock spaCy pipeline vs softprompt_ie strategies",
           "peft": "Parameter-efficient tuning vs full fine-tuning (the follow-up study's comparison)",
           "study": "The paper's study: stock spaCy (ner, spancat) vs the four strategies and the frozen methods"}
@@ -160,7 +162,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="CI form: 12 train / 6 dev / 6 test docs and 3 steps; exercises the code, figures mean nothing",
+        help=f"CI form: {QUICK_DOCS['train']} train / {QUICK_DOCS['dev']} dev / {QUICK_DOCS['test']} test docs and "
+             f"{QUICK_STEPS} steps; exercises the code, figures mean nothing",
     )
 
 
@@ -229,7 +232,7 @@ def _data(args: argparse.Namespace) -> Dict[str, Any]:
     files = {"train": args.train, "dev": args.dev, "test": args.test}
     if args.transfer_test is not None:
         files["transfer"] = args.transfer_test
-    limits = {"train": 12, "dev": 6, "test": 6, "transfer": 6} if args.quick else {}
+    limits = QUICK_DOCS if args.quick else {}
     sizes, labels = {}, {}
     for split, path in files.items():
         docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
@@ -243,8 +246,8 @@ def _data(args: argparse.Namespace) -> Dict[str, Any]:
         sizes[split] = {"documents": len(docs), "words": sum(len(doc) for doc in docs)}
     if args.transfer_test is not None:
         _check_transfer_types(args, labels["train"], labels["transfer"])
-    return {"files": files, "sizes": sizes, "max_steps": 3 if args.quick else args.max_steps,
-            "eval_frequency": 3 if args.quick else args.eval_frequency}
+    return {"files": files, "sizes": sizes, "max_steps": QUICK_STEPS if args.quick else args.max_steps,
+            "eval_frequency": QUICK_STEPS if args.quick else args.eval_frequency}
 
 
 def _check_transfer_types(args: argparse.Namespace, trained: set, transferred: set) -> None:
