@@ -1,7 +1,8 @@
 """``cats-curve`` (cli/cats_curve.py): classification-only training of softprompt_ie ignores the
 corpus's concepts and relations, subsamples nest and are seeded, project.yml's ``cats-curve`` is
 the verb, and the verb runs in small (two sizes, one seed, two steps of the tiny random BERT,
-softprompt_ie against the stock textcat) and resumes without retraining."""
+softprompt_ie against the stock textcat) and resumes without retraining; ``--folds`` tests every
+document once and pools the folds' predictions as spaCy's textcat scorer counts them."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,8 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 
 from spacy_softprompt.cli import main
-from spacy_softprompt.cli.cats_curve import CLASSIFICATION_ONLY, parse_sizes, subsample
+from spacy_softprompt.cli.cats_curve import (CLASSIFICATION_ONLY, parse_sizes, pooled_scores, stratified_folds,
+                                             subsample)
 
 from conftest import ROOT, annotate, check_made_configs, project, verb_args
 
@@ -105,6 +107,21 @@ def test_alcohol_command_is_the_smoking_curve_on_the_alcohol_files():
     assert config["workflows"]["alcohol-curve"] == ["convert-sdoh-status", "cats-curve-alcohol"]
 
 
+def test_folds_command_is_the_smoking_curve_cross_validated():
+    """``cats-folds`` is ``cats-curve`` on the same smoking files and steps with ``--folds 5`` at 200
+    notes, the three systems of the issue's target, in its own run folder and report."""
+    config = project()
+    folds, curve = (vars(verb_args(config["commands"][name]["script"][0])) for name in ("cats-folds", "cats-curve"))
+    assert (folds.pop("folds"), curve.pop("folds")) == (5, 0)
+    assert folds.pop("sizes") == ["200"] and folds.pop("seeds") == [0]
+    assert folds.pop("systems") == ["configs/lora_frozen.cfg", "configs/finetune.cfg",
+                                    "configs/stock_transformer_textcat.cfg"]
+    assert (folds.pop("runs"), folds.pop("output")) == (Path("training/cats-folds"), Path("docs/smoking_folds.md"))
+    for key in ("sizes", "seeds", "systems", "runs", "output"):
+        curve.pop(key)
+    assert folds == curve
+
+
 @pytest.mark.slow
 def test_cats_curve_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch):
     """Two sizes, one seed, two steps: softprompt_ie (finetune.cfg) against the stock textcat."""
@@ -191,3 +208,82 @@ def test_attention_project_command_makes_its_configs_and_is_the_verb(tmp_path):
     args = verb_args(curve)
     assert args.systems == [*written, "configs/stock_transformer_textcat.cfg"]
     assert args.output == Path("docs/smoking_attention.md") and args.runs == Path("training/cats-attention")
+
+
+def test_folds_are_stratified_disjoint_and_fixed():
+    docs = notes() * 3  # 24 documents: 9 current, 6 past, 9 never
+    folds = stratified_folds(docs, 3)
+    assert sorted(i for fold in folds for i in fold) == list(range(24))  # each document in one fold
+    for fold in folds:
+        counts = {label: sum(docs[i].cats[label] == 1.0 for i in fold) for label in CLASSES}
+        assert counts == {"current": 3, "past": 2, "never": 3}  # each class in proportion
+    assert stratified_folds(docs, 3) == folds  # the same dealing whatever the run
+    assert main(["cats-curve", "--systems", "finetune", "--folds", "2"]) == 2  # needs test, dev and train
+
+
+def test_pooled_scores_count_as_spacys_textcat_scorer():
+    """Pooling [gold, predicted] pairs of several test files gives what spaCy's exclusive textcat
+    scorer gives on all the documents at once (a test that fails if pooling averaged the files)."""
+    from spacy.scorer import Scorer
+
+    nlp = spacy.blank("en")
+    pairs = [("current", "current"), ("current", "past"), ("past", "past"), ("never", "current"),
+             ("never", "never"), ("never", "never"), ("past", "never")]
+    examples = []
+    for gold, predicted in pairs:
+        doc, reference = nlp.make_doc("x"), nlp.make_doc("x")
+        doc.cats = {label: 0.6 if label == predicted else 0.2 for label in CLASSES}
+        reference.cats = {label: float(label == gold) for label in CLASSES}
+        examples.append(Example(doc, reference))
+    spacy_scores = Scorer.score_cats(examples, "cats", labels=CLASSES, multi_label=False)
+    pooled = pooled_scores(pairs, sorted(CLASSES))
+    assert pooled["macro_f"] == pytest.approx(100 * spacy_scores["cats_macro_f"], abs=0.01)
+    for label in CLASSES:
+        assert pooled["f_per_type"][label] == pytest.approx(100 * spacy_scores["cats_f_per_type"][label]["f"], abs=0.01)
+    assert pooled["documents"] == 7
+
+
+@pytest.mark.slow
+def test_cross_validation_tests_every_document_once(tmp_path, tiny_bert, capsys, monkeypatch):
+    """``--folds 3`` over 8 + 4 + 4 notes: fold i's runs test on fold i, select on fold i+1, train
+    on the third; every document is scored once and the pooled table counts all of them."""
+    docs = notes()
+    DocBin(store_user_data=True, docs=docs).to_disk(tmp_path / "train.spacy")
+    for split, part in (("dev", docs[:4]), ("test", docs[4:])):
+        DocBin(store_user_data=True, docs=part).to_disk(tmp_path / f"{split}.spacy")
+    monkeypatch.setenv("SPACY_CONFIG_OVERRIDES", "--training.optimizer.learn_rate.warmup_steps 1")
+    runs, output = tmp_path / "runs", tmp_path / "smoking_folds.md"
+    argv = ["cats-curve", "--systems", str(ROOT / "configs" / "finetune.cfg"), "--folds", "3",
+            "--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
+            "--test", str(tmp_path / "test.spacy"), "--sizes", "all", "--seeds", "0", "--max-steps", "2",
+            "--eval-frequency", "2", "--backbone", tiny_bert, "--runs", str(runs), "--output", str(output), "--no-plot"]
+    assert main(argv) == 0
+    assert "[3/3] all documents, seed 0, fold 2, finetune: training" in capsys.readouterr().out
+    report = json.loads(output.with_suffix(".json").read_text())
+    vocab = spacy.blank("en").vocab
+    texts = {i: [d.text for d in DocBin().from_disk(runs / "data" / f"fold{i}-test.spacy").get_docs(vocab)]
+             for i in range(3)}
+    tested = [text for i in range(3) for text in texts[i]]
+    assert sorted(tested) == sorted(doc.text for doc in docs * 2)  # 16 documents, each tested once
+    status = {text: label for text, _, _, label in NOTES}
+    for r in report["runs"]:
+        fold = r["fold"]
+        config = spacy.util.load_config(runs / f"all-seed0-fold{fold}" / "finetune" / "config.cfg")
+        assert config["paths"]["dev"] == str(runs / "data" / f"fold{fold}-dev.spacy")
+        dev = [d.text for d in DocBin().from_disk(config["paths"]["dev"]).get_docs(vocab)]
+        train = [d.text for d in DocBin().from_disk(config["paths"]["train"]).get_docs(vocab)]
+        assert dev == texts[(fold + 1) % 3] and sorted(train) == sorted(texts[(fold + 2) % 3])
+        assert [gold for gold, _ in r["cats_per_doc"]] == [status[text] for text in texts[fold]]
+    (row,) = report["summary"]
+    (pooled,) = row["pooled"]
+    pairs = [pair for r in report["runs"] for pair in r["cats_per_doc"]]
+    assert pooled == pooled_scores(pairs, sorted(CLASSES)) and pooled["documents"] == 16
+    table = output.read_text()
+    assert "## Macro F1 over every document (3 test folds pooled; mean ± sd over seeds)" in table
+    assert f"| finetune | 1 | 16 | {pooled['macro_f']:.1f} |" in table and "pooled and dealt into 3 folds" in table
+    # resumed: nothing trained again; other folds would test other documents, so they are refused
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("skipped") == 3
+    folds = argv.index("--folds") + 1
+    assert main([("4" if i == folds else a) for i, a in enumerate(argv)]) == 2
+    assert "and folds 3" in capsys.readouterr().err

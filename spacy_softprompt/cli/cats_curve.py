@@ -13,6 +13,13 @@ softprompt_ie learns the classes only (:data:`CLASSIFICATION_ONLY`), and predict
 (``exclusive_classes``), like the stock exclusive textcat. A run is done when its ``run.json``
 exists: an interrupted curve resumes where it stopped; the table, JSON and plot are rewritten
 after every run.
+
+``--folds K`` cross-validates instead of using the files' own split, for test splits too small
+to tell systems apart (37 notes: one note is 2 to 4 macro points): the train, dev and test files
+are pooled and dealt into K folds stratified by class (:func:`stratified_folds`); fold i's runs
+are tested on fold i, select model-best on fold i+1 and draw their training subsample from the
+other K-2 folds. Every document is then tested once per seed, and the report adds macro F1 over
+all of them (:func:`pooled_scores`, spaCy's exclusive-class counting over the pooled predictions).
 """
 from __future__ import annotations
 
@@ -28,7 +35,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from . import CLIError, read_docbin
 from .runs import (backbone_settings, corpus_settings, evaluate_spacy, finished_run, jsonl_log_settings,
-                   load_systems, matplotlib_available, mean_sd, require_files, train, write_run_config)
+                   load_systems, matplotlib_available, mean_sd, require_files, top_class, train,
+                   write_run_config)
 
 HELP = ("learning curve of document classes: softprompt_ie configs and spaCy's textcat trained on seeded "
         "subsamples of N documents, scored with spaCy's textcat metrics; table, JSON and plot")
@@ -44,6 +52,9 @@ CLASSIFICATION_ONLY: Dict[str, Any] = {"labels": [], "relation_schema": {}}
 SCORE_WEIGHTS = {"cats_score": 1.0}
 HINT = "run `spacy project run convert-sdoh-status` (convert brat --cats-from-status Tobacco)"
 SMOKING = Path("corpus/sdoh-smoking")
+#: the one dealing of the documents into folds, whatever the run's seed (a seed draws a subsample
+#: and seeds training; the folds stay put, so seeds are repeats of the same cross-validation)
+FOLD_SEED = 0
 
 Size = Union[int, str]  # a number of documents, or "all"
 
@@ -66,6 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=270, help="training steps of every run")
     parser.add_argument("--eval-frequency", type=int, default=27, help="steps between dev evaluations")
     parser.add_argument("--dev-limit", type=int, default=0, help="dev docs evaluated while training (0 = all)")
+    parser.add_argument("--folds", type=int, default=0, metavar="K",
+                        help="cross-validation: pool the train, dev and test files into K folds stratified by "
+                             "class; fold i's runs test on fold i, select on fold i+1 and train on a subsample of "
+                             "the other K-2 folds (0, the default: the files' own split)")
     parser.add_argument("--backbone", default="default", help="the one backbone every system uses")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for training and scoring; -1 (default): CPU")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG (no matplotlib needed)")
@@ -89,10 +104,55 @@ def subsample(docs: Sequence[Any], size: Size, seed: int) -> List[Any]:
     if size == "all":
         return list(docs)
     if size > len(docs):  # type: ignore[operator]
-        raise CLIError(f"--sizes {size}: the train file has only {len(docs)} documents (use 'all')")
+        raise CLIError(f"--sizes {size}: the documents to train on are only {len(docs)} (use 'all')")
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
     return [docs[i] for i in order[:size]]  # type: ignore[misc]
+
+
+def stratified_folds(docs: Sequence[Any], k: int) -> List[List[int]]:
+    """Indices of ``docs`` dealt into ``k`` folds: each class's documents (by their top class),
+    shuffled once (:data:`FOLD_SEED`), dealt in turn, so every fold holds each class in proportion
+    and the fold sizes differ by one at most."""
+    if k < 3:
+        raise CLIError(f"--folds {k}: cross-validation needs at least 3 folds (test, dev and training folds)")
+    if len(docs) < k:
+        raise CLIError(f"--folds {k}: the train, dev and test files hold only {len(docs)} documents")
+    by_class: Dict[str, List[int]] = {}
+    for index, doc in enumerate(docs):
+        by_class.setdefault(str(top_class(doc.cats)), []).append(index)
+    rng = random.Random(FOLD_SEED)
+    folds: List[List[int]] = [[] for _ in range(k)]
+    dealt = 0
+    for label in sorted(by_class):
+        members = by_class[label]
+        rng.shuffle(members)
+        for index in members:
+            folds[dealt % k].append(index)
+            dealt += 1
+    return [sorted(fold) for fold in folds]
+
+
+def splits(args: argparse.Namespace, docs: List[Any]) -> List[Dict[str, Any]]:
+    """What each run trains, selects and tests on: the files' own split, or (``--folds K``) one
+    entry per fold, its dev and test documents written to ``RUNS/data/fold<i>-{dev,test}.spacy``."""
+    if not args.folds:
+        return [{"fold": None, "pool": docs, "dev": args.dev, "test": args.test}]
+    from spacy.tokens import DocBin
+
+    pooled = docs + read_docbin(args.dev) + read_docbin(args.test)
+    folds = stratified_folds(pooled, args.folds)
+    out = []
+    for i in range(args.folds):
+        dev_fold = (i + 1) % args.folds
+        files = {}
+        for split, fold in (("dev", dev_fold), ("test", i)):
+            files[split] = args.runs / "data" / f"fold{i}-{split}.spacy"
+            files[split].parent.mkdir(parents=True, exist_ok=True)
+            DocBin(store_user_data=True, docs=[pooled[j] for j in folds[fold]]).to_disk(files[split])
+        pool = [pooled[j] for f, fold in enumerate(folds) if f not in (i, dev_fold) for j in fold]
+        out.append({"fold": i, "pool": pool, **files})
+    return out
 
 
 def describe(docs: Sequence[Any]) -> Dict[str, Any]:
@@ -106,10 +166,11 @@ def describe(docs: Sequence[Any]) -> Dict[str, Any]:
     return {"documents": len(docs), "classes": dict(sorted(classes.items())), "texts_sha1": digest}
 
 
-def run_settings(config, train_file: Path, args: argparse.Namespace, seed: int, log: Path) -> Dict[str, Any]:
+def run_settings(config, train_file: Path, dev_file: Path, args: argparse.Namespace, seed: int,
+                 log: Path) -> Dict[str, Any]:
     """The settings of one run: data, steps, seed, the JSONL log, selection on cats_score, the
     backbone; for softprompt_ie, exclusive classes learned alone."""
-    settings = corpus_settings(train_file, args.dev, max_steps=args.max_steps, eval_frequency=args.eval_frequency,
+    settings = corpus_settings(train_file, dev_file, max_steps=args.max_steps, eval_frequency=args.eval_frequency,
                                dev_limit=args.dev_limit, seed=seed)
     # every weight the config gives set to 0, nulls (scores that are not numbers) kept: spaCy fills
     # in the components' default weights and normalizes, so a weight left out would still count
@@ -138,19 +199,25 @@ def run(args: argparse.Namespace) -> int:
     docs = read_docbin(args.train)
     if not any(doc.cats for doc in docs):
         raise CLIError(f"{args.train} has no doc.cats ({HINT})")
+    folds = splits(args, docs)
     report: Dict[str, Any] = {
         "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:]), "backbone": args.backbone,
         "max_steps": args.max_steps, "eval_frequency": args.eval_frequency, "train": str(args.train),
-        "dev": str(args.dev), "test": str(args.test), "train_documents": len(docs), "sizes": sizes,
-        "seeds": args.seeds, "systems": [name for name, _ in systems], "subsamples": {}, "runs": [],
+        "dev": str(args.dev), "test": str(args.test), "train_documents": len(docs), "folds": args.folds,
+        "sizes": sizes, "seeds": args.seeds, "systems": [name for name, _ in systems], "subsamples": {}, "runs": [],
     }
-    plan = [(size, seed, system) for size in sizes for seed in args.seeds for system in systems]
+    if args.folds:
+        report["fold_documents"] = {str(f["fold"]): {"train_pool": len(f["pool"]), "test": str(f["test"])}
+                                    for f in folds}
+    plan = [(size, seed, split, system) for size in sizes for seed in args.seeds for split in folds
+            for system in systems]
     start = time.perf_counter()
-    for index, (size, seed, (name, config)) in enumerate(plan, 1):
-        key = f"{size}-seed{seed}"
+    for index, (size, seed, split, (name, config)) in enumerate(plan, 1):
+        fold = split["fold"]
+        key = f"{size}-seed{seed}" + ("" if fold is None else f"-fold{fold}")
         train_file = args.runs / "data" / f"train-{key}.spacy"
         if key not in report["subsamples"]:
-            chosen = subsample(docs, size, seed)
+            chosen = subsample(split["pool"], size, seed)
             report["subsamples"][key] = describe(chosen)
             if not train_file.is_file():  # kept: runs resumed later train on the very same documents
                 from spacy.tokens import DocBin
@@ -159,24 +226,30 @@ def run(args: argparse.Namespace) -> int:
                 DocBin(store_user_data=True, docs=chosen).to_disk(train_file)
         run_dir = args.runs / key / name
         record_path = run_dir / "run.json"
-        where = f"[{index}/{len(plan)}] {size} documents, seed {seed}, {name}"
+        where = f"[{index}/{len(plan)}] {size} documents, seed {seed}" + (
+            "" if fold is None else f", fold {fold}") + f", {name}"
         record = finished_run(record_path, where, lambda done: None if (
-            done.get("max_steps"), done.get("backbone")) == (args.max_steps, args.backbone) else
-            f"trained with max_steps {done.get('max_steps')} and backbone {done.get('backbone')!r}")
+            done.get("max_steps"), done.get("backbone"), done.get("folds", 0)) == (
+            args.max_steps, args.backbone, args.folds) else
+            f"trained with max_steps {done.get('max_steps')}, backbone {done.get('backbone')!r} "
+            f"and folds {done.get('folds', 0)}")
         if record is None:
             print(f"{where}: training", flush=True)
             log = run_dir / "train_log.jsonl"
-            settings = run_settings(config, train_file, args, seed, log)
+            settings = run_settings(config, train_file, split["dev"], args, seed, log)
             result = train(write_run_config(config, settings, run_dir / "config.cfg"), run_dir, gpu_id=args.gpu_id)
-            scores = evaluate_spacy(result.pipeline, args.test, run_dir / "metrics.json", gpu_id=args.gpu_id)
+            scores = evaluate_spacy(result.pipeline, split["test"], run_dir / "metrics.json", gpu_id=args.gpu_id,
+                                    per_doc_cats=True)
             if "cats_macro_f" not in scores:
                 raise CLIError(f"{run_dir / 'metrics.json'} has no cats_* scores: did the pipeline learn doc.cats?")
             record = {"system": name, "size": size, "documents": report["subsamples"][key]["documents"],
-                      "seed": seed, "max_steps": args.max_steps, "backbone": args.backbone,
-                      "train_file": str(train_file), "cats_macro_f": _points(scores["cats_macro_f"]),
+                      "seed": seed, "fold": fold, "folds": args.folds, "max_steps": args.max_steps,
+                      "backbone": args.backbone, "train_file": str(train_file), "test_file": str(split["test"]),
+                      "cats_macro_f": _points(scores["cats_macro_f"]),
                       "cats_micro_f": _points(scores.get("cats_micro_f")),
                       "cats_f_per_type": {label: _points(v["f"]) for label, v in
                                           sorted((scores.get("cats_f_per_type") or {}).items())},
+                      "cats_per_doc": scores["cats_per_doc"],
                       "train_seconds": round(result.train_seconds, 1), **dev_curve(log)}
             record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         report["runs"].append(record)
@@ -196,17 +269,47 @@ def _cell(value: Optional[float]) -> str:
     return "n/r" if value is None else f"{value:.1f}"
 
 
+def pooled_scores(pairs: Sequence[Sequence[Optional[str]]], labels: Sequence[str]) -> Dict[str, Any]:
+    """Macro F1 and F1 per class (points) over [gold, predicted] top classes pooled from several
+    test files, counted as spaCy's exclusive textcat counts one file (``Scorer.score_cats``): a
+    right top class is a true positive of its class, a wrong one a false negative of the gold class
+    and a false positive of the predicted one; macro F1 is the mean over ``labels``."""
+    counts = {label: [0, 0, 0] for label in labels}  # tp, fp, fn
+    for gold, predicted in pairs:
+        if gold is not None and gold == predicted:
+            counts[gold][0] += 1
+            continue
+        if gold is not None:
+            counts[gold][2] += 1
+        if predicted is not None:
+            counts[predicted][1] += 1
+    per_class = {label: round(100 * 2 * tp / (2 * tp + fp + fn), 2) if tp else 0.0
+                 for label, (tp, fp, fn) in counts.items()}
+    return {"documents": len(pairs), "macro_f": round(statistics.fmean(per_class.values()), 2),
+            "f_per_type": per_class}
+
+
 def summarize(report: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Mean and sample sd of macro F1 over seeds, per size and system (runs done so far)."""
+    """Mean and sample sd of macro F1 over runs (seeds, and folds), per size and system (runs done
+    so far); with folds, also macro F1 pooled over each seed's K test folds (seeds whose folds are
+    all done), mean and sd over seeds."""
     rows = []
     for size in report["sizes"]:
         for system in report["systems"]:
             runs = [r for r in report["runs"] if r["size"] == size and r["system"] == system]
             values = [r["cats_macro_f"] for r in runs if r["cats_macro_f"] is not None]
-            if runs:
-                rows.append({"size": size, "documents": runs[0]["documents"], "system": system, "runs": len(runs),
-                             "mean": round(statistics.fmean(values), 2) if values else None,
-                             "sd": round(statistics.stdev(values), 2) if len(values) > 1 else None})
+            if not runs:
+                continue
+            row = {"size": size, "documents": runs[0]["documents"], "system": system, "runs": len(runs),
+                   "mean": round(statistics.fmean(values), 2) if values else None,
+                   "sd": round(statistics.stdev(values), 2) if len(values) > 1 else None}
+            if report.get("folds"):
+                labels = sorted(runs[0]["cats_f_per_type"])
+                pooled = [pooled_scores([pair for r in seed_runs for pair in r["cats_per_doc"]], labels)
+                          for seed_runs in ([r for r in runs if r["seed"] == seed] for seed in report["seeds"])
+                          if len(seed_runs) == report["folds"]]
+                row["pooled"] = pooled
+            rows.append(row)
     return rows
 
 
@@ -221,21 +324,36 @@ def write_report(report: Dict[str, Any], output: Path, plot: bool) -> None:
 
 
 def to_markdown(report: Dict[str, Any]) -> str:
-    systems, runs = report["systems"], report["runs"]
+    systems, runs, folds = report["systems"], report["runs"], report.get("folds", 0)
     wall = report.get("wall_seconds", 0)
+    if folds:
+        data = (f"Cross-validation: `{report['train']}`, `{report['dev']}` and `{report['test']}` pooled and "
+                f"dealt into {folds} folds stratified by class; fold i's runs are scored on fold i, choose "
+                f"model-best on fold i+1 and train on a subsample of the other {folds - 2} folds (training pools "
+                "of " + ", ".join(str(f["train_pool"]) for f in report["fold_documents"].values()) + " documents)")
+        sample = "the first N of one seeded shuffle of the fold's training pool"
+        over = "folds and seeds"
+    else:
+        data = (f"Train file `{report['train']}` ({report['train_documents']} documents), dev "
+                f"`{report['dev']}`, test `{report['test']}`")
+        sample = "the first N of one seeded shuffle of the train file"
+        over = "seeds"
     lines = [
         "# Document classes: learning curve", "",
         f"Made by: `{report['command']}`; do not edit. Backbone `{report['backbone']}`; every run "
         f"{report['max_steps']} training steps, the dev set scored every {report['eval_frequency']} steps, "
         "model-best chosen on its `cats_score` and scored on the test file with spaCy's textcat metrics "
         "(`Language.evaluate`, as `spacy evaluate`; exclusive classes: the top class counts). "
-        f"Train file `{report['train']}` ({report['train_documents']} documents), test "
-        f"`{report['test']}`; {len(runs)} runs, {wall / 60:.1f} min wall time in this invocation "
+        f"{data}; {len(runs)} runs, {wall / 60:.1f} min wall time in this invocation "
         "(resumed runs not counted; each run's own time is below).", "",
-        "A size's documents are the first N of one seeded shuffle of the train file, the same for every system; "
+        f"A size's documents are {sample}, the same for every system; "
         "softprompt_ie learns the classes only (no concept or relation queries), exclusive like the stock "
         "textcat.", "",
-        "## Macro F1 on test (mean ± sd over seeds)", "",
+    ]
+    if folds:
+        lines += pooled_markdown(report)
+    lines += [
+        f"## Macro F1 on test (mean ± sd over {over})", "",
         "| training documents | " + " | ".join(systems) + " |",
         "| ---: | " + " | ".join("---:" for _ in systems) + " |",
     ]
@@ -252,7 +370,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
     if done:
         largest = done[-1]
         labels = sorted({label for r in runs if r["size"] == largest for label in r["cats_f_per_type"]})
-        lines += ["", f"## F1 per class at {largest} training documents (mean ± sd over seeds)", "",
+        lines += ["", f"## F1 per class at {largest} training documents (mean ± sd over {over})", "",
                   "| system | " + " | ".join(labels) + " |", "| --- | " + " | ".join("---:" for _ in labels) + " |"]
         for system in systems:
             chosen = [r for r in runs if r["size"] == largest and r["system"] == system]
@@ -261,16 +379,33 @@ def to_markdown(report: Dict[str, Any]) -> str:
                                    if r["cats_f_per_type"].get(label) is not None]) for label in labels]
                 lines.append(f"| {system} | " + " | ".join(cells) + " |")
     lines += ["", "## Each run", "",
-              "| documents | seed | system | macro F1 | steps (best) | epochs | training s |",
-              "| ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+              "| documents | seed | fold | system | macro F1 | steps (best) | epochs | training s |",
+              "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
     for r in runs:
-        lines.append(f"| {r['documents']} | {r['seed']} | {r['system']} | {_cell(r['cats_macro_f'])} "
+        fold = "–" if r.get("fold") is None else r["fold"]
+        lines.append(f"| {r['documents']} | {r['seed']} | {fold} | {r['system']} | {_cell(r['cats_macro_f'])} "
                      f"| {r['steps']} ({r['best_step']}) | {r['epochs']} | {r['train_seconds']:.0f} |")
     lines += ["", "Subsamples (documents per class at 1.0):", ""]
     for key, sample in report["subsamples"].items():
         classes = ", ".join(f"{label} {n}" for label, n in sample["classes"].items())
         lines.append(f"- {key}: {sample['documents']} documents ({classes})")
     return "\n".join(lines) + "\n"
+
+
+def pooled_markdown(report: Dict[str, Any]) -> List[str]:
+    """The cross-validation table: macro F1 and F1 per class over every document, each tested once
+    per seed (the K test folds pooled), mean ± sd over the seeds whose folds are all done."""
+    rows = [row for row in report["summary"] if row.get("pooled")]
+    labels = sorted({label for row in rows for pooled in row["pooled"] for label in pooled["f_per_type"]})
+    lines = [f"## Macro F1 over every document ({report['folds']} test folds pooled; mean ± sd over seeds)", "",
+             "| training documents | system | seeds | documents scored | macro F1 | " + " | ".join(labels) + " |",
+             "| ---: | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in labels) + " |"]
+    for row in rows:
+        pooled = row["pooled"]
+        cells = [mean_sd([p["f_per_type"][label] for p in pooled]) for label in labels]
+        lines.append(f"| {row['documents']} | {row['system']} | {len(pooled)} | {pooled[0]['documents']} "
+                     f"| {mean_sd([p['macro_f'] for p in pooled])} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def plot_curve(report: Dict[str, Any], path: Path) -> None:

@@ -139,12 +139,15 @@ def evaluate(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1, cor
     return scores
 
 
-def evaluate_spacy(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1) -> Dict[str, Any]:
+def evaluate_spacy(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1,
+                   per_doc_cats: bool = False) -> Dict[str, Any]:
     """spaCy's own evaluation of ``pipeline`` on the test file (``Language.evaluate``, what
     ``spacy evaluate`` runs): every component's scorer, merged into one dict, saved as ``metrics``.
     For systems that the ``evaluate`` verb does not score alike, e.g. the document classes of
     softprompt_ie and of the stock ``textcat``, which both give spaCy's ``cats_*`` keys here
-    (:meth:`spacy.scorer.Scorer.score_cats`). In this process, as :func:`evaluate`."""
+    (:meth:`spacy.scorer.Scorer.score_cats`). In this process, as :func:`evaluate`.
+    ``per_doc_cats`` adds ``cats_per_doc``: each test document's [gold, predicted] top class, so
+    that scores can be pooled over several test files (cross-validation)."""
     from spacy.training import Example
 
     from . import load_pipeline, read_docbin
@@ -155,12 +158,20 @@ def evaluate_spacy(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -
         merged: Dict[str, Any] = {}
         for key, value in nlp.evaluate(examples, per_component=True).items():
             merged.update(value if isinstance(value, dict) else {key: value})  # component name -> its scores
+        if per_doc_cats:  # Language.evaluate leaves each example's predicted Doc annotated
+            merged["cats_per_doc"] = [[top_class(eg.reference.cats), top_class(eg.predicted.cats)]
+                                      for eg in examples]
     finally:
         nlp = examples = None
         _release_memory(gpu_id)
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(merged, indent=2, default=str) + "\n", encoding="utf-8")
     return merged
+
+
+def top_class(cats: Mapping[str, float]) -> Optional[str]:
+    """The highest-scoring class of a ``doc.cats`` (the one an exclusive textcat counts), or None."""
+    return max(cats.items(), key=lambda item: item[1])[0] if cats else None
 
 
 def _release_memory(gpu_id: int) -> None:
