@@ -16,7 +16,7 @@ from spacy.training import Example
 
 from spacy_softprompt.cli import main
 from spacy_softprompt.cli.cats_curve import (CLASSIFICATION_ONLY, parse_sizes, pooled_scores, stratified_folds,
-                                             subsample)
+                                             subsample, summarize, to_markdown)
 
 from conftest import ROOT, annotate, check_made_configs, project, verb_args
 
@@ -281,6 +281,10 @@ def test_cross_validation_tests_every_document_once(tmp_path, tiny_bert, capsys,
     table = output.read_text()
     assert "## Macro F1 over every document (3 test folds pooled; mean ± sd over seeds)" in table
     assert f"| finetune | 1 | 16 | {pooled['macro_f']:.1f} |" in table and "pooled and dealt into 3 folds" in table
+    partial = dict(report, runs=report["runs"][:2])  # the report as written before the last fold
+    partial["summary"] = summarize(partial)
+    assert partial["summary"][0]["pooled"] == []  # no seed with all its folds
+    assert "No seed has all its folds scored yet." in to_markdown(partial)
     # resumed: nothing trained again; other folds would test other documents, so they are refused
     assert main(argv) == 0
     assert capsys.readouterr().out.count("skipped") == 3

@@ -396,8 +396,11 @@ def pooled_markdown(report: Dict[str, Any]) -> List[str]:
     """The cross-validation table: macro F1 and F1 per class over every document, each tested once
     per seed (the K test folds pooled), mean ± sd over the seeds whose folds are all done."""
     rows = [row for row in report["summary"] if row.get("pooled")]
+    heading = f"## Macro F1 over every document ({report['folds']} test folds pooled; mean ± sd over seeds)"
+    if not rows:
+        return [heading, "", "No seed has all its folds scored yet.", ""]
     labels = sorted({label for row in rows for pooled in row["pooled"] for label in pooled["f_per_type"]})
-    lines = [f"## Macro F1 over every document ({report['folds']} test folds pooled; mean ± sd over seeds)", "",
+    lines = [heading, "",
              "| training documents | system | seeds | documents scored | macro F1 | " + " | ".join(labels) + " |",
              "| ---: | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in labels) + " |"]
     for row in rows:
