@@ -274,6 +274,9 @@ def test_cross_validation_tests_every_document_once(tmp_path, tiny_bert, capsys,
         train = [d.text for d in DocBin().from_disk(config["paths"]["train"]).get_docs(vocab)]
         assert dev == texts[(fold + 1) % 3] and sorted(train) == sorted(texts[(fold + 2) % 3])
         assert [gold for gold, _ in r["cats_per_doc"]] == [status[text] for text in texts[fold]]
+        assert {predicted for _, predicted in r["cats_per_doc"]} <= set(CLASSES)  # a class for every note
+        # one fold's pairs counted as the pooled table counts them give spaCy's score of that fold
+        assert pooled_scores(r["cats_per_doc"], sorted(CLASSES))["macro_f"] == pytest.approx(r["cats_macro_f"], abs=0.01)
     (row,) = report["summary"]
     (pooled,) = row["pooled"]
     pairs = [pair for r in report["runs"] for pair in r["cats_per_doc"]]

@@ -238,8 +238,7 @@ def run(args: argparse.Namespace) -> int:
             log = run_dir / "train_log.jsonl"
             settings = run_settings(config, train_file, split["dev"], args, seed, log)
             result = train(write_run_config(config, settings, run_dir / "config.cfg"), run_dir, gpu_id=args.gpu_id)
-            scores = evaluate_spacy(result.pipeline, split["test"], run_dir / "metrics.json", gpu_id=args.gpu_id,
-                                    per_doc_cats=True)
+            scores = evaluate_spacy(result.pipeline, split["test"], run_dir / "metrics.json", gpu_id=args.gpu_id)
             if "cats_macro_f" not in scores:
                 raise CLIError(f"{run_dir / 'metrics.json'} has no cats_* scores: did the pipeline learn doc.cats?")
             record = {"system": name, "size": size, "documents": report["subsamples"][key]["documents"],

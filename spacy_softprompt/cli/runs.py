@@ -139,30 +139,33 @@ def evaluate(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1, cor
     return scores
 
 
-def evaluate_spacy(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1,
-                   per_doc_cats: bool = False) -> Dict[str, Any]:
-    """spaCy's own evaluation of ``pipeline`` on the test file (``Language.evaluate``, what
-    ``spacy evaluate`` runs): every component's scorer, merged into one dict, saved as ``metrics``.
-    For systems that the ``evaluate`` verb does not score alike, e.g. the document classes of
-    softprompt_ie and of the stock ``textcat``, which both give spaCy's ``cats_*`` keys here
-    (:meth:`spacy.scorer.Scorer.score_cats`). In this process, as :func:`evaluate`.
-    ``per_doc_cats`` adds ``cats_per_doc``: each test document's [gold, predicted] top class, so
-    that scores can be pooled over several test files (cross-validation)."""
+def evaluate_spacy(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1) -> Dict[str, Any]:
+    """spaCy's own evaluation of ``pipeline`` on the test file (what ``Language.evaluate`` and so
+    ``spacy evaluate`` run: the pipeline over the texts, then ``Scorer.score`` per component),
+    every component's scores merged into one dict, saved as ``metrics``. For systems that the
+    ``evaluate`` verb does not score alike, e.g. the document classes of softprompt_ie and of the
+    stock ``textcat``, which both give spaCy's ``cats_*`` keys here
+    (:meth:`spacy.scorer.Scorer.score_cats`). In this process, as :func:`evaluate`. Where the
+    pipeline predicts ``doc.cats``, ``cats_per_doc`` holds each test document's [gold, predicted]
+    top class, so that scores can be pooled over several test files (cross-validation);
+    ``Language.evaluate`` itself keeps no predictions (it scores copies of the examples)."""
+    from spacy.scorer import Scorer
     from spacy.training import Example
 
     from . import load_pipeline, read_docbin
 
     try:
         nlp = load_pipeline(pipeline, gpu_id)
-        examples = [Example(nlp.make_doc(doc.text), doc) for doc in read_docbin(test, nlp.vocab)]
+        gold = read_docbin(test, nlp.vocab)
+        examples = [Example(doc, reference) for doc, reference in zip(nlp.pipe(ref.text for ref in gold), gold)]
         merged: Dict[str, Any] = {}
-        for key, value in nlp.evaluate(examples, per_component=True).items():
+        for key, value in Scorer(nlp=nlp).score(examples, per_component=True).items():
             merged.update(value if isinstance(value, dict) else {key: value})  # component name -> its scores
-        if per_doc_cats:  # Language.evaluate leaves each example's predicted Doc annotated
+        if any(eg.predicted.cats for eg in examples):
             merged["cats_per_doc"] = [[top_class(eg.reference.cats), top_class(eg.predicted.cats)]
                                       for eg in examples]
     finally:
-        nlp = examples = None
+        nlp = examples = gold = None
         _release_memory(gpu_id)
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(merged, indent=2, default=str) + "\n", encoding="utf-8")
