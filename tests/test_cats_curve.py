@@ -6,6 +6,7 @@ document once and pools the folds' predictions as spaCy's textcat scorer counts 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -107,15 +108,28 @@ def test_alcohol_command_is_the_smoking_curve_on_the_alcohol_files():
     assert config["workflows"]["alcohol-curve"] == ["convert-sdoh-status", "cats-curve-alcohol"]
 
 
-def test_folds_command_is_the_smoking_curve_cross_validated():
+def test_folds_command_is_the_smoking_curve_cross_validated(tmp_path):
     """``cats-folds`` is ``cats-curve`` on the same smoking files and steps with ``--folds 5`` at 200
-    notes, the three systems of the issue's target, in its own run folder and report."""
+    notes, in its own run folder and report; its two init-config lines write the variants it
+    compares, each the committed preset with one choice changed (the head's learning rate; the
+    classes' questions from configs/smoking_questions.json)."""
     config = project()
-    folds, curve = (vars(verb_args(config["commands"][name]["script"][0])) for name in ("cats-folds", "cats-curve"))
+    *make_configs, script = config["commands"]["cats-folds"]["script"]
+    folds, curve = vars(verb_args(script)), vars(verb_args(config["commands"]["cats-curve"]["script"][0]))
     assert (folds.pop("folds"), curve.pop("folds")) == (5, 0)
     assert folds.pop("sizes") == ["200"] and folds.pop("seeds") == [0]
-    assert folds.pop("systems") == ["configs/lora_frozen.cfg", "configs/finetune.cfg",
+    ((head_lr, _),) = check_made_configs(make_configs[:1], tmp_path, "head_lr_scale", 50.0, 1.0)
+    hard = shlex.split(make_configs[1])
+    assert hard[5:7] == ["--preset", "hard_prompt"]
+    assert folds.pop("systems") == ["configs/lora_frozen.cfg", "configs/finetune.cfg", head_lr, hard[4],
                                     "configs/stock_transformer_textcat.cfg"]
+    assert main(["init-config", str(tmp_path / "hard.cfg"), *hard[5:]]) == 0
+    made = spacy.util.load_config(tmp_path / "hard.cfg")["components"]["softprompt_ie"]
+    committed = spacy.util.load_config(ROOT / "configs" / "hard_prompt.cfg")["components"]["softprompt_ie"]
+    questions = json.loads((ROOT / "configs" / "smoking_questions.json").read_text())
+    assert dict(made.pop("query_texts")) == questions and set(questions) == {"current", "past", "never", "unknown"}
+    committed.pop("query_texts")
+    assert made == committed
     assert (folds.pop("runs"), folds.pop("output")) == (Path("training/cats-folds"), Path("docs/smoking_folds.md"))
     for key in ("sizes", "seeds", "systems", "runs", "output"):
         curve.pop(key)

@@ -60,6 +60,28 @@ def test_model_block_is_the_factorys_default_config(monkeypatch):
     assert "a_new_setting = 7" in generate("hard_prompt")
 
 
+def test_query_texts_file_reaches_the_config_or_is_named(tmp_path, capsys):
+    """``--query-texts FILE``: its questions land in [components.softprompt_ie.query_texts]; a
+    missing, broken or mis-shaped file is one error line naming it, and the stock pipeline refuses it."""
+    questions = tmp_path / "questions.json"
+    questions.write_text(json.dumps({"current": "Does the patient smoke now?", "past": "Did the patient quit?"}))
+    out = tmp_path / "hard.cfg"
+    assert main(["init-config", str(out), "--preset", "hard_prompt", "--query-texts", str(questions)]) == 0
+    config = spacy.util.load_config(out)
+    assert dict(config["components"]["softprompt_ie"]["query_texts"]) == json.loads(questions.read_text())
+    assert f"--query-texts {questions}" in out.read_text().splitlines()[1]  # the header's command
+    capsys.readouterr()
+    broken = tmp_path / "broken.json"
+    for content, message in (("{", "not JSON"), ('["a"]', "expected a JSON object"), ('{"a": ""}', "expected a JSON")):
+        broken.write_text(content)
+        assert main(["init-config", str(out), "--query-texts", str(broken)]) == 2
+        assert f"--query-texts {broken}: {message}" in capsys.readouterr().err
+    assert main(["init-config", str(out), "--query-texts", str(tmp_path / "nowhere.json")]) == 2
+    assert "nowhere.json: file not found" in capsys.readouterr().err
+    assert main(["init-config", str(out), "--preset", "stock_transformer_textcat", "--query-texts", str(questions)]) == 2
+    assert "query text" in capsys.readouterr().err
+
+
 def test_stock_preset_refuses_prompt_choices(capsys):
     with pytest.raises(CLIError, match="no strategy"):
         generate(STOCK, strategy="soft")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -65,6 +66,7 @@ class Choices:
     adapter: Optional[Dict[str, Any]] = None  # a [model.adapter] block (e.g. LORA_ADAPTER); None: none
     cats_text_pooling: str = "mean"  # how a classification query pools a window's text (nn/cats.py)
     head_lr_scale: float = 1.0  # learning rate of prompts and heads relative to the backbone's
+    query_texts: Optional[str] = None  # a JSON file of label -> hard-prompt question, into [...query_texts]
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head-lr-scale", type=float,
                         help="learning rate of prompts and heads as a multiple of the optimizer's, which the "
                              "backbone and its adapter keep (default: the preset's, 1.0)")
+    parser.add_argument("--query-texts", metavar="FILE.json",
+                        help="a JSON object of label -> question, written into [components.softprompt_ie.query_texts]: "
+                             "the hard prompt asked for each concept, relation or document class (default: a "
+                             "question made from the label's name)")
     parser.add_argument("--gpu", action="store_true", help="train on a GPU: mixed precision on")
 
 
@@ -252,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
         ("strategy", args.strategy), ("frozen", args.frozen), ("backbone", args.backbone),
         ("prompt_layer", args.prompt_layer), ("train", args.train), ("dev", args.dev),
         ("max_steps", args.max_steps), ("cats_text_pooling", args.cats_text_pooling),
-        ("head_lr_scale", args.head_lr_scale)) if value is not None}
+        ("head_lr_scale", args.head_lr_scale), ("query_texts", args.query_texts)) if value is not None}
     if args.gpu:
         explicit["gpu"] = True
     if args.preset == "all":
@@ -285,9 +291,9 @@ def generate(preset: Optional[str] = None, output: Optional[Path] = None, **choi
         raise CLIError(f"unknown config choice: {err}") from err
     if chosen.stock and (chosen.prompt_layer is not None or "strategy" in choices or chosen.frozen
                          or chosen.adapter is not None or chosen.cats_text_pooling != "mean"
-                         or chosen.head_lr_scale != 1.0):
+                         or chosen.head_lr_scale != 1.0 or chosen.query_texts is not None):
         raise CLIError(f"the stock transformer+{chosen.stock_head} pipeline has no strategy, frozen backbone, "
-                       "prompt layer, adapter, text pooling or head learning rate choice")
+                       "prompt layer, adapter, text pooling, head learning rate or query text choice")
     if chosen.stock_head not in STOCK_HEADS:
         raise CLIError(f"stock_head must be one of {', '.join(STOCK_HEADS)}, not {chosen.stock_head!r}")
     return _header(preset, chosen, output) + build_config(chosen).to_str() + "\n"
@@ -345,7 +351,23 @@ def _softprompt_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
     model["head_lr_scale"] = float(choices.head_lr_scale)
     if choices.gpu:
         model["mixed_precision"] = True
+    if choices.query_texts is not None:
+        block["query_texts"] = read_query_texts(Path(choices.query_texts))
     return {"softprompt_ie": block}
+
+
+def read_query_texts(path: Path) -> Dict[str, str]:
+    """``--query-texts``: a JSON object of label -> question (both strings), or an error naming the file."""
+    try:
+        texts = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CLIError(f"--query-texts {path}: file not found") from None
+    except json.JSONDecodeError as err:
+        raise CLIError(f"--query-texts {path}: not JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(texts, dict) or not texts or not all(
+            isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in texts.items()):
+        raise CLIError(f"--query-texts {path}: expected a JSON object of label -> question, both non-empty strings")
+    return dict(texts)
 
 
 def _stock_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
@@ -375,7 +397,8 @@ def _header(preset: Optional[str], choices: Choices, output: Optional[Path]) -> 
     start = PRESETS[preset].choices if preset else Choices()
     for field, flag in (("strategy", "--strategy"), ("backbone", "--backbone"), ("prompt_layer", "--prompt-layer"),
                         ("train", "--train"), ("dev", "--dev"), ("max_steps", "--max-steps"),
-                        ("cats_text_pooling", "--cats-text-pooling"), ("head_lr_scale", "--head-lr-scale")):
+                        ("cats_text_pooling", "--cats-text-pooling"), ("head_lr_scale", "--head-lr-scale"),
+                        ("query_texts", "--query-texts")):
         value = getattr(choices, field)
         if value != getattr(start, field):
             command.append(f"{flag} {value}")
