@@ -16,8 +16,9 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 
 from spacy_softprompt.cli import main
-from spacy_softprompt.cli.cats_curve import (CLASSIFICATION_ONLY, parse_sizes, pooled_scores, stratified_folds,
-                                             subsample, summarize, to_markdown)
+from spacy_softprompt.cli.cats_curve import (CLASSIFICATION_ONLY, mcnemar_p, paired_counts, parse_sizes,
+                                             plot_curve, pooled_scores, stratified_folds, subsample, summarize,
+                                             to_markdown)
 
 from conftest import ROOT, annotate, check_made_configs, project, verb_args
 
@@ -257,6 +258,18 @@ def test_pooled_scores_count_as_spacys_textcat_scorer():
     assert pooled["documents"] == 7
 
 
+def test_pairing_counts_the_notes_one_system_alone_gets_right():
+    """Matched fold by fold; the exact McNemar p of 10 against 18 notes is 0.185, of 0 against 5
+    notes 2/32, of a tie 1."""
+    mine = [{"fold": 0, "cats_per_doc": [["past", "past"], ["never", "past"], ["current", "never"]]},
+            {"fold": 1, "cats_per_doc": [["never", "never"]]}]
+    theirs = [{"fold": 1, "cats_per_doc": [["never", "past"]]},
+              {"fold": 0, "cats_per_doc": [["past", "never"], ["never", "never"], ["current", "past"]]}]
+    assert paired_counts(mine, theirs) == (2, 1)  # both wrong on the third note: not counted
+    assert mcnemar_p(10, 18) == pytest.approx(0.185, abs=0.001)
+    assert mcnemar_p(0, 5) == pytest.approx(2 / 32) and mcnemar_p(4, 4) == 1.0 and mcnemar_p(0, 0) == 1.0
+
+
 @pytest.mark.slow
 def test_cross_validation_tests_every_document_once(tmp_path, tiny_bert, capsys, monkeypatch):
     """``--folds 3`` over 8 + 4 + 4 notes: fold i's runs test on fold i, select on fold i+1, train
@@ -302,6 +315,17 @@ def test_cross_validation_tests_every_document_once(tmp_path, tiny_bert, capsys,
     partial["summary"] = summarize(partial)
     assert partial["summary"][0]["pooled"] == []  # no seed with all its folds
     assert "No seed has all its folds scored yet." in to_markdown(partial)
+    # a second system (here one that always answers "past") is paired with the last one, note by note
+    twin = [dict(r, system="twin", cats_per_doc=[[gold, "past"] for gold, _ in r["cats_per_doc"]]) for r in report["runs"]]
+    both = dict(report, systems=["twin", "finetune"], runs=twin + report["runs"])
+    both["summary"] = summarize(both)
+    only_twin, only_finetune = paired_counts(twin, report["runs"])
+    assert only_twin + only_finetune > 0 and both["summary"][1]["paired"] == []  # the reference is not paired
+    plot_curve(both, tmp_path / "folds.png")  # one size of a cross-validation: a row per system
+    assert (tmp_path / "folds.png").stat().st_size > 0
+    documents = both["summary"][0]["documents"]
+    assert (f"| {documents} | twin | 0 | {only_twin} | {only_finetune} | {mcnemar_p(only_twin, only_finetune):.3f} |"
+            in to_markdown(both))
     # resumed: nothing trained again; other folds would test other documents, so they are refused
     assert main(argv) == 0
     assert capsys.readouterr().out.count("skipped") == 3

@@ -19,19 +19,22 @@ to tell systems apart (37 notes: one note is 2 to 4 macro points): the train, de
 are pooled and dealt into K folds stratified by class (:func:`stratified_folds`); fold i's runs
 are tested on fold i, select model-best on fold i+1 and draw their training subsample from the
 other K-2 folds. Every document is then tested once per seed, and the report adds macro F1 over
-all of them (:func:`pooled_scores`, spaCy's exclusive-class counting over the pooled predictions).
+all of them (:func:`pooled_scores`, spaCy's exclusive-class counting over the pooled predictions)
+and each system paired note by note with the last of ``--systems`` (:func:`paired_counts`, an
+exact McNemar test: is one right where the other is wrong more often than a coin would say?).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import math
 import random
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import CLIError, read_docbin
 from .runs import (backbone_settings, corpus_settings, evaluate_spacy, finished_run, jsonl_log_settings,
@@ -80,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=0, metavar="K",
                         help="cross-validation: pool the train, dev and test files into K folds stratified by "
                              "class; fold i's runs test on fold i, select on fold i+1 and train on a subsample of "
-                             "the other K-2 folds (0, the default: the files' own split)")
+                             "the other K-2 folds; the report pools every fold's notes and pairs each system with "
+                             "the last of --systems, note by note (0, the default: the files' own split)")
     parser.add_argument("--backbone", default="default", help="the one backbone every system uses")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for training and scoring; -1 (default): CPU")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG (no matplotlib needed)")
@@ -288,11 +292,33 @@ def pooled_scores(pairs: Sequence[Sequence[Optional[str]]], labels: Sequence[str
             "f_per_type": per_class}
 
 
+def paired_counts(runs: Sequence[Dict[str, Any]], reference: Sequence[Dict[str, Any]]) -> Tuple[int, int]:
+    """Test notes that only ``runs`` / only ``reference`` get right, fold by fold (a fold's runs score
+    the same test file in the same order)."""
+    by_fold = {r["fold"]: r["cats_per_doc"] for r in reference}
+    only_runs = only_reference = 0
+    for run in runs:
+        for (gold, predicted), (_, other) in zip(run["cats_per_doc"], by_fold[run["fold"]]):
+            only_runs += predicted == gold != other
+            only_reference += other == gold != predicted
+    return only_runs, only_reference
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar test: the chance that a fair coin splits the ``only_a + only_b``
+    notes that the two systems disagree on at least as unevenly."""
+    n = only_a + only_b
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
 def summarize(report: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Mean and sample sd of macro F1 over runs (seeds, and folds), per size and system (runs done
     so far); with folds, also macro F1 pooled over each seed's K test folds (seeds whose folds are
-    all done), mean and sd over seeds."""
+    all done), mean and sd over seeds, and per seed the notes that only this system or only the
+    reference (the last system) gets right, with their McNemar p."""
     rows = []
+    reference = report["systems"][-1]
     for size in report["sizes"]:
         for system in report["systems"]:
             runs = [r for r in report["runs"] if r["size"] == size and r["system"] == system]
@@ -308,6 +334,14 @@ def summarize(report: Dict[str, Any]) -> List[Dict[str, Any]]:
                           for seed_runs in ([r for r in runs if r["seed"] == seed] for seed in report["seeds"])
                           if len(seed_runs) == report["folds"]]
                 row["pooled"] = pooled
+                row["paired"] = []
+                for seed in report["seeds"] if system != reference else []:
+                    mine, theirs = ([r for r in report["runs"] if r["size"] == size and r["system"] == name
+                                     and r["seed"] == seed] for name in (system, reference))
+                    if len(mine) == len(theirs) == report["folds"]:
+                        only_it, only_reference = paired_counts(mine, theirs)
+                        row["paired"].append({"seed": seed, "only_it": only_it, "only_reference": only_reference,
+                                              "p": round(mcnemar_p(only_it, only_reference), 3)})
             rows.append(row)
     return rows
 
@@ -407,16 +441,28 @@ def pooled_markdown(report: Dict[str, Any]) -> List[str]:
         cells = [mean_sd([p["f_per_type"][label] for p in pooled]) for label in labels]
         lines.append(f"| {row['documents']} | {row['system']} | {len(pooled)} | {pooled[0]['documents']} "
                      f"| {mean_sd([p['macro_f'] for p in pooled])} | " + " | ".join(cells) + " |")
+    reference = report["systems"][-1]
+    paired = [(row, pair) for row in rows for pair in row.get("paired", [])]
+    if paired:
+        lines += ["", f"Paired with {reference}, note by note: the notes that only one of the two gets right, "
+                      "and the exact McNemar p (the chance that a coin splits them at least as unevenly).", "",
+                  f"| training documents | system | seed | only it right | only {reference} right | p |",
+                  "| ---: | --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {row['documents']} | {row['system']} | {pair['seed']} | {pair['only_it']} "
+                  f"| {pair['only_reference']} | {pair['p']:.3f} |" for row, pair in paired]
     return lines + [""]
 
 
 def plot_curve(report: Dict[str, Any], path: Path) -> None:
-    """Macro F1 against training documents, one line per system, sd over seeds as error bars."""
+    """Macro F1 against training documents, one line per system, sd over seeds as error bars; a
+    cross-validation at one size instead as :func:`plot_folds`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if report.get("folds") and len(report["sizes"]) == 1:
+        return plot_folds(report, path, plt)
     fig, ax = plt.subplots(figsize=(6, 4))
     for system in report["systems"]:
         rows = [r for r in report["summary"] if r["system"] == system and r["mean"] is not None]
@@ -429,6 +475,29 @@ def plot_curve(report: Dict[str, Any], path: Path) -> None:
     ax.set_title(f"{report['max_steps']} steps per run, backbone {report['backbone']}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_folds(report: Dict[str, Any], path: Path, plt) -> None:
+    """One row per system: macro F1 over every note (the folds pooled, mean over seeds) as a bar,
+    each test fold's own macro F1 as a dot, so the spread between folds shows beside the systems'."""
+    systems = report["systems"]
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.5 * len(systems)))
+    for i, system in enumerate(systems):
+        row = next((r for r in report["summary"] if r["system"] == system), None)
+        if row and row.get("pooled"):
+            ax.barh(i, statistics.fmean(p["macro_f"] for p in row["pooled"]), color="C0", alpha=0.35)
+        folds = [r["cats_macro_f"] for r in report["runs"] if r["system"] == system and r["cats_macro_f"] is not None]
+        ax.scatter(folds, [i] * len(folds), color="C0", s=14, zorder=3)
+    ax.set_yticks(range(len(systems)), systems, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(50, 100)
+    ax.set_xlabel("macro F1 (%): bar, all notes pooled; dots, each test fold")
+    ax.set_title(f"{report['folds']}-fold cross-validation, {report['sizes'][0]} training documents, "
+                 f"{report['max_steps']} steps per run", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
