@@ -1,7 +1,7 @@
 """The project's GPU paths, run on a CUDA machine as a user types them, with what happened.
 
 CI has no GPU, so no test reaches CUDA; a session lent one runs this there and commits its
-report (docs/gpu_check.md):
+report (docs/gpu_check/README.md and the JSON it writes):
 
     python docs/gpu_check.py --backbone PATH --out DIR [--steps N] [--label NAME]
 

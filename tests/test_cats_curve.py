@@ -15,7 +15,7 @@ import torch
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from spacy_softprompt.cli import main
+from spacy_softprompt.cli import CLIError, main
 from spacy_softprompt.cli.cats_curve import (CLASSIFICATION_ONLY, mcnemar_p, paired_counts, parse_sizes,
                                              plot_curve, pooled_scores, stratified_folds, subsample, summarize,
                                              to_markdown)
@@ -236,26 +236,34 @@ def test_folds_are_stratified_disjoint_and_fixed():
     assert main(["cats-curve", "--systems", "finetune", "--folds", "2"]) == 2  # needs test, dev and train
 
 
-def test_pooled_scores_count_as_spacys_textcat_scorer():
-    """Pooling [gold, predicted] pairs of several test files gives what spaCy's exclusive textcat
-    scorer gives on all the documents at once (a test that fails if pooling averaged the files)."""
+def spacy_cats_scores(pairs, labels=CLASSES):
+    """spaCy's exclusive textcat scores of documents whose gold and predicted top classes are ``pairs``."""
     from spacy.scorer import Scorer
 
     nlp = spacy.blank("en")
-    pairs = [("current", "current"), ("current", "past"), ("past", "past"), ("never", "current"),
-             ("never", "never"), ("never", "never"), ("past", "never")]
     examples = []
     for gold, predicted in pairs:
         doc, reference = nlp.make_doc("x"), nlp.make_doc("x")
         doc.cats = {label: 0.6 if label == predicted else 0.2 for label in CLASSES}
         reference.cats = {label: float(label == gold) for label in CLASSES}
         examples.append(Example(doc, reference))
-    spacy_scores = Scorer.score_cats(examples, "cats", labels=CLASSES, multi_label=False)
+    return Scorer.score_cats(examples, "cats", labels=labels, multi_label=False)
+
+
+def test_pooled_scores_count_as_spacys_textcat_scorer():
+    """[gold, predicted] pairs counted by ``pooled_scores`` give what spaCy's exclusive textcat
+    scorer gives on the same documents scored at once, per class and macro; a class outside the
+    labels has no column of its own."""
+    pairs = [("current", "current"), ("current", "past"), ("past", "past"), ("never", "current"),
+             ("never", "never"), ("never", "never"), ("past", "never")]
+    spacy_scores = spacy_cats_scores(pairs)
     pooled = pooled_scores(pairs, sorted(CLASSES))
     assert pooled["macro_f"] == pytest.approx(100 * spacy_scores["cats_macro_f"], abs=0.01)
     for label in CLASSES:
         assert pooled["f_per_type"][label] == pytest.approx(100 * spacy_scores["cats_f_per_type"][label]["f"], abs=0.01)
     assert pooled["documents"] == 7
+    widened = pooled_scores(pairs + [("other", "never")], sorted(CLASSES))
+    assert "other" not in widened["f_per_type"] and widened["f_per_type"]["never"] < pooled["f_per_type"]["never"]
 
 
 def test_pairing_counts_the_notes_one_system_alone_gets_right():
@@ -266,6 +274,9 @@ def test_pairing_counts_the_notes_one_system_alone_gets_right():
     theirs = [{"fold": 1, "cats_per_doc": [["never", "past"]]},
               {"fold": 0, "cats_per_doc": [["past", "never"], ["never", "never"], ["current", "past"]]}]
     assert paired_counts(mine, theirs) == (2, 1)  # both wrong on the third note: not counted
+    theirs[0]["cats_per_doc"] = [["past", "past"]]  # fold 1 scored on another note
+    with pytest.raises(CLIError, match="fold 1: twin and finetune were scored on different test notes"):
+        paired_counts([dict(r, system="twin") for r in mine], [dict(r, system="finetune") for r in theirs])
     assert mcnemar_p(10, 18) == pytest.approx(0.185, abs=0.001)
     assert mcnemar_p(0, 5) == pytest.approx(2 / 32) and mcnemar_p(4, 4) == 1.0 and mcnemar_p(0, 0) == 1.0
 
@@ -307,7 +318,9 @@ def test_cross_validation_tests_every_document_once(tmp_path, tiny_bert, capsys,
     (row,) = report["summary"]
     (pooled,) = row["pooled"]
     pairs = [pair for r in report["runs"] for pair in r["cats_per_doc"]]
-    assert pooled == pooled_scores(pairs, sorted(CLASSES)) and pooled["documents"] == 16
+    spacy_scores = spacy_cats_scores(pairs)  # the 16 notes scored at once by spaCy
+    assert pooled["macro_f"] == pytest.approx(100 * spacy_scores["cats_macro_f"], abs=0.01)
+    assert pooled["documents"] == 16
     table = output.read_text()
     assert "## Macro F1 over every document (3 test folds pooled; mean ± sd over seeds)" in table
     assert f"| finetune | 1 | 16 | {pooled['macro_f']:.1f} |" in table and "pooled and dealt into 3 folds" in table
@@ -332,3 +345,14 @@ def test_cross_validation_tests_every_document_once(tmp_path, tiny_bert, capsys,
     folds = argv.index("--folds") + 1
     assert main([("4" if i == folds else a) for i, a in enumerate(argv)]) == 2
     assert "and folds 3" in capsys.readouterr().err
+    # other notes in the input files move notes between folds: a finished run is not taken for the new ones
+    DocBin(store_user_data=True, docs=docs[4:] + docs[:1]).to_disk(tmp_path / "test.spacy")
+    assert main(argv) == 2
+    assert "on other documents (the input files or the folds changed)" in capsys.readouterr().err
+    DocBin(store_user_data=True, docs=docs[4:]).to_disk(tmp_path / "test.spacy")
+    # a record without every note's prediction cannot be pooled: refused, not read as 0.0
+    record_path = runs / "all-seed0-fold0" / "finetune" / "run.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps(dict(record, cats_per_doc=[[g, None] for g, _ in record["cats_per_doc"]])))
+    assert main(argv) == 2
+    assert "has no prediction for every test note" in capsys.readouterr().err

@@ -139,24 +139,49 @@ def stratified_folds(docs: Sequence[Any], k: int) -> List[List[int]]:
 
 def splits(args: argparse.Namespace, docs: List[Any]) -> List[Dict[str, Any]]:
     """What each run trains, selects and tests on: the files' own split, or (``--folds K``) one
-    entry per fold, its dev and test documents written to ``RUNS/data/fold<i>-{dev,test}.spacy``."""
+    entry per fold, its dev and test documents written to ``RUNS/data/fold<i>-{dev,test}.spacy``;
+    each with a digest of its dev and test texts (``data``), which a resumed run must match."""
+    dev, test = read_docbin(args.dev), read_docbin(args.test)
     if not args.folds:
-        return [{"fold": None, "pool": docs, "dev": args.dev, "test": args.test}]
+        return [{"fold": None, "pool": docs, "dev": args.dev, "test": args.test,
+                 "data": {"dev": texts_sha1(dev), "test": texts_sha1(test)}}]
     from spacy.tokens import DocBin
 
-    pooled = docs + read_docbin(args.dev) + read_docbin(args.test)
+    pooled = docs + dev + test
     folds = stratified_folds(pooled, args.folds)
     out = []
     for i in range(args.folds):
         dev_fold = (i + 1) % args.folds
-        files = {}
+        entry: Dict[str, Any] = {"fold": i, "data": {}}
         for split, fold in (("dev", dev_fold), ("test", i)):
-            files[split] = args.runs / "data" / f"fold{i}-{split}.spacy"
-            files[split].parent.mkdir(parents=True, exist_ok=True)
-            DocBin(store_user_data=True, docs=[pooled[j] for j in folds[fold]]).to_disk(files[split])
-        pool = [pooled[j] for f, fold in enumerate(folds) if f not in (i, dev_fold) for j in fold]
-        out.append({"fold": i, "pool": pool, **files})
+            chosen = [pooled[j] for j in folds[fold]]
+            entry[split] = args.runs / "data" / f"fold{i}-{split}.spacy"
+            entry[split].parent.mkdir(parents=True, exist_ok=True)
+            DocBin(store_user_data=True, docs=chosen).to_disk(entry[split])
+            entry["data"][split] = texts_sha1(chosen)
+        entry["pool"] = [pooled[j] for f, fold in enumerate(folds) if f not in (i, dev_fold) for j in fold]
+        out.append(entry)
     return out
+
+
+def texts_sha1(docs: Sequence[Any]) -> str:
+    """A short digest of the documents' texts, in order: the same documents give the same digest."""
+    return hashlib.sha1("\x00".join(doc.text for doc in docs).encode("utf-8")).hexdigest()[:12]
+
+
+def resume_mismatch(done: Dict[str, Any], args: argparse.Namespace, data: Dict[str, str]) -> Optional[str]:
+    """Why a finished run's record cannot stand for this run (None: it can): other settings, other
+    documents (the input files or the folds changed), or, in a cross-validation, no per-note
+    predictions to pool."""
+    if (done.get("max_steps"), done.get("backbone"), done.get("folds", 0)) != (args.max_steps, args.backbone,
+                                                                               args.folds):
+        return (f"trained with max_steps {done.get('max_steps')}, backbone {done.get('backbone')!r} "
+                f"and folds {done.get('folds', 0)}")
+    if done.get("data", data) != data:
+        return "trained or scored on other documents (the input files or the folds changed)"
+    if args.folds and (not done.get("cats_per_doc") or any(p is None for _, p in done["cats_per_doc"])):
+        return "has no prediction for every test note, which the pooled scores need: delete it to retrain"
+    return None
 
 
 def describe(docs: Sequence[Any]) -> Dict[str, Any]:
@@ -166,8 +191,7 @@ def describe(docs: Sequence[Any]) -> Dict[str, Any]:
         for label, value in doc.cats.items():
             if value == 1.0:
                 classes[label] = classes.get(label, 0) + 1
-    digest = hashlib.sha1("\x00".join(doc.text for doc in docs).encode("utf-8")).hexdigest()[:12]
-    return {"documents": len(docs), "classes": dict(sorted(classes.items())), "texts_sha1": digest}
+    return {"documents": len(docs), "classes": dict(sorted(classes.items())), "texts_sha1": texts_sha1(docs)}
 
 
 def run_settings(config, train_file: Path, dev_file: Path, args: argparse.Namespace, seed: int,
@@ -220,31 +244,28 @@ def run(args: argparse.Namespace) -> int:
         fold = split["fold"]
         key = f"{size}-seed{seed}" + ("" if fold is None else f"-fold{fold}")
         train_file = args.runs / "data" / f"train-{key}.spacy"
-        if key not in report["subsamples"]:
+        if key not in report["subsamples"]:  # drawn again on every invocation: the same inputs, the same file
+            from spacy.tokens import DocBin
+
             chosen = subsample(split["pool"], size, seed)
             report["subsamples"][key] = describe(chosen)
-            if not train_file.is_file():  # kept: runs resumed later train on the very same documents
-                from spacy.tokens import DocBin
-
-                train_file.parent.mkdir(parents=True, exist_ok=True)
-                DocBin(store_user_data=True, docs=chosen).to_disk(train_file)
+            train_file.parent.mkdir(parents=True, exist_ok=True)
+            DocBin(store_user_data=True, docs=chosen).to_disk(train_file)
+        data = {"train": report["subsamples"][key]["texts_sha1"], **split["data"]}
         run_dir = args.runs / key / name
         record_path = run_dir / "run.json"
         where = f"[{index}/{len(plan)}] {size} documents, seed {seed}" + (
             "" if fold is None else f", fold {fold}") + f", {name}"
-        record = finished_run(record_path, where, lambda done: None if (
-            done.get("max_steps"), done.get("backbone"), done.get("folds", 0)) == (
-            args.max_steps, args.backbone, args.folds) else
-            f"trained with max_steps {done.get('max_steps')}, backbone {done.get('backbone')!r} "
-            f"and folds {done.get('folds', 0)}")
+        record = finished_run(record_path, where, lambda done: resume_mismatch(done, args, data))
         if record is None:
             print(f"{where}: training", flush=True)
             log = run_dir / "train_log.jsonl"
             settings = run_settings(config, train_file, split["dev"], args, seed, log)
             result = train(write_run_config(config, settings, run_dir / "config.cfg"), run_dir, gpu_id=args.gpu_id)
             scores = evaluate_spacy(result.pipeline, split["test"], run_dir / "metrics.json", gpu_id=args.gpu_id)
-            if "cats_macro_f" not in scores:
-                raise CLIError(f"{run_dir / 'metrics.json'} has no cats_* scores: did the pipeline learn doc.cats?")
+            if "cats_macro_f" not in scores or (args.folds and "cats_per_doc" not in scores):
+                raise CLIError(f"{run_dir / 'metrics.json'} has no cats_* scores or predicted classes: did the "
+                               "pipeline learn doc.cats?")
             record = {"system": name, "size": size, "documents": report["subsamples"][key]["documents"],
                       "seed": seed, "fold": fold, "folds": args.folds, "max_steps": args.max_steps,
                       "backbone": args.backbone, "train_file": str(train_file), "test_file": str(split["test"]),
@@ -252,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
                       "cats_micro_f": _points(scores.get("cats_micro_f")),
                       "cats_f_per_type": {label: _points(v["f"]) for label, v in
                                           sorted((scores.get("cats_f_per_type") or {}).items())},
-                      "cats_per_doc": scores["cats_per_doc"],
+                      "cats_per_doc": scores.get("cats_per_doc"), "data": data,
                       "train_seconds": round(result.train_seconds, 1), **dev_curve(log)}
             record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         report["runs"].append(record)
@@ -276,9 +297,11 @@ def pooled_scores(pairs: Sequence[Sequence[Optional[str]]], labels: Sequence[str
     """Macro F1 and F1 per class (points) over [gold, predicted] top classes pooled from several
     test files, counted as spaCy's exclusive textcat counts one file (``Scorer.score_cats``): a
     right top class is a true positive of its class, a wrong one a false negative of the gold class
-    and a false positive of the predicted one; macro F1 is the mean over ``labels``."""
+    and a false positive of the predicted one; macro F1 is the mean over ``labels`` (other classes
+    are left out, as spaCy's scorer leaves out classes it was not given)."""
     counts = {label: [0, 0, 0] for label in labels}  # tp, fp, fn
     for gold, predicted in pairs:
+        gold, predicted = (label if label in counts else None for label in (gold, predicted))
         if gold is not None and gold == predicted:
             counts[gold][0] += 1
             continue
@@ -298,7 +321,11 @@ def paired_counts(runs: Sequence[Dict[str, Any]], reference: Sequence[Dict[str, 
     by_fold = {r["fold"]: r["cats_per_doc"] for r in reference}
     only_runs = only_reference = 0
     for run in runs:
-        for (gold, predicted), (_, other) in zip(run["cats_per_doc"], by_fold[run["fold"]]):
+        theirs = by_fold[run["fold"]]
+        if [gold for gold, _ in run["cats_per_doc"]] != [gold for gold, _ in theirs]:
+            raise CLIError(f"fold {run['fold']}: {run['system']} and {reference[0]['system']} were scored on "
+                           "different test notes; rerun both on the same folds")
+        for (gold, predicted), (_, other) in zip(run["cats_per_doc"], theirs):
             only_runs += predicted == gold != other
             only_reference += other == gold != predicted
     return only_runs, only_reference
@@ -376,7 +403,8 @@ def to_markdown(report: Dict[str, Any]) -> str:
         f"Made by: `{report['command']}`; do not edit. Backbone `{report['backbone']}`; every run "
         f"{report['max_steps']} training steps, the dev set scored every {report['eval_frequency']} steps, "
         "model-best chosen on its `cats_score` and scored on the test file with spaCy's textcat metrics "
-        "(`Language.evaluate`, as `spacy evaluate`; exclusive classes: the top class counts). "
+        "(the pipeline over the texts, then spaCy's `Scorer`, as `spacy evaluate`; exclusive classes: the top "
+        "class counts). "
         f"{data}; {len(runs)} runs, {wall / 60:.1f} min wall time in this invocation "
         "(resumed runs not counted; each run's own time is below).", "",
         f"A size's documents are {sample}, the same for every system; "
@@ -493,7 +521,8 @@ def plot_folds(report: Dict[str, Any], path: Path, plt) -> None:
         ax.scatter(folds, [i] * len(folds), color="C0", s=14, zorder=3)
     ax.set_yticks(range(len(systems)), systems, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(50, 100)
+    lowest = min((r["cats_macro_f"] for r in report["runs"] if r["cats_macro_f"] is not None), default=50.0)
+    ax.set_xlim(max(0.0, min(50.0, lowest - 5)), 100)
     ax.set_xlabel("macro F1 (%): bar, all notes pooled; dots, each test fold")
     ax.set_title(f"{report['folds']}-fold cross-validation, {report['sizes'][0]} training documents, "
                  f"{report['max_steps']} steps per run", fontsize=9)
