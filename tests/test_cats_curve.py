@@ -16,6 +16,7 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 
 from spacy_softprompt.cli import CLIError, main
+from spacy_softprompt.cli.init_config import STOCK_TEXTCAT
 from spacy_softprompt.cli.cats_curve import (CLASSIFICATION_ONLY, mcnemar_p, paired_counts, parse_sizes,
                                              plot_curve, pooled_scores, stratified_folds, subsample, summarize,
                                              to_markdown)
@@ -111,9 +112,10 @@ def test_alcohol_command_is_the_smoking_curve_on_the_alcohol_files():
 
 def test_folds_command_is_the_smoking_curve_cross_validated(tmp_path):
     """``cats-folds`` is ``cats-curve`` on the same smoking files and steps with ``--folds 5`` at 200
-    notes, in its own run folder and report; its two init-config lines write the variants it
-    compares, each the committed preset with one choice changed (the head's learning rate; the
-    classes' questions from configs/smoking_questions.json)."""
+    notes, in its own run folder and report; its init-config lines write the variants it
+    compares, each a committed preset with one choice changed (the head's learning rate; the
+    classes' questions from configs/smoking_questions.json; the stock textcat's model: each half of
+    its ensemble alone), and the stock textcat itself comes last, the system the others are paired with."""
     config = project()
     *make_configs, script = config["commands"]["cats-folds"]["script"]
     folds, curve = vars(verb_args(script)), vars(verb_args(config["commands"]["cats-curve"]["script"][0]))
@@ -122,8 +124,10 @@ def test_folds_command_is_the_smoking_curve_cross_validated(tmp_path):
     ((head_lr, _),) = check_made_configs(make_configs[:1], tmp_path, "head_lr_scale", 50.0, 1.0)
     hard = shlex.split(make_configs[1])
     assert hard[5:7] == ["--preset", "hard_prompt"]
+    halves = {shlex.split(line)[-1]: shlex.split(line)[4] for line in make_configs[2:]}
+    assert [shlex.split(line)[5:7] for line in make_configs[2:]] == [["--preset", STOCK_TEXTCAT]] * 2
     assert folds.pop("systems") == ["configs/lora_frozen.cfg", "configs/finetune.cfg", head_lr, hard[4],
-                                    "configs/stock_transformer_textcat.cfg"]
+                                    halves["bow"], halves["attention"], "configs/stock_transformer_textcat.cfg"]
     assert main(["init-config", str(tmp_path / "hard.cfg"), *hard[5:]]) == 0
     made = spacy.util.load_config(tmp_path / "hard.cfg")["components"]["softprompt_ie"]
     committed = spacy.util.load_config(ROOT / "configs" / "hard_prompt.cfg")["components"]["softprompt_ie"]

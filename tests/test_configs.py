@@ -126,6 +126,52 @@ def test_stock_textcat_preset_is_spacys_textcat_on_the_transformer():
         generate(STOCK, stock_head="tagger")
 
 
+def test_textcat_model_puts_one_half_of_the_stock_ensemble_alone(tmp_path, capsys):
+    """``--textcat-model``: the stock textcat with its ensemble's transformer half alone (parametric
+    attention over the same listener) or its bag-of-words half alone (the same linear model, no
+    transformer, spaCy's bag-of-words learning rate), everything else the preset's; the bag of words
+    trains and classifies without any backbone, and cats-curve sets none for it."""
+    from spacy.training import Example
+
+    from spacy_softprompt.cli.init_config import BOW_LEARN_RATE
+    from spacy_softprompt.cli.runs import backbone_settings
+
+    ensemble = spacy.util.load_config_from_str(generate(STOCK_TEXTCAT))
+    attention = spacy.util.load_config_from_str(generate(STOCK_TEXTCAT, textcat_model="attention"))
+    bow = spacy.util.load_config_from_str(generate(STOCK_TEXTCAT, textcat_model="bow"))
+    halves = ensemble["components"]["textcat"].pop("model")
+    model = attention["components"]["textcat"].pop("model")
+    assert model == {"@architectures": "spacy.TextCatParametricAttention.v1", "exclusive_classes": True,
+                     "nO": None, "tok2vec": halves["tok2vec"]}
+    assert attention == ensemble
+    assert bow["nlp"]["pipeline"] == ["textcat"] and "transformer" not in bow["components"]
+    assert bow["components"]["textcat"].pop("model") == halves["linear_model"]
+    assert bow["components"]["textcat"] == ensemble["components"]["textcat"]
+    assert bow["training"]["optimizer"]["learn_rate"]["initial_rate"] == BOW_LEARN_RATE
+    out = tmp_path / "bow.cfg"
+    assert main(["init-config", str(out), "--preset", STOCK_TEXTCAT, "--textcat-model", "bow"]) == 0
+    header = out.read_text()
+    made_by = next(line for line in header.splitlines() if line.startswith("# Made by:"))
+    assert made_by.endswith(f"--preset {STOCK_TEXTCAT} --textcat-model bow  (do not edit: regenerate)")
+    comment = " ".join(line[2:] for line in header.splitlines() if line.startswith("# "))
+    assert "the ensemble's bag-of-words half alone" in comment
+    config = spacy.util.load_config(out)
+    assert backbone_settings(config, "default") == {}
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    texts = {"Patient smokes daily.": "current", "Denies tobacco.": "never", "Quit smoking in 2001.": "past"}
+    examples = []
+    for text, status in texts.items():
+        doc = nlp.make_doc(text)
+        examples.append(Example.from_dict(doc, {"cats": {c: float(c == status) for c in texts.values()}}))
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(5):
+        nlp.update(examples, sgd=optimizer)
+    assert set(nlp("Patient smokes daily.").cats) == set(texts.values())
+    capsys.readouterr()
+    assert main(["init-config", "-", "--preset", "finetune", "--textcat-model", "bow"]) == 2
+    assert "--textcat-model is a choice of the stock textcat" in capsys.readouterr().err
+
+
 def test_stock_spancat_preset_reads_the_concepts_where_the_corpora_keep_them():
     """The overlapping-concepts baseline: spancat on the transformer's listener, gold and predictions
     in doc.spans['softprompt'] (where convert writes concepts and evaluate reads them), candidates

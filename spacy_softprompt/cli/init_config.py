@@ -33,6 +33,18 @@ STOCK = "stock_transformer_ner"
 STOCK_TEXTCAT = "stock_transformer_textcat"
 #: the stock baseline that handles overlapping concepts (ner cannot): spaCy's spancat on the backbone
 STOCK_SPANCAT = "stock_transformer_spancat"
+#: the stock textcat's model (--textcat-model): spaCy's TextCatEnsemble.v2 (the preset), or one of its two
+#: halves alone, to tell which one carries it: the transformer read by parametric attention
+#: (TextCatParametricAttention.v1) or the bag of words without a transformer (TextCatBOW.v3, at spaCy's
+#: default learning rate for it, as a bag of words at fine-tuning's 1e-4 barely leaves its zero start)
+TEXTCAT_MODELS = ("ensemble", "attention", "bow")
+BOW_LEARN_RATE = 0.001
+TEXTCAT_ABLATIONS = {
+    "attention": "Here the ensemble's transformer half alone (--textcat-model attention: "
+                 "TextCatParametricAttention.v1, no bag of words).",
+    "bow": f"Here the ensemble's bag-of-words half alone (--textcat-model bow: TextCatBOW.v3, no transformer, "
+           f"learning rate {BOW_LEARN_RATE}).",
+}
 #: presets that build spaCy's own pipelines, not softprompt_ie
 STOCK_PRESETS = (STOCK, STOCK_TEXTCAT, STOCK_SPANCAT)
 #: the stock pipelines' task component: ner or spancat (concepts), textcat (one exclusive class per document)
@@ -67,6 +79,7 @@ class Choices:
     cats_text_pooling: str = "mean"  # how a classification query pools a window's text (nn/cats.py)
     head_lr_scale: float = 1.0  # learning rate of prompts and heads relative to the backbone's
     query_texts: Optional[str] = None  # a JSON file of label -> hard-prompt question, into [...query_texts]
+    textcat_model: str = "ensemble"  # stock textcat only: one of TEXTCAT_MODELS
 
 
 @dataclass(frozen=True)
@@ -250,6 +263,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a JSON object of label -> question, written into [components.softprompt_ie.query_texts]: "
                              "the hard prompt asked for each concept, relation or document class (default: a "
                              "question made from the label's name)")
+    parser.add_argument("--textcat-model", choices=list(TEXTCAT_MODELS),
+                        help="stock textcat only: spaCy's ensemble (default), its parametric attention over the "
+                             "transformer alone, or its bag of words alone (no transformer)")
     parser.add_argument("--gpu", action="store_true", help="train on a GPU: mixed precision on")
 
 
@@ -258,7 +274,8 @@ def run(args: argparse.Namespace) -> int:
         ("strategy", args.strategy), ("frozen", args.frozen), ("backbone", args.backbone),
         ("prompt_layer", args.prompt_layer), ("train", args.train), ("dev", args.dev),
         ("max_steps", args.max_steps), ("cats_text_pooling", args.cats_text_pooling),
-        ("head_lr_scale", args.head_lr_scale), ("query_texts", args.query_texts)) if value is not None}
+        ("head_lr_scale", args.head_lr_scale), ("query_texts", args.query_texts),
+        ("textcat_model", args.textcat_model)) if value is not None}
     if args.gpu:
         explicit["gpu"] = True
     if args.preset == "all":
@@ -294,6 +311,10 @@ def generate(preset: Optional[str] = None, output: Optional[Path] = None, **choi
                          or chosen.head_lr_scale != 1.0 or chosen.query_texts is not None):
         raise CLIError(f"the stock transformer+{chosen.stock_head} pipeline has no strategy, frozen backbone, "
                        "prompt layer, adapter, text pooling, head learning rate or query text choice")
+    if chosen.textcat_model != "ensemble" and not (chosen.stock and chosen.stock_head == "textcat"):
+        raise CLIError(f"--textcat-model is a choice of the stock textcat ({STOCK_TEXTCAT}) only")
+    if chosen.textcat_model not in TEXTCAT_MODELS:
+        raise CLIError(f"textcat_model must be one of {', '.join(TEXTCAT_MODELS)}, not {chosen.textcat_model!r}")
     if chosen.stock_head not in STOCK_HEADS:
         raise CLIError(f"stock_head must be one of {', '.join(STOCK_HEADS)}, not {chosen.stock_head!r}")
     return _header(preset, chosen, output) + build_config(chosen).to_str() + "\n"
@@ -323,7 +344,7 @@ def build_config(choices: Choices):
     config["training"]["max_steps"] = choices.max_steps
     schedule = config["training"]["optimizer"]["learn_rate"]
     schedule["total_steps"] = choices.max_steps
-    schedule["initial_rate"] = LEARN_RATE[choices.frozen]
+    schedule["initial_rate"] = BOW_LEARN_RATE if choices.textcat_model == "bow" else LEARN_RATE[choices.frozen]
     for split in ("train", "dev"):
         if getattr(choices, split) is not None:
             config["paths"][split] = str(getattr(choices, split))
@@ -380,15 +401,23 @@ def _stock_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
     if choices.stock_head == "spancat":
         head["spans_key"] = SPANCAT_SPANS_KEY
         head["suggester"] = {"@misc": "spacy.ngram_range_suggester.v1", "min_size": 1, "max_size": SPANCAT_MAX_WIDTH}
+    listener = {"@architectures": "spacy-transformers.TransformerListener.v1",
+                "grad_factor": 1.0, "pooling": {"@layers": "reduce_mean.v1"}, "upstream": "*"}
+    if choices.textcat_model == "bow":  # the ensemble's linear half alone: no transformer to read
+        return {choices.stock_head: {**head, "model": head["model"]["linear_model"]}}
+    if choices.textcat_model == "attention":  # the ensemble's other half alone
+        head["model"] = {"@architectures": "spacy.TextCatParametricAttention.v1",
+                         "exclusive_classes": head["model"]["linear_model"]["exclusive_classes"], "nO": None}
     # textcat: the factory's TextCatEnsemble.v2 (exclusive classes), its tok2vec the transformer
-    head["model"]["tok2vec"] = {"@architectures": "spacy-transformers.TransformerListener.v1",
-                                "grad_factor": 1.0, "pooling": {"@layers": "reduce_mean.v1"}, "upstream": "*"}
+    head["model"]["tok2vec"] = listener
     return {"transformer": transformer, choices.stock_head: head}
 
 
 def _header(preset: Optional[str], choices: Choices, output: Optional[Path]) -> str:
     """The comment lines on top: what the config is, how it was made, how to train it."""
     description = PRESETS[preset].description if preset else _describe(choices)
+    if choices.textcat_model != "ensemble":
+        description += " " + TEXTCAT_ABLATIONS[choices.textcat_model]
     as_committed = preset and choices == PRESETS[preset].choices  # configs/<preset>.cfg itself
     path = Path("configs", f"{preset}.cfg") if as_committed else Path(output or "config.cfg")
     command = ["python -m spacy_softprompt init-config", str(path)]
@@ -398,7 +427,7 @@ def _header(preset: Optional[str], choices: Choices, output: Optional[Path]) -> 
     for field, flag in (("strategy", "--strategy"), ("backbone", "--backbone"), ("prompt_layer", "--prompt-layer"),
                         ("train", "--train"), ("dev", "--dev"), ("max_steps", "--max-steps"),
                         ("cats_text_pooling", "--cats-text-pooling"), ("head_lr_scale", "--head-lr-scale"),
-                        ("query_texts", "--query-texts")):
+                        ("query_texts", "--query-texts"), ("textcat_model", "--textcat-model")):
         value = getattr(choices, field)
         if value != getattr(start, field):
             command.append(f"{flag} {value}")

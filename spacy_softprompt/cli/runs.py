@@ -200,7 +200,8 @@ def jsonl_log_settings(log: Path) -> Dict[str, Any]:
 def backbone_settings(config, backbone: str) -> Dict[str, Any]:
     """The setting that puts ``backbone`` into ``config``: softprompt_ie's ``model.backbone``, or
     for spaCy's stock pipelines the transformer's ``model.name``, resolved to a folder or hub id,
-    since spacy-transformers does not know the offline ``default`` alias (as ``bench`` does)."""
+    since spacy-transformers does not know the offline ``default`` alias (as ``bench`` does); none
+    for a textcat without a transformer (a bag-of-words baseline)."""
     from ..backbone import BackboneNotFound, resolve_backbone
 
     components = config.get("components", {})
@@ -211,6 +212,8 @@ def backbone_settings(config, backbone: str) -> Dict[str, Any]:
             return {"components.transformer.model.name": resolve_backbone(backbone)}
         except BackboneNotFound as err:
             raise CLIError(str(err)) from err
+    if "textcat" in components:  # spaCy's bag-of-words textcat reads no backbone: nothing to set
+        return {}
     raise CLIError(f"the config has neither a softprompt_ie nor a transformer component to put {backbone!r} in")
 
 
