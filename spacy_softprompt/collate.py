@@ -13,7 +13,8 @@ Both layouts end with the same per-query arrays: the sequence position of
 each window token's first and last subword, the mask of candidate spans
 (start token, width, output column) and, for training, the gold targets.
 A batch of classification queries has, instead of candidate spans, the
-positions whose states represent each of its classes (``cat_pool``).
+positions whose states represent each of its classes (``cat_pool``), the class
+each column answers and each window's subword ids (a bag of words reads them).
 """
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ class Batch:
     levitated: Optional[np.ndarray] = None  # (B, S) bool: trigger marker tokens (packed relations)
     position_ids: Optional[np.ndarray] = None  # (B, S) with levitated markers: their triggers' positions
     cat_pool: Optional[np.ndarray] = None  # (B, K, 2, S) classification queries: column k's part, text
+    cat_classes: Optional[np.ndarray] = None  # (B, K) class index each column answers (-1: none)
+    cat_words: Optional[np.ndarray] = None  # (B, L) each window's text subword ids (-1: padding)
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -78,8 +81,27 @@ class Collator:
 
     def collate(self, queries: Sequence[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Batch:
         if self.builder.late:
-            return self._collate_late(queries, pieces, with_targets)
-        return self._collate_input(queries, pieces, with_targets)
+            batch = self._collate_late(queries, pieces, with_targets)
+        else:
+            batch = self._collate_input(queries, pieces, with_targets)
+        if batch.cat_pool is not None:
+            batch.cat_classes, batch.cat_words = self._cat_inputs(queries, pieces, batch.cat_pool.shape[1])
+        return batch
+
+    def _cat_inputs(self, queries: Sequence[Query], pieces: Sequence[DocPieces], k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Classification queries: the class index of each output column (where its logit is
+        pooled) and the subword ids of each window's text, as the backbone reads it."""
+        cats = self.builder.labels.cats
+        classes = np.full((len(queries), k), -1, dtype=np.int64)
+        texts = []
+        for b, q in enumerate(queries):
+            for column in range(q.output, q.output + q.n_outputs):
+                classes[b, column] = cats.index(self.builder.answer(q, column)[0])
+            texts.append(self._window_text(pieces[q.doc_index], q.window, 0, self.builder.max_length)[0])
+        words = np.full((len(queries), max(1, max(map(len, texts)))), -1, dtype=np.int64)
+        for b, text in enumerate(texts):
+            words[b, : len(text)] = text
+        return classes, words
 
     def prompt_only_ids(self) -> np.ndarray:
         """One sequence per prompt holding just ``[CLS]`` and the prompt slots

@@ -81,6 +81,7 @@ max_memory = null
 offload_folder = null
 cats_text_pooling = "mean"
 head_lr_scale = 1.0
+cats_bag_of_words = false
 """
 
 
@@ -320,7 +321,7 @@ class SoftPromptIE(TrainablePipe):
 
         values, cells = [], []
         for batch, logits in answered:
-            for b, column, doc_i, j in cat_entries(self.model.builder, batch):
+            for b, column, doc_i, j in cat_entries(batch):
                 values.append(float(logits[b, column]))
                 cells.append(doc_i * len(labels) + j)
         pooled = pool_windows(
@@ -416,7 +417,7 @@ class SoftPromptIE(TrainablePipe):
 
         builder = self.model.builder
         gold, known = gold_cats(builder.labels.cats, examples)
-        entries = [(i, b, c, d, j) for i, (batch, _) in enumerate(answered) for b, c, d, j in cat_entries(builder, batch)]
+        entries = [(i, b, c, d, j) for i, (batch, _) in enumerate(answered) for b, c, d, j in cat_entries(batch)]
         logits = [xp2torch(l) for _, l in answered]
         loss, grads = cats_loss(
             logits, entries, torch.as_tensor(gold, device=logits[0].device),

@@ -36,12 +36,11 @@ class Predictions:
     cats: List[Dict[str, float]] = field(default_factory=list)  # per doc: class -> score (none: no classes)
 
 
-def cat_entries(builder: Any, batch: Batch) -> List[Tuple[int, int, int, int]]:
+def cat_entries(batch: Batch) -> List[Tuple[int, int, int, int]]:
     """(row, column, doc, class index) of every class a batch of classification queries
     answers: the cells its logits are pooled into (:func:`~.nn.cats.pool_windows`)."""
-    cats = builder.labels.cats
     return [
-        (b, column, q.doc_index, cats.index(builder.answer(q, column)[0]))
+        (b, column, q.doc_index, int(batch.cat_classes[b, column]))
         for b, q in enumerate(batch.queries)
         for column in range(q.output, q.output + q.n_outputs)
     ]

@@ -80,6 +80,7 @@ def build_softprompt_model(
     offload_folder: Optional[str] = None,
     cats_text_pooling: str = "mean",
     head_lr_scale: float = 1.0,
+    cats_bag_of_words: bool = False,
 ) -> "SoftPromptModel":
     """A transformer with learned prompts and an MRC span head.
 
@@ -123,6 +124,9 @@ def build_softprompt_model(
     cats_text_pooling: how a classification query pools a window's text: "mean" (every token
         alike; pipelines saved before this setting) or "attention" (each class weighs the tokens
         by their match with its query; see nn/cats.py).
+    cats_bag_of_words: a classification query's logit also sums a learned weight per subword
+        of its window for its class (a bag of words beside the backbone's states, as spaCy's
+        TextCatEnsemble has; nn/cats.py). Off: pipelines saved before this setting.
     head_lr_scale: learning rate of what is new (prompts, heads, the trigger marker: every
         parameter outside the backbone) relative to the optimizer's, which the backbone and its
         adapter keep. An unfrozen backbone wants a small rate (1e-4) that leaves fresh heads slow
@@ -247,6 +251,7 @@ class SoftPromptModel(Model):
             prompt_layer=s["prompt_layer"], backbone_family=s["backbone_family"],
             match_type_parts=strategy.matches_type_parts, n_cats=len(builder.labels.cats),
             typed_cats=not strategy.has_query_part, cats_text_pooling=s["cats_text_pooling"],
+            cats_bag_of_words=s.get("cats_bag_of_words", False),
         )
         collator = Collator(builder, s["max_span_width"])
         if fresh and strategy.deep:
@@ -343,6 +348,8 @@ class SoftPromptModel(Model):
         builder = self._query_builder(new_task, self.attrs["tokenizer"])
         collator = Collator(builder, self.settings["max_span_width"])
         network = self.network
+        if kind == "cat" and not known:
+            network.cat_head.add_class()  # its bag-of-words row, last as the class is in the task's list
         if builder.strategy.learned and not builder.strategy.shared_prompt and not known:
             row = builder.labels.row(kind, label)
             init = self._prompt_init(network.backbone, builder, [label], "vocab")
@@ -474,6 +481,8 @@ def forward(model: SoftPromptModel, batch: Batch, is_train: bool) -> Tuple[Float
             levitated=None if batch.levitated is None else tensor(batch.levitated),
             position_ids=None if batch.position_ids is None else tensor(batch.position_ids),
             cat_pool=None if batch.cat_pool is None else tensor(batch.cat_pool),
+            cat_words=None if batch.cat_words is None else tensor(batch.cat_words),
+            cat_classes=None if batch.cat_classes is None else tensor(batch.cat_classes),
         ),
     )
     if not is_train:

@@ -124,10 +124,17 @@ def test_folds_command_is_the_smoking_curve_cross_validated(tmp_path):
     ((head_lr, _),) = check_made_configs(make_configs[:1], tmp_path, "head_lr_scale", 50.0, 1.0)
     hard = shlex.split(make_configs[1])
     assert hard[5:7] == ["--preset", "hard_prompt"]
-    halves = {shlex.split(line)[-1]: shlex.split(line)[4] for line in make_configs[2:]}
-    assert [shlex.split(line)[5:7] for line in make_configs[2:]] == [["--preset", STOCK_TEXTCAT]] * 2
-    assert folds.pop("systems") == ["configs/lora_frozen.cfg", "configs/finetune.cfg", head_lr, hard[4],
-                                    halves["bow"], halves["attention"], "configs/stock_transformer_textcat.cfg"]
+    made = {shlex.split(line)[4]: shlex.split(line)[5:] for line in make_configs[2:]}
+    bags = {args[1]: out for out, args in made.items() if args[2:] == ["--cats-bag-of-words"]}
+    assert made[bags["finetune"]] == ["--preset", "finetune", "--cats-bag-of-words"]
+    assert made[bags["lora_frozen"]] == ["--preset", "lora_frozen", "--cats-bag-of-words"]
+    head_lr_bag = next(out for out, args in made.items() if "--head-lr-scale" in args)
+    assert made[head_lr_bag] == ["--preset", "finetune", "--head-lr-scale", "50", "--cats-bag-of-words"]
+    halves = {args[-1]: out for out, args in made.items() if args[:2] == ["--preset", STOCK_TEXTCAT]}
+    assert set(halves) == {"bow", "attention"} and len(made) == 5
+    assert folds.pop("systems") == [
+        "configs/lora_frozen.cfg", bags["lora_frozen"], "configs/finetune.cfg", bags["finetune"], head_lr, head_lr_bag,
+        hard[4], halves["bow"], halves["attention"], "configs/stock_transformer_textcat.cfg"]
     assert main(["init-config", str(tmp_path / "hard.cfg"), *hard[5:]]) == 0
     made = spacy.util.load_config(tmp_path / "hard.cfg")["components"]["softprompt_ie"]
     committed = spacy.util.load_config(ROOT / "configs" / "hard_prompt.cfg")["components"]["softprompt_ie"]
@@ -283,6 +290,21 @@ def test_pairing_counts_the_notes_one_system_alone_gets_right():
         paired_counts([dict(r, system="twin") for r in mine], [dict(r, system="finetune") for r in theirs])
     assert mcnemar_p(10, 18) == pytest.approx(0.185, abs=0.001)
     assert mcnemar_p(0, 5) == pytest.approx(2 / 32) and mcnemar_p(4, 4) == 1.0 and mcnemar_p(0, 0) == 1.0
+
+
+def test_folds_seeds_command_repeats_cats_folds_on_more_seeds(tmp_path):
+    """``cats-folds-seeds`` is ``cats-folds`` (same folds, sizes, steps and run folder, so its
+    finished runs are resumed) with more seeds, a few of its systems and a report of its own; its
+    bag-of-words config is made by the line cats-folds makes it with."""
+    config = project()
+    folds_make, folds_script = config["commands"]["cats-folds"]["script"][:-1], config["commands"]["cats-folds"]["script"][-1]
+    *make_configs, script = config["commands"]["cats-folds-seeds"]["script"]
+    assert set(make_configs) <= set(folds_make)
+    seeds, folds = vars(verb_args(script)), vars(verb_args(folds_script))
+    assert seeds.pop("seeds") == [0, 1] and folds.pop("seeds") == [0]
+    assert set(seeds.pop("systems")) <= set(folds.pop("systems"))
+    assert seeds.pop("output") == Path("docs/smoking_folds_seeds.md") and folds.pop("output") == Path("docs/smoking_folds.md")
+    assert seeds == folds
 
 
 @pytest.mark.slow

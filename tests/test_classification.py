@@ -317,3 +317,87 @@ def test_a_class_cannot_be_added_without_a_class_head(tiny_bert, toy_docs):
     with pytest.raises(ValueError, match="no class head"):
         nlp.get_pipe("softprompt_ie").add_class("smoker", description="Does the patient smoke?")
     assert nlp.get_pipe("softprompt_ie").cat_labels == ()
+
+
+@pytest.mark.parametrize("typed", [True, False])
+def test_bag_of_words_adds_the_windows_subword_weights_for_each_columns_class(typed):
+    """With a bag of words, a column's logit is the head's logit plus the sum of its class's
+    weights over the window's subwords (padding ignored); zero weights leave the head as it was."""
+    from spacy_softprompt.nn.cats import ClassHead
+
+    torch.manual_seed(0)
+    dim, width, vocab = 8, 6, 10
+    plain = ClassHead(dim, width, 3, typed, 0.0)
+    head = ClassHead(dim, width, 3, typed, 0.0, vocab_size=vocab)
+    head.load_state_dict({**plain.state_dict(), "words": head.words.data}, strict=True)
+    hidden = torch.randn(2, 5, dim)
+    weights = torch.zeros(2, 3, 2, 5)
+    weights[:, :, 0, 1] = 1.0
+    weights[:, :, 1, 2:5] = 1.0 / 3
+    words = torch.tensor([[4, 7, 7, -1], [1, 2, 3, 9]])
+    classes = torch.tensor([[0, 1, 2], [2, 0, -1]])  # typed heads answer class k in column k; here any mapping
+    assert torch.equal(head(weights, hidden, words, classes), plain(weights, hidden))  # zero start: no say
+    with torch.no_grad():
+        head.words.copy_(torch.randn(3, vocab))
+    expected = torch.zeros(2, 3)
+    for b in range(2):
+        for k in range(3):
+            c = max(0, int(classes[b, k]))
+            expected[b, k] = sum(head.words[c, w] for w in words[b].tolist() if w >= 0)
+    assert torch.allclose(head(weights, hidden, words, classes) - plain(weights, hidden), expected, atol=1e-5)
+    head.add_class()
+    assert head.words.shape == (4, vocab) and not head.words[3].any()
+
+
+@pytest.mark.parametrize("strategy,freeze", [("none", False), ("soft", True)])
+def test_bag_of_words_learns_the_texts_subwords_and_round_trips(tiny_bert, strategy, freeze, tmp_path):
+    """cats_bag_of_words: a batch carries each window's subword ids (those the backbone reads) and
+    each column's class; training moves the weights of the subwords the notes contain and no
+    other; the weights are saved with the pipeline and give the same doc.cats after loading."""
+    torch.manual_seed(0)
+    docs = smoking_docs()
+    nlp = fit_pipeline(docs, 20, model=model_config(tiny_bert, strategy, freeze, cats_bag_of_words=True),
+                       exclusive_classes=True)
+    pipe = nlp.get_pipe("softprompt_ie")
+    expected = predicted(nlp, docs)
+    for gold, cats in zip(docs, expected):
+        assert max(cats, key=cats.get) == max(gold.cats, key=gold.cats.get)
+    tokenizer = pipe.model.builder.tokenizer
+    seen = {i for doc in docs for i in tokenizer(doc.text, add_special_tokens=False)["input_ids"]}
+    words = pipe.network.cat_head.words.detach()
+    assert words.shape == (2, pipe.network.backbone.get_input_embeddings().num_embeddings)
+    moved = set(torch.nonzero(words.abs().sum(0)).flatten().tolist())
+    assert moved and moved <= seen
+    from spacy_softprompt.pieces import tokenize_doc
+
+    doc = nlp.make_doc(docs[0].text)
+    pieces = tokenize_doc(doc, tokenizer)
+    queries = pipe.model.builder.cat_queries(0, pieces)  # none: one query asks both; soft: one per class
+    batch = pipe.model.collator.collate(queries, [pieces], False)
+    text_ids = tokenizer(doc.text, add_special_tokens=False)["input_ids"]
+    assert [row.tolist() for row in batch.cat_words] == [text_ids] * len(queries)
+    answered = [int(batch.cat_classes[b, c]) for b, q in enumerate(queries) for c in range(q.output, q.output + q.n_outputs)]
+    assert sorted(answered) == [0, 1]
+    nlp.to_disk(tmp_path / "pipe")
+    loaded = spacy.load(tmp_path / "pipe")
+    assert torch.equal(loaded.get_pipe("softprompt_ie").network.cat_head.words, words)
+    for a, b in zip(expected, predicted(loaded, docs)):
+        assert a == pytest.approx(b, abs=1e-6)
+
+
+def test_a_class_added_to_a_bag_of_words_head_starts_with_no_word_weights(tiny_bert, tmp_path):
+    """add_class grows the word weights by a zero row: the new class is answered by its
+    question alone, and the trained classes' scores do not change."""
+    torch.manual_seed(0)
+    docs = habit_docs()
+    nlp = fit_pipeline(docs, 10, model=model_config(tiny_bert, "hard", False, cats_bag_of_words=True))
+    pipe = nlp.get_pipe("softprompt_ie")
+    before, trained = predicted(nlp, docs), pipe.network.cat_head.words.detach().clone()
+    assert pipe.add_class("gambling", description="Does the patient gamble?") == 1
+    words = pipe.network.cat_head.words.detach()
+    assert torch.equal(words[:2], trained) and not words[2].any()
+    after = predicted(nlp, docs)
+    for old, new in zip(before, after):
+        assert {k: round(v, 5) for k, v in old.items()} == {k: round(new[k], 5) for k in old}
+    nlp.to_disk(tmp_path / "pipeline")
+    assert predicted(spacy.load(tmp_path / "pipeline"), docs) == after

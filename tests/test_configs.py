@@ -30,12 +30,13 @@ def test_choices_reach_the_config(tmp_path):
     out = tmp_path / "my.cfg"
     assert main(["init-config", str(out), "--strategy", "deep", "--no-frozen", "--backbone", "some/model",
                  "--prompt-layer", "3", "--train", "a.spacy", "--dev", "b.spacy", "--max-steps", "77", "--gpu",
-                 "--cats-text-pooling", "attention", "--head-lr-scale", "50"]) == 0
+                 "--cats-text-pooling", "attention", "--head-lr-scale", "50", "--cats-bag-of-words"]) == 0
     config = spacy.util.load_config(out, interpolate=True)  # ${paths.train} resolves
     model = config["components"]["softprompt_ie"]["model"]
     assert (model["strategy"], model["freeze_backbone"], model["backbone"]) == ("deep", False, "some/model")
     assert model["prompt_layer"] == 3 and model["mixed_precision"] is True
     assert model["cats_text_pooling"] == "attention" and model["head_lr_scale"] == 50.0
+    assert model["cats_bag_of_words"] is True and "--cats-bag-of-words" in out.read_text().split("[paths]")[0]
     assert config["corpora"]["train"]["path"] == "a.spacy" and config["paths"]["dev"] == "b.spacy"
     schedule = config["training"]["optimizer"]["learn_rate"]
     assert config["training"]["max_steps"] == 77 and schedule["total_steps"] == 77
@@ -91,6 +92,8 @@ def test_stock_preset_refuses_prompt_choices(capsys):
         generate(STOCK, adapter={"@misc": "spacy_softprompt.LoRA.v1"})
     with pytest.raises(CLIError, match="text pooling"):
         generate(STOCK, cats_text_pooling="attention")
+    with pytest.raises(CLIError, match="bag of words"):
+        generate(STOCK_TEXTCAT, cats_bag_of_words=True)
     with pytest.raises(CLIError, match="head learning rate"):
         generate(STOCK, head_lr_scale=50.0)
     with pytest.raises(CLIError, match="--head-lr-scale must be above 0"):

@@ -80,6 +80,7 @@ class Choices:
     head_lr_scale: float = 1.0  # learning rate of prompts and heads relative to the backbone's
     query_texts: Optional[str] = None  # a JSON file of label -> hard-prompt question, into [...query_texts]
     textcat_model: str = "ensemble"  # stock textcat only: one of TEXTCAT_MODELS
+    cats_bag_of_words: bool = False  # document classes also read a bag of the window's subwords (nn/cats.py)
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cats-text-pooling", choices=["mean", "attention"],
                         help="document classes: pool a window's text as the mean of its tokens (default) or "
                              "by each class's attention over them")
+    parser.add_argument("--cats-bag-of-words", action="store_true", default=None,
+                        help="document classes: beside the backbone's states, a learned weight per subword of "
+                             "the window for each class (a bag of words, as spaCy's textcat ensemble has)")
     parser.add_argument("--head-lr-scale", type=float,
                         help="learning rate of prompts and heads as a multiple of the optimizer's, which the "
                              "backbone and its adapter keep (default: the preset's, 1.0)")
@@ -275,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
         ("prompt_layer", args.prompt_layer), ("train", args.train), ("dev", args.dev),
         ("max_steps", args.max_steps), ("cats_text_pooling", args.cats_text_pooling),
         ("head_lr_scale", args.head_lr_scale), ("query_texts", args.query_texts),
-        ("textcat_model", args.textcat_model)) if value is not None}
+        ("textcat_model", args.textcat_model), ("cats_bag_of_words", args.cats_bag_of_words)) if value is not None}
     if args.gpu:
         explicit["gpu"] = True
     if args.preset == "all":
@@ -308,9 +312,9 @@ def generate(preset: Optional[str] = None, output: Optional[Path] = None, **choi
         raise CLIError(f"unknown config choice: {err}") from err
     if chosen.stock and (chosen.prompt_layer is not None or "strategy" in choices or chosen.frozen
                          or chosen.adapter is not None or chosen.cats_text_pooling != "mean"
-                         or chosen.head_lr_scale != 1.0 or chosen.query_texts is not None):
+                         or chosen.head_lr_scale != 1.0 or chosen.query_texts is not None or chosen.cats_bag_of_words):
         raise CLIError(f"the stock transformer+{chosen.stock_head} pipeline has no strategy, frozen backbone, "
-                       "prompt layer, adapter, text pooling, head learning rate or query text choice")
+                       "prompt layer, adapter, text pooling, bag of words, head learning rate or query text choice")
     if chosen.textcat_model != "ensemble" and not (chosen.stock and chosen.stock_head == "textcat"):
         raise CLIError(f"--textcat-model is a choice of the stock textcat ({STOCK_TEXTCAT}) only")
     if chosen.textcat_model not in TEXTCAT_MODELS:
@@ -367,6 +371,7 @@ def _softprompt_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
     if choices.adapter is not None:
         model["adapter"] = copy.deepcopy(choices.adapter)
     model["cats_text_pooling"] = choices.cats_text_pooling
+    model["cats_bag_of_words"] = choices.cats_bag_of_words
     if not choices.head_lr_scale > 0:
         raise CLIError(f"--head-lr-scale must be above 0, not {choices.head_lr_scale}")
     model["head_lr_scale"] = float(choices.head_lr_scale)
@@ -433,6 +438,8 @@ def _header(preset: Optional[str], choices: Choices, output: Optional[Path]) -> 
             command.append(f"{flag} {value}")
     if choices.frozen != start.frozen:
         command.append("--frozen" if choices.frozen else "--no-frozen")
+    if choices.cats_bag_of_words and not start.cats_bag_of_words:
+        command.append("--cats-bag-of-words")
     if choices.gpu:
         command.append("--gpu")
     paths = "" if choices.train and choices.dev else (

@@ -8,6 +8,15 @@ weighs every token alike; ``attention`` lets each class weigh the tokens by
 their match with its query (the one line of a note that says "quit smoking"),
 starting from the mean (uniform weights) and learning where to look.
 
+With ``bag_of_words``, each class's logit also adds a weight per subword of
+the window's text (a bag of subwords: one row of weights per class over the
+backbone's vocabulary, summed over the window's subwords). That is the half
+spaCy's TextCatEnsemble puts beside its transformer: whether "tobacco" occurs
+at all is one weight here, while the contextual states blur it into a mean.
+The weights start at zero, so the head starts as it would without them; they
+learn at the heads' rate (``head_lr_scale``), and a class added after
+training gets a row of zeros (its question alone answers it).
+
 A Doc's score for a class is pooled over its windows (:func:`pool_windows`),
 the same function in training and prediction. ``max`` (default): the evidence
 for a class usually sits in one passage (a social history line in a long
@@ -19,7 +28,7 @@ pooled logits; multilabel classes (``textcat_multilabel``) a sigmoid each.
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +48,8 @@ class ClassHead(nn.Module):
     direction of the text counts. Without a part (``none``, ``typed``): score(k) =
     w_k . tanh(T text) + b_k, one fixed output row per class."""
 
-    def __init__(self, dim: int, width: int, n_labels: int, typed: bool, dropout: float, text_pooling: str = "mean"):
+    def __init__(self, dim: int, width: int, n_labels: int, typed: bool, dropout: float, text_pooling: str = "mean",
+                 vocab_size: int = 0):
         super().__init__()
         if text_pooling not in TEXT_POOLING:
             raise ValueError(f"cats_text_pooling must be one of {TEXT_POOLING}, not {text_pooling!r}.")
@@ -64,17 +74,37 @@ class ClassHead(nn.Module):
                 self.attn_query = nn.Parameter(torch.randn(n_labels, width) / math.sqrt(width))
             else:
                 self.attn_part = nn.Linear(dim, width)
+        # bag of subwords: class x vocabulary weights, zero (no say) until trained; none: vocab_size 0
+        self.words = nn.Parameter(torch.zeros(n_labels, vocab_size)) if vocab_size else None
 
-    def forward(self, weights: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, weights: torch.Tensor, hidden: torch.Tensor, words: Optional[torch.Tensor] = None,
+                classes: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``weights`` (B, K, 2, S): per column, its part's and its text's positions (as mean
-        weights); ``hidden`` (B, S, D) the window's states -> logits (B, K)."""
+        weights); ``hidden`` (B, S, D) the window's states -> logits (B, K). With a bag of
+        words: ``words`` (B, L) the window's subword ids (-1: padding), ``classes`` (B, K) the
+        class index each column answers (-1: none)."""
         pooled = weights @ hidden[:, None]  # (B, K, 2, D): part and text means
         k = pooled.shape[1]
         text_state = self._attend(weights[:, :, 1], pooled[:, :, 0], hidden) if self.attention else pooled[:, :, 1]
         text = self.dropout(torch.tanh(self.dense(text_state)))  # (B, K, H)
         if self.typed:
-            return (text * self.weight[:k].to(text.dtype)).sum(-1) + self.bias[:k].to(text.dtype)
-        return (text * self.part(pooled[:, :, 0])).sum(-1) * self.scale + self.bias.to(text.dtype)
+            logits = (text * self.weight[:k].to(text.dtype)).sum(-1) + self.bias[:k].to(text.dtype)
+        else:
+            logits = (text * self.part(pooled[:, :, 0])).sum(-1) * self.scale + self.bias.to(text.dtype)
+        if self.words is not None:
+            logits = logits + self._bag_of_words(words, classes).to(logits.dtype)
+        return logits
+
+    def _bag_of_words(self, words: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """(B, K): the summed weights of each window's subwords for the class of each column."""
+        present = (words >= 0).to(self.words.dtype)
+        per_class = (self.words[:, words.clamp(min=0)] * present).sum(-1)  # (C, B): every class, every window
+        return per_class.t().gather(1, classes.clamp(min=0))
+
+    def add_class(self) -> None:
+        """One more class (appended last, as the task's class list grows): a zero row of word weights."""
+        if self.words is not None:
+            self.words = nn.Parameter(torch.cat([self.words.data, self.words.data.new_zeros(1, self.words.shape[1])]))
 
     def _attend(self, text_weights: torch.Tensor, part: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """Each column's text state: its text tokens weighted by their match with its query."""

@@ -45,6 +45,7 @@ class SoftPromptNetwork(nn.Module):
         n_cats: int = 0,
         typed_cats: bool = True,
         cats_text_pooling: str = "mean",
+        cats_bag_of_words: bool = False,
     ):
         super().__init__()
         self.backbone = backbone
@@ -75,7 +76,9 @@ class SoftPromptNetwork(nn.Module):
         )
         # Document classes (classification queries); none: the state dict is what it was before.
         self.cat_head = (
-            ClassHead(dim, head_width, n_cats, typed_cats, dropout, cats_text_pooling) if n_cats else None
+            ClassHead(dim, head_width, n_cats, typed_cats, dropout, cats_text_pooling,
+                      vocab_size=backbone.get_input_embeddings().num_embeddings if cats_bag_of_words else 0)
+            if n_cats else None
         )
         if freeze_backbone:
             for param in self.backbone.parameters():
@@ -170,10 +173,12 @@ class SoftPromptNetwork(nn.Module):
         levitated: Optional[torch.Tensor] = None,
         position_ids: Optional[torch.Tensor] = None,
         cat_pool: Optional[torch.Tensor] = None,
+        cat_words: Optional[torch.Tensor] = None,
+        cat_classes: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Span logits ``(queries, window tokens, widths, outputs)``; for classification
         queries (``cat_pool`` given, (B, K, 2, S)) class logits ``(queries, outputs)`` instead:
-        the same pass, another head.
+        the same pass, another head (``cat_words``, ``cat_classes``: its bag of words' input).
 
         ``shared`` (late prompts only) holds the distinct windows and query parts
         of the batch and the gather map that assembles layer ``k``'s input; ``cache``
@@ -192,7 +197,7 @@ class SoftPromptNetwork(nn.Module):
             assert shared is not None, "late prompts need the batch's shared windows"
             hidden = self._late_hidden(attention_mask, prompt_ids, marker, prompt_start, shared, cache, position_ids)
         if cat_pool is not None:
-            return self.cat_head(cat_pool.to(hidden.dtype), hidden).float()
+            return self.cat_head(cat_pool.to(hidden.dtype), hidden, cat_words, cat_classes).float()
         return self.head(hidden, token_starts, token_ends, type_pool).float()
 
     # --- pieces -------------------------------------------------------------------
