@@ -81,27 +81,8 @@ class Collator:
 
     def collate(self, queries: Sequence[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Batch:
         if self.builder.late:
-            batch = self._collate_late(queries, pieces, with_targets)
-        else:
-            batch = self._collate_input(queries, pieces, with_targets)
-        if batch.cat_pool is not None:
-            batch.cat_classes, batch.cat_words = self._cat_inputs(queries, pieces, batch.cat_pool.shape[1])
-        return batch
-
-    def _cat_inputs(self, queries: Sequence[Query], pieces: Sequence[DocPieces], k: int) -> Tuple[np.ndarray, np.ndarray]:
-        """Classification queries: the class index of each output column (where its logit is
-        pooled) and the subword ids of each window's text, as the backbone reads it."""
-        cats = self.builder.labels.cats
-        classes = np.full((len(queries), k), -1, dtype=np.int64)
-        texts = []
-        for b, q in enumerate(queries):
-            for column in range(q.output, q.output + q.n_outputs):
-                classes[b, column] = cats.index(self.builder.answer(q, column)[0])
-            texts.append(self._window_text(pieces[q.doc_index], q.window, 0, self.builder.max_length)[0])
-        words = np.full((len(queries), max(1, max(map(len, texts)))), -1, dtype=np.int64)
-        for b, text in enumerate(texts):
-            words[b, : len(text)] = text
-        return classes, words
+            return self._collate_late(queries, pieces, with_targets)
+        return self._collate_input(queries, pieces, with_targets)
 
     def prompt_only_ids(self) -> np.ndarray:
         """One sequence per prompt holding just ``[CLS]`` and the prompt slots
@@ -150,7 +131,7 @@ class Collator:
         return out
 
     def _collate_input(self, queries: Sequence[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Batch:
-        rows, token_rows, marker_rows, lifted_rows = [], [], [], []
+        rows, token_rows, marker_rows, lifted_rows, texts = [], [], [], [], []
         for q in queries:
             p = pieces[q.doc_index]
             ids: List[int] = [] if self.special.cls_id is None else [self.special.cls_id]
@@ -166,6 +147,7 @@ class Collator:
             offset = len(ids)
             room = self.builder.max_length - offset - (self.special.sep_id is not None) - len(q.triggers) * q.levitated
             text, starts, ends, present = self._window_text(p, q.window, offset, room)
+            texts.append(text)
             ids += text
             if self.special.sep_id is not None:
                 ids.append(self.special.sep_id)
@@ -177,7 +159,8 @@ class Collator:
             marker_rows.append(self._marker(q, len(ids), starts, ends, present))
             lifted_rows.append((at, lifted))
         input_ids, attention = _pad(rows, self.special.pad_id)
-        return self._finish(queries, input_ids, attention, marker_rows, token_rows, lifted_rows, with_targets, None)
+        return self._finish(queries, input_ids, attention, marker_rows, token_rows, lifted_rows, with_targets, None,
+                            texts)
 
     def _collate_late(self, queries: Sequence[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Batch:
         ps = self.special.prompt_start
@@ -185,11 +168,12 @@ class Collator:
         sep = [] if self.special.sep_id is None else [self.special.sep_id]
         window_keys = list(dict.fromkeys((q.doc_index,) + tuple(q.window) for q in queries))
         window_index = {key: u for u, key in enumerate(window_keys)}
-        window_rows, window_tokens = [], {}
+        window_rows, window_tokens, window_texts = [], {}, {}
         for key in window_keys:
             text, starts, ends, present = self._window_text(pieces[key[0]], key[1:], ps, self.builder.concept_budget)
             window_rows.append(cls + text + sep)
             window_tokens[key] = (starts, ends, present)
+            window_texts[key] = text
         pad = self.special.pad_id
         parts = {rows: self.strategy.query_part_ids(rows, pad) for rows in dict.fromkeys(q.rows for q in queries)}
         # Deep late prompts write layer k's prompt slots themselves: no lower pass for them.
@@ -240,12 +224,15 @@ class Collator:
                 len(prompt_keys), len(self.strategy.prompt_rows(queries[0].rows))), gather,
         )
         input_ids = np.full(attention.shape, self.special.pad_id, dtype=np.int64)
-        return self._finish(queries, input_ids, attention, marker_rows, token_rows, lifted_rows, with_targets, shared)
+        texts = [window_texts[(q.doc_index,) + tuple(q.window)] for q in queries]
+        return self._finish(queries, input_ids, attention, marker_rows, token_rows, lifted_rows, with_targets, shared,
+                            texts)
 
-    def _finish(self, queries, input_ids, attention, marker_rows, token_rows, lifted_rows, with_targets, shared) -> Batch:
+    def _finish(self, queries, input_ids, attention, marker_rows, token_rows, lifted_rows, with_targets, shared,
+                texts) -> Batch:
         """Token positions, candidate masks, pooling and targets, common to both layouts.
         ``lifted_rows``: per query, where its levitated markers sit and the trigger positions
-        they copy."""
+        they copy; ``texts``: per query, the window subwords the backbone reads."""
         n, width = len(queries), self.max_span_width
         k = self.strategy.n_outputs
         if queries[0].cats:
@@ -293,10 +280,25 @@ class Collator:
                 for start, end, cls in q.gold:
                     if w_start <= start and end <= w_end and 0 < end - start <= width:
                         targets[b, start - w_start, end - start - 1, cls] = 1.0
+        cat_classes, cat_words = self._cat_inputs(queries, texts, k) if cat_pool is not None else (None, None)
         return Batch(
             list(queries), input_ids, attention, prompt_ids, marker, token_starts, token_ends,
             span_mask, targets, self.special.prompt_start, shared, type_pool, levitated, position_ids, cat_pool,
+            cat_classes, cat_words,
         )
+
+    def _cat_inputs(self, queries: Sequence[Query], texts: Sequence[List[int]], k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Classification queries: the class index of each output column (where its logit is
+        pooled) and each window's text subwords (what a bag of words reads), -1 padded."""
+        cats = self.builder.labels.cats
+        classes = np.full((len(queries), k), -1, dtype=np.int64)
+        for b, q in enumerate(queries):
+            for column in range(q.output, q.output + q.n_outputs):
+                classes[b, column] = cats.index(self.builder.answer(q, column)[0])
+        words = np.full((len(queries), max(1, max(map(len, texts)))), -1, dtype=np.int64)
+        for b, text in enumerate(texts):
+            words[b, : len(text)] = text
+        return classes, words
 
     def _part_spans(self, q: Query) -> List[Tuple[int, int]]:
         """Sequence positions ``[lo, hi)`` of each row's part in the query (both layouts

@@ -441,7 +441,8 @@ class SoftPromptIE(TrainablePipe):
         (None: built from the label's words). ``corpus``: a corpus that annotates it, so Docs
         tagged with that corpus are asked and supervised on it (e.g. the K examples that then
         teach it). Returns 1 when the type is new, 0 when it was known. Make a new optimizer
-        (``nlp.resume_training()``) before training on: a per-type prompt table (soft, deep) grows by a row.
+        (``nlp.resume_training()``) before training on: a per-type prompt table (soft, deep) grows by a row,
+        as a bag of words' class table does for :meth:`add_class`.
 
         Strategy ``none`` cannot: its types are output columns learned in training."""
         return self._add_type("concept", label, description, corpus)

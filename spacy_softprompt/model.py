@@ -251,7 +251,7 @@ class SoftPromptModel(Model):
             prompt_layer=s["prompt_layer"], backbone_family=s["backbone_family"],
             match_type_parts=strategy.matches_type_parts, n_cats=len(builder.labels.cats),
             typed_cats=not strategy.has_query_part, cats_text_pooling=s["cats_text_pooling"],
-            cats_bag_of_words=s.get("cats_bag_of_words", False),
+            cats_bag_of_words=s["cats_bag_of_words"],
         )
         collator = Collator(builder, s["max_span_width"])
         if fresh and strategy.deep:
@@ -348,8 +348,6 @@ class SoftPromptModel(Model):
         builder = self._query_builder(new_task, self.attrs["tokenizer"])
         collator = Collator(builder, self.settings["max_span_width"])
         network = self.network
-        if kind == "cat" and not known:
-            network.cat_head.add_class()  # its bag-of-words row, last as the class is in the task's list
         if builder.strategy.learned and not builder.strategy.shared_prompt and not known:
             row = builder.labels.row(kind, label)
             init = self._prompt_init(network.backbone, builder, [label], "vocab")
@@ -360,6 +358,8 @@ class SoftPromptModel(Model):
                     torch.from_numpy(ids).to(network.device), builder.special.prompt_start,
                     init.to(network.device), rows=[row],
                 )
+        if kind == "cat" and not known:
+            network.cat_head.add_class()  # its bag-of-words row, last as the class is in the task's list
         network.forget_query_parts()
         self.attrs.update(task=new_task, builder=builder, collator=collator)
         if self.attrs.get("frozen_states") is not None:

@@ -401,3 +401,40 @@ def test_a_class_added_to_a_bag_of_words_head_starts_with_no_word_weights(tiny_b
         assert {k: round(v, 5) for k, v in old.items()} == {k: round(new[k], 5) for k in old}
     nlp.to_disk(tmp_path / "pipeline")
     assert predicted(spacy.load(tmp_path / "pipeline"), docs) == after
+
+
+@pytest.mark.parametrize("layer,packed", [(0, False), (1, True), (1, False)])
+def test_bag_of_words_reads_each_window_as_the_backbone_does(tiny_bert, blank_nlp, layer, packed):
+    """A note longer than one window: each classification query's bag holds exactly the subwords
+    of its own window that the backbone reads (input prompts: its row after the query part; late
+    prompts: its shared window row), and its columns answer the classes in the task's order."""
+    from spacy_softprompt.pieces import tokenize_doc
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("softprompt_ie", config={"model": model_config(
+        tiny_bert, "soft", True, packed=packed, prompt_layer=layer, max_length=32, window_overlap=4,
+        cats_bag_of_words=True)})
+    docs = smoking_docs()
+    nlp.initialize(lambda: [Example(nlp.make_doc(d.text), d) for d in docs])
+    pipe = nlp.get_pipe("softprompt_ie")
+    builder, collator = pipe.model.builder, pipe.model.collator
+    # one token longer than a window (the backbone reads its first subwords only) among the sentences
+    doc = blank_nlp.make_doc(" ".join(SMOKER + ["qzx" * 30] + NON_SMOKER + SMOKER))  # 90 subwords
+    pieces = tokenize_doc(doc, builder.tokenizer)
+    queries = builder.cat_queries(0, pieces)
+    assert len({q.window for q in queries}) > 2  # several windows
+    batch = collator.collate(queries, [pieces], False)
+    cls, sep = builder.special.cls_id, builder.special.sep_id
+    for b, q in enumerate(queries):
+        words = [w for w in batch.cat_words[b].tolist() if w >= 0]
+        first, last = pieces.first[q.window[0]:q.window[1]], pieces.last[q.window[0]:q.window[1]]
+        window = pieces.ids[first[first >= 0].min(): last.max() + 1].tolist()
+        assert words and words == window[: len(words)]  # the window's subwords, cut only in an over-long token
+        if layer == 0:  # the text sits between the query part's [SEP] and the closing [SEP]
+            row = batch.input_ids[b][batch.attention_mask[b] > 0].tolist()
+            assert row[-1 - len(words):-1] == words and row[-1] == sep
+        else:
+            assert any(row[row != builder.special.pad_id].tolist() == [cls, *words, sep]
+                       for row in batch.shared.window_ids)
+        answered = [builder.answer(q, c)[0] for c in range(q.output, q.output + q.n_outputs)]
+        assert [pipe.cat_labels[int(batch.cat_classes[b, c])] for c in range(q.output, q.output + q.n_outputs)] == answered

@@ -160,6 +160,10 @@ def test_textcat_model_puts_one_half_of_the_stock_ensemble_alone(tmp_path, capsy
     assert "the ensemble's bag-of-words half alone" in comment
     config = spacy.util.load_config(out)
     assert backbone_settings(config, "default") == {}
+    stray = spacy.util.load_config_from_str(generate(STOCK_TEXTCAT))  # a transformer textcat whose transformer
+    stray["components"].pop("transformer")  # is missing: --backbone would be lost, so it is an error
+    with pytest.raises(CLIError, match="neither a softprompt_ie nor a transformer"):
+        backbone_settings(stray, "default")
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     texts = {"Patient smokes daily.": "current", "Denies tobacco.": "never", "Quit smoking in 2001.": "past"}
     examples = []

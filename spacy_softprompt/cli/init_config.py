@@ -33,15 +33,16 @@ STOCK = "stock_transformer_ner"
 STOCK_TEXTCAT = "stock_transformer_textcat"
 #: the stock baseline that handles overlapping concepts (ner cannot): spaCy's spancat on the backbone
 STOCK_SPANCAT = "stock_transformer_spancat"
-#: the stock textcat's model (--textcat-model): spaCy's TextCatEnsemble.v2 (the preset), or one of its two
-#: halves alone, to tell which one carries it: the transformer read by parametric attention
-#: (TextCatParametricAttention.v1) or the bag of words without a transformer (TextCatBOW.v3, at spaCy's
-#: default learning rate for it, as a bag of words at fine-tuning's 1e-4 barely leaves its zero start)
+#: the stock textcat's model (--textcat-model): spaCy's TextCatEnsemble.v2 (the preset), or an ablation of
+#: it: spaCy's parametric-attention textcat on the same transformer (TextCatParametricAttention.v1: the
+#: ensemble's transformer branch plus a key transform, spaCy registers no architecture for the branch
+#: itself), or the ensemble's bag of words without a transformer (TextCatBOW.v3, at spaCy's default
+#: learning rate for a bag-of-words textcat)
 TEXTCAT_MODELS = ("ensemble", "attention", "bow")
 BOW_LEARN_RATE = 0.001
 TEXTCAT_ABLATIONS = {
-    "attention": "Here the ensemble's transformer half alone (--textcat-model attention: "
-                 "TextCatParametricAttention.v1, no bag of words).",
+    "attention": "Here spaCy's parametric-attention textcat instead (--textcat-model attention: "
+                 "TextCatParametricAttention.v1 on the same transformer, no bag of words).",
     "bow": f"Here the ensemble's bag-of-words half alone (--textcat-model bow: TextCatBOW.v3, no transformer, "
            f"learning rate {BOW_LEARN_RATE}).",
 }
@@ -397,24 +398,23 @@ def read_query_texts(path: Path) -> Dict[str, str]:
 
 
 def _stock_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
+    head = _factory_block(nlp, choices.stock_head)
+    if choices.textcat_model == "bow":  # the ensemble's linear half alone: no transformer to read
+        return {choices.stock_head: {**head, "model": head["model"]["linear_model"]}}
     transformer = _factory_block(nlp, "transformer")
     transformer["model"]["name"] = STOCK_DEFAULT_NAME if choices.backbone == "default" else choices.backbone
     transformer["model"]["mixed_precision"] = choices.gpu
-    head = _factory_block(nlp, choices.stock_head)
     if choices.stock_head == "ner":  # as spaCy's own transformer configs: the transformer is the hidden layer
         head["model"]["use_upper"] = False
     if choices.stock_head == "spancat":
         head["spans_key"] = SPANCAT_SPANS_KEY
         head["suggester"] = {"@misc": "spacy.ngram_range_suggester.v1", "min_size": 1, "max_size": SPANCAT_MAX_WIDTH}
-    listener = {"@architectures": "spacy-transformers.TransformerListener.v1",
-                "grad_factor": 1.0, "pooling": {"@layers": "reduce_mean.v1"}, "upstream": "*"}
-    if choices.textcat_model == "bow":  # the ensemble's linear half alone: no transformer to read
-        return {choices.stock_head: {**head, "model": head["model"]["linear_model"]}}
-    if choices.textcat_model == "attention":  # the ensemble's other half alone
+    if choices.textcat_model == "attention":  # spaCy's parametric-attention textcat, no bag of words
         head["model"] = {"@architectures": "spacy.TextCatParametricAttention.v1",
                          "exclusive_classes": head["model"]["linear_model"]["exclusive_classes"], "nO": None}
     # textcat: the factory's TextCatEnsemble.v2 (exclusive classes), its tok2vec the transformer
-    head["model"]["tok2vec"] = listener
+    head["model"]["tok2vec"] = {"@architectures": "spacy-transformers.TransformerListener.v1",
+                                "grad_factor": 1.0, "pooling": {"@layers": "reduce_mean.v1"}, "upstream": "*"}
     return {"transformer": transformer, choices.stock_head: head}
 
 

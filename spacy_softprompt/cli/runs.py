@@ -212,7 +212,8 @@ def backbone_settings(config, backbone: str) -> Dict[str, Any]:
             return {"components.transformer.model.name": resolve_backbone(backbone)}
         except BackboneNotFound as err:
             raise CLIError(str(err)) from err
-    if "textcat" in components:  # spaCy's bag-of-words textcat reads no backbone: nothing to set
+    textcat_model = components.get("textcat", {}).get("model", {})
+    if str(textcat_model.get("@architectures", "")).startswith("spacy.TextCatBOW"):  # reads no backbone
         return {}
     raise CLIError(f"the config has neither a softprompt_ie nor a transformer component to put {backbone!r} in")
 

@@ -10,12 +10,13 @@ starting from the mean (uniform weights) and learning where to look.
 
 With ``bag_of_words``, each class's logit also adds a weight per subword of
 the window's text (a bag of subwords: one row of weights per class over the
-backbone's vocabulary, summed over the window's subwords). That is the half
-spaCy's TextCatEnsemble puts beside its transformer: whether "tobacco" occurs
-at all is one weight here, while the contextual states blur it into a mean.
-The weights start at zero, so the head starts as it would without them; they
-learn at the heads' rate (``head_lr_scale``), and a class added after
-training gets a row of zeros (its question alone answers it).
+backbone's vocabulary, counted once per occurrence in the window). That is the
+half spaCy's TextCatEnsemble puts beside its transformer: a word such as
+"tobacco" weighs the same wherever it sits, while the contextual states blur it
+into a mean. The weights start at zero, so the head starts as it would without
+them; they learn at the heads' rate (``head_lr_scale``). A class added after
+training gets a row of zeros: only its question speaks for it, while (with
+exclusive classes) the trained classes keep their word weights in the softmax.
 
 A Doc's score for a class is pooled over its windows (:func:`pool_windows`),
 the same function in training and prediction. ``max`` (default): the evidence
@@ -92,7 +93,7 @@ class ClassHead(nn.Module):
         else:
             logits = (text * self.part(pooled[:, :, 0])).sum(-1) * self.scale + self.bias.to(text.dtype)
         if self.words is not None:
-            logits = logits + self._bag_of_words(words, classes).to(logits.dtype)
+            logits = logits.float() + self._bag_of_words(words, classes)  # fp32: a half-precision sum rounds
         return logits
 
     def _bag_of_words(self, words: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
