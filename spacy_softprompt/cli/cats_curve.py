@@ -357,15 +357,15 @@ def summarize(report: Dict[str, Any]) -> List[Dict[str, Any]]:
                    "sd": round(statistics.stdev(values), 2) if len(values) > 1 else None}
             if report.get("folds"):
                 labels = sorted(runs[0]["cats_f_per_type"])
-                pooled = [pooled_scores([pair for r in seed_runs for pair in r["cats_per_doc"]], labels)
-                          for seed_runs in ([r for r in runs if r["seed"] == seed] for seed in report["seeds"])
-                          if len(seed_runs) == report["folds"]]
-                row["pooled"] = pooled
-                row["paired"] = []
-                for seed in report["seeds"] if system != reference else []:
-                    mine, theirs = ([r for r in report["runs"] if r["size"] == size and r["system"] == name
-                                     and r["seed"] == seed] for name in (system, reference))
-                    if len(mine) == len(theirs) == report["folds"]:
+                reference_runs = [r for r in report["runs"] if r["size"] == size and r["system"] == reference]
+                row["pooled"], row["paired"] = [], []
+                for seed in report["seeds"]:  # only seeds whose folds are all scored
+                    mine = [r for r in runs if r["seed"] == seed]
+                    if len(mine) != report["folds"]:
+                        continue
+                    row["pooled"].append(pooled_scores([pair for r in mine for pair in r["cats_per_doc"]], labels))
+                    theirs = [r for r in reference_runs if r["seed"] == seed]
+                    if system != reference and len(theirs) == report["folds"]:
                         only_it, only_reference = paired_counts(mine, theirs)
                         row["paired"].append({"seed": seed, "only_it": only_it, "only_reference": only_reference,
                                               "p": round(mcnemar_p(only_it, only_reference), 3)})

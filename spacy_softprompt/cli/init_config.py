@@ -38,14 +38,14 @@ STOCK_SPANCAT = "stock_transformer_spancat"
 #: ensemble's transformer branch plus a key transform, spaCy registers no architecture for the branch
 #: itself), or the ensemble's bag of words without a transformer (TextCatBOW.v3, at spaCy's default
 #: learning rate for a bag-of-words textcat)
-TEXTCAT_MODELS = ("ensemble", "attention", "bow")
 BOW_LEARN_RATE = 0.001
-TEXTCAT_ABLATIONS = {
+TEXTCAT_ABLATIONS = {  # each ablation, and the sentence its config's header adds
     "attention": "Here spaCy's parametric-attention textcat instead (--textcat-model attention: "
                  "TextCatParametricAttention.v1 on the same transformer, no bag of words).",
     "bow": f"Here the ensemble's bag-of-words half alone (--textcat-model bow: TextCatBOW.v3, no transformer, "
            f"learning rate {BOW_LEARN_RATE}).",
 }
+TEXTCAT_MODELS = ("ensemble", *TEXTCAT_ABLATIONS)
 #: presets that build spaCy's own pipelines, not softprompt_ie
 STOCK_PRESETS = (STOCK, STOCK_TEXTCAT, STOCK_SPANCAT)
 #: the stock pipelines' task component: ner or spancat (concepts), textcat (one exclusive class per document)
