@@ -32,7 +32,7 @@ from thinc.types import Floats4d
 from . import artifact
 from .backbone import Backbone, DeviceMap, get_backbone, onloaded, placement, portable_reference
 from .collate import Batch, Collator
-from .queries import QueryBuilder, label_words
+from .queries import PACKED_TYPES, QueryBuilder, label_words
 from .schema import TaskSchema
 from .nn.adapters import AdapterSpec
 from .strategies import SHARED_PROMPT_TEXT, Labels, strategy_class
@@ -81,6 +81,8 @@ def build_softprompt_model(
     cats_text_pooling: str = "mean",
     head_lr_scale: float = 1.0,
     cats_bag_of_words: bool = False,
+    packed_types: str = "all",
+    shuffle_types: bool = False,
 ) -> "SoftPromptModel":
     """A transformer with learned prompts and an MRC span head.
 
@@ -127,6 +129,12 @@ def build_softprompt_model(
     cats_bag_of_words: a classification query's logit also sums a learned weight per subword
         of its window for its class (a bag of words beside the backbone's states, as spaCy's
         TextCatEnsemble has; nn/cats.py). Off: pipelines saved before this setting.
+    packed_types: which types' parts a packed concept query holds: "all" (every type the component
+        knows, whichever a Doc's corpus annotates; pipelines saved before this setting) or "corpus"
+        (a Doc tagged with a corpus, ``doc._.corpus``, is asked with its corpus's types alone, so a
+        corpus's queries look alike in training and when its types are new; untagged: all).
+    shuffle_types: training draws the order of a packed query's parts anew for every query, so
+        that the head knows a type by the words of its part, not by its place in the query.
     head_lr_scale: learning rate of what is new (prompts, heads, the trigger marker: every
         parameter outside the backbone) relative to the optimizer's, which the backbone and its
         adapter keep. An unfrozen backbone wants a small rate (1e-4) that leaves fresh heads slow
@@ -149,6 +157,10 @@ def build_softprompt_model(
 
     if cats_text_pooling not in TEXT_POOLING:
         raise ValueError(f"cats_text_pooling must be one of {TEXT_POOLING}, not {cats_text_pooling!r}.")
+    if packed_types not in PACKED_TYPES:
+        raise ValueError(f"packed_types must be one of {PACKED_TYPES}, not {packed_types!r}.")
+    if (packed_types != "all" or shuffle_types) and not packed:
+        raise ValueError("packed_types and shuffle_types order the parts of a packed query: set packed = true.")
     if not head_lr_scale > 0:
         raise ValueError(f"head_lr_scale must be above 0 (1.0: the optimizer's rate), not {head_lr_scale}.")
     settings = {k: v for k, v in locals().items()}
@@ -273,7 +285,7 @@ class SoftPromptModel(Model):
             tokenizer, TaskSchema.from_dict(task["schema"]), strategy=s["strategy"], prompt_length=s["prompt_length"],
             max_length=s["max_length"], window_overlap=s["window_overlap"],
             query_texts=task.get("query_texts") or {}, prompt_layer=s["prompt_layer"],
-            packed=s["packed"],
+            packed=s["packed"], corpus_parts=s["packed_types"] == "corpus", shuffle_types=s["shuffle_types"],
         )
 
     def _prompt_init(self, backbone: Any, builder: QueryBuilder, labels: List[str], mode: str) -> Any:

@@ -16,6 +16,7 @@ queries do; their answers are pooled over the windows of a Doc.
 """
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass, field
 from typing import AbstractSet, Any, Dict, Iterable, List, Optional, Tuple
@@ -28,6 +29,8 @@ from .strategies import Labels, Strategy, strategy_class
 
 MAX_TRIGGER_PIECES = 32
 MAX_LEVITATED = 8  # triggers one packed relation query answers (one marker token each)
+#: which types' parts a packed concept query holds: every type, or a tagged Doc's corpus's alone
+PACKED_TYPES = ("all", "corpus")
 
 
 def label_words(label: str) -> str:
@@ -107,8 +110,12 @@ class QueryBuilder:
         query_texts: Optional[Dict[str, str]] = None,
         prompt_layer: int = 0,
         packed: bool = False,
+        corpus_parts: bool = False,
+        shuffle_types: bool = False,
     ):
         self.tokenizer = tokenizer
+        self.corpus_parts = corpus_parts  # packed_types = "corpus"
+        self.shuffle_types = shuffle_types
         self.schema = schema
         self.late = prompt_layer > 0
         self.prompt_layer = prompt_layer
@@ -188,10 +195,26 @@ class QueryBuilder:
         kept = []
         for q in queries:
             columns = tuple(c for c in range(q.output, q.output + q.n_outputs) if self.answer(q, c)[0] in asked)
-            if columns:
+            if not columns:
+                continue
+            if self.corpus_parts and self.strategy.matches_type_parts and not q.is_relation:
+                q.rows = tuple(q.rows[c] for c in columns)  # packed concepts: the asked types' parts alone
+                q.n_outputs = len(q.rows)
+            else:
                 q.columns = None if len(columns) == q.n_outputs else columns
-                kept.append(q)
+            kept.append(q)
         return kept
+
+    def shuffle_parts(self, query: Query) -> None:
+        """Training (``shuffle_types``): a packed concept query's parts in a new random order
+        (spaCy seeds ``random``), its asked columns following their parts."""
+        if not (self.shuffle_types and self.strategy.matches_type_parts) or query.is_relation or len(query.rows) < 2:
+            return
+        rows = list(query.rows)
+        random.shuffle(rows)
+        if query.columns is not None:
+            query.columns = tuple(sorted(rows.index(query.rows[c]) for c in query.columns))
+        query.rows = tuple(rows)
 
     def cat_queries(self, doc_index: int, pieces: DocPieces) -> List[Query]:
         """Classification queries: the strategy's class jobs on every tiling window."""

@@ -191,6 +191,9 @@ class Strategy:
         names = self.labels.relations if is_relation else self.labels.concepts
         if label not in names:
             return None
+        if self.matches_type_parts:  # column c answers the query's c-th part
+            row = self.labels.row("relation" if is_relation else "concept", label)
+            return rows.index(row) if row in rows else None
         if self.typed_outputs:
             offset = len(self.labels.concepts) if is_relation and not self.packed else 0
             return offset + names.index(label)
@@ -200,6 +203,9 @@ class Strategy:
 
     def output_label(self, relation: Optional[str], is_relation: bool, column: int, rows: Sequence[int]) -> str:
         """Inverse of :meth:`output_column`."""
+        if self.matches_type_parts:
+            return self.labels.relations[rows[column] - len(self.labels.concepts)] if is_relation else \
+                self.labels.concepts[rows[column]]
         if self.typed_outputs:
             if is_relation:
                 return self.labels.relations[column - (0 if self.packed else len(self.labels.concepts))]

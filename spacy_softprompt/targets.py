@@ -42,6 +42,7 @@ def training_queries(
         gold = [s for s in (align(doc, s) for s in concept_spans(eg.reference, spans_key)) if s is not None]
         asked = supervised_labels(builder.schema, eg.reference)
         for q in builder.concept_queries(i, p, asked):
+            builder.shuffle_parts(q)
             q.gold = gold_answers(builder, q, ((s.label_, s) for s in gold))
             queries.append(q)
         if eg.reference.cats:  # a Doc without gold classes has nothing to learn from them

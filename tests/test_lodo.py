@@ -141,6 +141,20 @@ def test_strategy_is_one_that_asks_by_description(capsys):
     assert "invalid choice: 'soft'" in capsys.readouterr().err
 
 
+def test_query_part_settings_name_their_runs():
+    """--packed-types corpus and --shuffle-types are model settings of every run, named in the
+    run folders, so their runs never resume the committed runs' (made with neither)."""
+    from spacy_softprompt.cli import build_parser
+    from spacy_softprompt.cli.lodo import run_name
+
+    parser = build_parser()
+    base = ["lodo", "--corpus", "a=x", "b=y"]
+    assert run_name("lora_frozen", parser.parse_args(base)) == "lora_frozen"
+    args = parser.parse_args(base + ["--packed-types", "corpus", "--shuffle-types", "--strategy", "hard_soft"])
+    assert (args.packed_types, args.shuffle_types) == ("corpus", True)
+    assert run_name("lora_frozen", args) == "lora_frozen+hard_soft+corpus+shuffled"
+
+
 def test_old_type_scores_added_on_resume_keep_a_run_identity(tmp_path):
     """A source run finished before old types were scored gets them on resume; the runs built on it
     recorded its identity then, and must still match it after (else every rerun is refused)."""

@@ -10,6 +10,7 @@ import torch
 from spacy.tokens import DocBin
 
 from spacy_softprompt.cli import main
+from spacy_softprompt.pieces import tokenize_doc
 from spacy_softprompt.queries import label_words
 from spacy_softprompt.targets import training_queries
 
@@ -333,3 +334,108 @@ def test_evaluate_corpus_must_be_known(tiny_bert, tmp_path, capsys):
     assert main(argv + ["nope"]) == 2
     assert "knows the corpora ade, sdoh" in capsys.readouterr().err
     assert main(argv + ["sdoh"]) == 0
+
+
+def pooled_question(batch, b, column):
+    """The subword ids a packed query's type column is pooled from (its part)."""
+    return batch.input_ids[b][batch.type_pool[b, column] > 0].tolist()
+
+
+def check_answers_follow_parts(builder, batch, examples):
+    """Every concept column is pooled from its own type's question, and every gold cell sits in
+    the column of its span's type: the part a column reads and the type it answers agree."""
+    questions = dict(zip(builder.labels.concepts, builder.strategy.questions))
+    for b, q in enumerate(batch.queries):
+        if q.is_relation:
+            continue
+        for column in range(q.output, q.output + q.n_outputs):
+            assert pooled_question(batch, b, column) == questions[builder.answer(q, column)[0]]
+        spans = {(s.start, s.end, s.label_) for s in examples[q.doc_index].reference.spans["softprompt"]}
+        for start, end, column in q.gold:
+            assert (start, end, builder.answer(q, column)[0]) in spans
+            assert batch.targets[b, start - q.window[0], end - start - 1, column] == 1.0
+
+
+@pytest.mark.parametrize("packed_types", ["all", "corpus"])
+def test_corpus_parts_ask_a_tagged_doc_with_its_own_types_alone(tiny_bert, packed_types):
+    """packed_types = "corpus": a packed concept query of a tagged Doc holds its corpus's types'
+    questions alone, in training and prediction (untagged: every type), each column still
+    answering the type whose question it reads; "all" (before) holds every type's question."""
+    from spacy.util import fix_random_seed
+
+    nlp, examples = multi_pipeline(tiny_bert, "hard", packed=True, packed_types=packed_types)
+    nlp.initialize(lambda: examples)
+    pipe = nlp.get_pipe("softprompt_ie")
+    builder = pipe.model.builder
+    fix_random_seed(0)
+    queries, pieces = training_queries(builder, examples, "softprompt")
+    answered = 0
+    for batch in pipe._batches(queries, pieces, with_targets=True):
+        check_answers_follow_parts(builder, batch, examples)
+        for q in batch.queries:
+            own = ADE_LABELS if examples[q.doc_index].reference._.corpus == "ade" else SDOH_LABELS
+            if q.is_relation:
+                continue
+            in_part = {builder.labels.concepts[row] for row in q.rows}
+            assert in_part == (own & set(builder.labels.concepts) if packed_types == "corpus"
+                               else set(builder.labels.concepts))
+        answered += batch.targets[batch.span_mask].sum()
+    gold = [len(eg.reference.spans["softprompt"]) + len(eg.reference._.relations) for eg in examples]
+    assert answered == sum(gold)
+    doc = nlp.make_doc("He uses cocaine and drinks beer daily.")
+    doc._.corpus = "sdoh"
+    asked = builder.schema.asked("sdoh")
+    (query,) = builder.concept_queries(0, tokenize_doc(doc, builder.tokenizer), asked)
+    assert len(query.rows) == (2 if packed_types == "corpus" else len(builder.labels.concepts))
+    assert column_labels(builder, query) >= SDOH_LABELS
+
+
+def test_shuffled_parts_move_their_answers_with_them(tiny_bert):
+    """shuffle_types: training queries ask their types in orders drawn from spaCy's seed (the
+    same seed, the same orders), and each gold answer follows its type's part; prediction asks in
+    the fixed order. Without the shuffle every query has one order."""
+    from spacy.util import fix_random_seed
+
+    nlp, examples = multi_pipeline(tiny_bert, "hard", packed=True, shuffle_types=True)
+    nlp.initialize(lambda: examples)
+    pipe = nlp.get_pipe("softprompt_ie")
+    builder = pipe.model.builder
+
+    def orders():
+        fix_random_seed(0)
+        queries, pieces = training_queries(builder, examples * 4, "softprompt")
+        for batch in pipe._batches(queries, pieces, with_targets=True):
+            check_answers_follow_parts(builder, batch, examples * 4)
+        return [q.rows for q in queries if not q.is_relation]
+
+    first = orders()
+    assert first == orders() and len(set(first)) > 1
+    assert all(sorted(rows) == list(range(len(builder.labels.concepts))) for rows in first)
+    doc = nlp.make_doc(TEXTS[0][0])
+    (query,) = builder.concept_queries(0, tokenize_doc(doc, builder.tokenizer))
+    assert query.rows == tuple(range(len(builder.labels.concepts)))
+
+
+@pytest.mark.parametrize("packed_types,shuffle", [("corpus", True), ("all", True)])
+def test_corpus_parts_and_shuffled_parts_train_and_round_trip(tiny_bert, tmp_path, packed_types, shuffle):
+    """Trained with the parts a Doc's corpus asks (shuffled), the component fits its toy Docs
+    and predicts the same after save and load."""
+    nlp, examples = multi_pipeline(tiny_bert, "hard", packed=True, packed_types=packed_types,
+                                   shuffle_types=shuffle)
+    _, losses = train(nlp, examples, 30, 1e-2)
+    assert losses[-1] < losses[0] / 4
+    nlp.to_disk(tmp_path / "p")
+    back = spacy.load(tmp_path / "p")
+    assert back.get_pipe("softprompt_ie").model.settings["packed_types"] == packed_types
+    for eg in examples:
+        doc, again = nlp.make_doc(eg.reference.text), back.make_doc(eg.reference.text)
+        doc._.corpus = again._.corpus = eg.reference._.corpus
+        assert predictions(nlp, [doc]) == predictions(back, [again])
+
+
+@pytest.mark.parametrize("model,message", [({"packed": True, "packed_types": "mine"}, "packed_types must be"),
+                                           ({"packed_types": "corpus"}, "set packed = true"),
+                                           ({"shuffle_types": True}, "set packed = true")])
+def test_part_settings_need_a_packed_query(tiny_bert, model, message):
+    with pytest.raises(ValueError, match=message):
+        make_pipeline(tiny_bert, "hard", False, **model)

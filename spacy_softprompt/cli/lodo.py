@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..queries import PACKED_TYPES
 from ..strategies import STRATEGIES
 from . import CLIError, read_docbin
 from .runs import (backbone_settings, corpus_settings, evaluate, finished_run, jsonl_log_settings, load_systems,
@@ -66,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how every type is asked (packed: all types in one query per window): its description, "
                              "or its description after a learned prompt shared by all types; a strategy other than "
                              "hard names the runs <system>+<strategy>")
+    parser.add_argument("--packed-types", choices=PACKED_TYPES, default="all",
+                        help="which types' parts a packed query holds: every type the component knows, or a "
+                             "tagged Doc's corpus's alone (model setting packed_types; 'corpus' adds +corpus to "
+                             "the run names)")
+    parser.add_argument("--shuffle-types", action="store_true",
+                        help="training draws the order of the types' parts anew for every query (model setting "
+                             "shuffle_types; adds +shuffled to the run names)")
     parser.add_argument("--types", type=Path, default=Path("configs/lodo_types.json"),
                         help="JSON: descriptions (type -> its question) and related (held-out type -> types of "
                              "other corpora)")
@@ -216,6 +224,14 @@ def add_types(source: Path, target: Path, types: Sequence[str], descriptions: Di
     nlp.to_disk(target)
 
 
+def run_name(system: str, args: argparse.Namespace) -> str:
+    """The system's name, with what differs from the committed runs' settings appended."""
+    extras = [args.strategy] if args.strategy != DEFAULT_STRATEGY else []
+    extras += ["corpus"] if args.packed_types != "all" else []
+    extras += ["shuffled"] if args.shuffle_types else []
+    return "+".join([system] + extras)
+
+
 def run(args: argparse.Namespace) -> int:
     from .bench import dev_curve
 
@@ -291,8 +307,10 @@ def run(args: argparse.Namespace) -> int:
         return scores
 
     for system, config in systems:
-        name = system if args.strategy == DEFAULT_STRATEGY else f"{system}+{args.strategy}"
-        base = {"components.softprompt_ie.model.strategy": args.strategy, "components.softprompt_ie.model.packed": True}
+        name = run_name(system, args)
+        base = {"components.softprompt_ie.model.strategy": args.strategy, "components.softprompt_ie.model.packed": True,
+                "components.softprompt_ie.model.packed_types": args.packed_types,
+                "components.softprompt_ie.model.shuffle_types": args.shuffle_types}
         base.update({"components.softprompt_ie.model.max_length": args.max_length,
                      "components.softprompt_ie.query_texts": descriptions,
                      "initialize.components.softprompt_ie": {"relation_schema": {}}})
