@@ -35,7 +35,7 @@ from .collate import Batch, Collator
 from .queries import PACKED_TYPES, QueryBuilder, label_words
 from .schema import TaskSchema
 from .nn.adapters import AdapterSpec
-from .strategies import SHARED_PROMPT_TEXT, Labels, strategy_class
+from .strategies import SHARED_PROMPT_TEXT, TYPE_SCORING, Labels, strategy_class
 
 
 def _one_torch_thread_after_fork() -> None:
@@ -83,6 +83,7 @@ def build_softprompt_model(
     cats_bag_of_words: bool = False,
     packed_types: str = "all",
     shuffle_types: bool = False,
+    type_scoring: str = "dot",
 ) -> "SoftPromptModel":
     """A transformer with learned prompts and an MRC span head.
 
@@ -135,6 +136,9 @@ def build_softprompt_model(
         corpus's queries look alike in training and when its types are new; untagged: all).
     shuffle_types: training draws the order of a packed query's parts anew for every query, so
         that the head knows a type by the words of its part, not by its place in the query.
+    type_scoring: how the packed head matches a span with a type's part: "dot" (a dot product;
+        pipelines saved before this setting) or "cosine" (a learned scale times their cosine, so a
+        type added by description scores on the trained types' scale; nn/span_head.py).
     head_lr_scale: learning rate of what is new (prompts, heads, the trigger marker: every
         parameter outside the backbone) relative to the optimizer's, which the backbone and its
         adapter keep. An unfrozen backbone wants a small rate (1e-4) that leaves fresh heads slow
@@ -159,8 +163,11 @@ def build_softprompt_model(
         raise ValueError(f"cats_text_pooling must be one of {TEXT_POOLING}, not {cats_text_pooling!r}.")
     if packed_types not in PACKED_TYPES:
         raise ValueError(f"packed_types must be one of {PACKED_TYPES}, not {packed_types!r}.")
-    if (packed_types != "all" or shuffle_types) and not packed:
-        raise ValueError("packed_types and shuffle_types order the parts of a packed query: set packed = true.")
+    if type_scoring not in TYPE_SCORING:
+        raise ValueError(f"type_scoring must be one of {TYPE_SCORING}, not {type_scoring!r}.")
+    if (packed_types != "all" or shuffle_types or type_scoring != "dot") and not packed:
+        raise ValueError("packed_types, shuffle_types and type_scoring are about the type parts of a packed "
+                         "query: set packed = true.")
     if not head_lr_scale > 0:
         raise ValueError(f"head_lr_scale must be above 0 (1.0: the optimizer's rate), not {head_lr_scale}.")
     settings = {k: v for k, v in locals().items()}
@@ -263,7 +270,7 @@ class SoftPromptModel(Model):
             prompt_layer=s["prompt_layer"], backbone_family=s["backbone_family"],
             match_type_parts=strategy.matches_type_parts, n_cats=len(builder.labels.cats),
             typed_cats=not strategy.has_query_part, cats_text_pooling=s["cats_text_pooling"],
-            cats_bag_of_words=s["cats_bag_of_words"],
+            cats_bag_of_words=s["cats_bag_of_words"], cosine_types=s["type_scoring"] == "cosine",
         )
         collator = Collator(builder, s["max_span_width"])
         if fresh and strategy.deep:

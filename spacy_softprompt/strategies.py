@@ -37,6 +37,9 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 #: where a shared prompt (hard_soft, hard_deep) starts with ``prompt_init = "vocab"``: an instruction
 SHARED_PROMPT_TEXT = "find each span of the text that answers the question"
 
+#: how the packed head (nn/span_head.TypeMatchingSpanHead) matches a span with a type's part
+TYPE_SCORING = ("dot", "cosine")
+
 # (prompt rows in the query part, first output column, number of output columns, relation asked or None)
 Job = Tuple[Tuple[int, ...], int, int, Optional[str]]
 

@@ -167,3 +167,27 @@ def test_a_changed_or_missing_backbone_is_one_error_line(frozen_pipeline, tmp_pa
     finally:
         shutil.rmtree(original, ignore_errors=True)
         shutil.copytree(saved, original)
+
+
+def test_evaluate_at_several_thresholds_is_evaluating_at_each(trained_pipeline, gold_file, tmp_path):
+    """--thresholds: one pass down to the lowest, scored at each, gives what evaluating a copy of
+    the pipeline set to that threshold gives; the main scores stay at the component's own."""
+    import json
+
+    assert main(["evaluate", str(trained_pipeline), str(gold_file), "--output", str(tmp_path / "own.json")]) == 0
+    assert main(["evaluate", str(trained_pipeline), str(gold_file), "--thresholds", "1e-9", "0.9",
+                 "--output", str(tmp_path / "both.json")]) == 0
+    own, both = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("own", "both"))
+    assert both["concepts_strict_f"] == own["concepts_strict_f"]
+    for threshold in (1e-9, 0.9):
+        nlp = spacy.load(trained_pipeline)
+        nlp.get_pipe("softprompt_ie").cfg["threshold"] = threshold
+        nlp.to_disk(tmp_path / f"at{threshold}")
+        assert main(["evaluate", str(tmp_path / f"at{threshold}"), str(gold_file),
+                     "--output", str(tmp_path / f"at{threshold}.json")]) == 0
+        alone = json.loads((tmp_path / f"at{threshold}.json").read_text())
+        at = both["by_threshold"][str(threshold)]
+        for key in ("concepts_strict_p", "concepts_strict_r", "concepts_strict_f", "concepts_strict_per_type"):
+            assert at[key] == alone[key], (threshold, key)
+    low, high = both["by_threshold"]["1e-09"], both["by_threshold"]["0.9"]
+    assert low["concepts_strict_r"] >= high["concepts_strict_r"] and low["concepts_strict_p"] < high["concepts_strict_p"]

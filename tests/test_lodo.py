@@ -142,7 +142,7 @@ def test_strategy_is_one_that_asks_by_description(capsys):
 
 
 def test_query_part_settings_name_their_runs():
-    """--packed-types corpus and --shuffle-types are model settings of every run, named in the
+    """--packed-types corpus, --shuffle-types and --type-scoring cosine are model settings of every run, named in the
     run folders, so their runs never resume the committed runs' (made with neither)."""
     from spacy_softprompt.cli import build_parser
     from spacy_softprompt.cli.lodo import run_name
@@ -150,9 +150,35 @@ def test_query_part_settings_name_their_runs():
     parser = build_parser()
     base = ["lodo", "--corpus", "a=x", "b=y"]
     assert run_name("lora_frozen", parser.parse_args(base)) == "lora_frozen"
-    args = parser.parse_args(base + ["--packed-types", "corpus", "--shuffle-types", "--strategy", "hard_soft"])
-    assert (args.packed_types, args.shuffle_types) == ("corpus", True)
-    assert run_name("lora_frozen", args) == "lora_frozen+hard_soft+corpus+shuffled"
+    args = parser.parse_args(base + ["--packed-types", "corpus", "--shuffle-types", "--strategy", "hard_soft",
+                                     "--type-scoring", "cosine"])
+    assert (args.packed_types, args.shuffle_types, args.type_scoring) == ("corpus", True, "cosine")
+    assert run_name("lora_frozen", args) == "lora_frozen+hard_soft+corpus+shuffled+cosine"
+
+
+def test_zero_shot_threshold_is_chosen_on_the_other_held_out_corpora():
+    """Each held-out corpus gets the threshold best on average over the other held-out corpora's dev
+    files (ties: the higher), never one its own labels chose; the report scores it there."""
+    from spacy_softprompt.cli.lodo import chosen_thresholds, to_markdown
+
+    def zero(held_out, dev, test_f):
+        return {"system": "s", "kind": "zero-shot", "held_out": held_out, "shots": 0, "seed": None, "strict_f": 1.0,
+                "per_type": {f"{held_out}/T": 1.0}, "dev_by_threshold": dev,
+                "test_by_threshold": {t: {"strict_f": f, "per_type": {f"{held_out}/T": f}} for t, f in test_f.items()}}
+
+    runs = [zero("a", {"0.1": 90.0, "0.5": 0.0}, {"0.1": 11.0, "0.5": 0.0}),  # a's own dev would pick 0.1
+            zero("b", {"0.1": 10.0, "0.5": 20.0}, {"0.1": 12.0, "0.5": 22.0}),
+            zero("c", {"0.1": 30.0, "0.5": 30.0}, {"0.1": 13.0, "0.5": 23.0})]
+    chosen = chosen_thresholds(runs)
+    assert chosen[("s", "a")] == "0.5"  # mean of b, c: 20 at 0.1, 25 at 0.5
+    assert chosen[("s", "b")] == "0.1"  # a, c: 60 against 15
+    assert chosen[("s", "c")] == "0.1"  # a, b: 50 against 10
+    assert chosen_thresholds(runs[:1]) == {}  # no other held-out corpus: nothing chosen
+    report = {"command": "lodo", "backbone": "x", "source_steps": 1, "fewshot_steps": 1, "wall_seconds": 1.0,
+              "types": {h: [f"{h}/T"] for h in "abc"}, "related": {}, "runs": runs}
+    table = to_markdown(report)
+    assert "| a/T | - | 1.0 | 0.0 |" in table and "| s | 0 (zero-shot, p = 0.5) | 0.0 |" in table
+    assert "| s | a | 90.0 | **0.0** |" in table
 
 
 def test_old_type_scores_added_on_resume_keep_a_run_identity(tmp_path):

@@ -416,17 +416,22 @@ def test_shuffled_parts_move_their_answers_with_them(tiny_bert):
     assert query.rows == tuple(range(len(builder.labels.concepts)))
 
 
-@pytest.mark.parametrize("packed_types,shuffle", [("corpus", True), ("all", True)])
-def test_corpus_parts_and_shuffled_parts_train_and_round_trip(tiny_bert, tmp_path, packed_types, shuffle):
-    """Trained with the parts a Doc's corpus asks (shuffled), the component fits its toy Docs
-    and predicts the same after save and load."""
+@pytest.mark.parametrize("packed_types,shuffle,scoring", [("corpus", True, "dot"), ("all", True, "dot"),
+                                                           ("corpus", True, "cosine")])
+def test_corpus_parts_and_shuffled_parts_train_and_round_trip(tiny_bert, tmp_path, packed_types, shuffle, scoring):
+    """Trained with the parts a Doc's corpus asks (shuffled; spans matched by dot product or
+    cosine), the component fits its toy Docs and predicts the same after save and load."""
     nlp, examples = multi_pipeline(tiny_bert, "hard", packed=True, packed_types=packed_types,
-                                   shuffle_types=shuffle)
+                                   shuffle_types=shuffle, type_scoring=scoring)
     _, losses = train(nlp, examples, 30, 1e-2)
     assert losses[-1] < losses[0] / 4
     nlp.to_disk(tmp_path / "p")
     back = spacy.load(tmp_path / "p")
     assert back.get_pipe("softprompt_ie").model.settings["packed_types"] == packed_types
+    scale = nlp.get_pipe("softprompt_ie").network.head.log_scale
+    assert (scale is None) == (scoring == "dot")
+    if scale is not None:  # learned, and saved
+        assert float(scale) != pytest.approx(2.302585) and float(back.get_pipe("softprompt_ie").network.head.log_scale) == float(scale)
     for eg in examples:
         doc, again = nlp.make_doc(eg.reference.text), back.make_doc(eg.reference.text)
         doc._.corpus = again._.corpus = eg.reference._.corpus
@@ -434,8 +439,37 @@ def test_corpus_parts_and_shuffled_parts_train_and_round_trip(tiny_bert, tmp_pat
 
 
 @pytest.mark.parametrize("model,message", [({"packed": True, "packed_types": "mine"}, "packed_types must be"),
+                                           ({"packed": True, "type_scoring": "l2"}, "type_scoring must be"),
+                                           ({"type_scoring": "cosine"}, "set packed = true"),
                                            ({"packed_types": "corpus"}, "set packed = true"),
                                            ({"shuffle_types": True}, "set packed = true")])
 def test_part_settings_need_a_packed_query(tiny_bert, model, message):
     with pytest.raises(ValueError, match=message):
         make_pipeline(tiny_bert, "hard", False, **model)
+
+
+def test_cosine_type_scoring_hears_every_type_at_one_scale():
+    """type_scoring = "cosine": a type's scores do not grow with the length of its vector (a new
+    description's is shorter than a trained type's), and equal s cos + b; a dot product's do."""
+    from spacy_softprompt.nn.span_head import TypeMatchingSpanHead
+
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 9, 16)
+    starts, ends = torch.arange(9).repeat(2, 1), torch.arange(9).repeat(2, 1)
+    pool = torch.zeros(2, 3, 9)
+    pool[:, 0, 0:2], pool[:, 1, 2:4], pool[:, 2, 4] = 0.5, 0.5, 1.0
+    for cosine in (False, True):
+        head = TypeMatchingSpanHead(16, 8, 3, 0.0, cosine=cosine).eval()
+        before = head(hidden, starts, ends, pool)
+        with torch.no_grad():
+            head.type_proj.weight.mul_(3.0)
+            head.type_proj.bias.mul_(3.0)
+        after = head(hidden, starts, ends, pool)
+        if cosine:
+            assert torch.allclose(before, after, atol=1e-5)
+            spans = torch.nn.functional.gelu(head.spans(hidden, starts, ends))
+            types = head.type_proj(pool @ hidden)
+            cos = torch.nn.functional.cosine_similarity(spans[:, :, :, None], types[:, None, None], dim=-1)
+            assert torch.allclose(after, 10.0 * cos + head.out[2].bias, atol=1e-5)
+        else:
+            assert not torch.allclose(before - head.out[2].bias, after - head.out[2].bias, atol=1e-3)

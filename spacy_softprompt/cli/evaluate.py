@@ -16,6 +16,7 @@ from . import CLIError, load_pipeline, read_docbin, write_scores
 
 if TYPE_CHECKING:
     from spacy.language import Language
+    from spacy.tokens import Doc
 
 HELP = "Score a trained pipeline on gold data (.spacy): concepts and relations, strict and lenient."
 
@@ -44,20 +45,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tag every text with this corpus (doc._.corpus) before the pipeline runs, so a multi-corpus "
         "component asks only that corpus's types (its types added by add_label(..., corpus=NAME) included)",
     )
+    parser.add_argument(
+        "--thresholds", nargs="+", type=float, metavar="P",
+        help="also score the concepts at each of these probabilities (one prediction pass, down to the lowest; "
+        "the main scores stay at the component's threshold): by_threshold in --output",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     scores = score_file(args.pipeline, args.data, gpu_id=args.gpu_id, spans_key=args.spans_key,
-                        batch_size=args.batch_size, concept_types=args.concept_types, corpus=args.corpus)
+                        batch_size=args.batch_size, concept_types=args.concept_types, corpus=args.corpus,
+                        thresholds=args.thresholds or ())
     write_scores(scores, args.output, args.markdown)
     return 0
 
 
 def score_file(pipeline: Union[str, Path], data: Path, *, gpu_id: int = -1, spans_key: Optional[str] = None,
                batch_size: int = 16, concept_types: Optional[Sequence[str]] = None,
-               corpus: Optional[str] = None) -> Dict[str, Any]:
+               corpus: Optional[str] = None, thresholds: Sequence[float] = ()) -> Dict[str, Any]:
     """Load ``pipeline``, run it on the texts of ``data``, print and return the scores (and the
-    speed in words per second). The experiment verbs call it in their own process."""
+    speed in words per second). The experiment verbs call it in their own process.
+
+    ``thresholds``: the concepts are also scored at each of these probabilities, from one pass
+    that keeps every candidate down to the lowest: ``scores["by_threshold"][str(p)]`` (concepts
+    only; relations are as the component's ``relation_threshold`` gives them)."""
     from tqdm import tqdm
 
     from ..scoring import format_table, score_concepts_and_relations
@@ -67,6 +78,7 @@ def score_file(pipeline: Union[str, Path], data: Path, *, gpu_id: int = -1, span
         _check_corpus(nlp, str(pipeline), corpus)
     gold = read_docbin(data, nlp.vocab)
     key = concepts_key(nlp, str(pipeline), spans_key)
+    own = _lower_thresholds(nlp, min(thresholds)) if thresholds else None
 
     start = time.perf_counter()
     batches = nlp.pipe((_input(nlp, doc.text, corpus) for doc in gold), batch_size=batch_size)
@@ -76,8 +88,17 @@ def score_file(pipeline: Union[str, Path], data: Path, *, gpu_id: int = -1, span
         raise CLIError(f"--spans-key {spans_key!r}: no predicted document has that span group; "
                        f"the pipeline writes {sorted({k for d in predicted for k in d.spans}) or 'none'}.")
 
+    by_threshold = {}
+    for threshold in sorted(set(thresholds)):
+        kept = [concepts_above(doc, key, threshold) for doc in predicted]
+        by_threshold[str(threshold)] = score_concepts_and_relations(zip(kept, gold), spans_key=key,
+                                                                    concept_types=concept_types)
+    if own is not None:
+        predicted = [concepts_above(doc, key, own) for doc in predicted]
     scores: Dict[str, Any] = score_concepts_and_relations(zip(predicted, gold), spans_key=key,
                                                           concept_types=concept_types)
+    if by_threshold:
+        scores["by_threshold"] = by_threshold
     words = sum(len(doc) for doc in predicted)
     scores["documents"] = len(gold)
     scores["speed"] = words / seconds if seconds > 0 else 0.0
@@ -85,6 +106,38 @@ def score_file(pipeline: Union[str, Path], data: Path, *, gpu_id: int = -1, span
     print(format_table(scores))
     print(f"\n{len(gold)} documents, {scores['speed']:.0f} words/s")
     return scores
+
+
+def _lower_thresholds(nlp: "Language", lowest: float) -> float:
+    """Let every softprompt_ie component keep concepts down to ``lowest``; their (one) own
+    threshold, at which the main scores are counted."""
+    pipes = [nlp.get_pipe(n) for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "softprompt_ie"]
+    if not pipes:
+        raise CLIError("--thresholds: the pipeline has no softprompt_ie component whose threshold could be varied")
+    own = {pipe.cfg["threshold"] for pipe in pipes}
+    if len(own) > 1:
+        raise CLIError(f"--thresholds: the softprompt_ie components have different thresholds ({sorted(own)})")
+    for pipe in pipes:
+        pipe.cfg["threshold"] = min(lowest, pipe.cfg["threshold"])
+    return own.pop()
+
+
+def concepts_above(doc: "Doc", key: str, threshold: float) -> "Doc":
+    """A copy of ``doc`` whose span group ``key`` (what is scored) keeps the concepts scored at
+    or above ``threshold``."""
+    from spacy.tokens import Span
+
+    from ..relations import set_concepts
+
+    import numpy as np
+
+    group = doc.spans[key]
+    copy = doc.copy()
+    at = np.float32(threshold)  # compared in float32, as the component compares its probabilities
+    kept = [(span, score) for span, score in zip(group, group.attrs["scores"]) if np.float32(score) >= at]
+    set_concepts(copy, [Span(copy, s.start, s.end, label=s.label_) for s, _ in kept], [score for _, score in kept],
+                 key, set_ents=False)
+    return copy
 
 
 def _check_corpus(nlp: "Language", name: str, corpus: str) -> None:

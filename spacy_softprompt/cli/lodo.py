@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..queries import PACKED_TYPES
-from ..strategies import STRATEGIES
+from ..strategies import STRATEGIES, TYPE_SCORING
 from . import CLIError, read_docbin
 from .runs import (backbone_settings, corpus_settings, evaluate, finished_run, jsonl_log_settings, load_systems,
                    matplotlib_available, mean_sd, require_files, train, write_run_config)
@@ -50,6 +50,8 @@ HINT = "run `spacy project run convert-lodo`"
 REPLAY = "transfer + replay"
 TRANSFER_KINDS = ("transfer", REPLAY)
 KIND_HEADERS = {"transfer": "transfer (from the other corpora)", REPLAY: REPLAY, "single corpus": "single corpus"}
+#: scores added to a finished run when a rerun asks for them (old types, zero-shot thresholds)
+ADDED_ON_RESUME = ("old_f", "dev_by_threshold", "test_by_threshold")
 #: the strategy of the committed runs; another one is part of the run names
 DEFAULT_STRATEGY = "hard"
 
@@ -74,6 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shuffle-types", action="store_true",
                         help="training draws the order of the types' parts anew for every query (model setting "
                              "shuffle_types; adds +shuffled to the run names)")
+    parser.add_argument("--type-scoring", choices=TYPE_SCORING, default="dot",
+                        help="how the packed head matches spans with a type's part (model setting type_scoring; "
+                             "'cosine' adds +cosine to the run names)")
+    parser.add_argument("--zero-shot-thresholds", nargs="*", type=float, default=[], metavar="P",
+                        help="also score each zero-shot model at these probabilities, on its held-out corpus's dev and "
+                             "test files; the report gives each held-out corpus the one whose mean dev F1 over the "
+                             "OTHER held-out corpora is best (a threshold for new types never chosen on their own labels)")
     parser.add_argument("--types", type=Path, default=Path("configs/lodo_types.json"),
                         help="JSON: descriptions (type -> its question) and related (held-out type -> types of "
                              "other corpora)")
@@ -204,11 +213,11 @@ def inputs_of(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _stamp(path: Path) -> Optional[str]:
-    """A finished run's identity (its run.json's digest, old-type scores left out: they are added to a
-    finished run on resume and change nothing built on it): runs built on it are redone if it is."""
+    """A finished run's identity (its run.json's digest, without the scores added to a finished run on
+    resume, which change nothing built on it): runs built on it are redone if it is."""
     if not path.is_file():
         return None
-    record = {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k != "old_f"}
+    record = {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k not in ADDED_ON_RESUME}
     return hashlib.sha1((json.dumps(record, indent=2) + "\n").encode("utf-8")).hexdigest()[:12]
 
 
@@ -229,6 +238,7 @@ def run_name(system: str, args: argparse.Namespace) -> str:
     extras = [args.strategy] if args.strategy != DEFAULT_STRATEGY else []
     extras += ["corpus"] if args.packed_types != "all" else []
     extras += ["shuffled"] if args.shuffle_types else []
+    extras += [args.type_scoring] if args.type_scoring != "dot" else []
     return "+".join([system] + extras)
 
 
@@ -265,8 +275,14 @@ def run(args: argparse.Namespace) -> int:
             "inputs", inputs) == inputs else f"made with other settings (max_steps {record.get('max_steps')}, "
             f"{record.get('inputs')})")
         if done is not None:
+            added = False
             if wants_old_types(done) and "old_f" not in done:  # measured on a run made before it was asked
                 done["old_f"] = old_types_f(run_dir / "model-best", run_dir, held_out)
+                added = True
+            if wants_thresholds(done) and set(done.get("dev_by_threshold", {})) != set(map(str, thresholds)):
+                done.update(threshold_scores(run_dir / "pipeline", run_dir, held_out))
+                added = True
+            if added:
                 path.write_text(json.dumps(done, indent=2) + "\n", encoding="utf-8")
             return done
         print(f"{run_dir}: {info['kind']}", flush=True)
@@ -289,8 +305,29 @@ def run(args: argparse.Namespace) -> int:
                                  for label, v in scores["concepts_strict_per_type"].items()}
         if wants_old_types(entry):
             entry["old_f"] = old_types_f(pipeline, run_dir, held_out)
+        if wants_thresholds(entry):
+            entry.update(threshold_scores(pipeline, run_dir, held_out))
         path.write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
         return entry
+
+    thresholds = sorted(set(args.zero_shot_thresholds))
+
+    def wants_thresholds(entry: Dict[str, Any]) -> bool:
+        return bool(thresholds) and entry["kind"] == "zero-shot"
+
+    def threshold_scores(pipeline: Path, run_dir: Path, held_out: str) -> Dict[str, Any]:
+        """The zero-shot model's micro strict F1 on the held-out dev file, and its micro and per-type
+        strict F1 on the test file, at each of --zero-shot-thresholds (THRESHOLD_KEYS)."""
+        found: Dict[str, Any] = {}
+        for part, key in (("dev", "dev_by_threshold"), ("test", "test_by_threshold")):
+            scores = evaluate(pipeline, corpora[held_out] / f"{part}.spacy", run_dir / f"thresholds-{part}.json",
+                              gpu_id=args.gpu_id, corpus=held_out, concept_types=types[held_out],
+                              thresholds=thresholds)["by_threshold"]
+            found[key] = {t: round(100 * v["concepts_strict_f"], 2) if part == "dev" else
+                          {"strict_f": round(100 * v["concepts_strict_f"], 2),
+                           "per_type": {label: round(100 * x["f"], 2) for label, x in v["concepts_strict_per_type"].items()}}
+                          for t, v in scores.items()}
+        return found
 
     def wants_old_types(entry: Dict[str, Any]) -> bool:
         return bool(forgetting_seeds) and (entry["kind"] == "source" or (
@@ -310,7 +347,8 @@ def run(args: argparse.Namespace) -> int:
         name = run_name(system, args)
         base = {"components.softprompt_ie.model.strategy": args.strategy, "components.softprompt_ie.model.packed": True,
                 "components.softprompt_ie.model.packed_types": args.packed_types,
-                "components.softprompt_ie.model.shuffle_types": args.shuffle_types}
+                "components.softprompt_ie.model.shuffle_types": args.shuffle_types,
+                "components.softprompt_ie.model.type_scoring": args.type_scoring}
         base.update({"components.softprompt_ie.model.max_length": args.max_length,
                      "components.softprompt_ie.query_texts": descriptions,
                      "initialize.components.softprompt_ie": {"relation_schema": {}}})
@@ -380,17 +418,24 @@ def to_markdown(report: Dict[str, Any]) -> str:
         "(resumed runs not counted). Concepts only, strict F1 (%) on the held-out corpus's test file, its texts "
         "tagged with the corpus so only its types are asked.", "",
     ]
+    chosen = chosen_thresholds(runs)
     for held_out in dict.fromkeys(r["held_out"] for r in runs):
         mine = [r for r in runs if r["held_out"] == held_out]
         systems = list(dict.fromkeys(r["system"] for r in mine))
         labels = report["types"][held_out]
-        lines += [f"## Held out: {held_out}", "", "Zero-shot, per type (related types of the other corpora in "
-                  "brackets; the target is F1 > 0 on each type that has one):", "",
-                  "| type | related | " + " | ".join(systems) + " |", "| --- | --- | " + " | ".join("---:" for _ in systems) + " |"]
         zero_runs = [r for r in mine if r["kind"] == "zero-shot"]
+        # (header, per-type scores) of each column: each system at its threshold, and at the chosen one
+        columns = [(s, next((r["per_type"] for r in zero_runs if r["system"] == s), {})) for s in systems]
+        columns += [(f"{r['system']}, p = {chosen[key]}", r["test_by_threshold"][chosen[key]]["per_type"])
+                    for r in zero_runs for key in [(r["system"], held_out)] if key in chosen]
+        lines += [f"## Held out: {held_out}", "", "Zero-shot, per type (related types of the other corpora in "
+                  "brackets; the target is F1 > 0 on each type that has one)" + (
+                      "; p: the threshold chosen on the other held-out corpora's dev files" if len(columns) > len(systems)
+                      else "") + ":", "",
+                  "| type | related | " + " | ".join(h for h, _ in columns) + " |",
+                  "| --- | --- | " + " | ".join("---:" for _ in columns) + " |"]
         for label in labels:  # n/r: neither in test nor predicted
-            cells = [next((_f(r["per_type"][label]) if label in r["per_type"] else "n/r" for r in zero_runs
-                           if r["system"] == s), "n/r") for s in systems]
+            cells = [_f(scores[label]) if label in scores else "n/r" for _, scores in columns]
             lines.append(f"| {label} | {', '.join(report['related'].get(label, [])) or '-'} | " + " | ".join(cells) + " |")
         kinds = [k for k in KIND_HEADERS if k in {r["kind"] for r in mine} or k != REPLAY]
         lines += ["", "Micro strict F1 over the held-out types (mean ± sd over seeds):", "",
@@ -399,11 +444,16 @@ def to_markdown(report: Dict[str, Any]) -> str:
         for system in systems:
             zero = [r["strict_f"] for r in mine if r["system"] == system and r["kind"] == "zero-shot"]
             lines.append(f"| {system} | 0 (zero-shot) | {mean_sd(zero)} | " + " | ".join("-" for _ in kinds[1:]) + " |")
+            if (system, held_out) in chosen:
+                t = chosen[(system, held_out)]
+                at = [r["test_by_threshold"][t]["strict_f"] for r in mine if r["system"] == system and r["kind"] == "zero-shot"]
+                lines.append(f"| {system} | 0 (zero-shot, p = {t}) | {mean_sd(at)} | " + " | ".join("-" for _ in kinds[1:]) + " |")
             for shots in sorted({r["shots"] for r in mine if r["shots"]}):
                 cells = [mean_sd([r["strict_f"] for r in mine if r["system"] == system and r["kind"] == kind
                                    and r["shots"] == shots]) for kind in kinds]
                 lines.append(f"| {system} | {shots} | " + " | ".join(cells) + " |")
         lines += [""] + _old_types_table(mine)
+    lines += _thresholds_table(runs, chosen)
     lines += ["## Each run", "", "| held out | system | run | K | seed | strict F1 | lenient F1 | steps (best) | training s |",
               "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in runs:
@@ -413,6 +463,39 @@ def to_markdown(report: Dict[str, Any]) -> str:
                      f"| {r['seed'] if r['seed'] is not None else '-'} | {_f(r.get('strict_f'))} | {_f(r.get('lenient_f'))} "
                      f"| {steps} | {seconds} |")
     return "\n".join(lines) + "\n"
+
+
+def chosen_thresholds(runs: List[Dict[str, Any]]) -> Dict[Tuple[str, str], str]:
+    """(system, held-out corpus) -> the zero-shot threshold whose mean micro F1 on the dev files of
+    the system's OTHER held-out corpora is best (ties: the higher), so that no held-out corpus's
+    labels choose its own threshold; none where the system has no other held-out corpus scored."""
+    scored = [r for r in runs if r["kind"] == "zero-shot" and "dev_by_threshold" in r]
+    chosen = {}
+    for r in scored:
+        others = [o["dev_by_threshold"] for o in scored if o["system"] == r["system"] and o["held_out"] != r["held_out"]]
+        if others:
+            chosen[(r["system"], r["held_out"])] = max(
+                r["dev_by_threshold"], key=lambda t: (statistics.fmean(o[t] for o in others), float(t)))
+    return chosen
+
+
+def _thresholds_table(runs: List[Dict[str, Any]], chosen: Dict[Tuple[str, str], str]) -> List[str]:
+    """Zero-shot micro strict F1 on each held-out corpus's dev file at each threshold: what the
+    choice reads (the chosen one in bold where it is chosen)."""
+    scored = [r for r in runs if r["kind"] == "zero-shot" and "dev_by_threshold" in r]
+    if not scored:
+        return []
+    thresholds = sorted({t for r in scored for t in r["dev_by_threshold"]}, key=float)
+    lines = ["## Zero-shot thresholds", "", "Micro strict F1 on each held-out corpus's dev file, its types added by "
+             "description, at each threshold; a held-out corpus is scored at the threshold best on average over the "
+             "others' rows (its own row does not vote), in bold in its row:", "",
+             "| system | held out | " + " | ".join(f"p = {t}" for t in thresholds) + " |",
+             "| --- | --- | " + " | ".join("---:" for _ in thresholds) + " |"]
+    for r in scored:
+        pick = chosen.get((r["system"], r["held_out"]))
+        cells = [("**{}**" if t == pick else "{}").format(_f(r["dev_by_threshold"].get(t))) for t in thresholds]
+        lines.append(f"| {r['system']} | {r['held_out']} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _old_types_table(runs: List[Dict[str, Any]]) -> List[str]:

@@ -120,16 +120,18 @@ def train(config: Path, output: Path, *, gpu_id: int = -1, env: Optional[Mapping
 
 
 def evaluate(pipeline: Path, test: Path, metrics: Path, *, gpu_id: int = -1, corpus: Optional[str] = None,
-             concept_types: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+             concept_types: Optional[Sequence[str]] = None, thresholds: Sequence[float] = ()) -> Dict[str, Any]:
     """What the ``evaluate`` verb gives on the test file, saved as ``metrics``. ``corpus``: the
     texts are tagged with it (``--corpus``); ``concept_types``: only those are scored. In this
     process, not a child: a child per run costs seconds of imports, which every run of a sweep
-    would repeat; the pipeline is released afterwards."""
+    would repeat; the pipeline is released afterwards. ``thresholds``: also scored at each
+    (``by_threshold``, :func:`~.evaluate.score_file`)."""
     from . import write_scores
     from .evaluate import score_file
 
     try:
-        scores = score_file(pipeline, test, gpu_id=gpu_id, corpus=corpus, concept_types=concept_types)
+        scores = score_file(pipeline, test, gpu_id=gpu_id, corpus=corpus, concept_types=concept_types,
+                            thresholds=thresholds)
     except Exception as err:  # one line for the run's report, not a traceback that ends the sweep
         reason = str(err) if isinstance(err, CLIError) else f"{type(err).__name__}: {err}"
         raise CLIError(f"evaluation failed ({reason}): {pipeline} on {test}") from err

@@ -46,6 +46,7 @@ class SoftPromptNetwork(nn.Module):
         typed_cats: bool = True,
         cats_text_pooling: str = "mean",
         cats_bag_of_words: bool = False,
+        cosine_types: bool = False,
     ):
         super().__init__()
         self.backbone = backbone
@@ -70,7 +71,7 @@ class SoftPromptNetwork(nn.Module):
         dim = backbone.config.hidden_size
         self.trigger_marker = nn.Parameter(torch.zeros(dim))
         self.head = (
-            TypeMatchingSpanHead(dim, head_width, max_span_width, dropout)
+            TypeMatchingSpanHead(dim, head_width, max_span_width, dropout, cosine=cosine_types)
             if match_type_parts
             else SpanHead(dim, head_width, max_span_width, n_outputs, dropout)
         )

@@ -47,14 +47,25 @@ class SpanHead(nn.Module):
 
 
 class TypeMatchingSpanHead(SpanHead):
-    """score(span, k) = <gelu(span features), T mean(h over type k's part)> / sqrt(H) + b."""
+    """score(span, k) = <gelu(span features), T mean(h over type k's part)> / sqrt(H) + b.
 
-    def __init__(self, dim: int, width: int, max_span_width: int, dropout: float):
+    ``cosine``: score(span, k) = s cos(gelu(span features), T mean(...)) + b, with a learned
+    scale s. A dot product lets a type speak as loud as its vector is long, and a type never
+    trained on (a new description) gets a shorter one than the trained types, so its best spans
+    stay below the threshold; cosines put every type, trained or new, on one scale.
+    """
+
+    def __init__(self, dim: int, width: int, max_span_width: int, dropout: float, cosine: bool = False):
         super().__init__(dim, width, max_span_width, 1, dropout)
         self.type_proj = nn.Linear(dim, width)
         self.scale = 1.0 / math.sqrt(width)
+        # log s; s starts at 10, so a span must match its type by a cosine near 0.5 to clear the start bias
+        self.log_scale = nn.Parameter(torch.full((1,), math.log(10.0))) if cosine else None  # 1-d: thinc steps no scalars
 
     def forward(self, hidden: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, type_pool=None) -> torch.Tensor:
         spans = self.dropout(self.out[0](self.spans(hidden, starts, ends)))  # (B, T, W, H)
         types = self.type_proj(type_pool.to(hidden.dtype) @ hidden)  # (B, K, H)
-        return torch.einsum("btwh,bkh->btwk", spans, types) * self.scale + self.out[2].bias
+        if self.log_scale is None:
+            return torch.einsum("btwh,bkh->btwk", spans, types) * self.scale + self.out[2].bias
+        spans, types = nn.functional.normalize(spans.float(), dim=-1), nn.functional.normalize(types.float(), dim=-1)
+        return torch.einsum("btwh,bkh->btwk", spans, types) * self.log_scale.exp() + self.out[2].bias
