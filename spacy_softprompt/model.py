@@ -134,11 +134,12 @@ def build_softprompt_model(
         knows, whichever a Doc's corpus annotates; pipelines saved before this setting) or "corpus"
         (a Doc tagged with a corpus, ``doc._.corpus``, is asked with its corpus's types alone, so a
         corpus's queries look alike in training and when its types are new; untagged: all).
-    shuffle_types: training draws the order of a packed query's parts anew for every query, so
-        that the head knows a type by the words of its part, not by its place in the query.
+    shuffle_types: training draws the order of a packed concept query's parts anew for every
+        query, so that the head knows a type by the words of its part, not by its place in the query
+        (a frozen backbone's cache then keeps the windows' lower states, not the parts').
     type_scoring: how the packed head matches a span with a type's part: "dot" (a dot product;
-        pipelines saved before this setting) or "cosine" (a learned scale times their cosine, so a
-        type added by description scores on the trained types' scale; nn/span_head.py).
+        pipelines saved before this setting) or "cosine" (a learned scale times their cosine, meant
+        to put a type added by description on the trained types' scale; nn/span_head.py).
     head_lr_scale: learning rate of what is new (prompts, heads, the trigger marker: every
         parameter outside the backbone) relative to the optimizer's, which the backbone and its
         adapter keep. An unfrozen backbone wants a small rate (1e-4) that leaves fresh heads slow
@@ -279,6 +280,7 @@ class SoftPromptModel(Model):
         if s["adapter"] is not None:
             network.add_adapter(s["adapter"])
         network.shared_states = loaded.states
+        network.keep_query_parts = not s["shuffle_types"]
         use_amp = bool(s["mixed_precision"]) and torch.cuda.is_available()
         shim = PyTorchShim(network, mixed_precision=use_amp, grad_scaler=PyTorchGradScaler(enabled=use_amp))
         self.shims[:] = [shim]

@@ -169,11 +169,24 @@ def test_a_changed_or_missing_backbone_is_one_error_line(frozen_pipeline, tmp_pa
         shutil.copytree(saved, original)
 
 
-def test_evaluate_at_several_thresholds_is_evaluating_at_each(trained_pipeline, gold_file, tmp_path):
+@pytest.fixture(scope="module")
+def concepts_pipeline(tiny_bert, tmp_path_factory):
+    """A pipeline of concepts only, fitted to the toy texts, and a gold file of them."""
+    blank = spacy.blank("en")
+    docs = [annotate(blank, t, m) for t, m in TEXTS]
+    nlp = fit_pipeline(docs, 40, model={"backbone": tiny_bert, "strategy": "none", "freeze_backbone": False})
+    folder = tmp_path_factory.mktemp("concepts")
+    nlp.to_disk(folder / "pipeline")
+    DocBin(store_user_data=True, docs=docs).to_disk(folder / "gold.spacy")
+    return folder / "pipeline", folder / "gold.spacy"
+
+
+def test_evaluate_at_several_thresholds_is_evaluating_at_each(concepts_pipeline, tmp_path):
     """--thresholds: one pass down to the lowest, scored at each, gives what evaluating a copy of
     the pipeline set to that threshold gives; the main scores stay at the component's own."""
     import json
 
+    trained_pipeline, gold_file = concepts_pipeline
     assert main(["evaluate", str(trained_pipeline), str(gold_file), "--output", str(tmp_path / "own.json")]) == 0
     assert main(["evaluate", str(trained_pipeline), str(gold_file), "--thresholds", "1e-9", "0.9",
                  "--output", str(tmp_path / "both.json")]) == 0
@@ -191,3 +204,13 @@ def test_evaluate_at_several_thresholds_is_evaluating_at_each(trained_pipeline, 
             assert at[key] == alone[key], (threshold, key)
     low, high = both["by_threshold"]["1e-09"], both["by_threshold"]["0.9"]
     assert low["concepts_strict_r"] >= high["concepts_strict_r"] and low["concepts_strict_p"] < high["concepts_strict_p"]
+
+
+def test_thresholds_are_refused_where_relations_hang_on_the_concepts(trained_pipeline, gold_file, capsys):
+    """A pipeline with relation types: its triggers are concepts at its threshold, so one pass at a
+    lower threshold would change its relations; refused, as is a threshold outside (0, 1]."""
+    assert main(["evaluate", str(trained_pipeline), str(gold_file), "--thresholds", "0.1"]) == 2
+    assert "has relation types" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(trained_pipeline), str(gold_file), "--thresholds", "0"])
+    assert "a threshold is a probability in (0, 1]" in capsys.readouterr().err

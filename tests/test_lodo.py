@@ -194,5 +194,12 @@ def test_old_type_scores_added_on_resume_keep_a_run_identity(tmp_path):
     assert before == hashlib.sha1(path.read_bytes()).hexdigest()[:12]  # as the stamps already recorded
     path.write_text(json.dumps({"kind": "source", "steps": 2, "old_f": {"meds": 50.0}}, indent=2) + "\n")
     assert _stamp(path) == before
+    # so do a zero-shot run's threshold scores, added when a rerun asks for them
+    zero = tmp_path / "zero.json"
+    zero.write_text(json.dumps({"kind": "zero-shot", "strict_f": 1.0}, indent=2) + "\n")
+    stamp = _stamp(zero)
+    zero.write_text(json.dumps({"kind": "zero-shot", "strict_f": 1.0, "dev_by_threshold": {"0.5": 1.0},
+                                "test_by_threshold": {"0.5": {"strict_f": 1.0, "per_type": {}}}}, indent=2) + "\n")
+    assert _stamp(zero) == stamp
     path.write_text(json.dumps({"kind": "source", "steps": 3, "old_f": {"meds": 50.0}}, indent=2) + "\n")
     assert _stamp(path) != before

@@ -406,6 +406,10 @@ def test_shuffled_parts_move_their_answers_with_them(tiny_bert):
         queries, pieces = training_queries(builder, examples * 4, "softprompt")
         for batch in pipe._batches(queries, pieces, with_targets=True):
             check_answers_follow_parts(builder, batch, examples * 4)
+            for b, q in enumerate(batch.queries):  # the asked columns moved with their parts
+                own = ADE_LABELS if (examples * 4)[q.doc_index].reference._.corpus == "ade" else SDOH_LABELS
+                for column in range(q.output, q.output + q.n_outputs):
+                    assert batch.span_mask[b, ..., column].any() == (builder.answer(q, column)[0] in own)
         return [q.rows for q in queries if not q.is_relation]
 
     first = orders()
@@ -473,3 +477,17 @@ def test_cosine_type_scoring_hears_every_type_at_one_scale():
             assert torch.allclose(after, 10.0 * cos + head.out[2].bias, atol=1e-5)
         else:
             assert not torch.allclose(before - head.out[2].bias, after - head.out[2].bias, atol=1e-3)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shuffled_parts_leave_the_frozen_cache_to_the_windows(tiny_bert, shuffle):
+    """A frozen backbone with late prompts keeps training windows' lower states across steps, and
+    its query parts' too, unless shuffle_types makes almost every part new: then parts are not
+    kept (the cache would grow by one part per query), windows still are."""
+    nlp = make_pipeline(tiny_bert, "hard", True, packed=True, prompt_layer=1, shuffle_types=shuffle)
+    train(nlp, examples_for(nlp, corpus_docs(nlp)), 3, 1e-3)
+    model = nlp.get_pipe("softprompt_ie").model
+    kept = model.attrs["frozen_states"]
+    parts = [key for key in kept if isinstance(key, tuple) and key[:1] == ("query",)]
+    assert model.caches_frozen_states and len(kept) > len(parts)
+    assert bool(parts) == (not shuffle)

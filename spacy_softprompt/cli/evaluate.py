@@ -46,10 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "component asks only that corpus's types (its types added by add_label(..., corpus=NAME) included)",
     )
     parser.add_argument(
-        "--thresholds", nargs="+", type=float, metavar="P",
+        "--thresholds", nargs="+", type=probability, metavar="P",
         help="also score the concepts at each of these probabilities (one prediction pass, down to the lowest; "
         "the main scores stay at the component's threshold): by_threshold in --output",
     )
+
+
+def probability(value: str) -> float:
+    """An argparse type: a concept threshold, in (0, 1] as the component's own."""
+    p = float(value)
+    if not 0.0 < p <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value}: a threshold is a probability in (0, 1]")
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,6 +122,10 @@ def _lower_thresholds(nlp: "Language", lowest: float) -> float:
     pipes = [nlp.get_pipe(n) for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "softprompt_ie"]
     if not pipes:
         raise CLIError("--thresholds: the pipeline has no softprompt_ie component whose threshold could be varied")
+    if any(pipe.relation_labels for pipe in pipes):
+        raise CLIError("--thresholds varies the concept threshold in one pass, but this pipeline has relation types, "
+                       "whose triggers and arguments are concepts at the component's threshold: evaluate a copy of "
+                       "the pipeline per threshold (components.<name>.threshold in its config.cfg)")
     own = {pipe.cfg["threshold"] for pipe in pipes}
     if len(own) > 1:
         raise CLIError(f"--thresholds: the softprompt_ie components have different thresholds ({sorted(own)})")

@@ -39,6 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..queries import PACKED_TYPES
 from ..strategies import STRATEGIES, TYPE_SCORING
 from . import CLIError, read_docbin
+from .evaluate import probability
 from .runs import (backbone_settings, corpus_settings, evaluate, finished_run, jsonl_log_settings, load_systems,
                    matplotlib_available, mean_sd, require_files, train, write_run_config)
 
@@ -79,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--type-scoring", choices=TYPE_SCORING, default="dot",
                         help="how the packed head matches spans with a type's part (model setting type_scoring; "
                              "'cosine' adds +cosine to the run names)")
-    parser.add_argument("--zero-shot-thresholds", nargs="*", type=float, default=[], metavar="P",
+    parser.add_argument("--zero-shot-thresholds", nargs="*", type=probability, default=[], metavar="P",
                         help="also score each zero-shot model at these probabilities, on its held-out corpus's dev and "
                              "test files; the report gives each held-out corpus the one whose mean dev F1 over the "
                              "OTHER held-out corpora is best (a threshold for new types never chosen on their own labels)")
@@ -317,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
 
     def threshold_scores(pipeline: Path, run_dir: Path, held_out: str) -> Dict[str, Any]:
         """The zero-shot model's micro strict F1 on the held-out dev file, and its micro and per-type
-        strict F1 on the test file, at each of --zero-shot-thresholds (THRESHOLD_KEYS)."""
+        strict F1 on the test file, at each of --zero-shot-thresholds."""
         found: Dict[str, Any] = {}
         for part, key in (("dev", "dev_by_threshold"), ("test", "test_by_threshold")):
             scores = evaluate(pipeline, corpora[held_out] / f"{part}.spacy", run_dir / f"thresholds-{part}.json",
@@ -473,9 +474,11 @@ def chosen_thresholds(runs: List[Dict[str, Any]]) -> Dict[Tuple[str, str], str]:
     chosen = {}
     for r in scored:
         others = [o["dev_by_threshold"] for o in scored if o["system"] == r["system"] and o["held_out"] != r["held_out"]]
-        if others:
+        # thresholds every run was scored at (resumed runs may hold another set)
+        common = set(r["dev_by_threshold"]).intersection(*others) if others else set()
+        if common:
             chosen[(r["system"], r["held_out"])] = max(
-                r["dev_by_threshold"], key=lambda t: (statistics.fmean(o[t] for o in others), float(t)))
+                common, key=lambda t: (statistics.fmean(o[t] for o in others), float(t)))
     return chosen
 
 

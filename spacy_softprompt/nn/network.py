@@ -62,6 +62,9 @@ class SoftPromptNetwork(nn.Module):
         # Frozen backbone shared with other components: lower-layer states of recent windows
         # (backbone.SharedStates, a plain object, not a module); None when not shared.
         self.shared_states = None
+        # Training: whether frozen query parts' lower states are kept with the windows' (false when
+        # shuffle_types orders each query's parts anew, so that a kept part is almost never met again).
+        self.keep_query_parts = True
         # Inference: lower-layer states of query parts, which depend only on the weights; kept
         # across calls while no parameter has changed (see _query_part_cache).
         self._query_parts: Dict[tuple, torch.Tensor] = {}
@@ -240,7 +243,8 @@ class SoftPromptNetwork(nn.Module):
                                      None, prompt_start, window_cache)
         input_prompts = self.prompts is not None and self.prompts.vectors is not None
         with_prompts = shared["query_prompts"] if input_prompts else None
-        query_cache = cache if torch.is_grad_enabled() else self._query_part_cache()
+        # training keeps a frozen query part's states unless shuffled parts make nearly every part new
+        query_cache = (cache if self.keep_query_parts else None) if torch.is_grad_enabled() else self._query_part_cache()
         queries = self._lower_states(shared["query_ids"], shared["query_mask"], shared["query_keys"],
                                      with_prompts, prompt_start, query_cache)
         dim = windows.shape[-1]
