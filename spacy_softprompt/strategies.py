@@ -197,8 +197,8 @@ class Strategy:
         if self.matches_type_parts:  # column c answers the query's c-th part
             row = self.labels.row("relation" if is_relation else "concept", label)
             return rows.index(row) if row in rows else None
-        if self.typed_outputs:
-            offset = len(self.labels.concepts) if is_relation and not self.packed else 0
+        if self.typed_outputs:  # fixed columns (none): concepts, then relations
+            offset = len(self.labels.concepts) if is_relation else 0
             return offset + names.index(label)
         if is_relation:
             return 0 if relation == label else None
@@ -211,7 +211,7 @@ class Strategy:
                 self.labels.concepts[rows[column]]
         if self.typed_outputs:
             if is_relation:
-                return self.labels.relations[column - (0 if self.packed else len(self.labels.concepts))]
+                return self.labels.relations[column - len(self.labels.concepts)]
             return self.labels.concepts[column]
         if is_relation:
             assert relation is not None

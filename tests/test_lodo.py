@@ -50,7 +50,7 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     argv = ["lodo", "--corpus", *write_corpora(tmp_path), "--held-out", "ade",
             "--systems", str(ROOT / "configs" / "finetune.cfg"), "--types", str(tmp_path / "types.json"),
             "--shots", "1", "--seeds", "0", "--source-steps", "2", "--fewshot-steps", "2", "--eval-frequency", "2",
-            "--dev-limit", "5", "--replay", "1",
+            "--dev-limit", "5", "--replay", "1", "--zero-shot-thresholds", "0.5", "0.1",
             "--max-length", "128", "--backbone", tiny_bert, "--runs", str(runs), "--output", str(output), "--no-plot"]
     assert main(argv) == 0
     report = json.loads(output.with_suffix(".json").read_text())
@@ -63,6 +63,10 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     assert task["query_texts"]["ade/Drug"] == "drug name"
     for r in (zero, transfer, replay, single):
         assert r["per_type"] and set(r["per_type"]) <= {"ade/Drug", "Adverse_Effect"}
+    # the zero-shot model also scored at each threshold, on dev and test (at 0.5: its own scores)
+    assert set(zero["dev_by_threshold"]) == set(zero["test_by_threshold"]) == {"0.5", "0.1"}
+    assert zero["test_by_threshold"]["0.5"] == {"strict_f": zero["strict_f"], "per_type": zero["per_type"]}
+    assert "dev_by_threshold" not in transfer
     # the transfer model keeps the source corpus's types beside the held-out ones
     trained = json.loads((runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "model-best" / "softprompt_ie"
                           / "model" / "task.json").read_text())

@@ -137,11 +137,10 @@ def _lower_thresholds(nlp: "Language", lowest: float) -> float:
 def concepts_above(doc: "Doc", key: str, threshold: float) -> "Doc":
     """A copy of ``doc`` whose span group ``key`` (what is scored) keeps the concepts scored at
     or above ``threshold``."""
+    import numpy as np
     from spacy.tokens import Span
 
     from ..relations import set_concepts
-
-    import numpy as np
 
     group = doc.spans[key]
     copy = doc.copy()

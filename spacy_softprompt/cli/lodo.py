@@ -299,7 +299,8 @@ def run(args: argparse.Namespace) -> int:
             entry.update(train_seconds=round(result.train_seconds, 1), **dev_curve(log))
         if info["kind"] != "source":  # the source model knows none of the held-out types
             scores = evaluate(pipeline, corpora[held_out] / "test.spacy", run_dir / "metrics.json",
-                              gpu_id=args.gpu_id, corpus=held_out, concept_types=types[held_out])
+                              gpu_id=args.gpu_id, corpus=held_out, concept_types=types[held_out],
+                              thresholds=thresholds if wants_thresholds(entry) else ())
             entry["strict_f"] = round(100 * scores["concepts_strict_f"], 2)
             entry["lenient_f"] = round(100 * scores["concepts_lenient_f"], 2)
             entry["per_type"] = {label: round(100 * v["f"], 2)
@@ -307,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
         if wants_old_types(entry):
             entry["old_f"] = old_types_f(pipeline, run_dir, held_out)
         if wants_thresholds(entry):
-            entry.update(threshold_scores(pipeline, run_dir, held_out))
+            entry.update(threshold_scores(pipeline, run_dir, held_out, scores["by_threshold"]))
         path.write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
         return entry
 
@@ -316,19 +317,22 @@ def run(args: argparse.Namespace) -> int:
     def wants_thresholds(entry: Dict[str, Any]) -> bool:
         return bool(thresholds) and entry["kind"] == "zero-shot"
 
-    def threshold_scores(pipeline: Path, run_dir: Path, held_out: str) -> Dict[str, Any]:
+    def threshold_scores(pipeline: Path, run_dir: Path, held_out: str,
+                         test: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """The zero-shot model's micro strict F1 on the held-out dev file, and its micro and per-type
-        strict F1 on the test file, at each of --zero-shot-thresholds."""
-        found: Dict[str, Any] = {}
-        for part, key in (("dev", "dev_by_threshold"), ("test", "test_by_threshold")):
-            scores = evaluate(pipeline, corpora[held_out] / f"{part}.spacy", run_dir / f"thresholds-{part}.json",
-                              gpu_id=args.gpu_id, corpus=held_out, concept_types=types[held_out],
-                              thresholds=thresholds)["by_threshold"]
-            found[key] = {t: round(100 * v["concepts_strict_f"], 2) if part == "dev" else
-                          {"strict_f": round(100 * v["concepts_strict_f"], 2),
-                           "per_type": {label: round(100 * x["f"], 2) for label, x in v["concepts_strict_per_type"].items()}}
-                          for t, v in scores.items()}
-        return found
+        strict F1 on the test file, at each of --zero-shot-thresholds; ``test``: the test file's
+        ``by_threshold`` when the run's own evaluation already gave it."""
+        def by_threshold(part: str) -> Dict[str, Any]:
+            return evaluate(pipeline, corpora[held_out] / f"{part}.spacy", run_dir / f"thresholds-{part}.json",
+                            gpu_id=args.gpu_id, corpus=held_out, concept_types=types[held_out],
+                            thresholds=thresholds)["by_threshold"]
+
+        dev, test = by_threshold("dev"), test if test is not None else by_threshold("test")
+        return {"dev_by_threshold": {t: round(100 * v["concepts_strict_f"], 2) for t, v in dev.items()},
+                "test_by_threshold": {t: {"strict_f": round(100 * v["concepts_strict_f"], 2),
+                                          "per_type": {label: round(100 * x["f"], 2)
+                                                       for label, x in v["concepts_strict_per_type"].items()}}
+                                      for t, v in test.items()}}
 
     def wants_old_types(entry: Dict[str, Any]) -> bool:
         return bool(forgetting_seeds) and (entry["kind"] == "source" or (
@@ -427,8 +431,10 @@ def to_markdown(report: Dict[str, Any]) -> str:
         zero_runs = [r for r in mine if r["kind"] == "zero-shot"]
         # (header, per-type scores) of each column: each system at its threshold, and at the chosen one
         columns = [(s, next((r["per_type"] for r in zero_runs if r["system"] == s), {})) for s in systems]
-        columns += [(f"{r['system']}, p = {chosen[key]}", r["test_by_threshold"][chosen[key]]["per_type"])
-                    for r in zero_runs for key in [(r["system"], held_out)] if key in chosen]
+        for r in zero_runs:
+            t = chosen.get((r["system"], held_out))
+            if t is not None:
+                columns.append((f"{r['system']}, p = {t}", r["test_by_threshold"][t]["per_type"]))
         lines += [f"## Held out: {held_out}", "", "Zero-shot, per type (related types of the other corpora in "
                   "brackets; the target is F1 > 0 on each type that has one)" + (
                       "; p: the threshold chosen on the other held-out corpora's dev files" if len(columns) > len(systems)
