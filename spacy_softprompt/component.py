@@ -99,6 +99,7 @@ cats_bag_of_words = false
         "exclusive_classes": False,
         "cats_pooling": "max",
         "new_labels": {},
+        "label_thresholds": {},
         "scorer": {"@scorers": "spacy_softprompt.scorer.v1"},
     },
     default_score_weights=DEFAULT_SCORE_WEIGHTS,
@@ -116,6 +117,7 @@ def make_softprompt_ie(
     exclusive_classes: bool,
     cats_pooling: str,
     new_labels: Dict[str, str],
+    label_thresholds: Dict[str, float],
     scorer: Optional[Callable],
 ) -> "SoftPromptIE":
     """Clinical concepts (MRC span queries) and relations (verbalizer queries) with prompts.
@@ -133,13 +135,18 @@ def make_softprompt_ie(
     new_labels: concept label -> description: types a trained component takes from their
         descriptions, zero-shot, when it is initialized or loaded (as ``add_label(label,
         description=...)``); needs a strategy with a query part (not none).
+    label_thresholds: concept label -> its own minimum probability, in place of ``threshold``
+        (e.g. a type added by description, whose scores sit below the trained types': the
+        ``calibrate`` verb chooses it on unlabelled notes).
     scorer: what ``score()`` calls; the default gives strict and lenient concept and
         relation scores (n2c2 2018), spaCy's own ``ents_*`` and ``spans_<key>_*`` keys, and
         spaCy's ``cats_*`` keys when the pipeline has document classes.
     """
-    for option, value in (("threshold", threshold), ("relation_threshold", relation_threshold)):
-        if not 0.0 < value <= 1.0:
-            raise ValueError(f"{option} is a probability in (0, 1], not {value}.")
+    options = [("threshold", threshold), ("relation_threshold", relation_threshold)]
+    options += [(f"label_thresholds[{label!r}]", value) for label, value in label_thresholds.items()]
+    for option, value in options:
+        if not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+            raise ValueError(f"{option} is a probability in (0, 1], not {value!r}.")
     from .nn.cats import POOLING
 
     if cats_pooling not in POOLING:
@@ -148,7 +155,7 @@ def make_softprompt_ie(
         nlp.vocab, model, name, spans_key=spans_key, threshold=threshold,
         relation_threshold=relation_threshold, set_ents=set_ents, store_backbone=store_backbone,
         query_texts=query_texts, exclusive_classes=exclusive_classes, cats_pooling=cats_pooling,
-        new_labels=new_labels, scorer=scorer,
+        new_labels=new_labels, label_thresholds=label_thresholds, scorer=scorer,
     )
 
 
@@ -170,6 +177,7 @@ class SoftPromptIE(TrainablePipe):
         exclusive_classes: bool = False,
         cats_pooling: str = "max",
         new_labels: Optional[Dict[str, str]] = None,
+        label_thresholds: Optional[Dict[str, float]] = None,
         scorer: Optional[Callable] = None,
     ):
         self.vocab = vocab
@@ -185,6 +193,7 @@ class SoftPromptIE(TrainablePipe):
             "exclusive_classes": exclusive_classes,
             "cats_pooling": cats_pooling,
             "new_labels": dict(new_labels or {}),
+            "label_thresholds": dict(label_thresholds or {}),
         }
         model.attrs["store_backbone"] = store_backbone
 
@@ -283,7 +292,8 @@ class SoftPromptIE(TrainablePipe):
                 q for i, p in enumerate(pieces)
                 for q in builder.concept_queries(i, p, asked[i]) + builder.cat_queries(i, p)
             ]
-            concepts = concepts_by_doc(self._score(queries, pieces, self.cfg["threshold"], answered), len(docs))
+            hits = self._score(queries, pieces, self.cfg["threshold"], answered, self.cfg["label_thresholds"])
+            concepts = concepts_by_doc(hits, len(docs))
             triggers = builder.schema.triggers
             relation_queries = [
                 q
@@ -297,16 +307,17 @@ class SoftPromptIE(TrainablePipe):
 
     def _score(
         self, queries: List[Query], pieces: Sequence[DocPieces], threshold: float,
-        answered: Optional[List[Tuple[Batch, Any]]] = None,
+        answered: Optional[List[Tuple[Batch, Any]]] = None, label_thresholds: Optional[Dict[str, float]] = None,
     ) -> Dict[tuple, float]:
-        """Span hits of the queries; classification batches and their logits go to ``answered``."""
+        """Span hits of the queries (at ``threshold``, or a label's own); classification batches and
+        their logits go to ``answered``."""
         hits: Dict[tuple, float] = {}
         for batch in self._batches(queries, pieces, with_targets=False):
             logits = self.model.ops.to_numpy(self.model.predict(batch))
             if batch.cat_pool is not None:
                 answered.append((batch, logits))
             else:
-                collect_hits(self.model.builder, batch, logits, threshold, hits)
+                collect_hits(self.model.builder, batch, logits, threshold, hits, label_thresholds)
         return hits
 
     def _doc_cats(self, answered: List[Tuple[Batch, Any]], n_docs: int) -> List[Dict[str, float]]:
@@ -515,14 +526,16 @@ class SoftPromptIE(TrainablePipe):
         path = util.ensure_path(path)
         if (path / LEGACY_CFG).exists() and not (path / "model").exists():
             return self._from_legacy_folder(path)
-        configured = dict(self.cfg["new_labels"])  # this load's config, which the saved cfg would replace
+        # this load's config, which the saved cfg would replace: its new labels and label thresholds add to the saved
+        configured = {key: dict(self.cfg[key]) for key in ("new_labels", "label_thresholds")}
         deserialize = {
             "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
             "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
             "model": lambda p: self.model.from_disk(p),
         }
         util.from_disk(path, deserialize, exclude)
-        self.cfg["new_labels"] = {**self.cfg.get("new_labels", {}), **configured}
+        for key, values in configured.items():
+            self.cfg[key] = {**self.cfg.get(key, {}), **values}
         if self.model.attrs["task"] is not None:
             self._add_new_labels(self.cfg["new_labels"])
         return self

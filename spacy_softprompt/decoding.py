@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 from spacy.tokens import Doc, Span
@@ -51,16 +51,22 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def collect_hits(builder: Any, batch: Batch, logits: np.ndarray, threshold: float, hits: Dict[tuple, float]) -> None:
-    """Add the batch's candidates with probability >= ``threshold`` to ``hits`` (max over windows).
+def collect_hits(builder: Any, batch: Batch, logits: np.ndarray, threshold: float, hits: Dict[tuple, float],
+                 label_thresholds: Optional[Mapping[str, float]] = None) -> None:
+    """Add the batch's candidates with probability >= ``threshold`` (or their label's own, in
+    ``label_thresholds``) to ``hits`` (max over windows).
 
     Keys: ``(doc, start, end, label)`` for concepts, plus the trigger
     ``(start, end, label)`` for relations."""
     probs = sigmoid(logits)
-    for b, t, w, k in zip(*np.nonzero((probs >= threshold) & batch.span_mask)):
+    own = {label: np.float32(p) for label, p in (label_thresholds or {}).items()}
+    lowest = min([np.float32(threshold), *own.values()])
+    for b, t, w, k in zip(*np.nonzero((probs >= lowest) & batch.span_mask)):
         q = batch.queries[b]
         start = q.window[0] + int(t)
         label, trigger = builder.answer(q, int(k))
+        if own and probs[b, t, w, k] < own.get(label, np.float32(threshold)):
+            continue
         key: tuple = (q.doc_index, start, start + int(w) + 1, label)
         if trigger is not None:
             if label not in builder.schema.relations_for(trigger.label_):

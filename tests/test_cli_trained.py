@@ -214,3 +214,93 @@ def test_thresholds_are_refused_where_relations_hang_on_the_concepts(trained_pip
     with pytest.raises(SystemExit):
         main(["evaluate", str(trained_pipeline), str(gold_file), "--thresholds", "0"])
     assert "a threshold is a probability in (0, 1]" in capsys.readouterr().err
+
+
+def test_a_label_threshold_keeps_that_type_down_to_it(concepts_pipeline, tmp_path):
+    """label_thresholds: that type's concepts are kept down to its own threshold (what filtering one
+    pass at the lowest keeps), the others stay at the component's; saved with the pipeline, and a
+    config given at load adds to (and wins over) the saved ones."""
+    from spacy_softprompt.cli.evaluate import concepts_above
+
+    pipeline, _ = concepts_pipeline
+    texts = [t for t, _ in TEXTS]
+    nlp = spacy.load(pipeline)
+    pipe = nlp.get_pipe("softprompt_ie")
+    pipe.cfg["threshold"] = 1e-9
+    everything = list(nlp.pipe(texts))
+    pipe.cfg["threshold"] = 0.5
+    plain = list(nlp.pipe(texts))
+    pipe.cfg["label_thresholds"] = {"Drug": 1e-9}
+    own = list(nlp.pipe(texts))
+
+    def concepts(docs):
+        return [[(s.start, s.end, s.label_) for s in doc.spans["softprompt"]] for doc in docs]
+
+    assert concepts(own) == concepts(concepts_above(d, "softprompt", 0.5, {"Drug": 1e-9}) for d in everything)
+    drugs = [sum(label == "Drug" for *_, label in doc) for doc in concepts(own)]
+    assert sum(drugs) > sum(sum(label == "Drug" for *_, label in doc) for doc in concepts(plain))
+    others = [[c for c in doc if c[2] != "Drug"] for doc in concepts(own)]
+    assert others == [[c for c in doc if c[2] != "Drug"] for doc in concepts(plain)]
+    nlp.to_disk(tmp_path / "own")
+    assert spacy.load(tmp_path / "own").get_pipe("softprompt_ie").cfg["label_thresholds"] == {"Drug": 1e-9}
+    loaded = spacy.load(tmp_path / "own", config={"components": {"softprompt_ie": {"label_thresholds": {"Drug": 0.9, "ADE": 0.2}}}})
+    assert loaded.get_pipe("softprompt_ie").cfg["label_thresholds"] == {"Drug": 0.9, "ADE": 0.2}
+    with pytest.raises(ValueError, match=r"label_thresholds\['Drug'\] is a probability in \(0, 1\]"):
+        spacy.load(tmp_path / "own", config={"components": {"softprompt_ie": {"label_thresholds": {"Drug": 0}}}})
+
+
+def test_calibrate_finds_each_type_as_often_as_asked(concepts_pipeline, tmp_path, capsys):
+    """Each type's threshold is set so that it is found density x tokens times on the notes (below
+    the component's threshold, here 1.0 so that the toy types' few true spans are what is ranked);
+    the saved pipeline predicts exactly the counts reported, and its config.cfg holds the thresholds."""
+    import json
+
+    pipeline, _ = concepts_pipeline
+    nlp = spacy.load(pipeline)
+    nlp.get_pipe("softprompt_ie").cfg["threshold"] = 1.0
+    nlp.to_disk(tmp_path / "strict")
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, (t, _) in enumerate(TEXTS)))
+    out, report = tmp_path / "calibrated", tmp_path / "report.json"
+    assert main(["calibrate", str(tmp_path / "strict"), str(notes), str(out), "--labels", "Drug", "ADE",
+                 "--density", "9", "--report", str(report)]) == 0
+    assert "| Drug |" in capsys.readouterr().out
+    found = json.loads(report.read_text())["types"]
+    nlp = spacy.load(out)
+    wanted = round(0.09 * sum(len(nlp.make_doc(t)) for t, _ in TEXTS))
+    assert wanted == 3  # of 4 Drug and 4 ADE mentions in the notes
+    thresholds = nlp.get_pipe("softprompt_ie").cfg["label_thresholds"]
+    assert thresholds == {label: v["threshold"] for label, v in found.items()}
+    assert all(0.001 < t < 1.0 for t in thresholds.values()), thresholds
+    assert nlp.config["components"]["softprompt_ie"]["label_thresholds"] == thresholds
+    counts = {label: 0 for label in thresholds}
+    for doc in nlp.pipe(t for t, _ in TEXTS):
+        for span in doc.spans["softprompt"]:
+            counts[span.label_] = counts.get(span.label_, 0) + 1
+    assert counts == {label: v["found"] for label, v in found.items()} == {"Drug": wanted, "ADE": wanted}
+
+
+def test_calibrate_says_what_is_wrong(concepts_pipeline, tmp_path, capsys):
+    pipeline, _ = concepts_pipeline
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"id": 1, "text": "Aspirin."}\nnot json\n')
+    base = ["calibrate", str(pipeline), str(notes), str(tmp_path / "out"), "--density", "1"]
+    for extra, message in ((["--labels", "Drug"], "notes.jsonl, line 2: not a JSON record"),
+                           ([], "name the types to calibrate"),
+                           (["--labels", "Nope"], "--labels Nope: not concept types of the component"),
+                           (["--labels", "Drug", "--scale", "0"], "--scale 0.0: a density's multiplier is above 0")):
+        assert main(base + extra) == 2
+        assert message in capsys.readouterr().err
+    assert main(["calibrate", str(pipeline), str(tmp_path / "none.jsonl"), str(tmp_path / "out"), "--density", "1",
+                 "--labels", "Drug"]) == 2
+    assert "notes not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_thresholds_are_refused_where_types_have_their_own(concepts_pipeline, tmp_path, capsys):
+    pipeline, gold = concepts_pipeline
+    nlp = spacy.load(pipeline)
+    nlp.get_pipe("softprompt_ie").cfg["label_thresholds"] = {"Drug": 0.1}
+    nlp.to_disk(tmp_path / "own")
+    assert main(["evaluate", str(tmp_path / "own"), str(gold), "--thresholds", "0.1"]) == 2
+    assert "gives some types their own" in capsys.readouterr().err

@@ -29,6 +29,7 @@ VERBS = {
     "convert": "convert",
     "sample": "sample",
     "evaluate": "evaluate",
+    "calibrate": "calibrate",
     "score-brat": "score_brat",
     "export-brat": "export_brat",
     "annotate": "annotate",

@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Union
 
 from ..relations import DEFAULT_SPANS_KEY
 from . import CLIError, load_pipeline, read_docbin, write_scores
@@ -126,6 +126,9 @@ def _lower_thresholds(nlp: "Language", lowest: float) -> float:
         raise CLIError("--thresholds varies the concept threshold in one pass, but this pipeline has relation types, "
                        "whose triggers and arguments are concepts at the component's threshold: evaluate a copy of "
                        "the pipeline per threshold (components.<name>.threshold in its config.cfg)")
+    if any(pipe.cfg["label_thresholds"] for pipe in pipes):
+        raise CLIError("--thresholds varies the one concept threshold, but this pipeline gives some types their own "
+                       "(label_thresholds, e.g. from calibrate): evaluate the pipeline without them to vary it")
     own = {pipe.cfg["threshold"] for pipe in pipes}
     if len(own) > 1:
         raise CLIError(f"--thresholds: the softprompt_ie components have different thresholds ({sorted(own)})")
@@ -134,9 +137,10 @@ def _lower_thresholds(nlp: "Language", lowest: float) -> float:
     return own.pop()
 
 
-def concepts_above(doc: "Doc", key: str, threshold: float) -> "Doc":
+def concepts_above(doc: "Doc", key: str, threshold: float,
+                   label_thresholds: Optional[Mapping[str, float]] = None) -> "Doc":
     """A copy of ``doc`` whose span group ``key`` (what is scored) keeps the concepts scored at
-    or above ``threshold``."""
+    or above ``threshold``, or their label's own in ``label_thresholds``."""
     import numpy as np
     from spacy.tokens import Span
 
@@ -144,8 +148,11 @@ def concepts_above(doc: "Doc", key: str, threshold: float) -> "Doc":
 
     group = doc.spans[key]
     copy = doc.copy()
-    at = np.float32(threshold)  # compared in float32, as the component compares its probabilities
-    kept = [(span, score) for span, score in zip(group, group.attrs["scores"]) if np.float32(score) >= at]
+    # compared in float32, as the component compares its probabilities
+    at = {label: np.float32(p) for label, p in (label_thresholds or {}).items()}
+    default = np.float32(threshold)
+    kept = [(span, score) for span, score in zip(group, group.attrs["scores"])
+            if np.float32(score) >= at.get(span.label_, default)]
     set_concepts(copy, [Span(copy, s.start, s.end, label=s.label_) for s, _ in kept], [score for _, score in kept],
                  key, set_ents=False)
     return copy
