@@ -50,7 +50,7 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     argv = ["lodo", "--corpus", *write_corpora(tmp_path), "--held-out", "ade",
             "--systems", str(ROOT / "configs" / "finetune.cfg"), "--types", str(tmp_path / "types.json"),
             "--shots", "1", "--seeds", "0", "--source-steps", "2", "--fewshot-steps", "2", "--eval-frequency", "2",
-            "--dev-limit", "5", "--replay", "1", "--zero-shot-thresholds", "0.5", "0.1",
+            "--dev-limit", "5", "--replay", "1", "--zero-shot-thresholds", "0.5", "0.1", "--zero-shot-calibration", "1", "3",
             "--max-length", "128", "--backbone", tiny_bert, "--runs", str(runs), "--output", str(output), "--no-plot"]
     assert main(argv) == 0
     report = json.loads(output.with_suffix(".json").read_text())
@@ -67,6 +67,11 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     assert set(zero["dev_by_threshold"]) == set(zero["test_by_threshold"]) == {"0.5", "0.1"}
     assert zero["test_by_threshold"]["0.5"] == {"strict_f": zero["strict_f"], "per_type": zero["per_type"]}
     assert "dev_by_threshold" not in transfer
+    # and calibrated at each density scale, its thresholds between the floor and the component's threshold
+    assert set(zero["dev_by_scale"]) == set(zero["test_by_scale"]) == set(zero["calibrated_thresholds"]) == {"1.0", "3.0"}
+    for chosen in zero["calibrated_thresholds"].values():
+        assert set(chosen) == {"ade/Drug", "Adverse_Effect"} and all(0.001 <= t <= 0.5 for t in chosen.values())
+    assert "dev_by_scale" not in transfer and report["in_test"] == {"ade": ["Adverse_Effect", "ade/Drug"]}
     # the transfer model keeps the source corpus's types beside the held-out ones
     trained = json.loads((runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "model-best" / "softprompt_ie"
                           / "model" / "task.json").read_text())
@@ -133,6 +138,23 @@ def test_project_command_is_the_verb():
         assert (ROOT / system).is_file()
 
 
+@pytest.mark.parametrize("scoring,report", [("dot", "zero_shot_calibrated"), ("cosine", "zero_shot_cosine_calibrated")])
+def test_project_zero_shot_command_is_the_committed_runs(scoring, report):
+    """lodo-zero-shot (with its vars) is the command each committed zero-shot report was made by,
+    held-out order aside."""
+    import shlex
+
+    from spacy_softprompt.cli import build_parser
+
+    overrides = {"vars.lodo_zero_shot_type_scoring": scoring, "vars.lodo_zero_shot_output": f"docs/lodo/{report}.md"}
+    (script,) = project(overrides)["commands"]["lodo-zero-shot"]["script"]
+    committed = json.loads((ROOT / "docs" / "lodo" / f"{report}.json").read_text())["command"]
+    ours, theirs = vars(verb_args(script)), vars(build_parser().parse_args(shlex.split(committed)[3:]))
+    for args in (ours, theirs):
+        args["held_out"] = sorted(args["held_out"])
+    assert ours == theirs and ours["zero_shot_calibration"] == [1.0, 3.0, 10.0, 30.0]
+
+
 def test_strategy_is_one_that_asks_by_description(capsys):
     from spacy_softprompt.cli import build_parser
 
@@ -163,7 +185,7 @@ def test_query_part_settings_name_their_runs():
 def test_zero_shot_threshold_is_chosen_on_the_other_held_out_corpora():
     """Each held-out corpus gets the threshold best on average over the other held-out corpora's dev
     files (ties: the higher), never one its own labels chose; the report scores it there."""
-    from spacy_softprompt.cli.lodo import chosen_thresholds, to_markdown
+    from spacy_softprompt.cli.lodo import THRESHOLDS, chosen_values, to_markdown
 
     def zero(held_out, dev, test_f):
         return {"system": "s", "kind": "zero-shot", "held_out": held_out, "shots": 0, "seed": None, "strict_f": 1.0,
@@ -173,16 +195,42 @@ def test_zero_shot_threshold_is_chosen_on_the_other_held_out_corpora():
     runs = [zero("a", {"0.1": 90.0, "0.5": 0.0}, {"0.1": 11.0, "0.5": 0.0}),  # a's own dev would pick 0.1
             zero("b", {"0.1": 10.0, "0.5": 20.0}, {"0.1": 12.0, "0.5": 22.0}),
             zero("c", {"0.1": 30.0, "0.5": 30.0}, {"0.1": 13.0, "0.5": 23.0})]
-    chosen = chosen_thresholds(runs)
+    chosen = chosen_values(runs, THRESHOLDS)
     assert chosen[("s", "a")] == "0.5"  # mean of b, c: 20 at 0.1, 25 at 0.5
     assert chosen[("s", "b")] == "0.1"  # a, c: 60 against 15
     assert chosen[("s", "c")] == "0.1"  # a, b: 50 against 10
-    assert chosen_thresholds(runs[:1]) == {}  # no other held-out corpus: nothing chosen
+    assert chosen_values(runs[:1], THRESHOLDS) == {}  # no other held-out corpus: nothing chosen
     report = {"command": "lodo", "backbone": "x", "source_steps": 1, "fewshot_steps": 1, "wall_seconds": 1.0,
               "types": {h: [f"{h}/T"] for h in "abc"}, "related": {}, "runs": runs}
     table = to_markdown(report)
     assert "| a/T | - | 1.0 | 0.0 |" in table and "| s | 0 (zero-shot, p = 0.5) | 0.0 |" in table
     assert "| s | a | 90.0 | **0.0** |" in table
+
+
+def test_zero_shot_calibration_is_reported_at_the_scale_the_other_corpora_choose():
+    """The calibration scale is chosen as the threshold is, on the other held-out corpora's dev
+    files; the per-type table counts the types with a related type and a test mention above 0."""
+    from spacy_softprompt.cli.lodo import CALIBRATION, chosen_values, to_markdown
+
+    def zero(held_out, dev, per_type):
+        return {"system": "s", "kind": "zero-shot", "held_out": held_out, "shots": 0, "seed": None, "strict_f": 0.0,
+                "per_type": {label: 0.0 for label in per_type}, "dev_by_scale": dev,
+                "test_by_scale": {k: {"strict_f": 5.0, "per_type": per_type} for k in dev}}
+
+    runs = [zero("a", {"1.0": 50.0, "3.0": 0.0}, {"a/T": 2.0, "a/U": 0.0}),
+            zero("b", {"1.0": 0.0, "3.0": 10.0}, {"b/T": 1.0, "b/U": 3.0})]
+    assert chosen_values(runs, CALIBRATION) == {("s", "a"): "3.0", ("s", "b"): "1.0"}
+    report = {"command": "lodo", "backbone": "x", "source_steps": 1, "fewshot_steps": 1, "wall_seconds": 1.0,
+              "types": {h: [f"{h}/T", f"{h}/U"] for h in "ab"}, "runs": runs,
+              "related": {"a/T": ["b/T"], "a/U": ["b/U"], "b/T": ["a/T"], "b/U": []},
+              "in_test": {"a": ["a/T", "a/U"], "b": ["b/T", "b/U"]}}
+    table = to_markdown(report)
+    assert "| s | 0 (zero-shot, calibrated, density × 3.0) | 5.0 |" in table
+    assert "| a/T | b/T | 0.0 | 2.0 |" in table
+    assert "| **related types above 0** | | 0 of 2 | 1 of 2 |" in table  # a
+    assert "| **related types above 0** | | 0 of 1 | 1 of 1 |" in table  # b: b/U has no related type
+    assert "## Zero-shot calibration" in table and "| s | a | **50.0** | 0.0 |" not in table
+    assert "| s | a | 50.0 | **0.0** |" in table
 
 
 def test_old_type_scores_added_on_resume_keep_a_run_identity(tmp_path):
@@ -203,7 +251,9 @@ def test_old_type_scores_added_on_resume_keep_a_run_identity(tmp_path):
     zero.write_text(json.dumps({"kind": "zero-shot", "strict_f": 1.0}, indent=2) + "\n")
     stamp = _stamp(zero)
     zero.write_text(json.dumps({"kind": "zero-shot", "strict_f": 1.0, "dev_by_threshold": {"0.5": 1.0},
-                                "test_by_threshold": {"0.5": {"strict_f": 1.0, "per_type": {}}}}, indent=2) + "\n")
+                                "test_by_threshold": {"0.5": {"strict_f": 1.0, "per_type": {}}},
+                                "dev_by_scale": {"1.0": 1.0}, "test_by_scale": {"1.0": {"strict_f": 1.0, "per_type": {}}},
+                                "calibrated_thresholds": {"1.0": {"T": 0.1}}}, indent=2) + "\n")
     assert _stamp(zero) == stamp
     path.write_text(json.dumps({"kind": "source", "steps": 3, "old_f": {"meds": 50.0}}, indent=2) + "\n")
     assert _stamp(path) != before

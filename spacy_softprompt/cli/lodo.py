@@ -33,9 +33,11 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..calibration import gold_density
 from ..queries import PACKED_TYPES
 from ..strategies import STRATEGIES, TYPE_SCORING
 from . import CLIError, read_docbin
@@ -51,8 +53,11 @@ HINT = "run `spacy project run convert-lodo`"
 REPLAY = "transfer + replay"
 TRANSFER_KINDS = ("transfer", REPLAY)
 KIND_HEADERS = {"transfer": "transfer (from the other corpora)", REPLAY: REPLAY, "single corpus": "single corpus"}
-#: scores added to a finished run when a rerun asks for them (old types, zero-shot thresholds)
-ADDED_ON_RESUME = ("old_f", "dev_by_threshold", "test_by_threshold")
+#: scores added to a finished run when a rerun asks for them (old types, zero-shot thresholds and calibration)
+ADDED_ON_RESUME = ("old_f", "dev_by_threshold", "test_by_threshold", "dev_by_scale", "test_by_scale",
+                   "calibrated_thresholds")
+#: the lowest threshold zero-shot calibration gives a type (the calibrate verb's default)
+CALIBRATION_FLOOR = 0.001
 #: the strategy of the committed runs; another one is part of the run names
 DEFAULT_STRATEGY = "hard"
 
@@ -84,6 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also score each zero-shot model at these probabilities, on its held-out corpus's dev and "
                              "test files; the report gives each held-out corpus the one whose mean dev F1 over the "
                              "OTHER held-out corpora is best (a threshold for new types never chosen on their own labels)")
+    parser.add_argument("--zero-shot-calibration", nargs="*", type=positive, default=[], metavar="SCALE",
+                        help="also calibrate each zero-shot model's types on its held-out corpus's dev texts, their "
+                             "labels unused (as the calibrate verb does): each type is predicted as often as the median "
+                             "type of the other corpora's train files, times SCALE; scored on dev and test at each "
+                             "SCALE, the report gives each held-out corpus the one best on the OTHER held-out corpora's "
+                             "dev files")
     parser.add_argument("--types", type=Path, default=Path("configs/lodo_types.json"),
                         help="JSON: descriptions (type -> its question) and related (held-out type -> types of "
                              "other corpora)")
@@ -109,6 +120,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG (no matplotlib needed)")
 
 
+def positive(value: str) -> float:
+    """An argparse type: a multiplier above 0."""
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{value}: a scale is above 0")
+    return number
+
+
 def parse_corpora(values: Sequence[str]) -> Dict[str, Path]:
     corpora: Dict[str, Path] = {}
     for value in values:
@@ -132,6 +151,11 @@ def corpus_types(folder: Path, name: str) -> List[str]:
                                f"(convert with --corpus {name}; {HINT})")
             types.update(span.label_ for span in doc.spans.get("softprompt", ()))
     return sorted(types)
+
+
+def types_in_test(folder: Path) -> List[str]:
+    """The concept types with a mention in a corpus's test file: those a zero-shot score can count."""
+    return sorted({span.label_ for doc in read_docbin(folder / "test.spacy") for span in doc.spans.get("softprompt", ())})
 
 
 def load_types(path: Path, needed: Sequence[str]) -> Tuple[Dict[str, str], Dict[str, List[str]]]:
@@ -261,7 +285,8 @@ def run(args: argparse.Namespace) -> int:
     report: Dict[str, Any] = {
         "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:]), "backbone": args.backbone,
         "source_steps": args.source_steps, "fewshot_steps": args.fewshot_steps, "types": types,
-        "related": {t: related.get(t, []) for h in held_outs for t in types[h]}, "runs": [],
+        "related": {t: related.get(t, []) for h in held_outs for t in types[h]},
+        "in_test": {h: types_in_test(corpora[h]) for h in held_outs}, "runs": [],
     }
     start = time.perf_counter()
 
@@ -282,6 +307,9 @@ def run(args: argparse.Namespace) -> int:
                 added = True
             if wants_thresholds(done) and set(done.get("dev_by_threshold", {})) != set(map(str, thresholds)):
                 done.update(threshold_scores(run_dir / "pipeline", run_dir, held_out))
+                added = True
+            if wants_calibration(done) and set(done.get("dev_by_scale", {})) != set(map(str, scales)):
+                done.update(calibration_scores(run_dir / "pipeline", held_out))
                 added = True
             if added:
                 path.write_text(json.dumps(done, indent=2) + "\n", encoding="utf-8")
@@ -309,6 +337,8 @@ def run(args: argparse.Namespace) -> int:
             entry["old_f"] = old_types_f(pipeline, run_dir, held_out)
         if wants_thresholds(entry):
             entry.update(threshold_scores(pipeline, run_dir, held_out, scores["by_threshold"]))
+        if wants_calibration(entry):
+            entry.update(calibration_scores(pipeline, held_out))
         path.write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
         return entry
 
@@ -333,6 +363,54 @@ def run(args: argparse.Namespace) -> int:
                                           "per_type": {label: round(100 * x["f"], 2)
                                                        for label, x in v["concepts_strict_per_type"].items()}}
                                       for t, v in test.items()}}
+
+    scales = sorted(set(args.zero_shot_calibration))
+    # each held-out corpus's calibration target: the other corpora's median type, per token
+    densities = {h: gold_density((doc for name, folder in corpora.items() if name != h
+                                  for doc in read_docbin(folder / "train.spacy")), "softprompt")
+                 for h in (held_outs if scales else ())}
+    if densities:
+        report["calibration_density_per_100_tokens"] = {h: round(100 * d, 3) for h, d in densities.items()}
+
+    def wants_calibration(entry: Dict[str, Any]) -> bool:
+        return bool(scales) and entry["kind"] == "zero-shot"
+
+    def calibration_scores(pipeline: Path, held_out: str) -> Dict[str, Any]:
+        """The zero-shot model's held-out types calibrated on the held-out dev texts at each of
+        --zero-shot-calibration (the dev labels unused there), then scored on dev (micro strict F1)
+        and test (micro and per type); one prediction pass per file, down to the calibration floor."""
+        from ..calibration import density_thresholds
+        from ..scoring import score_concepts_and_relations
+        from . import load_pipeline
+        from .calibrate import predict_down_to, softprompt_pipe
+        from .evaluate import concepts_above
+        from .runs import _release_memory
+
+        labels = types[held_out]
+        try:
+            nlp = load_pipeline(pipeline, args.gpu_id)
+            _, pipe = softprompt_pipe(nlp, str(pipeline))
+            key, ceiling = pipe.cfg["spans_key"], pipe.cfg["threshold"]
+            predicted = {}
+            for part in ("dev", "test"):
+                gold = read_docbin(corpora[held_out] / f"{part}.spacy", nlp.vocab)
+                docs = predict_down_to(nlp, pipe, [doc.text for doc in gold], labels, CALIBRATION_FLOOR, held_out)
+                predicted[part] = (gold, docs)
+        finally:
+            _release_memory(args.gpu_id)
+        result: Dict[str, Any] = {"dev_by_scale": {}, "test_by_scale": {}, "calibrated_thresholds": {}}
+        for scale in scales:
+            chosen = density_thresholds(predicted["dev"][1], key, labels, scale * densities[held_out],
+                                        CALIBRATION_FLOOR, ceiling)
+            result["calibrated_thresholds"][str(scale)] = chosen
+            for part, (gold, docs) in predicted.items():
+                kept = [concepts_above(doc, key, ceiling, chosen) for doc in docs]
+                scores = score_concepts_and_relations(zip(kept, gold), spans_key=key, concept_types=labels)
+                micro = round(100 * scores["concepts_strict_f"], 2)
+                result[f"{part}_by_scale"][str(scale)] = micro if part == "dev" else {
+                    "strict_f": micro, "per_type": {label: round(100 * v["f"], 2)
+                                                    for label, v in scores["concepts_strict_per_type"].items()}}
+        return result
 
     def wants_old_types(entry: Dict[str, Any]) -> bool:
         return bool(forgetting_seeds) and (entry["kind"] == "source" or (
@@ -400,6 +478,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class ZeroShotGrid:
+    """A zero-shot setting scored at several values (run.json: ``dev`` value -> micro dev F1, ``test``
+    value -> test micro and per type); each held-out corpus is reported at the value chosen on the
+    others' dev files (:func:`chosen_values`)."""
+
+    dev: str
+    test: str
+    label: str  # a value as the report names it
+    title: str
+    about: str  # what the table of dev scores shows
+
+    def name(self, value: str) -> str:
+        return self.label.format(value)
+
+
+THRESHOLDS = ZeroShotGrid(
+    "dev_by_threshold", "test_by_threshold", "p = {}", "Zero-shot thresholds",
+    "Micro strict F1 on each held-out corpus's dev file, its types added by description, at each threshold")
+CALIBRATION = ZeroShotGrid(
+    "dev_by_scale", "test_by_scale", "calibrated, density × {}", "Zero-shot calibration",
+    "Micro strict F1 on each held-out corpus's dev file, its types added by description, each type's threshold "
+    "calibrated on the dev texts (labels unused) to find it as often as the other corpora's median type, times "
+    "each scale")
+GRIDS = (THRESHOLDS, CALIBRATION)
+
+
 def _f(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -423,27 +528,32 @@ def to_markdown(report: Dict[str, Any]) -> str:
         "(resumed runs not counted). Concepts only, strict F1 (%) on the held-out corpus's test file, its texts "
         "tagged with the corpus so only its types are asked.", "",
     ]
-    chosen = chosen_thresholds(runs)
+    chosen = {grid: chosen_values(runs, grid) for grid in GRIDS}
     for held_out in dict.fromkeys(r["held_out"] for r in runs):
         mine = [r for r in runs if r["held_out"] == held_out]
         systems = list(dict.fromkeys(r["system"] for r in mine))
         labels = report["types"][held_out]
         zero_runs = [r for r in mine if r["kind"] == "zero-shot"]
-        # (header, per-type scores) of each column: each system at its threshold, and at the chosen one
+        # (header, per-type scores) of each column: each system at its threshold, and at each chosen setting
         columns = [(s, next((r["per_type"] for r in zero_runs if r["system"] == s), {})) for s in systems]
-        for r in zero_runs:
-            t = chosen.get((r["system"], held_out))
-            if t is not None:
-                columns.append((f"{r['system']}, p = {t}", r["test_by_threshold"][t]["per_type"]))
+        for grid in GRIDS:
+            for r in zero_runs:
+                value = chosen[grid].get((r["system"], held_out))
+                if value is not None:
+                    columns.append((f"{r['system']}, {grid.name(value)}", r[grid.test][value]["per_type"]))
         lines += [f"## Held out: {held_out}", "", "Zero-shot, per type (related types of the other corpora in "
                   "brackets; the target is F1 > 0 on each type that has one)" + (
-                      "; p: the threshold chosen on the other held-out corpora's dev files" if len(columns) > len(systems)
-                      else "") + ":", "",
+                      "; p, density ×: the threshold or calibration scale chosen on the other held-out corpora's "
+                      "dev files" if len(columns) > len(systems) else "") + ":", "",
                   "| type | related | " + " | ".join(h for h, _ in columns) + " |",
                   "| --- | --- | " + " | ".join("---:" for _ in columns) + " |"]
         for label in labels:  # n/r: neither in test nor predicted
             cells = [_f(scores[label]) if label in scores else "n/r" for _, scores in columns]
             lines.append(f"| {label} | {', '.join(report['related'].get(label, [])) or '-'} | " + " | ".join(cells) + " |")
+        if "in_test" in report:  # the target's count: types with a related type and a mention in test
+            counted = [label for label in report["in_test"][held_out] if report["related"].get(label)]
+            cells = [f"{sum(scores.get(label, 0.0) > 0 for label in counted)} of {len(counted)}" for _, scores in columns]
+            lines.append("| **related types above 0** | | " + " | ".join(cells) + " |")
         kinds = [k for k in KIND_HEADERS if k in {r["kind"] for r in mine} or k != REPLAY]
         lines += ["", "Micro strict F1 over the held-out types (mean ± sd over seeds):", "",
                   "| system | K per type | " + " | ".join(KIND_HEADERS[k] for k in kinds) + " |",
@@ -451,16 +561,22 @@ def to_markdown(report: Dict[str, Any]) -> str:
         for system in systems:
             zero = [r["strict_f"] for r in mine if r["system"] == system and r["kind"] == "zero-shot"]
             lines.append(f"| {system} | 0 (zero-shot) | {mean_sd(zero)} | " + " | ".join("-" for _ in kinds[1:]) + " |")
-            if (system, held_out) in chosen:
-                t = chosen[(system, held_out)]
-                at = [r["test_by_threshold"][t]["strict_f"] for r in mine if r["system"] == system and r["kind"] == "zero-shot"]
-                lines.append(f"| {system} | 0 (zero-shot, p = {t}) | {mean_sd(at)} | " + " | ".join("-" for _ in kinds[1:]) + " |")
+            for grid in GRIDS:
+                if (system, held_out) in chosen[grid]:
+                    value = chosen[grid][(system, held_out)]
+                    at = [r[grid.test][value]["strict_f"] for r in mine if r["system"] == system and r["kind"] == "zero-shot"]
+                    lines.append(f"| {system} | 0 (zero-shot, {grid.name(value)}) | {mean_sd(at)} | "
+                                 + " | ".join("-" for _ in kinds[1:]) + " |")
             for shots in sorted({r["shots"] for r in mine if r["shots"]}):
                 cells = [mean_sd([r["strict_f"] for r in mine if r["system"] == system and r["kind"] == kind
                                    and r["shots"] == shots]) for kind in kinds]
                 lines.append(f"| {system} | {shots} | " + " | ".join(cells) + " |")
         lines += [""] + _old_types_table(mine)
-    lines += _thresholds_table(runs, chosen)
+    for grid in GRIDS:
+        lines += _grid_table(runs, chosen[grid], grid)
+    if "calibration_density_per_100_tokens" in report:
+        lines += ["Calibration's density at scale 1 (the other corpora's median type, concepts per 100 tokens): "
+                  + ", ".join(f"{h} {d}" for h, d in report["calibration_density_per_100_tokens"].items()), ""]
     lines += ["## Each run", "", "| held out | system | run | K | seed | strict F1 | lenient F1 | steps (best) | training s |",
               "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in runs:
@@ -472,37 +588,37 @@ def to_markdown(report: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chosen_thresholds(runs: List[Dict[str, Any]]) -> Dict[Tuple[str, str], str]:
-    """(system, held-out corpus) -> the zero-shot threshold whose mean micro F1 on the dev files of
-    the system's OTHER held-out corpora is best (ties: the higher), so that no held-out corpus's
-    labels choose its own threshold; none where the system has no other held-out corpus scored."""
-    scored = [r for r in runs if r["kind"] == "zero-shot" and "dev_by_threshold" in r]
+def chosen_values(runs: List[Dict[str, Any]], grid: ZeroShotGrid) -> Dict[Tuple[str, str], str]:
+    """(system, held-out corpus) -> the value of ``grid`` (a zero-shot threshold, a calibration
+    scale) whose mean micro F1 on the dev files of the system's OTHER held-out corpora is best
+    (ties: the higher), so that no held-out corpus's labels choose its own; none where the system
+    has no other held-out corpus scored."""
+    scored = [r for r in runs if r["kind"] == "zero-shot" and grid.dev in r]
     chosen = {}
     for r in scored:
-        others = [o["dev_by_threshold"] for o in scored if o["system"] == r["system"] and o["held_out"] != r["held_out"]]
-        # thresholds every run was scored at (resumed runs may hold another set)
-        common = set(r["dev_by_threshold"]).intersection(*others) if others else set()
+        others = [o[grid.dev] for o in scored if o["system"] == r["system"] and o["held_out"] != r["held_out"]]
+        # values every run was scored at (resumed runs may hold another set)
+        common = set(r[grid.dev]).intersection(*others) if others else set()
         if common:
             chosen[(r["system"], r["held_out"])] = max(
                 common, key=lambda t: (statistics.fmean(o[t] for o in others), float(t)))
     return chosen
 
 
-def _thresholds_table(runs: List[Dict[str, Any]], chosen: Dict[Tuple[str, str], str]) -> List[str]:
-    """Zero-shot micro strict F1 on each held-out corpus's dev file at each threshold: what the
-    choice reads (the chosen one in bold where it is chosen)."""
-    scored = [r for r in runs if r["kind"] == "zero-shot" and "dev_by_threshold" in r]
+def _grid_table(runs: List[Dict[str, Any]], chosen: Dict[Tuple[str, str], str], grid: ZeroShotGrid) -> List[str]:
+    """Zero-shot micro strict F1 on each held-out corpus's dev file at each value of ``grid``: what
+    the choice reads (the chosen one in bold where it is chosen)."""
+    scored = [r for r in runs if r["kind"] == "zero-shot" and grid.dev in r]
     if not scored:
         return []
-    thresholds = sorted({t for r in scored for t in r["dev_by_threshold"]}, key=float)
-    lines = ["## Zero-shot thresholds", "", "Micro strict F1 on each held-out corpus's dev file, its types added by "
-             "description, at each threshold; a held-out corpus is scored at the threshold best on average over the "
-             "others' rows (its own row does not vote), in bold in its row:", "",
-             "| system | held out | " + " | ".join(f"p = {t}" for t in thresholds) + " |",
-             "| --- | --- | " + " | ".join("---:" for _ in thresholds) + " |"]
+    values = sorted({t for r in scored for t in r[grid.dev]}, key=float)
+    lines = [f"## {grid.title}", "", f"{grid.about}; a held-out corpus is scored at the value best on average over "
+             "the others' rows (its own row does not vote), in bold in its row:", "",
+             "| system | held out | " + " | ".join(grid.name(t) for t in values) + " |",
+             "| --- | --- | " + " | ".join("---:" for _ in values) + " |"]
     for r in scored:
         pick = chosen.get((r["system"], r["held_out"]))
-        cells = [("**{}**" if t == pick else "{}").format(_f(r["dev_by_threshold"].get(t))) for t in thresholds]
+        cells = [("**{}**" if t == pick else "{}").format(_f(r[grid.dev].get(t))) for t in values]
         lines.append(f"| {r['system']} | {r['held_out']} | " + " | ".join(cells) + " |")
     return lines + [""]
 
