@@ -18,9 +18,17 @@ import statistics
 from collections import Counter
 from typing import Dict, Iterable, List, Mapping, Sequence
 
+import numpy as np
 from spacy.tokens import Doc
 
 from .relations import corpus_of
+
+#: decimals of a threshold: what a saved component's cfg (JSON, written by srsly) keeps
+DECIMALS = 10
+#: the lowest floor: below it a threshold written in 10 decimals could read back as 0
+MIN_FLOOR = 1e-9
+#: the threshold a type is predicted down to while it is calibrated, unless asked otherwise
+DEFAULT_FLOOR = 0.001
 
 
 def gold_density(docs: Iterable[Doc], spans_key: str) -> float:
@@ -39,18 +47,24 @@ def gold_density(docs: Iterable[Doc], spans_key: str) -> float:
     return statistics.median(n / tokens[corpus] for (corpus, _), n in counts.items())
 
 
+def wanted_count(docs: Sequence[Doc], density: float) -> int:
+    """How often a type of ``density`` (concepts per token) is expected in ``docs``: at least once."""
+    if density <= 0.0:
+        raise ValueError(f"a density is concepts per token, above 0, not {density}")
+    return max(1, round(density * sum(len(doc) for doc in docs)))
+
+
 def density_thresholds(predicted: Sequence[Doc], spans_key: str, labels: Sequence[str], density: float,
                        floor: float, ceiling: float) -> Dict[str, float]:
     """Each label's threshold on ``predicted`` (Docs predicted with every label's threshold at
     ``floor``, the scores in their span group's ``attrs["scores"]``) at which it is found k times,
-    k = ``density`` times the Docs' tokens (at least 1): halfway between its k-th and next best
-    score, so that the 10 decimals a saved component keeps (its cfg is JSON) still part them;
-    capped at ``ceiling``, and ``floor`` where the label has fewer than k spans."""
-    if not 0.0 < floor <= ceiling <= 1.0:
-        raise ValueError(f"calibration needs 0 < floor <= ceiling <= 1, not floor {floor} and ceiling {ceiling}")
-    if density <= 0.0:
-        raise ValueError(f"a density is concepts per token, above 0, not {density}")
-    wanted = max(1, round(density * sum(len(doc) for doc in predicted)))
+    k = :func:`wanted_count`: a value between its k-th and next best score (:func:`_between`);
+    capped at ``ceiling``, and ``floor`` where the label has fewer than k spans. Spans tied with
+    the k-th are all kept, so a label can be found more than k times."""
+    if not MIN_FLOOR <= floor <= ceiling <= 1.0:
+        raise ValueError(f"calibration needs {MIN_FLOOR} <= floor <= ceiling <= 1, not floor {floor} and "
+                         f"ceiling {ceiling}")
+    wanted = wanted_count(predicted, density)
     scores: Dict[str, List[float]] = {label: [] for label in labels}
     for doc in predicted:
         group = doc.spans.get(spans_key, ())
@@ -62,13 +76,32 @@ def density_thresholds(predicted: Sequence[Doc], spans_key: str, labels: Sequenc
         found.sort(reverse=True)
         if len(found) < wanted:
             thresholds[label] = floor
-            continue
-        if found[wanted - 1] >= ceiling:
+        elif at_least(found[wanted - 1], ceiling):
             thresholds[label] = ceiling
-            continue
-        below = found[wanted] if len(found) > wanted else floor
-        thresholds[label] = max(floor, math.floor((found[wanted - 1] + below) / 2 * 1e10) / 1e10)
+        else:
+            below = found[wanted] if len(found) > wanted else floor
+            thresholds[label] = max(floor, _between(found[wanted - 1], below))
     return thresholds
+
+
+def _between(kept: float, dropped: float) -> float:
+    """A threshold that keeps a score of ``kept`` and drops one of ``dropped`` (lower), compared in
+    float32 as the component compares them, written in 10 decimals (what a saved component's cfg,
+    JSON, keeps): halfway, moved up a 10-decimal step at a time while it would still keep
+    ``dropped``. Where the two are closer than that, it keeps both."""
+    def written(units: int) -> float:  # the float a 10-decimal number reads back as
+        return float(f"{units}e-{DECIMALS}")
+
+    units = math.floor((kept + dropped) / 2 * 10**DECIMALS)
+    while at_least(dropped, written(units)) and at_least(kept, written(units + 1)):
+        units += 1
+    return written(units)
+
+
+def at_least(score: float, threshold: float) -> bool:
+    """Whether a concept scored ``score`` is kept at ``threshold``: compared in float32, as
+    :func:`~.decoding.collect_hits` compares the model's probabilities."""
+    return bool(np.float32(score) >= np.float32(threshold))
 
 
 def predicted_counts(predicted: Iterable[Doc], spans_key: str, thresholds: Mapping[str, float]) -> Dict[str, int]:
@@ -77,6 +110,6 @@ def predicted_counts(predicted: Iterable[Doc], spans_key: str, thresholds: Mappi
     for doc in predicted:
         group = doc.spans.get(spans_key, ())
         for span, score in zip(group, group.attrs["scores"] if group else ()):
-            if span.label_ in counts and score >= thresholds[span.label_]:
+            if span.label_ in counts and at_least(score, thresholds[span.label_]):
                 counts[span.label_] += 1
     return counts

@@ -142,11 +142,9 @@ def make_softprompt_ie(
         relation scores (n2c2 2018), spaCy's own ``ents_*`` and ``spans_<key>_*`` keys, and
         spaCy's ``cats_*`` keys when the pipeline has document classes.
     """
-    options = [("threshold", threshold), ("relation_threshold", relation_threshold)]
-    options += [(f"label_thresholds[{label!r}]", value) for label, value in label_thresholds.items()]
-    for option, value in options:
-        if not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-            raise ValueError(f"{option} is a probability in (0, 1], not {value!r}.")
+    for option, value in (("threshold", threshold), ("relation_threshold", relation_threshold)):
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"{option} is a probability in (0, 1], not {value}.")
     from .nn.cats import POOLING
 
     if cats_pooling not in POOLING:
@@ -254,6 +252,7 @@ class SoftPromptIE(TrainablePipe):
         self.model.attrs["task"] = {"schema": schema.to_dict(), "query_texts": self.cfg["query_texts"]}
         self.model.initialize()
         self._add_new_labels(self.cfg["new_labels"])
+        self._check_label_thresholds()
         if self.model.caches_frozen_states:
             self._announce_frozen_cache(gold_docs)
         width = self.model.settings["max_span_width"]
@@ -538,7 +537,20 @@ class SoftPromptIE(TrainablePipe):
             self.cfg[key] = {**self.cfg.get(key, {}), **values}
         if self.model.attrs["task"] is not None:
             self._add_new_labels(self.cfg["new_labels"])
+            self._check_label_thresholds()
         return self
+
+    def _check_label_thresholds(self) -> None:
+        """Every label threshold (configured or saved) is a probability of a concept type the
+        component has: a misspelt type would otherwise be silently asked at ``threshold``."""
+        own = self.cfg["label_thresholds"]
+        unknown = sorted(set(own) - set(self.labels))
+        if unknown:
+            raise ValueError(f"label_thresholds of '{self.name}' name {unknown}, which are not its concept types "
+                             f"({', '.join(self.labels)}); add a type first (add_label, new_labels).")
+        wrong = {label: p for label, p in own.items() if not isinstance(p, (int, float)) or not 0.0 < p <= 1.0}
+        if wrong:
+            raise ValueError(f"label_thresholds of '{self.name}' are probabilities in (0, 1], not {wrong}.")
 
     def _from_legacy_folder(self, path: Path) -> "SoftPromptIE":
         saved = srsly.read_json(path / LEGACY_CFG)

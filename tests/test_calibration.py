@@ -3,7 +3,7 @@ import pytest
 import spacy
 from spacy.tokens import Span
 
-from spacy_softprompt.calibration import density_thresholds, gold_density, predicted_counts
+from spacy_softprompt.calibration import at_least, density_thresholds, gold_density, predicted_counts
 from spacy_softprompt.relations import set_concepts
 
 
@@ -33,6 +33,26 @@ def test_each_type_gets_the_score_of_its_k_th_best_span():
         density_thresholds(docs, "softprompt", ["A"], density=0.0, floor=0.001, ceiling=0.5)
     with pytest.raises(ValueError, match="floor"):
         density_thresholds(docs, "softprompt", ["A"], density=0.1, floor=0.6, ceiling=0.5)
+
+
+def test_thresholds_part_neighbouring_float32_scores_and_keep_ties():
+    """Scores are float32 (the model's); a threshold kept in 10 decimals still parts two scores one
+    float32 step apart where 10 decimals can, compared as the component compares (float32);
+    spans tied with the k-th are all kept, and the counts say so."""
+    import numpy as np
+
+    nlp = spacy.blank("en")
+    top = float(np.float32(0.3))
+    next_down = float(np.nextafter(np.float32(0.3), np.float32(0)))
+    docs = [predicted(nlp, ["w"] * 10, [(0, "A", top), (1, "A", next_down), (2, "A", 0.1)])]
+    at = density_thresholds(docs, "softprompt", ["A"], density=0.1, floor=0.001, ceiling=0.5)  # k = 1
+    assert round(at["A"], 10) == at["A"] and at_least(top, at["A"]) and not at_least(next_down, at["A"])
+    assert predicted_counts(docs, "softprompt", at) == {"A": 1}
+    tied = [predicted(nlp, ["w"] * 20, [(0, "A", 0.5), (1, "A", 0.4), (2, "A", 0.4), (3, "A", 0.1)])]
+    at = density_thresholds(tied, "softprompt", ["A"], density=0.1, floor=0.001, ceiling=0.9)  # k = 2
+    assert predicted_counts(tied, "softprompt", at) == {"A": 3}
+    with pytest.raises(ValueError, match="floor"):  # a floor that 10 decimals would write as 0
+        density_thresholds(docs, "softprompt", ["A"], density=0.1, floor=1e-12, ceiling=0.5)
 
 
 def test_a_types_density_is_counted_within_its_own_corpus():

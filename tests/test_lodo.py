@@ -67,11 +67,18 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     assert set(zero["dev_by_threshold"]) == set(zero["test_by_threshold"]) == {"0.5", "0.1"}
     assert zero["test_by_threshold"]["0.5"] == {"strict_f": zero["strict_f"], "per_type": zero["per_type"]}
     assert "dev_by_threshold" not in transfer
-    # and calibrated at each density scale, its thresholds between the floor and the component's threshold
+    # and calibrated at each density scale: its test scores are the zero-shot pipeline's with those label thresholds
     assert set(zero["dev_by_scale"]) == set(zero["test_by_scale"]) == set(zero["calibrated_thresholds"]) == {"1.0", "3.0"}
-    for chosen in zero["calibrated_thresholds"].values():
-        assert set(chosen) == {"ade/Drug", "Adverse_Effect"} and all(0.001 <= t <= 0.5 for t in chosen.values())
     assert "dev_by_scale" not in transfer and report["in_test"] == {"ade": ["Adverse_Effect", "ade/Drug"]}
+    calibrated = spacy.load(runs / "finetune" / "ade" / "zero-shot" / "pipeline")
+    calibrated.get_pipe("softprompt_ie").cfg["label_thresholds"] = zero["calibrated_thresholds"]["3.0"]
+    calibrated.to_disk(tmp_path / "calibrated")
+    assert main(["evaluate", str(tmp_path / "calibrated"), str(tmp_path / "ade" / "test.spacy"), "--corpus", "ade",
+                 "--concept-types", "ade/Drug", "Adverse_Effect", "--output", str(tmp_path / "calibrated.json")]) == 0
+    scores = json.loads((tmp_path / "calibrated.json").read_text())
+    assert zero["test_by_scale"]["3.0"]["strict_f"] == round(100 * scores["concepts_strict_f"], 2)
+    found = {label: v["tp"] + v["fp"] + v["ignored"] for label, v in scores["concepts_strict_per_type"].items()}
+    assert zero["test_by_scale"]["3.0"]["predicted"] == found and sum(found.values()) > 0
     # the transfer model keeps the source corpus's types beside the held-out ones
     trained = json.loads((runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "model-best" / "softprompt_ie"
                           / "model" / "task.json").read_text())

@@ -26,6 +26,7 @@ HELP = "Choose thresholds for concept types added by description, on unlabelled 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..calibration import DEFAULT_FLOOR
     from .evaluate import probability
 
     parser.add_argument("pipeline", help="pipeline folder or package name, with the types added (add_label, new_labels)")
@@ -34,33 +35,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              ".jsonl (one {\"id\", \"text\"} per line), .parquet or .spacy (its annotations unused)")
     parser.add_argument("output", type=Path, help="folder to save the calibrated pipeline to")
     how = parser.add_mutually_exclusive_group(required=True)
-    how.add_argument("--density", type=float, metavar="PER_100_TOKENS",
+    how.add_argument("--density", type=positive, metavar="PER_100_TOKENS",
                      help="how often a type is expected: concepts per 100 tokens")
     how.add_argument("--reference", type=Path, nargs="+", metavar="GOLD",
                      help="labelled .spacy files (e.g. the training data): the density of their median type")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the density (default 1)")
+    parser.add_argument("--scale", type=positive, default=1.0, help="multiplies the density (default 1)")
     parser.add_argument("--labels", nargs="+", metavar="TYPE",
                         help="the types to calibrate (default: the types --corpus annotates)")
     parser.add_argument("--corpus", metavar="NAME",
                         help="tag the notes with this corpus (doc._.corpus), as they will be at prediction")
-    parser.add_argument("--floor", type=probability, default=0.001,
-                        help="the lowest threshold a type can get (default 0.001)")
+    parser.add_argument("--floor", type=probability, default=DEFAULT_FLOOR,
+                        help=f"the lowest threshold a type can get (default {DEFAULT_FLOOR}; at least 1e-9)")
     parser.add_argument("--spans-key", help="the reference's span group (default: the component's)")
     parser.add_argument("--batch-size", type=int, default=16, help="notes per nlp.pipe batch")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU to run on; -1 (default) for CPU")
     parser.add_argument("--report", type=Path, help="write each type's threshold and predicted count as JSON here")
 
 
+def positive(value: str) -> float:
+    """An argparse type: a density or a multiplier of one, above 0."""
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be above 0")
+    return number
+
+
 def run(args: argparse.Namespace) -> int:
     from ..annotate.notes import read_notes
-    from ..calibration import density_thresholds, gold_density, predicted_counts
+    from ..calibration import MIN_FLOOR, density_thresholds, gold_density, predicted_counts, wanted_count
 
-    if args.scale <= 0:
-        raise CLIError(f"--scale {args.scale}: a density's multiplier is above 0")
-    if args.density is not None and args.density <= 0:
-        raise CLIError(f"--density {args.density}: concepts per 100 tokens, above 0")
     nlp = load_pipeline(args.pipeline, args.gpu_id)
     name, pipe = softprompt_pipe(nlp, str(args.pipeline))
+    if not MIN_FLOOR <= args.floor <= pipe.cfg["threshold"]:
+        raise CLIError(f"--floor {args.floor}: between {MIN_FLOOR} (a saved threshold keeps 10 decimals) and the "
+                       f"component's threshold, {pipe.cfg['threshold']}")
     labels = labels_to_calibrate(pipe, args.labels, args.corpus)
     key = args.spans_key or pipe.cfg["spans_key"]
     if args.density is not None:
@@ -88,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     tokens = sum(len(doc) for doc in predicted)
     print(f"{len(texts)} notes ({tokens} tokens{f'; {skipped} without text, not used' if skipped else ''}); "
-          f"density {100 * density:.3f} per 100 tokens: about {max(1, round(density * tokens))} per type")
+          f"density {100 * density:.3f} per 100 tokens: about {wanted_count(predicted, density)} per type")
     print("| type | threshold | found in the notes |\n| --- | ---: | ---: |")
     for label in labels:
         print(f"| {label} | {thresholds[label]:.4g} | {counts[label]} |")
@@ -122,6 +130,13 @@ def labels_to_calibrate(pipe: "SoftPromptIE", labels: Optional[Sequence[str]], c
     if unknown:
         raise CLIError(f"--labels {', '.join(unknown)}: not concept types of the component "
                        "(add them first: add_label(label, description=...) or the new_labels setting)")
+    schema = pipe.schema
+    in_relations = {t for head, rels in schema.triggers.items() for tails in rels.values() for t in (head, *tails)}
+    linked = [label for label in labels if label in in_relations]
+    if linked:
+        raise CLIError(f"--labels {', '.join(linked)}: these types start or end relations, whose arguments are "
+                       "concepts too (scored by the relation), so their counts cannot be set by a threshold; "
+                       "calibrate types outside the relation schema")
     return list(labels)
 
 

@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from ..relations import DEFAULT_SPANS_KEY
 from . import CLIError, load_pipeline, read_docbin, write_scores
@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--thresholds", nargs="+", type=probability, metavar="P",
-        help="also score the concepts at each of these probabilities (one prediction pass, down to the lowest; "
-        "the main scores stay at the component's threshold): by_threshold in --output",
+        help="also score the concepts at each of these probabilities, each for every type (one prediction pass, "
+        "down to the lowest; the main scores stay at the component's thresholds): by_threshold in --output",
     )
 
 
@@ -102,7 +102,7 @@ def score_file(pipeline: Union[str, Path], data: Path, *, gpu_id: int = -1, span
         by_threshold[str(threshold)] = score_concepts_and_relations(zip(kept, gold), spans_key=key,
                                                                     concept_types=concept_types)
     if own is not None:
-        predicted = [concepts_above(doc, key, own) for doc in predicted]
+        predicted = [concepts_above(doc, key, *own) for doc in predicted]
     scores: Dict[str, Any] = score_concepts_and_relations(zip(predicted, gold), spans_key=key,
                                                           concept_types=concept_types)
     if by_threshold:
@@ -116,9 +116,10 @@ def score_file(pipeline: Union[str, Path], data: Path, *, gpu_id: int = -1, span
     return scores
 
 
-def _lower_thresholds(nlp: "Language", lowest: float) -> float:
-    """Let every softprompt_ie component keep concepts down to ``lowest``; their (one) own
-    threshold, at which the main scores are counted."""
+def _lower_thresholds(nlp: "Language", lowest: float) -> Tuple[float, Dict[str, float]]:
+    """Let every softprompt_ie component keep every concept down to ``lowest`` (each --thresholds
+    value applies to every type); their (one) own threshold and label thresholds, at which the
+    main scores are counted."""
     pipes = [nlp.get_pipe(n) for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "softprompt_ie"]
     if not pipes:
         raise CLIError("--thresholds: the pipeline has no softprompt_ie component whose threshold could be varied")
@@ -126,33 +127,30 @@ def _lower_thresholds(nlp: "Language", lowest: float) -> float:
         raise CLIError("--thresholds varies the concept threshold in one pass, but this pipeline has relation types, "
                        "whose triggers and arguments are concepts at the component's threshold: evaluate a copy of "
                        "the pipeline per threshold (components.<name>.threshold in its config.cfg)")
-    if any(pipe.cfg["label_thresholds"] for pipe in pipes):
-        raise CLIError("--thresholds varies the one concept threshold, but this pipeline gives some types their own "
-                       "(label_thresholds, e.g. from calibrate): evaluate the pipeline without them to vary it")
-    own = {pipe.cfg["threshold"] for pipe in pipes}
+    own = {(pipe.cfg["threshold"], tuple(sorted(pipe.cfg["label_thresholds"].items()))) for pipe in pipes}
     if len(own) > 1:
         raise CLIError(f"--thresholds: the softprompt_ie components have different thresholds ({sorted(own)})")
+    threshold, labels = own.pop()
     for pipe in pipes:
-        pipe.cfg["threshold"] = min(lowest, pipe.cfg["threshold"])
-    return own.pop()
+        pipe.cfg["threshold"] = min(lowest, threshold, *(p for _, p in labels))
+        pipe.cfg["label_thresholds"] = {}
+    return threshold, dict(labels)
 
 
 def concepts_above(doc: "Doc", key: str, threshold: float,
                    label_thresholds: Optional[Mapping[str, float]] = None) -> "Doc":
     """A copy of ``doc`` whose span group ``key`` (what is scored) keeps the concepts scored at
     or above ``threshold``, or their label's own in ``label_thresholds``."""
-    import numpy as np
     from spacy.tokens import Span
 
+    from ..calibration import at_least
     from ..relations import set_concepts
 
     group = doc.spans[key]
     copy = doc.copy()
-    # compared in float32, as the component compares its probabilities
-    at = {label: np.float32(p) for label, p in (label_thresholds or {}).items()}
-    default = np.float32(threshold)
+    own = label_thresholds or {}
     kept = [(span, score) for span, score in zip(group, group.attrs["scores"])
-            if np.float32(score) >= at.get(span.label_, default)]
+            if at_least(score, own.get(span.label_, threshold))]
     set_concepts(copy, [Span(copy, s.start, s.end, label=s.label_) for s, _ in kept], [score for _, score in kept],
                  key, set_ents=False)
     return copy

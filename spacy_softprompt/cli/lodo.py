@@ -37,10 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..calibration import gold_density
+from ..calibration import DEFAULT_FLOOR, gold_density
 from ..queries import PACKED_TYPES
 from ..strategies import STRATEGIES, TYPE_SCORING
 from . import CLIError, read_docbin
+from .calibrate import positive
 from .evaluate import probability
 from .runs import (backbone_settings, corpus_settings, evaluate, finished_run, jsonl_log_settings, load_systems,
                    matplotlib_available, mean_sd, require_files, train, write_run_config)
@@ -55,9 +56,7 @@ TRANSFER_KINDS = ("transfer", REPLAY)
 KIND_HEADERS = {"transfer": "transfer (from the other corpora)", REPLAY: REPLAY, "single corpus": "single corpus"}
 #: scores added to a finished run when a rerun asks for them (old types, zero-shot thresholds and calibration)
 ADDED_ON_RESUME = ("old_f", "dev_by_threshold", "test_by_threshold", "dev_by_scale", "test_by_scale",
-                   "calibrated_thresholds")
-#: the lowest threshold zero-shot calibration gives a type (the calibrate verb's default)
-CALIBRATION_FLOOR = 0.001
+                   "calibrated_thresholds", "calibration")
 #: the strategy of the committed runs; another one is part of the run names
 DEFAULT_STRATEGY = "hard"
 
@@ -85,11 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--type-scoring", choices=TYPE_SCORING, default="dot",
                         help="how the packed head matches spans with a type's part (model setting type_scoring; "
                              "'cosine' adds +cosine to the run names)")
-    parser.add_argument("--zero-shot-thresholds", nargs="*", type=probability, default=[], metavar="P",
+    parser.add_argument("--zero-shot-thresholds", nargs="+", type=probability, default=[], metavar="P",
                         help="also score each zero-shot model at these probabilities, on its held-out corpus's dev and "
                              "test files; the report gives each held-out corpus the one whose mean dev F1 over the "
                              "OTHER held-out corpora is best (a threshold for new types never chosen on their own labels)")
-    parser.add_argument("--zero-shot-calibration", nargs="*", type=positive, default=[], metavar="SCALE",
+    parser.add_argument("--zero-shot-calibration", nargs="+", type=positive, default=[], metavar="SCALE",
                         help="also calibrate each zero-shot model's types on its held-out corpus's dev texts, their "
                              "labels unused (as the calibrate verb does): each type is predicted as often as the median "
                              "type of the other corpora's train files, times SCALE; scored on dev and test at each "
@@ -118,14 +117,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, default=Path("training/lodo"), help="data, pipelines, run.json files")
     parser.add_argument("--output", type=Path, default=Path("docs/lodo/all.md"), help="markdown; JSON and PNG beside it")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG (no matplotlib needed)")
-
-
-def positive(value: str) -> float:
-    """An argparse type: a multiplier above 0."""
-    number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value}: a scale is above 0")
-    return number
 
 
 def parse_corpora(values: Sequence[str]) -> Dict[str, Path]:
@@ -308,7 +299,8 @@ def run(args: argparse.Namespace) -> int:
             if wants_thresholds(done) and set(done.get("dev_by_threshold", {})) != set(map(str, thresholds)):
                 done.update(threshold_scores(run_dir / "pipeline", run_dir, held_out))
                 added = True
-            if wants_calibration(done) and set(done.get("dev_by_scale", {})) != set(map(str, scales)):
+            if wants_calibration(done) and (set(done.get("dev_by_scale", {})) != set(map(str, scales))
+                                            or done.get("calibration") != calibration(held_out)):
                 done.update(calibration_scores(run_dir / "pipeline", held_out))
                 added = True
             if added:
@@ -375,6 +367,10 @@ def run(args: argparse.Namespace) -> int:
     def wants_calibration(entry: Dict[str, Any]) -> bool:
         return bool(scales) and entry["kind"] == "zero-shot"
 
+    def calibration(held_out: str) -> Dict[str, float]:
+        """What a run's calibrated thresholds were chosen with besides the scales: redone if it changes."""
+        return {"density": densities[held_out], "floor": DEFAULT_FLOOR}
+
     def calibration_scores(pipeline: Path, held_out: str) -> Dict[str, Any]:
         """The zero-shot model's held-out types calibrated on the held-out dev texts at each of
         --zero-shot-calibration (the dev labels unused there), then scored on dev (micro strict F1)
@@ -394,22 +390,24 @@ def run(args: argparse.Namespace) -> int:
             predicted = {}
             for part in ("dev", "test"):
                 gold = read_docbin(corpora[held_out] / f"{part}.spacy", nlp.vocab)
-                docs = predict_down_to(nlp, pipe, [doc.text for doc in gold], labels, CALIBRATION_FLOOR, held_out)
+                docs = predict_down_to(nlp, pipe, [doc.text for doc in gold], labels, DEFAULT_FLOOR, held_out)
                 predicted[part] = (gold, docs)
         finally:
             _release_memory(args.gpu_id)
-        result: Dict[str, Any] = {"dev_by_scale": {}, "test_by_scale": {}, "calibrated_thresholds": {}}
+        result: Dict[str, Any] = {"dev_by_scale": {}, "test_by_scale": {}, "calibrated_thresholds": {},
+                                  "calibration": calibration(held_out)}
         for scale in scales:
             chosen = density_thresholds(predicted["dev"][1], key, labels, scale * densities[held_out],
-                                        CALIBRATION_FLOOR, ceiling)
+                                        DEFAULT_FLOOR, ceiling)
             result["calibrated_thresholds"][str(scale)] = chosen
             for part, (gold, docs) in predicted.items():
                 kept = [concepts_above(doc, key, ceiling, chosen) for doc in docs]
                 scores = score_concepts_and_relations(zip(kept, gold), spans_key=key, concept_types=labels)
                 micro = round(100 * scores["concepts_strict_f"], 2)
+                per_type = scores["concepts_strict_per_type"]
                 result[f"{part}_by_scale"][str(scale)] = micro if part == "dev" else {
-                    "strict_f": micro, "per_type": {label: round(100 * v["f"], 2)
-                                                    for label, v in scores["concepts_strict_per_type"].items()}}
+                    "strict_f": micro, "per_type": {label: round(100 * v["f"], 2) for label, v in per_type.items()},
+                    "predicted": {label: v["tp"] + v["fp"] + v["ignored"] for label, v in per_type.items()}}
         return result
 
     def wants_old_types(entry: Dict[str, Any]) -> bool:
