@@ -29,6 +29,7 @@ and is asked zero-shot, as a query of its own.
 """
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -194,6 +195,7 @@ class SoftPromptIE(TrainablePipe):
             "label_thresholds": dict(label_thresholds or {}),
         }
         model.attrs["store_backbone"] = store_backbone
+        self._asks_relations = True  # off inside concepts_only()
 
     @property
     def schema(self) -> TaskSchema:
@@ -293,7 +295,7 @@ class SoftPromptIE(TrainablePipe):
             ]
             hits = self._score(queries, pieces, self.cfg["threshold"], answered, self.cfg["label_thresholds"])
             concepts = concepts_by_doc(hits, len(docs))
-            triggers = builder.schema.triggers
+            triggers = builder.schema.triggers if self._asks_relations else {}
             relation_queries = [
                 q
                 for i, (doc, p) in enumerate(zip(docs, pieces))
@@ -303,6 +305,17 @@ class SoftPromptIE(TrainablePipe):
             ]
             hits = self._score(relation_queries, pieces, self.cfg["relation_threshold"])
         return Predictions(concepts, relations_by_doc(hits, len(docs)), self._doc_cats(answered, len(docs)))
+
+    @contextmanager
+    def concepts_only(self) -> Iterator[None]:
+        """Predict concepts (and document classes) without asking any relation: the span group then
+        holds what the concept queries found alone, not also the relation arguments that relations
+        add (as ``calibrate`` counts a type), and no trigger costs relation queries."""
+        self._asks_relations = False
+        try:
+            yield
+        finally:
+            self._asks_relations = True
 
     def _score(
         self, queries: List[Query], pieces: Sequence[DocPieces], threshold: float,

@@ -319,14 +319,26 @@ def test_calibrate_says_what_is_wrong(concepts_pipeline, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_calibrate_refuses_types_in_relations(trained_pipeline, tmp_path, capsys):
-    """A type that starts or ends relations also enters the span group as a relation's argument,
-    scored by the relation: no threshold of its own sets how often it is found."""
+def test_calibrate_counts_what_concept_queries_find(trained_pipeline, tmp_path):
+    """A pipeline with relations is calibrated on concepts only: no relation is asked (a trigger
+    down at the floor would ask one per candidate), and a type's count is what the concept queries
+    find, not also the relation arguments a relation adds to the span group."""
+    import json
+
     notes = tmp_path / "notes.jsonl"
-    notes.write_text('{"id": 1, "text": "Aspirin caused nausea."}\n')
-    assert main(["calibrate", str(trained_pipeline), str(notes), str(tmp_path / "out"), "--density", "1",
-                 "--labels", "ADE"]) == 2
-    assert "--labels ADE: these types start or end relations" in capsys.readouterr().err
+    notes.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, (t, _) in enumerate(TEXTS)))
+    report = tmp_path / "report.json"
+    assert main(["calibrate", str(trained_pipeline), str(notes), str(tmp_path / "out"), "--density", "18",
+                 "--labels", "Drug", "ADE", "--report", str(report)]) == 0
+    found = json.loads(report.read_text())["types"]
+    nlp = spacy.load(tmp_path / "out")
+    pipe = nlp.get_pipe("softprompt_ie")
+    with pipe.concepts_only():
+        docs = list(nlp.pipe(t for t, _ in TEXTS))
+    assert all(not doc._.relations for doc in docs)
+    counts = {label: sum(s.label_ == label for d in docs for s in d.spans["softprompt"]) for label in found}
+    assert counts == {label: v["found"] for label, v in found.items()}
+    assert any(doc._.relations for doc in nlp.pipe(t for t, _ in TEXTS))  # asked again outside
 
 
 def test_thresholds_with_label_thresholds_vary_every_type(concepts_pipeline, tmp_path):

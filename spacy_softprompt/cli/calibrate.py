@@ -1,6 +1,7 @@
 """``calibrate``: thresholds for concept types added by description, from unlabelled notes.
 
-The chosen types are predicted on the notes down to ``--floor``; each gets the threshold at
+The chosen types are predicted on the notes down to ``--floor`` (concepts only: a relation's
+argument that no concept query found is added at prediction, on top); each gets the threshold at
 which it is found as often as a concept type occurs (``--density``, or the median type of
 ``--reference`` gold documents, times ``--scale``), never above the component's threshold
 (:mod:`spacy_softprompt.calibration`). The pipeline is saved with them as its
@@ -130,20 +131,14 @@ def labels_to_calibrate(pipe: "SoftPromptIE", labels: Optional[Sequence[str]], c
     if unknown:
         raise CLIError(f"--labels {', '.join(unknown)}: not concept types of the component "
                        "(add them first: add_label(label, description=...) or the new_labels setting)")
-    schema = pipe.schema
-    in_relations = {t for head, rels in schema.triggers.items() for tails in rels.values() for t in (head, *tails)}
-    linked = [label for label in labels if label in in_relations]
-    if linked:
-        raise CLIError(f"--labels {', '.join(linked)}: these types start or end relations, whose arguments are "
-                       "concepts too (scored by the relation), so their counts cannot be set by a threshold; "
-                       "calibrate types outside the relation schema")
     return list(labels)
 
 
 def predict_down_to(nlp: "Language", pipe: "SoftPromptIE", texts: Iterable[str], labels: Sequence[str],
                     floor: float, corpus: Optional[str], batch_size: int = 16) -> List["Doc"]:
     """The texts (tagged with ``corpus``) through the pipeline with ``labels`` kept down to
-    ``floor``; the component's label thresholds are as before afterwards."""
+    ``floor``, concepts only (a relation's argument, scored by the relation, is not a concept
+    query's find); the component's label thresholds are as before afterwards."""
     from tqdm import tqdm
 
     texts = list(texts)
@@ -155,8 +150,9 @@ def predict_down_to(nlp: "Language", pipe: "SoftPromptIE", texts: Iterable[str],
             doc = nlp.make_doc(text)
             doc._.corpus = corpus
             docs.append(doc)
-        return list(tqdm(nlp.pipe(docs, batch_size=batch_size), total=len(docs), desc="calibrate", unit="note",
-                         file=sys.stderr))
+        with pipe.concepts_only():
+            return list(tqdm(nlp.pipe(docs, batch_size=batch_size), total=len(docs), desc="calibrate",
+                             unit="note", file=sys.stderr))
     finally:
         pipe.cfg["label_thresholds"] = saved
 
