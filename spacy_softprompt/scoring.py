@@ -352,14 +352,17 @@ def _row(name: str, strict: Dict[str, Any], lenient: Dict[str, Any]) -> List[str
     return cells
 
 
+def _micro(scores: Dict[str, Any], target: str, mode: str) -> Dict[str, Any]:
+    """Micro p, r, f and the counts of ``target`` (concepts, relations) in ``mode``."""
+    return {k: scores[f"{target}_{mode}_{k}"] for k in ("p", "r", "f", *COUNTS)}
+
+
 def _rows(scores: Dict[str, Any]) -> Tuple[List[List[str]], List[List[str]]]:
     """Micro and macro rows (concepts, relations; the macro rows repeat the counts), then one
     row per label."""
     totals, per_label = [], []
     for target in TARGETS:
-        strict, lenient = (
-            {k: scores[f"{target}_{mode}_{k}"] for k in ("p", "r", "f", *COUNTS)} for mode in MODES
-        )
+        strict, lenient = (_micro(scores, target, mode) for mode in MODES)
         totals.append(_row(f"{target} (micro)", strict, lenient))
         strict_macro, lenient_macro = (
             {**counts, **{k: scores[f"{target}_{mode}_macro_{k}"] for k in ("p", "r", "f")}}
@@ -392,6 +395,13 @@ def format_table(scores: Dict[str, Any]) -> str:
 def to_markdown(scores: Dict[str, Any]) -> str:
     """The same table as :func:`format_table`, in markdown."""
     totals, per_label = _rows(scores)
-    lines = ["| " + " | ".join(_HEADER) + " |", "| --- |" + " ---: |" * (len(_HEADER) - 1)]
-    lines += ["| " + " | ".join(row) + " |" for row in [*totals, *per_label]]
-    return "\n".join(lines + ["", _LEGEND, ""])
+    header = ["| " + " | ".join(_HEADER) + " |", "| --- |" + " ---: |" * (len(_HEADER) - 1)]
+    lines = header + ["| " + " | ".join(row) + " |" for row in [*totals, *per_label]]
+    lines += ["", _LEGEND, ""]
+    by_threshold = sorted(scores.get("by_threshold", {}).items(), key=lambda item: float(item[0]))
+    if by_threshold:  # evaluate --thresholds
+        lines += ["Concepts at each threshold (every type at p, one prediction pass):", "", *header]
+        lines += ["| " + " | ".join(_row(f"concepts (micro) at p = {p}", *(_micro(at, "concepts", mode) for mode in MODES)))
+                  + " |" for p, at in by_threshold]
+        lines.append("")
+    return "\n".join(lines)

@@ -191,7 +191,7 @@ def test_evaluate_at_several_thresholds_is_evaluating_at_each(concepts_pipeline,
     trained_pipeline, gold_file = concepts_pipeline
     assert main(["evaluate", str(trained_pipeline), str(gold_file), "--output", str(tmp_path / "own.json")]) == 0
     assert main(["evaluate", str(trained_pipeline), str(gold_file), "--thresholds", "1e-9", "0.9",
-                 "--output", str(tmp_path / "both.json")]) == 0
+                 "--output", str(tmp_path / "both.json"), "--markdown", str(tmp_path / "both.md")]) == 0
     own, both = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("own", "both"))
     assert both["concepts_strict_f"] == own["concepts_strict_f"]
     for threshold in (1e-9, 0.9):
@@ -204,6 +204,9 @@ def test_evaluate_at_several_thresholds_is_evaluating_at_each(concepts_pipeline,
         at = both["by_threshold"][str(threshold)]
         for key in ("concepts_strict_p", "concepts_strict_r", "concepts_strict_f", "concepts_strict_per_type"):
             assert at[key] == alone[key], (threshold, key)
+    table = (tmp_path / "both.md").read_text()  # the markdown has the grid too, lowest first
+    assert table.index("| concepts (micro) at p = 1e-09 |") < table.index(
+        f"| concepts (micro) at p = 0.9 | {100 * both['by_threshold']['0.9']['concepts_strict_p']:.2f} |")
     low, high = both["by_threshold"]["1e-09"], both["by_threshold"]["0.9"]
     assert low["concepts_strict_r"] >= high["concepts_strict_r"] and low["concepts_strict_p"] < high["concepts_strict_p"]
 
