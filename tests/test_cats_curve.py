@@ -301,7 +301,7 @@ def test_folds_seeds_command_repeats_cats_folds_on_more_seeds(tmp_path):
     *make_configs, script = config["commands"]["cats-folds-seeds"]["script"]
     assert set(make_configs) <= set(folds_make)
     seeds, folds = vars(verb_args(script)), vars(verb_args(folds_script))
-    assert seeds.pop("seeds") == [0, 1] and folds.pop("seeds") == [0]
+    assert seeds.pop("seeds") == [0, 1, 2] and folds.pop("seeds") == [0]
     assert set(seeds.pop("systems")) <= set(folds.pop("systems"))
     assert seeds.pop("output") == Path("docs/smoking_folds_seeds.md") and folds.pop("output") == Path("docs/smoking_folds.md")
     assert seeds == folds
