@@ -57,6 +57,11 @@ def add_mapping_argument(parser: argparse.ArgumentParser, flag: str, help: str) 
     parser.add_argument(flag, nargs="+", action="extend", default=[], metavar="OLD=NEW", help=help)
 
 
+def softprompt_names(nlp: "Language") -> List[str]:
+    """The names of the pipeline's softprompt_ie components (a pipeline may hold several, or none)."""
+    return [name for name in nlp.pipe_names if nlp.get_pipe_meta(name).factory == "softprompt_ie"]
+
+
 def parse_mapping(pairs: List[str], option: str) -> Dict[str, str]:
     """``["A=B", ...]`` -> ``{"A": "B"}``."""
     mapping: Dict[str, str] = {}

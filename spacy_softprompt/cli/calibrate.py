@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence
 
-from . import CLIError, load_pipeline, read_docbin
+from . import CLIError, load_pipeline, read_docbin, softprompt_names
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 def softprompt_pipe(nlp: "Language", pipeline: str) -> "tuple[str, SoftPromptIE]":
     """The pipeline's one softprompt_ie component, with its name."""
-    names = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "softprompt_ie"]
+    names = softprompt_names(nlp)
     if len(names) != 1:
         raise CLIError(f"{pipeline} has {len(names)} softprompt_ie components; calibrate takes a pipeline with one")
     return names[0], nlp.get_pipe(names[0])
@@ -141,17 +141,14 @@ def predict_down_to(nlp: "Language", pipe: "SoftPromptIE", texts: Iterable[str],
     query's find); the component's label thresholds are as before afterwards."""
     from tqdm import tqdm
 
-    texts = list(texts)
+    from .evaluate import pipeline_input
+
+    inputs = [pipeline_input(nlp, text, corpus) for text in texts]
     saved = dict(pipe.cfg["label_thresholds"])
     pipe.cfg["label_thresholds"] = {**saved, **{label: floor for label in labels}}
     try:
-        docs = []
-        for text in texts:
-            doc = nlp.make_doc(text)
-            doc._.corpus = corpus
-            docs.append(doc)
         with pipe.concepts_only():
-            return list(tqdm(nlp.pipe(docs, batch_size=batch_size), total=len(docs), desc="calibrate",
+            return list(tqdm(nlp.pipe(inputs, batch_size=batch_size), total=len(inputs), desc="calibrate",
                              unit="note", file=sys.stderr))
     finally:
         pipe.cfg["label_thresholds"] = saved

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from ..relations import DEFAULT_SPANS_KEY
-from . import CLIError, load_pipeline, read_docbin, write_scores
+from . import CLIError, load_pipeline, read_docbin, softprompt_names, write_scores
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -89,7 +89,7 @@ def score_file(pipeline: Union[str, Path], data: Path, *, gpu_id: int = -1, span
     own = _lower_thresholds(nlp, min(thresholds)) if thresholds else None
 
     start = time.perf_counter()
-    batches = nlp.pipe((_input(nlp, doc.text, corpus) for doc in gold), batch_size=batch_size)
+    batches = nlp.pipe((pipeline_input(nlp, doc.text, corpus) for doc in gold), batch_size=batch_size)
     predicted = list(tqdm(batches, total=len(gold), desc="evaluate", unit="doc", file=sys.stderr))
     seconds = time.perf_counter() - start
     if spans_key and predicted and not any(spans_key in doc.spans for doc in predicted):
@@ -120,7 +120,7 @@ def _lower_thresholds(nlp: "Language", lowest: float) -> Tuple[float, Dict[str, 
     """Let every softprompt_ie component keep every concept down to ``lowest`` (each --thresholds
     value applies to every type); their (one) own threshold and label thresholds, at which the
     main scores are counted."""
-    pipes = [nlp.get_pipe(n) for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "softprompt_ie"]
+    pipes = [nlp.get_pipe(n) for n in softprompt_names(nlp)]
     if not pipes:
         raise CLIError("--thresholds: the pipeline has no softprompt_ie component whose threshold could be varied")
     if any(pipe.relation_labels for pipe in pipes):
@@ -159,14 +159,13 @@ def concepts_above(doc: "Doc", key: str, threshold: float,
 def _check_corpus(nlp: "Language", name: str, corpus: str) -> None:
     """``--corpus`` names a corpus the pipeline was trained on, where it has several: an unknown
     name would silently ask every type."""
-    known = {c for pipe in nlp.pipe_names if nlp.get_pipe_meta(pipe).factory == "softprompt_ie"
-             for c in nlp.get_pipe(pipe).schema.corpora}
+    known = {c for pipe in softprompt_names(nlp) for c in nlp.get_pipe(pipe).schema.corpora}
     if known and corpus not in known:
         raise CLIError(f"--corpus {corpus!r}: the pipeline {name} knows the corpora {', '.join(sorted(known))}; "
                        "an unknown one would be asked every type")
 
 
-def _input(nlp: "Language", text: str, corpus: Optional[str]) -> Any:
+def pipeline_input(nlp: "Language", text: str, corpus: Optional[str]) -> Any:
     """The text as the pipeline takes it: a tagged Doc for ``--corpus``, else the text."""
     if corpus is None:
         return text
@@ -178,8 +177,7 @@ def _input(nlp: "Language", text: str, corpus: Optional[str]) -> Any:
 def concepts_key(nlp: "Language", name: str, requested: Optional[str]) -> str:
     """The span group to score, checked against what the pipeline writes, so that a typo in
     ``--spans-key`` or a pipeline without concepts is an error and not a silent score of 0."""
-    factories = {pipe: nlp.get_pipe_meta(pipe).factory for pipe in nlp.pipe_names}
-    extractors = [pipe for pipe, factory in factories.items() if factory == "softprompt_ie"]
+    extractors = softprompt_names(nlp)
     if extractors:
         written = {nlp.get_pipe_config(pipe).get("spans_key", DEFAULT_SPANS_KEY) for pipe in extractors}
         key = requested or (sorted(written)[0] if len(written) == 1 else DEFAULT_SPANS_KEY)
