@@ -132,21 +132,18 @@ def parse_corpora(values: Sequence[str]) -> Dict[str, Path]:
     return corpora
 
 
-def corpus_types(folder: Path, name: str) -> List[str]:
-    """The concept types a corpus annotates (train and test), checking its Docs carry its tag."""
-    types = set()
+def corpus_types(folder: Path, name: str) -> Tuple[List[str], List[str]]:
+    """The concept types a corpus annotates (train, dev and test), and those with a mention in its
+    test file (what a zero-shot score can count), checking its Docs carry its tag."""
+    types: Dict[str, set] = {}
     for part in ("train", "dev", "test"):
+        types[part] = set()
         for doc in read_docbin(folder / f"{part}.spacy"):
             if doc._.corpus != name:
                 raise CLIError(f"{folder / part}.spacy: a document is tagged {doc._.corpus!r}, not {name!r} "
                                f"(convert with --corpus {name}; {HINT})")
-            types.update(span.label_ for span in doc.spans.get("softprompt", ()))
-    return sorted(types)
-
-
-def types_in_test(folder: Path) -> List[str]:
-    """The concept types with a mention in a corpus's test file: those a zero-shot score can count."""
-    return sorted({span.label_ for doc in read_docbin(folder / "test.spacy") for span in doc.spans.get("softprompt", ())})
+            types[part].update(span.label_ for span in doc.spans.get("softprompt", ()))
+    return sorted(set().union(*types.values())), sorted(types["test"])
 
 
 def load_types(path: Path, needed: Sequence[str]) -> Tuple[Dict[str, str], Dict[str, List[str]]]:
@@ -249,6 +246,12 @@ def add_types(source: Path, target: Path, types: Sequence[str], descriptions: Di
     nlp.to_disk(target)
 
 
+def strict_scores(scores: Dict[str, Any]) -> Dict[str, Any]:
+    """What a run keeps of a concept score dict: micro and per-type strict F1, in %."""
+    return {"strict_f": round(100 * scores["concepts_strict_f"], 2),
+            "per_type": {label: round(100 * v["f"], 2) for label, v in scores["concepts_strict_per_type"].items()}}
+
+
 def run_name(system: str, args: argparse.Namespace) -> str:
     """The system's name, with what differs from the committed runs' settings appended."""
     extras = [args.strategy] if args.strategy != DEFAULT_STRATEGY else []
@@ -268,7 +271,9 @@ def run(args: argparse.Namespace) -> int:
     unknown = [h for h in held_outs if h not in corpora]
     if unknown:
         raise CLIError(f"--held-out {', '.join(unknown)}: not among --corpus {', '.join(corpora)}")
-    types = {name: corpus_types(folder, name) for name, folder in corpora.items()}
+    types, in_test = {}, {}
+    for name, folder in corpora.items():
+        types[name], in_test[name] = corpus_types(folder, name)
     descriptions, related = load_types(args.types, sorted({t for ts in types.values() for t in ts}))
     plot = args.plot and matplotlib_available(required=False, verb="lodo")
     forgetting_seeds = args.seeds[:1] if args.forgetting_seeds is None else args.forgetting_seeds
@@ -277,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
         "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:]), "backbone": args.backbone,
         "source_steps": args.source_steps, "fewshot_steps": args.fewshot_steps, "types": types,
         "related": {t: related.get(t, []) for h in held_outs for t in types[h]},
-        "in_test": {h: types_in_test(corpora[h]) for h in held_outs}, "runs": [],
+        "in_test": {h: in_test[h] for h in held_outs}, "runs": [],
     }
     start = time.perf_counter()
 
@@ -321,10 +326,9 @@ def run(args: argparse.Namespace) -> int:
             scores = evaluate(pipeline, corpora[held_out] / "test.spacy", run_dir / "metrics.json",
                               gpu_id=args.gpu_id, corpus=held_out, concept_types=types[held_out],
                               thresholds=thresholds if wants_thresholds(entry) else ())
-            entry["strict_f"] = round(100 * scores["concepts_strict_f"], 2)
-            entry["lenient_f"] = round(100 * scores["concepts_lenient_f"], 2)
-            entry["per_type"] = {label: round(100 * v["f"], 2)
-                                 for label, v in scores["concepts_strict_per_type"].items()}
+            strict = strict_scores(scores)  # (keys in the order earlier run.json files have them)
+            entry.update(strict_f=strict["strict_f"], lenient_f=round(100 * scores["concepts_lenient_f"], 2),
+                         per_type=strict["per_type"])
         if wants_old_types(entry):
             entry["old_f"] = old_types_f(pipeline, run_dir, held_out)
         if wants_thresholds(entry):
@@ -350,11 +354,8 @@ def run(args: argparse.Namespace) -> int:
                             thresholds=thresholds)["by_threshold"]
 
         dev, test = by_threshold("dev"), test if test is not None else by_threshold("test")
-        return {"dev_by_threshold": {t: round(100 * v["concepts_strict_f"], 2) for t, v in dev.items()},
-                "test_by_threshold": {t: {"strict_f": round(100 * v["concepts_strict_f"], 2),
-                                          "per_type": {label: round(100 * x["f"], 2)
-                                                       for label, x in v["concepts_strict_per_type"].items()}}
-                                      for t, v in test.items()}}
+        return {"dev_by_threshold": {t: strict_scores(v)["strict_f"] for t, v in dev.items()},
+                "test_by_threshold": {t: strict_scores(v) for t, v in test.items()}}
 
     scales = sorted(set(args.zero_shot_calibration))
     # each held-out corpus's calibration target: the other corpora's median type, per token
@@ -383,15 +384,21 @@ def run(args: argparse.Namespace) -> int:
         from .runs import _release_memory
 
         labels = types[held_out]
-        try:
+
+        def predict() -> Tuple[str, float, Dict[str, Tuple[List[Any], List[Any]]]]:
+            """The span group and threshold of the pipeline, and per file (gold, predicted) Docs;
+            the pipeline is dropped on return, so that its memory can be released."""
             nlp = load_pipeline(pipeline, args.gpu_id)
             _, pipe = softprompt_pipe(nlp, str(pipeline))
-            key, ceiling = pipe.cfg["spans_key"], pipe.cfg["threshold"]
             predicted = {}
             for part in ("dev", "test"):
                 gold = read_docbin(corpora[held_out] / f"{part}.spacy", nlp.vocab)
-                docs = predict_down_to(nlp, pipe, [doc.text for doc in gold], labels, DEFAULT_FLOOR, held_out)
-                predicted[part] = (gold, docs)
+                predicted[part] = (gold, predict_down_to(nlp, pipe, [doc.text for doc in gold], labels,
+                                                         DEFAULT_FLOOR, held_out))
+            return pipe.cfg["spans_key"], pipe.cfg["threshold"], predicted
+
+        try:
+            key, ceiling, predicted = predict()
         finally:
             _release_memory(args.gpu_id)
         result: Dict[str, Any] = {"dev_by_scale": {}, "test_by_scale": {}, "calibrated_thresholds": {},
@@ -403,11 +410,10 @@ def run(args: argparse.Namespace) -> int:
             for part, (gold, docs) in predicted.items():
                 kept = [concepts_above(doc, key, ceiling, chosen) for doc in docs]
                 scores = score_concepts_and_relations(zip(kept, gold), spans_key=key, concept_types=labels)
-                micro = round(100 * scores["concepts_strict_f"], 2)
-                per_type = scores["concepts_strict_per_type"]
-                result[f"{part}_by_scale"][str(scale)] = micro if part == "dev" else {
-                    "strict_f": micro, "per_type": {label: round(100 * v["f"], 2) for label, v in per_type.items()},
-                    "predicted": {label: v["tp"] + v["fp"] + v["ignored"] for label, v in per_type.items()}}
+                strict = strict_scores(scores)
+                result[f"{part}_by_scale"][str(scale)] = strict["strict_f"] if part == "dev" else dict(
+                    strict, predicted={label: v["tp"] + v["fp"] + v["ignored"]
+                                       for label, v in scores["concepts_strict_per_type"].items()})
         return result
 
     def wants_old_types(entry: Dict[str, Any]) -> bool:
