@@ -17,9 +17,10 @@ from spacy.training import Example
 
 from spacy_softprompt.cli import CLIError, main
 from spacy_softprompt.cli.init_config import STOCK_TEXTCAT
-from spacy_softprompt.cli.cats_curve import (CLASSIFICATION_ONLY, mcnemar_p, paired_counts, parse_sizes,
-                                             plot_curve, pooled_scores, stratified_folds, subsample, summarize,
-                                             to_markdown)
+from spacy_softprompt.cli.cats_curve import (CLASSIFICATION_ONLY, WITH_CONCEPTS, mcnemar_p, paired_counts,
+                                             parse_sizes, plot_curve, pooled_scores, stratified_folds, subsample,
+                                             summarize, to_markdown, with_concepts)
+from spacy_softprompt.cli.runs import load_systems
 
 from conftest import ROOT, annotate, check_made_configs, project, verb_args
 
@@ -48,13 +49,14 @@ def notes(with_spans: bool = True):
     return docs
 
 
-def train_losses(tiny_bert: str, docs, steps: int = 2):
-    """A classification-only softprompt_ie on ``docs``: the component and its loss per step."""
+def train_losses(tiny_bert: str, docs, steps: int = 2, initialize=CLASSIFICATION_ONLY):
+    """A softprompt_ie initialized with ``initialize`` (classification only by default) on ``docs``:
+    the component and its loss per step."""
     torch.manual_seed(0)
     nlp = spacy.blank("en")
     nlp.add_pipe("softprompt_ie", config={"exclusive_classes": True, "model": {
         "backbone": tiny_bert, "strategy": "soft", "freeze_backbone": True, "prompt_length": 4, "max_length": 64}})
-    nlp.config["initialize"]["components"]["softprompt_ie"] = dict(CLASSIFICATION_ONLY)
+    nlp.config["initialize"]["components"]["softprompt_ie"] = dict(initialize)
     examples = [Example(nlp.make_doc(doc.text), doc) for doc in docs]
     optimizer = nlp.initialize(lambda: examples)
     losses = [nlp.update(examples, sgd=optimizer, drop=0.0)["softprompt_ie"] for _ in range(steps)]
@@ -67,6 +69,28 @@ def test_classification_only_ignores_concepts_and_relations(tiny_bert):
     assert component.cat_labels == tuple(sorted(CLASSES))
     _, plain = train_losses(tiny_bert, notes(with_spans=False))
     assert losses == pytest.approx(plain, rel=1e-5)  # the spans add nothing to the loss
+
+
+def test_with_concepts_learns_the_concept_types_beside_the_classes(tiny_bert):
+    """``--with-concepts`` runs: the notes' concept types are learned (their spans add to the loss),
+    relations are not, and the classes are the same exclusive classes."""
+    component, losses = train_losses(tiny_bert, notes(with_spans=True), initialize=WITH_CONCEPTS)
+    assert component.labels == ("Frequency", "Time", "Tobacco") and component.schema.triggers == {}
+    assert component.cat_labels == tuple(sorted(CLASSES))
+    _, alone = train_losses(tiny_bert, notes(with_spans=True))
+    assert losses[0] > alone[0]  # the concept loss is added to the classes'
+
+
+def test_with_concepts_adds_a_variant_after_its_system_and_checks_names():
+    systems = load_systems([str(ROOT / "configs" / "finetune.cfg"), "stock_transformer_textcat"])
+    variants = with_concepts(systems, ["finetune"])
+    assert [name for name, _ in variants] == ["finetune", "finetune+concepts", "stock_transformer_textcat"]
+    assert variants[1][1] is variants[0][1]  # the same config: only the initialization differs
+    assert with_concepts(systems, []) == systems
+    with pytest.raises(CLIError, match="'lora' is not one of --systems"):
+        with_concepts(systems, ["lora"])
+    with pytest.raises(CLIError, match="only a softprompt_ie system learns concepts"):
+        with_concepts(systems, ["stock_transformer_textcat"])
 
 
 def test_subsamples_are_seeded_nested_and_checked():
@@ -207,6 +231,33 @@ def test_cats_curve_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monke
     assert "trained with max_steps 2" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_with_concepts_run_trains_the_concepts_and_is_reported(tmp_path, tiny_bert, capsys, monkeypatch):
+    """``--with-concepts finetune``: a second finetune run, initialized with the concept types (no
+    relations), still selected on cats_score; the report names it and says what it learned."""
+    docs = notes()
+    for split, part in (("train", docs), ("dev", docs[:4]), ("test", docs[4:])):
+        DocBin(store_user_data=True, docs=part).to_disk(tmp_path / f"{split}.spacy")
+    monkeypatch.setenv("SPACY_CONFIG_OVERRIDES", "--training.optimizer.learn_rate.warmup_steps 1")
+    runs, output = tmp_path / "runs", tmp_path / "smoking_curve.md"
+    argv = ["cats-curve", "--systems", str(ROOT / "configs" / "finetune.cfg"), "--with-concepts", "finetune",
+            "--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
+            "--test", str(tmp_path / "test.spacy"), "--sizes", "all", "--seeds", "0", "--max-steps", "2",
+            "--eval-frequency", "2", "--backbone", tiny_bert, "--runs", str(runs), "--output", str(output), "--no-plot"]
+    assert main(argv) == 0
+    assert "[2/2] all documents, seed 0, finetune+concepts: training" in capsys.readouterr().out
+    report = json.loads(output.with_suffix(".json").read_text())
+    assert report["systems"] == ["finetune", "finetune+concepts"] and report["with_concepts"] == ["finetune"]
+    joint = runs / "all-seed0" / "finetune+concepts"
+    config = spacy.util.load_config(joint / "config.cfg")
+    assert dict(config["initialize"]["components"]["softprompt_ie"]) == WITH_CONCEPTS
+    assert dict(config["training"]["score_weights"])["cats_score"] == 1.0
+    component = spacy.load(joint / "model-best").get_pipe("softprompt_ie")
+    assert component.labels == ("Frequency", "Time", "Tobacco") and component.schema.triggers == {}
+    assert spacy.load(runs / "all-seed0" / "finetune" / "model-best").get_pipe("softprompt_ie").labels == ()
+    assert "finetune+concepts is the same config trained on the training documents' concept types" in output.read_text()
+
+
 def test_exclusive_classes_score_the_top_class_like_textcat():
     """The curve compares softprompt_ie with the exclusive textcat, which counts the top class
     whatever its probability (threshold 0.0): softprompt_ie's scorer does the same."""
@@ -303,6 +354,7 @@ def test_folds_seeds_command_repeats_cats_folds_on_more_seeds(tmp_path):
     seeds, folds = vars(verb_args(script)), vars(verb_args(folds_script))
     assert seeds.pop("seeds") == [0, 1, 2] and folds.pop("seeds") == [0]
     assert set(seeds.pop("systems")) <= set(folds.pop("systems"))
+    assert seeds.pop("with_concepts") == ["finetune_head_lr50"] and folds.pop("with_concepts") == []
     assert seeds.pop("output") == Path("docs/smoking_folds_seeds.md") and folds.pop("output") == Path("docs/smoking_folds.md")
     assert seeds == folds
 

@@ -10,7 +10,9 @@ dev set's ``cats_score`` alone) and is scored on the test file by :func:`runs.ev
 (spaCy's ``textcat`` metrics, the same scorer for both kinds of pipeline).
 
 softprompt_ie learns the classes only (:data:`CLASSIFICATION_ONLY`), and predicts one class of N
-(``exclusive_classes``), like the stock exclusive textcat. A run is done when its ``run.json``
+(``exclusive_classes``), like the stock exclusive textcat; ``--with-concepts`` adds a variant of a
+softprompt_ie system that learns the documents' concept types beside the classes
+(:data:`WITH_CONCEPTS`: does the span supervision help the classes?). A run is done when its ``run.json``
 exists: an interrupted curve resumes where it stopped; the table, JSON and plot are rewritten
 after every run.
 
@@ -51,6 +53,12 @@ HELP = ("learning curve of document classes: softprompt_ie configs and spaCy's t
 #: classes alone, the same task as the stock textcat, and each step is cheaper. Chosen over a
 #: copy of the docs without spans: nothing is rewritten, every system reads one training file.
 CLASSIFICATION_ONLY: Dict[str, Any] = {"labels": [], "relation_schema": {}}
+#: ``[initialize.components.softprompt_ie]`` of a ``--with-concepts`` run: the concept types are
+#: inferred from the training documents' spans, relations are left out (their queries would cost
+#: a pass per trigger), so each window is asked one concept query beside its class query
+WITH_CONCEPTS: Dict[str, Any] = {"relation_schema": {}}
+#: the name of a system's ``--with-concepts`` variant: ``<system>+concepts``
+CONCEPTS_SUFFIX = "+concepts"
 #: model selection on the dev set: spaCy's cats_score (macro F1 for exclusive classes) alone
 SCORE_WEIGHTS = {"cats_score": 1.0}
 HINT = "run `spacy project run convert-sdoh-status` (convert brat --cats-from-status Tobacco)"
@@ -85,6 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "class; fold i's runs test on fold i, select on fold i+1 and train on a subsample of "
                              "the other K-2 folds; the report pools every fold's notes and pairs each system with "
                              "the last of --systems, note by note (0, the default: the files' own split)")
+    parser.add_argument("--with-concepts", nargs="+", default=[], metavar="SYSTEM",
+                        help="softprompt_ie systems of --systems (by name: a .cfg file's stem) to run a second "
+                             "time, reported as SYSTEM+concepts, learning the training documents' concept types "
+                             "beside the classes (multi-task; relations left out); model-best is still chosen on "
+                             "cats_score")
     parser.add_argument("--backbone", default="default", help="the one backbone every system uses")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for training and scoring; -1 (default): CPU")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG (no matplotlib needed)")
@@ -194,10 +207,31 @@ def describe(docs: Sequence[Any]) -> Dict[str, Any]:
     return {"documents": len(docs), "classes": dict(sorted(classes.items())), "texts_sha1": texts_sha1(docs)}
 
 
+def with_concepts(systems: List[Tuple[str, Any]], names: Sequence[str]) -> List[Tuple[str, Any]]:
+    """``systems`` with a ``<name>+concepts`` variant after each of ``names``: the same config,
+    which :func:`run_settings` trains on the concepts too. A name that is not a softprompt_ie
+    system of ``--systems`` is an error (the stock textcat has no concept queries)."""
+    known = {name: config for name, config in systems}
+    for name in names:
+        if name not in known:
+            raise CLIError(f"--with-concepts {name!r} is not one of --systems ({', '.join(known)})")
+        if "softprompt_ie" not in known[name].get("components", {}):
+            raise CLIError(f"--with-concepts {name!r}: only a softprompt_ie system learns concepts")
+    variants: List[Tuple[str, Any]] = []
+    for name, config in systems:
+        variants.append((name, config))
+        if name in names:
+            variants.append((name + CONCEPTS_SUFFIX, config))
+    if len({name for name, _ in variants}) != len(variants):
+        raise CLIError(f"--with-concepts: a system of --systems is already named {CONCEPTS_SUFFIX!r} after another")
+    return variants
+
+
 def run_settings(config, train_file: Path, dev_file: Path, args: argparse.Namespace, seed: int,
-                 log: Path) -> Dict[str, Any]:
+                 log: Path, concepts: bool = False) -> Dict[str, Any]:
     """The settings of one run: data, steps, seed, the JSONL log, selection on cats_score, the
-    backbone; for softprompt_ie, exclusive classes learned alone."""
+    backbone; for softprompt_ie, exclusive classes, learned alone or (``concepts``) beside the
+    training documents' concept types."""
     settings = corpus_settings(train_file, dev_file, max_steps=args.max_steps, eval_frequency=args.eval_frequency,
                                dev_limit=args.dev_limit, seed=seed)
     # every weight the config gives set to 0, nulls (scores that are not numbers) kept: spaCy fills
@@ -210,7 +244,7 @@ def run_settings(config, train_file: Path, dev_file: Path, args: argparse.Namesp
     components = config.get("components", {})
     if "softprompt_ie" in components:
         settings["components.softprompt_ie.exclusive_classes"] = True
-        settings["initialize.components.softprompt_ie"] = dict(CLASSIFICATION_ONLY)
+        settings["initialize.components.softprompt_ie"] = dict(WITH_CONCEPTS if concepts else CLASSIFICATION_ONLY)
     elif "textcat" not in components:
         raise CLIError("a cats-curve system needs a softprompt_ie or a textcat component; the config has "
                        f"{', '.join(components) or 'none'}")
@@ -223,7 +257,8 @@ def run(args: argparse.Namespace) -> int:
     require_files([args.train, args.dev, args.test], HINT)
     sizes = parse_sizes(args.sizes)
     plot = args.plot and matplotlib_available(required=False, verb="cats-curve")
-    systems = load_systems(args.systems)
+    systems = with_concepts(load_systems(args.systems), args.with_concepts)
+    joint = {name + CONCEPTS_SUFFIX for name in args.with_concepts}
     docs = read_docbin(args.train)
     if not any(doc.cats for doc in docs):
         raise CLIError(f"{args.train} has no doc.cats ({HINT})")
@@ -232,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
         "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:]), "backbone": args.backbone,
         "max_steps": args.max_steps, "eval_frequency": args.eval_frequency, "train": str(args.train),
         "dev": str(args.dev), "test": str(args.test), "train_documents": len(docs), "folds": args.folds,
-        "sizes": sizes, "seeds": args.seeds, "systems": [name for name, _ in systems], "subsamples": {}, "runs": [],
+        "sizes": sizes, "seeds": args.seeds, "systems": [name for name, _ in systems],
+        "with_concepts": list(args.with_concepts), "subsamples": {}, "runs": [],
     }
     if args.folds:
         report["fold_documents"] = {str(f["fold"]): {"train_pool": len(f["pool"]), "test": str(f["test"])}
@@ -260,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
         if record is None:
             print(f"{where}: training", flush=True)
             log = run_dir / "train_log.jsonl"
-            settings = run_settings(config, train_file, split["dev"], args, seed, log)
+            settings = run_settings(config, train_file, split["dev"], args, seed, log, concepts=name in joint)
             result = train(write_run_config(config, settings, run_dir / "config.cfg"), run_dir, gpu_id=args.gpu_id)
             scores = evaluate_spacy(result.pipeline, split["test"], run_dir / "metrics.json", gpu_id=args.gpu_id)
             if "cats_macro_f" not in scores or (args.folds and "cats_per_doc" not in scores):
@@ -383,6 +419,17 @@ def write_report(report: Dict[str, Any], output: Path, plot: bool) -> None:
         plot_curve(report, output.with_suffix(".png"))
 
 
+def concepts_sentence(names: Sequence[str]) -> str:
+    """The end of the report's sentence on what softprompt_ie learns: ``.``, or which systems'
+    ``+concepts`` variants learn the concept types too."""
+    if not names:
+        return "."
+    variants = ", ".join(f"{name}{CONCEPTS_SUFFIX}" for name in names)
+    return (f"; {variants} {'is' if len(names) == 1 else 'are'} the same config trained on the training "
+            "documents' concept types beside the classes (one concept query per window, its loss added to the "
+            "classes'; no relations), still chosen on `cats_score`.")
+
+
 def to_markdown(report: Dict[str, Any]) -> str:
     systems, runs, folds = report["systems"], report["runs"], report.get("folds", 0)
     wall = report.get("wall_seconds", 0)
@@ -409,7 +456,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
         "(resumed runs not counted; each run's own time is below).", "",
         f"A size's documents are {sample}, the same for every system; "
         "softprompt_ie learns the classes only (no concept or relation queries), exclusive like the stock "
-        "textcat.", "",
+        "textcat" + concepts_sentence(report.get("with_concepts", [])), "",
     ]
     if folds:
         lines += pooled_markdown(report)
