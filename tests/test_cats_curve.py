@@ -167,7 +167,8 @@ def test_folds_command_is_the_smoking_curve_cross_validated(tmp_path):
     committed.pop("query_texts")
     assert made == committed
     assert (folds.pop("runs"), folds.pop("output")) == (Path("training/cats-folds"), Path("docs/smoking_folds.md"))
-    for key in ("sizes", "seeds", "systems", "runs", "output"):
+    assert folds.pop("with_concepts") == ["finetune_head_lr50"] and Path(head_lr).stem == "finetune_head_lr50"
+    for key in ("sizes", "seeds", "systems", "runs", "output", "with_concepts"):
         curve.pop(key)
     assert folds == curve
 
@@ -354,7 +355,7 @@ def test_folds_seeds_command_repeats_cats_folds_on_more_seeds(tmp_path):
     seeds, folds = vars(verb_args(script)), vars(verb_args(folds_script))
     assert seeds.pop("seeds") == [0, 1, 2] and folds.pop("seeds") == [0]
     assert set(seeds.pop("systems")) <= set(folds.pop("systems"))
-    assert seeds.pop("with_concepts") == ["finetune_head_lr50"] and folds.pop("with_concepts") == []
+    assert seeds.pop("with_concepts") == [] and folds.pop("with_concepts") == ["finetune_head_lr50"]
     assert seeds.pop("output") == Path("docs/smoking_folds_seeds.md") and folds.pop("output") == Path("docs/smoking_folds.md")
     assert seeds == folds
 
