@@ -46,6 +46,34 @@ def test_choices_reach_the_config(tmp_path):
     assert frozen["training"]["optimizer"]["learn_rate"]["initial_rate"] == LEARN_RATE[True]
 
 
+def test_packed_query_choices_reach_the_config_and_its_header(tmp_path, capsys):
+    """``--packed`` and the packed query's settings (type parts per corpus, shuffled, cosine) are
+    written into the model block, the header's command makes the same file again, and the type part
+    settings without ``--packed`` (or on the stock pipeline) are an error."""
+    out = tmp_path / "packed.cfg"
+    argv = ["init-config", str(out), "--preset", "lora_frozen", "--packed", "--packed-types", "corpus",
+            "--shuffle-types", "--type-scoring", "cosine"]
+    assert main(argv) == 0
+    model = spacy.util.load_config(out)["components"]["softprompt_ie"]["model"]
+    assert (model["packed"], model["packed_types"], model["shuffle_types"], model["type_scoring"]) == (
+        True, "corpus", True, "cosine")
+    header = next(line for line in out.read_text().splitlines() if line.startswith("# Made by: "))
+    command = header[len("# Made by: python -m spacy_softprompt "):].split("  (do not edit")[0].split()
+    again = tmp_path / "again.cfg"
+    assert command[1] == str(out)
+    assert main([command[0], str(again), *command[2:]]) == 0
+    assert again.read_text().split("[paths]")[1] == out.read_text().split("[paths]")[1]  # below the header
+    defaults = spacy.util.load_config_from_str(generate("lora_frozen"))["components"]["softprompt_ie"]["model"]
+    assert (defaults["packed"], defaults["packed_types"], defaults["shuffle_types"], defaults["type_scoring"]) == (
+        False, "all", False, "dot")
+    capsys.readouterr()
+    for flag in (["--shuffle-types"], ["--packed-types", "corpus"], ["--type-scoring", "cosine"]):
+        assert main(["init-config", "-", "--preset", "lora_frozen", *flag]) == 2
+        assert "add --packed" in capsys.readouterr().err
+    with pytest.raises(CLIError, match="packed query"):
+        generate(STOCK, packed=True)
+
+
 def test_model_block_is_the_factorys_default_config(monkeypatch):
     """A setting the component gains appears in the generated configs with no change here."""
     meta = spacy.blank("en").get_factory_meta("softprompt_ie")

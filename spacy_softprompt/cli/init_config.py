@@ -82,6 +82,10 @@ class Choices:
     query_texts: Optional[str] = None  # a JSON file of label -> hard-prompt question, into [...query_texts]
     textcat_model: str = "ensemble"  # stock textcat only: one of TEXTCAT_MODELS
     cats_bag_of_words: bool = False  # document classes also read a bag of the window's subwords (nn/cats.py)
+    packed: bool = False  # every concept type in one query per window (model.py)
+    packed_types: str = "all"  # packed: every type's part, or a tagged Doc's corpus's alone
+    shuffle_types: bool = False  # packed: the parts' order drawn anew for every training query
+    type_scoring: str = "dot"  # packed: a span matched with a type's part by a dot product or a cosine
 
 
 @dataclass(frozen=True)
@@ -235,7 +239,8 @@ after_init = null
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..strategies import STRATEGIES
+    from ..queries import PACKED_TYPES
+    from ..strategies import STRATEGIES, TYPE_SCORING
 
     parser.add_argument("output", type=Path, help="config file to write ('-' for stdout); a folder with --preset all")
     parser.add_argument(
@@ -271,6 +276,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--textcat-model", choices=list(TEXTCAT_MODELS),
                         help="stock textcat only: spaCy's ensemble (default), its parametric attention over the "
                              "transformer alone, or its bag of words alone (no transformer)")
+    parser.add_argument("--packed", action="store_true", default=None,
+                        help="ask every concept type in one query per window (one backbone pass, not one per type)")
+    parser.add_argument("--packed-types", choices=list(PACKED_TYPES),
+                        help="with --packed: a concept query holds every type's part (all, the default) or, for a "
+                             "Doc tagged with a corpus, its corpus's types alone (corpus)")
+    parser.add_argument("--shuffle-types", action="store_true", default=None,
+                        help="with --packed: training draws the order of a concept query's type parts anew for "
+                             "every query, so the head cannot know a type by its place")
+    parser.add_argument("--type-scoring", choices=list(TYPE_SCORING),
+                        help="with --packed: a span is matched with each type's part by a dot product (default) or "
+                             "a scaled cosine (meant for types added by description)")
     parser.add_argument("--gpu", action="store_true", help="train on a GPU: mixed precision on")
 
 
@@ -280,7 +296,9 @@ def run(args: argparse.Namespace) -> int:
         ("prompt_layer", args.prompt_layer), ("train", args.train), ("dev", args.dev),
         ("max_steps", args.max_steps), ("cats_text_pooling", args.cats_text_pooling),
         ("head_lr_scale", args.head_lr_scale), ("query_texts", args.query_texts),
-        ("textcat_model", args.textcat_model), ("cats_bag_of_words", args.cats_bag_of_words)) if value is not None}
+        ("textcat_model", args.textcat_model), ("cats_bag_of_words", args.cats_bag_of_words),
+        ("packed", args.packed), ("packed_types", args.packed_types), ("shuffle_types", args.shuffle_types),
+        ("type_scoring", args.type_scoring)) if value is not None}
     if args.gpu:
         explicit["gpu"] = True
     if args.preset == "all":
@@ -313,9 +331,15 @@ def generate(preset: Optional[str] = None, output: Optional[Path] = None, **choi
         raise CLIError(f"unknown config choice: {err}") from err
     if chosen.stock and (chosen.prompt_layer is not None or "strategy" in choices or chosen.frozen
                          or chosen.adapter is not None or chosen.cats_text_pooling != "mean"
-                         or chosen.head_lr_scale != 1.0 or chosen.query_texts is not None or chosen.cats_bag_of_words):
+                         or chosen.head_lr_scale != 1.0 or chosen.query_texts is not None or chosen.cats_bag_of_words
+                         or chosen.packed):
         raise CLIError(f"the stock transformer+{chosen.stock_head} pipeline has no strategy, frozen backbone, "
-                       "prompt layer, adapter, text pooling, bag of words, head learning rate or query text choice")
+                       "prompt layer, adapter, text pooling, bag of words, head learning rate, query text or "
+                       "packed query choice")
+    if not chosen.packed and (chosen.packed_types, chosen.shuffle_types, chosen.type_scoring) != (
+            Choices.packed_types, Choices.shuffle_types, Choices.type_scoring):
+        raise CLIError("--packed-types, --shuffle-types and --type-scoring are about the type parts of a packed "
+                       "concept query: add --packed")
     if chosen.textcat_model != "ensemble" and not (chosen.stock and chosen.stock_head == "textcat"):
         raise CLIError(f"--textcat-model is a choice of the stock textcat ({STOCK_TEXTCAT}) only")
     if chosen.textcat_model not in TEXTCAT_MODELS:
@@ -376,6 +400,8 @@ def _softprompt_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
     if not choices.head_lr_scale > 0:
         raise CLIError(f"--head-lr-scale must be above 0, not {choices.head_lr_scale}")
     model["head_lr_scale"] = float(choices.head_lr_scale)
+    model.update(packed=choices.packed, packed_types=choices.packed_types, shuffle_types=choices.shuffle_types,
+                 type_scoring=choices.type_scoring)
     if choices.gpu:
         model["mixed_precision"] = True
     if choices.query_texts is not None:
@@ -432,14 +458,17 @@ def _header(preset: Optional[str], choices: Choices, output: Optional[Path]) -> 
     for field, flag in (("strategy", "--strategy"), ("backbone", "--backbone"), ("prompt_layer", "--prompt-layer"),
                         ("train", "--train"), ("dev", "--dev"), ("max_steps", "--max-steps"),
                         ("cats_text_pooling", "--cats-text-pooling"), ("head_lr_scale", "--head-lr-scale"),
-                        ("query_texts", "--query-texts"), ("textcat_model", "--textcat-model")):
+                        ("query_texts", "--query-texts"), ("textcat_model", "--textcat-model"),
+                        ("packed_types", "--packed-types"), ("type_scoring", "--type-scoring")):
         value = getattr(choices, field)
         if value != getattr(start, field):
             command.append(f"{flag} {value}")
     if choices.frozen != start.frozen:
         command.append("--frozen" if choices.frozen else "--no-frozen")
-    if choices.cats_bag_of_words and not start.cats_bag_of_words:
-        command.append("--cats-bag-of-words")
+    for field, flag in (("cats_bag_of_words", "--cats-bag-of-words"), ("packed", "--packed"),
+                        ("shuffle_types", "--shuffle-types")):
+        if getattr(choices, field) and not getattr(start, field):
+            command.append(flag)
     if choices.gpu:
         command.append("--gpu")
     paths = "" if choices.train and choices.dev else (
