@@ -102,6 +102,7 @@ cats_bag_of_words = false
         "query_texts": {},
         "exclusive_classes": False,
         "cats_pooling": "max",
+        "cats_loss_weight": 1.0,
         "new_labels": {},
         "label_thresholds": {},
         "scorer": {"@scorers": "spacy_softprompt.scorer.v1"},
@@ -120,6 +121,7 @@ def make_softprompt_ie(
     query_texts: Dict[str, str],
     exclusive_classes: bool,
     cats_pooling: str,
+    cats_loss_weight: float,
     new_labels: Dict[str, str],
     label_thresholds: Dict[str, float],
     scorer: Optional[Callable],
@@ -136,6 +138,9 @@ def make_softprompt_ie(
     exclusive_classes: document classes (the training data's ``doc.cats``) are one of N
         (softmax, as spaCy's ``textcat``), or each yes/no (sigmoid, ``textcat_multilabel``).
     cats_pooling: how a long Doc's class logits are pooled over its windows: "max" or "mean".
+    cats_loss_weight: the document classes' loss (and gradient) times this, added to the span
+        queries' loss: with concepts learned beside the classes, their loss (summed over every
+        candidate span) can be a hundred times the classes' and steer the shared backbone.
     new_labels: concept label -> description: types a trained component takes from their
         descriptions, zero-shot, when it is initialized or loaded (as ``add_label(label,
         description=...)``); needs a strategy with a query part (not none).
@@ -149,6 +154,8 @@ def make_softprompt_ie(
     for option, value in (("threshold", threshold), ("relation_threshold", relation_threshold)):
         if not 0.0 < value <= 1.0:
             raise ValueError(f"{option} is a probability in (0, 1], not {value}.")
+    if not cats_loss_weight > 0.0:
+        raise ValueError(f"cats_loss_weight multiplies the classes' loss: above 0, not {cats_loss_weight}.")
     from .nn.cats import POOLING
 
     if cats_pooling not in POOLING:
@@ -157,7 +164,7 @@ def make_softprompt_ie(
         nlp.vocab, model, name, spans_key=spans_key, threshold=threshold,
         relation_threshold=relation_threshold, set_ents=set_ents, store_backbone=store_backbone,
         query_texts=query_texts, exclusive_classes=exclusive_classes, cats_pooling=cats_pooling,
-        new_labels=new_labels, label_thresholds=label_thresholds, scorer=scorer,
+        cats_loss_weight=cats_loss_weight, new_labels=new_labels, label_thresholds=label_thresholds, scorer=scorer,
     )
 
 
@@ -178,6 +185,7 @@ class SoftPromptIE(TrainablePipe):
         query_texts: Optional[Dict[str, str]] = None,
         exclusive_classes: bool = False,
         cats_pooling: str = "max",
+        cats_loss_weight: float = 1.0,
         new_labels: Optional[Dict[str, str]] = None,
         label_thresholds: Optional[Dict[str, float]] = None,
         scorer: Optional[Callable] = None,
@@ -194,6 +202,7 @@ class SoftPromptIE(TrainablePipe):
             "query_texts": dict(query_texts or {}),
             "exclusive_classes": exclusive_classes,
             "cats_pooling": cats_pooling,
+            "cats_loss_weight": cats_loss_weight,
             "new_labels": dict(new_labels or {}),
             "label_thresholds": dict(label_thresholds or {}),
         }
@@ -411,10 +420,11 @@ class SoftPromptIE(TrainablePipe):
             backprop(d_logits)
             losses[self.name] += loss
         if classified:
+            weight = self.cfg["cats_loss_weight"]
             loss, d_logits = self.get_cats_loss(examples, [(b, l) for b, l, _ in classified])
             for (_, _, backprop), d in zip(classified, d_logits):
-                backprop(d)
-            losses[self.name] += loss
+                backprop(d * weight if weight != 1.0 else d)
+            losses[self.name] += weight * loss
         if sgd is not None:
             self.finish_update(sgd)
         return losses

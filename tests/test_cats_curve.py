@@ -87,10 +87,17 @@ def test_with_concepts_adds_a_variant_after_its_system_and_checks_names():
     assert [name for name, _ in variants] == ["finetune", "finetune+concepts", "stock_transformer_textcat"]
     assert variants[1][1] is variants[0][1]  # the same config: only the initialization differs
     assert with_concepts(systems, []) == systems
-    with pytest.raises(CLIError, match="'lora' is not one of --systems"):
+    # a config that is not one of --systems: its variant alone, before the system the others are paired with
+    alone = with_concepts(systems, ["finetune", "lora_frozen"])
+    assert [name for name, _ in alone] == [
+        "finetune", "finetune+concepts", "lora_frozen+concepts", "stock_transformer_textcat"]
+    assert alone[2][1]["components"]["softprompt_ie"]["model"]["freeze_backbone"] is True
+    with pytest.raises(CLIError, match="neither a .cfg file nor an init-config preset"):
         with_concepts(systems, ["lora"])
     with pytest.raises(CLIError, match="only a softprompt_ie system learns concepts"):
         with_concepts(systems, ["stock_transformer_textcat"])
+    with pytest.raises(CLIError, match="the same name"):
+        with_concepts(systems, ["finetune", "finetune"])
 
 
 def test_subsamples_are_seeded_nested_and_checked():
@@ -248,7 +255,7 @@ def test_with_concepts_run_trains_the_concepts_and_is_reported(tmp_path, tiny_be
     assert main(argv) == 0
     assert "[2/2] all documents, seed 0, finetune+concepts: training" in capsys.readouterr().out
     report = json.loads(output.with_suffix(".json").read_text())
-    assert report["systems"] == ["finetune", "finetune+concepts"] and report["with_concepts"] == ["finetune"]
+    assert report["systems"] == ["finetune", "finetune+concepts"] and report["with_concepts"] == ["finetune+concepts"]
     joint = runs / "all-seed0" / "finetune+concepts"
     config = spacy.util.load_config(joint / "config.cfg")
     assert dict(config["initialize"]["components"]["softprompt_ie"]) == WITH_CONCEPTS
@@ -256,7 +263,7 @@ def test_with_concepts_run_trains_the_concepts_and_is_reported(tmp_path, tiny_be
     component = spacy.load(joint / "model-best").get_pipe("softprompt_ie")
     assert component.labels == ("Frequency", "Time", "Tobacco") and component.schema.triggers == {}
     assert spacy.load(runs / "all-seed0" / "finetune" / "model-best").get_pipe("softprompt_ie").labels == ()
-    assert "finetune+concepts is the same config trained on the training documents' concept types" in output.read_text()
+    assert "finetune+concepts is its config trained on the training documents' concept types" in output.read_text()
 
 
 def test_exclusive_classes_score_the_top_class_like_textcat():
@@ -351,11 +358,13 @@ def test_folds_seeds_command_repeats_cats_folds_on_more_seeds(tmp_path):
     config = project()
     folds_make, folds_script = config["commands"]["cats-folds"]["script"][:-1], config["commands"]["cats-folds"]["script"][-1]
     *make_configs, script = config["commands"]["cats-folds-seeds"]["script"]
+    *make_configs, weighted = make_configs  # the one config cats-folds does not make: its variant with concepts
     assert set(make_configs) <= set(folds_make)
     seeds, folds = vars(verb_args(script)), vars(verb_args(folds_script))
     assert seeds.pop("seeds") == [0, 1, 2] and folds.pop("seeds") == [0]
     assert set(seeds.pop("systems")) <= set(folds.pop("systems"))
-    assert seeds.pop("with_concepts") == [] and folds.pop("with_concepts") == ["finetune_head_lr50"]
+    assert seeds.pop("with_concepts") == [shlex.split(weighted)[4]] and folds.pop("with_concepts") == ["finetune_head_lr50"]
+    assert shlex.split(weighted)[5:] == ["--preset", "finetune", "--head-lr-scale", "50", "--cats-loss-weight", "100"]
     assert seeds.pop("output") == Path("docs/smoking_folds_seeds.md") and folds.pop("output") == Path("docs/smoking_folds.md")
     assert seeds == folds
 

@@ -170,6 +170,40 @@ def test_concepts_relations_and_classes_in_one_component(tiny_bert, toy_docs):
     assert set(scores["cats_f_per_type"]) == {"adverse"}
 
 
+def test_cats_loss_weight_scales_the_classes_loss_and_gradient_alone(tiny_bert, toy_docs):
+    """``cats_loss_weight``: the classes' loss and the gradient it sends are multiplied by it, the
+    concept queries' are not; it is saved with the component and must be above 0."""
+    for i, doc in enumerate(toy_docs):
+        doc.cats = {"adverse": float(i != 2)}
+
+    def one_update(weight):
+        torch.manual_seed(0)
+        nlp = spacy.blank("en")
+        nlp.add_pipe("softprompt_ie", config={"model": model_config(tiny_bert, "none", False, dropout=0.0),
+                                              "cats_loss_weight": weight})
+        nlp.config["initialize"]["components"]["softprompt_ie"] = {"relation_schema": {}}
+        examples = [Example(nlp.make_doc(d.text), d) for d in toy_docs]
+        nlp.initialize(lambda: examples)
+        pipe = nlp.get_pipe("softprompt_ie")
+        loss = pipe.update(examples)["softprompt_ie"]
+        grads = {n: p.grad.clone() for n, p in pipe.network.named_parameters() if p.grad is not None}
+        return pipe, loss, grads
+
+    _, plain_loss, plain = one_update(1.0)
+    pipe, loss, weighted = one_update(3.0)
+    assert pipe.cfg["cats_loss_weight"] == 3.0 and pipe.labels == ("ADE", "Dose", "Drug")
+    cats = [n for n in plain if n.startswith("cat_head.")]
+    spans = [n for n in plain if n.startswith("head.")]  # the span head
+    assert cats and spans
+    for name in cats:
+        assert torch.allclose(weighted[name], 3.0 * plain[name], rtol=1e-4, atol=1e-7)
+    for name in spans:
+        assert torch.allclose(weighted[name], plain[name], rtol=1e-4, atol=1e-7)
+    assert loss > plain_loss
+    with pytest.raises(ValueError, match="cats_loss_weight"):
+        spacy.blank("en").add_pipe("softprompt_ie", config={"cats_loss_weight": 0.0})
+
+
 def test_save_and_load_in_a_fresh_process(tiny_bert, tmp_path):
     torch.manual_seed(0)
     docs = smoking_docs()

@@ -30,13 +30,16 @@ def test_choices_reach_the_config(tmp_path):
     out = tmp_path / "my.cfg"
     assert main(["init-config", str(out), "--strategy", "deep", "--no-frozen", "--backbone", "some/model",
                  "--prompt-layer", "3", "--train", "a.spacy", "--dev", "b.spacy", "--max-steps", "77", "--gpu",
-                 "--cats-text-pooling", "attention", "--head-lr-scale", "50", "--cats-bag-of-words"]) == 0
+                 "--cats-text-pooling", "attention", "--head-lr-scale", "50", "--cats-bag-of-words",
+                 "--cats-loss-weight", "100"]) == 0
     config = spacy.util.load_config(out, interpolate=True)  # ${paths.train} resolves
     model = config["components"]["softprompt_ie"]["model"]
     assert (model["strategy"], model["freeze_backbone"], model["backbone"]) == ("deep", False, "some/model")
     assert model["prompt_layer"] == 3 and model["mixed_precision"] is True
     assert model["cats_text_pooling"] == "attention" and model["head_lr_scale"] == 50.0
     assert model["cats_bag_of_words"] is True and "--cats-bag-of-words" in out.read_text().split("[paths]")[0]
+    assert config["components"]["softprompt_ie"]["cats_loss_weight"] == 100.0
+    assert "--cats-loss-weight 100.0" in out.read_text().split("[paths]")[0]
     assert config["corpora"]["train"]["path"] == "a.spacy" and config["paths"]["dev"] == "b.spacy"
     schedule = config["training"]["optimizer"]["learn_rate"]
     assert config["training"]["max_steps"] == 77 and schedule["total_steps"] == 77
@@ -124,6 +127,10 @@ def test_stock_preset_refuses_prompt_choices(capsys):
         generate(STOCK_TEXTCAT, cats_bag_of_words=True)
     with pytest.raises(CLIError, match="head learning rate"):
         generate(STOCK, head_lr_scale=50.0)
+    with pytest.raises(CLIError, match="class loss weight"):
+        generate(STOCK_TEXTCAT, cats_loss_weight=100.0)
+    with pytest.raises(CLIError, match="--cats-loss-weight must be above 0"):
+        generate("finetune", cats_loss_weight=0.0)
     with pytest.raises(CLIError, match="--head-lr-scale must be above 0"):
         generate("finetune", head_lr_scale=0.0)
 

@@ -94,10 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the other K-2 folds; the report pools every fold's notes and pairs each system with "
                              "the last of --systems, note by note (0, the default: the files' own split)")
     parser.add_argument("--with-concepts", nargs="+", default=[], metavar="SYSTEM",
-                        help="softprompt_ie systems of --systems (by name: a .cfg file's stem) to run a second "
-                             "time, reported as SYSTEM+concepts, learning the training documents' concept types "
-                             "beside the classes (multi-task; relations left out); model-best is still chosen on "
-                             "cats_score")
+                        help="softprompt_ie systems to run learning the training documents' concept types beside "
+                             "the classes (multi-task; relations left out), reported as SYSTEM+concepts and still "
+                             "chosen on cats_score: a name of --systems (a .cfg file's stem: run a second time) or "
+                             "another .cfg file or preset (run with the concepts alone)")
     parser.add_argument("--backbone", default="default", help="the one backbone every system uses")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for training and scoring; -1 (default): CPU")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG (no matplotlib needed)")
@@ -208,22 +208,22 @@ def describe(docs: Sequence[Any]) -> Dict[str, Any]:
 
 
 def with_concepts(systems: List[Tuple[str, Any]], names: Sequence[str]) -> List[Tuple[str, Any]]:
-    """``systems`` with a ``<name>+concepts`` variant after each of ``names``: the same config,
-    which :func:`run_settings` trains on the concepts too. A name that is not a softprompt_ie
-    system of ``--systems`` is an error (the stock textcat has no concept queries)."""
+    """``systems`` with a ``<name>+concepts`` variant for each of ``names``: the same config, which
+    :func:`run_settings` trains on the concepts too. A name of ``--systems`` gets its variant
+    right after it; a config file or preset that is not one of them is run as the variant alone,
+    before the last system (the one the others are paired with). Only softprompt_ie learns
+    concepts: another system is an error."""
     known = {name: config for name, config in systems}
-    for name in names:
-        if name not in known:
-            raise CLIError(f"--with-concepts {name!r} is not one of --systems ({', '.join(known)})")
-        if "softprompt_ie" not in known[name].get("components", {}):
-            raise CLIError(f"--with-concepts {name!r}: only a softprompt_ie system learns concepts")
-    variants: List[Tuple[str, Any]] = []
-    for name, config in systems:
-        variants.append((name, config))
-        if name in names:
-            variants.append((name + CONCEPTS_SUFFIX, config))
+    variants = list(systems)
+    for entry in names:
+        name, config = (entry, known[entry]) if entry in known else load_systems([entry])[0]
+        if "softprompt_ie" not in config.get("components", {}):
+            raise CLIError(f"--with-concepts {entry!r}: only a softprompt_ie system learns concepts")
+        at = [n for n, _ in variants].index(name) + 1 if entry in known else max(len(variants) - 1, 0)
+        variants.insert(at, (name + CONCEPTS_SUFFIX, config))
     if len({name for name, _ in variants}) != len(variants):
-        raise CLIError(f"--with-concepts: a system of --systems is already named {CONCEPTS_SUFFIX!r} after another")
+        raise CLIError("--with-concepts: two systems would have the same name (a config's file name is its name, "
+                       f"a variant's that name and {CONCEPTS_SUFFIX!r})")
     return variants
 
 
@@ -257,8 +257,9 @@ def run(args: argparse.Namespace) -> int:
     require_files([args.train, args.dev, args.test], HINT)
     sizes = parse_sizes(args.sizes)
     plot = args.plot and matplotlib_available(required=False, verb="cats-curve")
-    systems = with_concepts(load_systems(args.systems), args.with_concepts)
-    joint = {name + CONCEPTS_SUFFIX for name in args.with_concepts}
+    plain = load_systems(args.systems)
+    systems = with_concepts(plain, args.with_concepts)
+    joint = [name for name, _ in systems if name not in dict(plain)]
     docs = read_docbin(args.train)
     if not any(doc.cats for doc in docs):
         raise CLIError(f"{args.train} has no doc.cats ({HINT})")
@@ -268,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
         "max_steps": args.max_steps, "eval_frequency": args.eval_frequency, "train": str(args.train),
         "dev": str(args.dev), "test": str(args.test), "train_documents": len(docs), "folds": args.folds,
         "sizes": sizes, "seeds": args.seeds, "systems": [name for name, _ in systems],
-        "with_concepts": list(args.with_concepts), "subsamples": {}, "runs": [],
+        "with_concepts": joint, "subsamples": {}, "runs": [],
     }
     if args.folds:
         report["fold_documents"] = {str(f["fold"]): {"train_pool": len(f["pool"]), "test": str(f["test"])}
@@ -419,15 +420,15 @@ def write_report(report: Dict[str, Any], output: Path, plot: bool) -> None:
         plot_curve(report, output.with_suffix(".png"))
 
 
-def concepts_sentence(names: Sequence[str]) -> str:
-    """The end of the report's sentence on what softprompt_ie learns: ``.``, or which systems'
-    ``+concepts`` variants learn the concept types too."""
-    if not names:
+def concepts_sentence(variants: Sequence[str]) -> str:
+    """The end of the report's sentence on what softprompt_ie learns: ``.``, or which systems
+    (``--with-concepts`` variants) learn the concept types too."""
+    if not variants:
         return "."
-    variants = ", ".join(f"{name}{CONCEPTS_SUFFIX}" for name in names)
-    return (f"; {variants} {'is' if len(names) == 1 else 'are'} the same config trained on the training "
+    names = ", ".join(variants)
+    return (f"; {names} {'is its' if len(variants) == 1 else 'are their'} config trained on the training "
             "documents' concept types beside the classes (one concept query per window, its loss added to the "
-            "classes'; no relations), still chosen on `cats_score`.")
+            "classes' times the config's `cats_loss_weight`; no relations), still chosen on `cats_score`.")
 
 
 def to_markdown(report: Dict[str, Any]) -> str:

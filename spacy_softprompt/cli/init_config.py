@@ -82,6 +82,7 @@ class Choices:
     query_texts: Optional[str] = None  # a JSON file of label -> hard-prompt question, into [...query_texts]
     textcat_model: str = "ensemble"  # stock textcat only: one of TEXTCAT_MODELS
     cats_bag_of_words: bool = False  # document classes also read a bag of the window's subwords (nn/cats.py)
+    cats_loss_weight: float = 1.0  # the classes' loss times this, beside the concept and relation queries'
     packed: bool = False  # every concept type in one query per window (model.py)
     packed_types: str = "all"  # packed: every type's part, or a tagged Doc's corpus's alone
     shuffle_types: bool = False  # packed: the parts' order drawn anew for every training query
@@ -266,6 +267,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cats-bag-of-words", action="store_true", default=None,
                         help="document classes: beside the backbone's states, a learned weight per subword of "
                              "the window for each class (a bag of words, as spaCy's textcat ensemble has)")
+    parser.add_argument("--cats-loss-weight", type=float,
+                        help="document classes: their loss times this, added to the concept and relation "
+                             "queries' loss (default 1.0; raise it when concepts are learned beside the classes)")
     parser.add_argument("--head-lr-scale", type=float,
                         help="learning rate of prompts and heads as a multiple of the optimizer's, which the "
                              "backbone and its adapter keep (default: the preset's, 1.0)")
@@ -297,6 +301,7 @@ def run(args: argparse.Namespace) -> int:
         ("max_steps", args.max_steps), ("cats_text_pooling", args.cats_text_pooling),
         ("head_lr_scale", args.head_lr_scale), ("query_texts", args.query_texts),
         ("textcat_model", args.textcat_model), ("cats_bag_of_words", args.cats_bag_of_words),
+        ("cats_loss_weight", args.cats_loss_weight),
         ("packed", args.packed), ("packed_types", args.packed_types), ("shuffle_types", args.shuffle_types),
         ("type_scoring", args.type_scoring)) if value is not None}
     if args.gpu:
@@ -332,10 +337,10 @@ def generate(preset: Optional[str] = None, output: Optional[Path] = None, **choi
     if chosen.stock and (chosen.prompt_layer is not None or "strategy" in choices or chosen.frozen
                          or chosen.adapter is not None or chosen.cats_text_pooling != "mean"
                          or chosen.head_lr_scale != 1.0 or chosen.query_texts is not None or chosen.cats_bag_of_words
-                         or chosen.packed):
+                         or chosen.packed or chosen.cats_loss_weight != 1.0):
         raise CLIError(f"the stock transformer+{chosen.stock_head} pipeline has no strategy, frozen backbone, "
-                       "prompt layer, adapter, text pooling, bag of words, head learning rate, query text or "
-                       "packed query choice")
+                       "prompt layer, adapter, text pooling, bag of words, head learning rate, query text, "
+                       "packed query or class loss weight choice")
     if not chosen.packed and (chosen.packed_types, chosen.shuffle_types, chosen.type_scoring) != (
             Choices.packed_types, Choices.shuffle_types, Choices.type_scoring):
         raise CLIError("--packed-types, --shuffle-types and --type-scoring are about the type parts of a packed "
@@ -406,6 +411,9 @@ def _softprompt_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
         model["mixed_precision"] = True
     if choices.query_texts is not None:
         block["query_texts"] = read_query_texts(Path(choices.query_texts))
+    if not choices.cats_loss_weight > 0:
+        raise CLIError(f"--cats-loss-weight must be above 0, not {choices.cats_loss_weight}")
+    block["cats_loss_weight"] = float(choices.cats_loss_weight)
     return {"softprompt_ie": block}
 
 
@@ -459,7 +467,8 @@ def _header(preset: Optional[str], choices: Choices, output: Optional[Path]) -> 
                         ("train", "--train"), ("dev", "--dev"), ("max_steps", "--max-steps"),
                         ("cats_text_pooling", "--cats-text-pooling"), ("head_lr_scale", "--head-lr-scale"),
                         ("query_texts", "--query-texts"), ("textcat_model", "--textcat-model"),
-                        ("packed_types", "--packed-types"), ("type_scoring", "--type-scoring")):
+                        ("packed_types", "--packed-types"), ("type_scoring", "--type-scoring"),
+                        ("cats_loss_weight", "--cats-loss-weight")):
         value = getattr(choices, field)
         if value != getattr(start, field):
             command.append(f"{flag} {value}")
