@@ -81,7 +81,7 @@ def test_with_concepts_learns_the_concept_types_beside_the_classes(tiny_bert):
     assert losses[0] > alone[0]  # the concept loss is added to the classes'
 
 
-def test_with_concepts_adds_a_variant_after_its_system_and_checks_names():
+def test_with_concepts_adds_a_variant_after_its_system_and_checks_names(tmp_path, capsys):
     systems = load_systems([str(ROOT / "configs" / "finetune.cfg"), "stock_transformer_textcat"])
     variants = with_concepts(systems, ["finetune"])
     assert [name for name, _ in variants] == ["finetune", "finetune+concepts", "stock_transformer_textcat"]
@@ -92,8 +92,26 @@ def test_with_concepts_adds_a_variant_after_its_system_and_checks_names():
     assert [name for name, _ in alone] == [
         "finetune", "finetune+concepts", "lora_frozen+concepts", "stock_transformer_textcat"]
     assert alone[2][1]["components"]["softprompt_ie"]["model"]["freeze_backbone"] is True
-    with pytest.raises(CLIError, match="neither a .cfg file nor an init-config preset"):
+    with pytest.raises(CLIError, match="--with-concepts 'lora' is neither a .cfg file nor an init-config preset"):
         with_concepts(systems, ["lora"])
+    # a system given by its config file is that system; a variant never displaces the last system
+    by_path = with_concepts(systems, [str(ROOT / "configs" / "finetune.cfg")])
+    assert [name for name, _ in by_path] == [name for name, _ in variants]
+    last = with_concepts(list(reversed(systems)), ["finetune"])
+    assert [name for name, _ in last] == ["stock_transformer_textcat", "finetune+concepts", "finetune"]
+    other = tmp_path / "finetune.cfg"  # another config with the name of one of --systems
+    other.write_text((ROOT / "configs" / "lora_frozen.cfg").read_text())
+    with pytest.raises(CLIError, match="named 'finetune' too, with another config"):
+        with_concepts(systems, [str(other)])
+    # training notes without concepts: nothing to learn beside the classes, said before any run
+    for split in ("train", "dev", "test"):
+        DocBin(docs=notes(with_spans=False)).to_disk(tmp_path / f"{split}.spacy")
+    assert main(["cats-curve", "--systems", str(ROOT / "configs" / "finetune.cfg"), "--with-concepts", "finetune",
+                 "--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
+                 "--test", str(tmp_path / "test.spacy"), "--runs", str(tmp_path / "runs"),
+                 "--output", str(tmp_path / "out.md"), "--no-plot"]) == 2
+    assert "has no concepts (doc.spans['softprompt'] or doc.ents) for finetune+concepts" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
     with pytest.raises(CLIError, match="only a softprompt_ie system learns concepts"):
         with_concepts(systems, ["stock_transformer_textcat"])
     with pytest.raises(CLIError, match="the same name"):
@@ -253,9 +271,10 @@ def test_with_concepts_run_trains_the_concepts_and_is_reported(tmp_path, tiny_be
             "--test", str(tmp_path / "test.spacy"), "--sizes", "all", "--seeds", "0", "--max-steps", "2",
             "--eval-frequency", "2", "--backbone", tiny_bert, "--runs", str(runs), "--output", str(output), "--no-plot"]
     assert main(argv) == 0
-    assert "[2/2] all documents, seed 0, finetune+concepts: training" in capsys.readouterr().out
+    assert "[2/2] all documents, seed 0, finetune: training" in capsys.readouterr().out
     report = json.loads(output.with_suffix(".json").read_text())
-    assert report["systems"] == ["finetune", "finetune+concepts"] and report["with_concepts"] == ["finetune+concepts"]
+    # the last system (here the only one) is the one the others are paired with: it stays last
+    assert report["systems"] == ["finetune+concepts", "finetune"] and report["with_concepts"] == ["finetune+concepts"]
     joint = runs / "all-seed0" / "finetune+concepts"
     config = spacy.util.load_config(joint / "config.cfg")
     assert dict(config["initialize"]["components"]["softprompt_ie"]) == WITH_CONCEPTS
@@ -263,7 +282,7 @@ def test_with_concepts_run_trains_the_concepts_and_is_reported(tmp_path, tiny_be
     component = spacy.load(joint / "model-best").get_pipe("softprompt_ie")
     assert component.labels == ("Frequency", "Time", "Tobacco") and component.schema.triggers == {}
     assert spacy.load(runs / "all-seed0" / "finetune" / "model-best").get_pipe("softprompt_ie").labels == ()
-    assert "finetune+concepts is its config trained on the training documents' concept types" in output.read_text()
+    assert "Except finetune+concepts: it learns the training documents' concept types" in output.read_text()
 
 
 def test_exclusive_classes_score_the_top_class_like_textcat():

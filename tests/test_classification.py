@@ -170,7 +170,7 @@ def test_concepts_relations_and_classes_in_one_component(tiny_bert, toy_docs):
     assert set(scores["cats_f_per_type"]) == {"adverse"}
 
 
-def test_cats_loss_weight_scales_the_classes_loss_and_gradient_alone(tiny_bert, toy_docs):
+def test_cats_loss_weight_scales_the_classes_loss_and_gradient_alone(tiny_bert, toy_docs, tmp_path):
     """``cats_loss_weight``: the classes' loss and the gradient it sends are multiplied by it, the
     concept queries' are not; it is saved with the component and must be above 0."""
     for i, doc in enumerate(toy_docs):
@@ -187,10 +187,11 @@ def test_cats_loss_weight_scales_the_classes_loss_and_gradient_alone(tiny_bert, 
         pipe = nlp.get_pipe("softprompt_ie")
         loss = pipe.update(examples)["softprompt_ie"]
         grads = {n: p.grad.clone() for n, p in pipe.network.named_parameters() if p.grad is not None}
-        return pipe, loss, grads
+        return nlp, loss, grads
 
     _, plain_loss, plain = one_update(1.0)
-    pipe, loss, weighted = one_update(3.0)
+    nlp, loss, weighted = one_update(3.0)
+    pipe = nlp.get_pipe("softprompt_ie")
     assert pipe.cfg["cats_loss_weight"] == 3.0 and pipe.labels == ("ADE", "Dose", "Drug")
     cats = [n for n in plain if n.startswith("cat_head.")]
     spans = [n for n in plain if n.startswith("head.")]  # the span head
@@ -200,6 +201,8 @@ def test_cats_loss_weight_scales_the_classes_loss_and_gradient_alone(tiny_bert, 
     for name in spans:
         assert torch.allclose(weighted[name], plain[name], rtol=1e-4, atol=1e-7)
     assert loss > plain_loss
+    nlp.to_disk(tmp_path / "pipe")
+    assert spacy.load(tmp_path / "pipe").get_pipe("softprompt_ie").cfg["cats_loss_weight"] == 3.0
     with pytest.raises(ValueError, match="cats_loss_weight"):
         spacy.blank("en").add_pipe("softprompt_ie", config={"cats_loss_weight": 0.0})
 

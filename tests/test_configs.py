@@ -54,7 +54,7 @@ def test_packed_query_choices_reach_the_config_and_its_header(tmp_path, capsys):
     written into the model block, the header's command makes the same file again, and the type part
     settings without ``--packed`` (or on the stock pipeline) are an error."""
     out = tmp_path / "packed.cfg"
-    argv = ["init-config", str(out), "--preset", "lora_frozen", "--packed", "--packed-types", "corpus",
+    argv = ["init-config", str(out), "--preset", "soft_prompt_frozen", "--packed", "--packed-types", "corpus",
             "--shuffle-types", "--type-scoring", "cosine"]
     assert main(argv) == 0
     model = spacy.util.load_config(out)["components"]["softprompt_ie"]["model"]
@@ -66,15 +66,19 @@ def test_packed_query_choices_reach_the_config_and_its_header(tmp_path, capsys):
     assert command[1] == str(out)
     assert main([command[0], str(again), *command[2:]]) == 0
     assert again.read_text().split("[paths]")[1] == out.read_text().split("[paths]")[1]  # below the header
-    defaults = spacy.util.load_config_from_str(generate("lora_frozen"))["components"]["softprompt_ie"]["model"]
+    defaults = spacy.util.load_config_from_str(generate("soft_prompt_frozen"))["components"]["softprompt_ie"]["model"]
     assert (defaults["packed"], defaults["packed_types"], defaults["shuffle_types"], defaults["type_scoring"]) == (
         False, "all", False, "dot")
     capsys.readouterr()
     for flag in (["--shuffle-types"], ["--packed-types", "corpus"], ["--type-scoring", "cosine"]):
-        assert main(["init-config", "-", "--preset", "lora_frozen", *flag]) == 2
+        assert main(["init-config", "-", "--preset", "soft_prompt_frozen", *flag]) == 2
         assert "add --packed" in capsys.readouterr().err
     with pytest.raises(CLIError, match="packed query"):
         generate(STOCK, packed=True)
+    with pytest.raises(CLIError, match="packed query"):
+        generate(STOCK, packed_types="corpus")
+    with pytest.raises(CLIError, match="strategy none already answers every type"):
+        generate("finetune", packed=True)
 
 
 def test_model_block_is_the_factorys_default_config(monkeypatch):

@@ -55,7 +55,8 @@ HELP = ("learning curve of document classes: softprompt_ie configs and spaCy's t
 CLASSIFICATION_ONLY: Dict[str, Any] = {"labels": [], "relation_schema": {}}
 #: ``[initialize.components.softprompt_ie]`` of a ``--with-concepts`` run: the concept types are
 #: inferred from the training documents' spans, relations are left out (their queries would cost
-#: a pass per trigger), so each window is asked one concept query beside its class query
+#: a pass per trigger), so each window is asked its concept queries (one for strategy none or a
+#: packed config, one per type otherwise) beside its class queries
 WITH_CONCEPTS: Dict[str, Any] = {"relation_schema": {}}
 #: the name of a system's ``--with-concepts`` variant: ``<system>+concepts``
 CONCEPTS_SUFFIX = "+concepts"
@@ -209,18 +210,24 @@ def describe(docs: Sequence[Any]) -> Dict[str, Any]:
 
 def with_concepts(systems: List[Tuple[str, Any]], names: Sequence[str]) -> List[Tuple[str, Any]]:
     """``systems`` with a ``<name>+concepts`` variant for each of ``names``: the same config, which
-    :func:`run_settings` trains on the concepts too. A name of ``--systems`` gets its variant
-    right after it; a config file or preset that is not one of them is run as the variant alone,
-    before the last system (the one the others are paired with). Only softprompt_ie learns
-    concepts: another system is an error."""
+    :func:`run_settings` trains on the concepts too. A system of ``--systems`` (by name, or by its
+    config file) gets its variant right after it; another config file or preset is run as the
+    variant alone. Either way the last of ``--systems``, the one the others are paired with,
+    stays last. Only softprompt_ie learns concepts: another system is an error."""
     known = {name: config for name, config in systems}
     variants = list(systems)
     for entry in names:
-        name, config = (entry, known[entry]) if entry in known else load_systems([entry])[0]
+        if entry in known:
+            name, config = entry, known[entry]
+        else:
+            name, config = load_systems([entry], flag="--with-concepts")[0]
+            if name in known and known[name] != config:
+                raise CLIError(f"--with-concepts {entry!r}: a system of --systems is named {name!r} too, with "
+                               "another config")
         if "softprompt_ie" not in config.get("components", {}):
             raise CLIError(f"--with-concepts {entry!r}: only a softprompt_ie system learns concepts")
-        at = [n for n, _ in variants].index(name) + 1 if entry in known else max(len(variants) - 1, 0)
-        variants.insert(at, (name + CONCEPTS_SUFFIX, config))
+        after = [n for n, _ in variants].index(name) + 1 if name in known else len(variants)
+        variants.insert(min(after, len(variants) - 1), (name + CONCEPTS_SUFFIX, config))
     if len({name for name, _ in variants}) != len(variants):
         raise CLIError("--with-concepts: two systems would have the same name (a config's file name is its name, "
                        f"a variant's that name and {CONCEPTS_SUFFIX!r})")
@@ -252,6 +259,7 @@ def run_settings(config, train_file: Path, dev_file: Path, args: argparse.Namesp
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..relations import DEFAULT_SPANS_KEY, concept_spans
     from .bench import dev_curve
 
     require_files([args.train, args.dev, args.test], HINT)
@@ -263,6 +271,11 @@ def run(args: argparse.Namespace) -> int:
     docs = read_docbin(args.train)
     if not any(doc.cats for doc in docs):
         raise CLIError(f"{args.train} has no doc.cats ({HINT})")
+    for name, config in systems:
+        key = config["components"].get("softprompt_ie", {}).get("spans_key", DEFAULT_SPANS_KEY)
+        if name in joint and not any(concept_spans(doc, key) for doc in docs):
+            raise CLIError(f"--with-concepts: {args.train} has no concepts (doc.spans[{key!r}] or doc.ents) for "
+                           f"{name} to learn beside the classes")
     folds = splits(args, docs)
     report: Dict[str, Any] = {
         "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:]), "backbone": args.backbone,
@@ -421,14 +434,13 @@ def write_report(report: Dict[str, Any], output: Path, plot: bool) -> None:
 
 
 def concepts_sentence(variants: Sequence[str]) -> str:
-    """The end of the report's sentence on what softprompt_ie learns: ``.``, or which systems
-    (``--with-concepts`` variants) learn the concept types too."""
+    """What the report adds for ``--with-concepts`` variants: that they learn the concept types too."""
     if not variants:
-        return "."
-    names = ", ".join(variants)
-    return (f"; {names} {'is its' if len(variants) == 1 else 'are their'} config trained on the training "
-            "documents' concept types beside the classes (one concept query per window, its loss added to the "
-            "classes' times the config's `cats_loss_weight`; no relations), still chosen on `cats_score`.")
+        return ""
+    one = len(variants) == 1
+    return (f" Except {', '.join(variants)}: {'it learns' if one else 'they learn'} the training documents' concept "
+            "types beside the classes (the config's concept queries, their loss added to the classes' loss times "
+            "its `cats_loss_weight`; no relations), still chosen on `cats_score`.")
 
 
 def to_markdown(report: Dict[str, Any]) -> str:
@@ -457,7 +469,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
         "(resumed runs not counted; each run's own time is below).", "",
         f"A size's documents are {sample}, the same for every system; "
         "softprompt_ie learns the classes only (no concept or relation queries), exclusive like the stock "
-        "textcat" + concepts_sentence(report.get("with_concepts", [])), "",
+        "textcat." + concepts_sentence(report.get("with_concepts", [])), "",
     ]
     if folds:
         lines += pooled_markdown(report)

@@ -327,6 +327,8 @@ def generate(preset: Optional[str] = None, output: Optional[Path] = None, **choi
     """The config text for ``preset`` (or the defaults) with ``choices`` (fields of :class:`Choices`)
     replacing the preset's; a comment header says what it is and how to train it (as ``output``,
     for a config that is not a preset as committed; a preset's own header names ``configs/<preset>.cfg``)."""
+    from ..strategies import strategy_class
+
     if preset is not None and preset not in PRESETS:
         raise CLIError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     base = PRESETS[preset].choices if preset else Choices()
@@ -334,17 +336,21 @@ def generate(preset: Optional[str] = None, output: Optional[Path] = None, **choi
         chosen = replace(base, **choices)
     except TypeError as err:
         raise CLIError(f"unknown config choice: {err}") from err
+    type_parts = (chosen.packed_types, chosen.shuffle_types, chosen.type_scoring) != (
+        Choices.packed_types, Choices.shuffle_types, Choices.type_scoring)
     if chosen.stock and (chosen.prompt_layer is not None or "strategy" in choices or chosen.frozen
                          or chosen.adapter is not None or chosen.cats_text_pooling != "mean"
                          or chosen.head_lr_scale != 1.0 or chosen.query_texts is not None or chosen.cats_bag_of_words
-                         or chosen.packed or chosen.cats_loss_weight != 1.0):
+                         or chosen.packed or type_parts or chosen.cats_loss_weight != 1.0):
         raise CLIError(f"the stock transformer+{chosen.stock_head} pipeline has no strategy, frozen backbone, "
                        "prompt layer, adapter, text pooling, bag of words, head learning rate, query text, "
                        "packed query or class loss weight choice")
-    if not chosen.packed and (chosen.packed_types, chosen.shuffle_types, chosen.type_scoring) != (
-            Choices.packed_types, Choices.shuffle_types, Choices.type_scoring):
+    if type_parts and not chosen.packed:
         raise CLIError("--packed-types, --shuffle-types and --type-scoring are about the type parts of a packed "
                        "concept query: add --packed")
+    if chosen.packed and not strategy_class(chosen.strategy).has_query_part:
+        raise CLIError(f"--packed is for the strategies with a query part (hard, soft, deep, ...): strategy "
+                       f"{chosen.strategy} already answers every type in one pass")
     if chosen.textcat_model != "ensemble" and not (chosen.stock and chosen.stock_head == "textcat"):
         raise CLIError(f"--textcat-model is a choice of the stock textcat ({STOCK_TEXTCAT}) only")
     if chosen.textcat_model not in TEXTCAT_MODELS:

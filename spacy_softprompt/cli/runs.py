@@ -260,9 +260,9 @@ def corpus_settings(train: Path, dev: Path, *, max_steps: int, eval_frequency: i
     return settings
 
 
-def load_systems(names: Sequence[str]) -> List[Tuple[str, Any]]:
-    """Each ``--systems`` entry's name (a .cfg file's stem, or an init-config preset) and base config;
-    two with one name would share one run folder, so that is an error."""
+def load_systems(names: Sequence[str], flag: str = "--systems") -> List[Tuple[str, Any]]:
+    """Each ``--systems`` (``flag``) entry's name (a .cfg file's stem, or an init-config preset) and
+    base config; two with one name would share one run folder, so that is an error."""
     from .init_config import PRESETS
 
     systems = []
@@ -273,9 +273,9 @@ def load_systems(names: Sequence[str]) -> List[Tuple[str, Any]]:
         elif name in PRESETS:
             systems.append((name, base_config(name)))
         else:
-            raise CLIError(f"--systems {name!r} is neither a .cfg file nor an init-config preset ({', '.join(PRESETS)})")
+            raise CLIError(f"{flag} {name!r} is neither a .cfg file nor an init-config preset ({', '.join(PRESETS)})")
     if len({name for name, _ in systems}) != len(systems):
-        raise CLIError("--systems: two systems have the same name (a config's file name is its name)")
+        raise CLIError(f"{flag}: two systems have the same name (a config's file name is its name)")
     return systems
 
 
