@@ -49,6 +49,21 @@ def notes(with_spans: bool = True):
     return docs
 
 
+def two_step_run(tmp_path: Path, tiny_bert: str, monkeypatch, output: Path, *options: str):
+    """The notes written as train (all 8), dev (the first 4) and test (the last 4) files in
+    ``tmp_path``; the arguments of a two-step cats-curve run of finetune.cfg on them, all sizes,
+    seed 0, run folder ``tmp_path / "runs"``, with ``options``."""
+    docs = notes()
+    for split, part in (("train", docs), ("dev", docs[:4]), ("test", docs[4:])):
+        DocBin(store_user_data=True, docs=part).to_disk(tmp_path / f"{split}.spacy")
+    monkeypatch.setenv("SPACY_CONFIG_OVERRIDES", "--training.optimizer.learn_rate.warmup_steps 1")
+    return ["cats-curve", "--systems", str(ROOT / "configs" / "finetune.cfg"), *options,
+            "--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
+            "--test", str(tmp_path / "test.spacy"), "--sizes", "all", "--seeds", "0", "--max-steps", "2",
+            "--eval-frequency", "2", "--backbone", tiny_bert, "--runs", str(tmp_path / "runs"),
+            "--output", str(output), "--no-plot"]
+
+
 def train_losses(tiny_bert: str, docs, steps: int = 2, initialize=CLASSIFICATION_ONLY):
     """A softprompt_ie initialized with ``initialize`` (classification only by default) on ``docs``:
     the component and its loss per step."""
@@ -261,15 +276,8 @@ def test_cats_curve_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monke
 def test_with_concepts_run_trains_the_concepts_and_is_reported(tmp_path, tiny_bert, capsys, monkeypatch):
     """``--with-concepts finetune``: a second finetune run, initialized with the concept types (no
     relations), still selected on cats_score; the report names it and says what it learned."""
-    docs = notes()
-    for split, part in (("train", docs), ("dev", docs[:4]), ("test", docs[4:])):
-        DocBin(store_user_data=True, docs=part).to_disk(tmp_path / f"{split}.spacy")
-    monkeypatch.setenv("SPACY_CONFIG_OVERRIDES", "--training.optimizer.learn_rate.warmup_steps 1")
     runs, output = tmp_path / "runs", tmp_path / "smoking_curve.md"
-    argv = ["cats-curve", "--systems", str(ROOT / "configs" / "finetune.cfg"), "--with-concepts", "finetune",
-            "--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
-            "--test", str(tmp_path / "test.spacy"), "--sizes", "all", "--seeds", "0", "--max-steps", "2",
-            "--eval-frequency", "2", "--backbone", tiny_bert, "--runs", str(runs), "--output", str(output), "--no-plot"]
+    argv = two_step_run(tmp_path, tiny_bert, monkeypatch, output, "--with-concepts", "finetune")
     assert main(argv) == 0
     assert "[2/2] all documents, seed 0, finetune: training" in capsys.readouterr().out
     report = json.loads(output.with_suffix(".json").read_text())
@@ -393,15 +401,8 @@ def test_cross_validation_tests_every_document_once(tmp_path, tiny_bert, capsys,
     """``--folds 3`` over 8 + 4 + 4 notes: fold i's runs test on fold i, select on fold i+1, train
     on the third; every document is scored once and the pooled table counts all of them."""
     docs = notes()
-    DocBin(store_user_data=True, docs=docs).to_disk(tmp_path / "train.spacy")
-    for split, part in (("dev", docs[:4]), ("test", docs[4:])):
-        DocBin(store_user_data=True, docs=part).to_disk(tmp_path / f"{split}.spacy")
-    monkeypatch.setenv("SPACY_CONFIG_OVERRIDES", "--training.optimizer.learn_rate.warmup_steps 1")
     runs, output = tmp_path / "runs", tmp_path / "smoking_folds.md"
-    argv = ["cats-curve", "--systems", str(ROOT / "configs" / "finetune.cfg"), "--folds", "3",
-            "--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
-            "--test", str(tmp_path / "test.spacy"), "--sizes", "all", "--seeds", "0", "--max-steps", "2",
-            "--eval-frequency", "2", "--backbone", tiny_bert, "--runs", str(runs), "--output", str(output), "--no-plot"]
+    argv = two_step_run(tmp_path, tiny_bert, monkeypatch, output, "--folds", "3")
     assert main(argv) == 0
     assert "[3/3] all documents, seed 0, fold 2, finetune: training" in capsys.readouterr().out
     report = json.loads(output.with_suffix(".json").read_text())
