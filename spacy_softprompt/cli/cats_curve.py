@@ -267,13 +267,16 @@ def run(args: argparse.Namespace) -> int:
     plot = args.plot and matplotlib_available(required=False, verb="cats-curve")
     plain = load_systems(args.systems)
     systems = with_concepts(plain, args.with_concepts)
-    joint = [name for name, _ in systems if name not in dict(plain)]
+    given = {name for name, _ in plain}
+    joint = [name for name, _ in systems if name not in given]
     docs = read_docbin(args.train)
     if not any(doc.cats for doc in docs):
         raise CLIError(f"{args.train} has no doc.cats ({HINT})")
     for name, config in systems:
-        key = config["components"].get("softprompt_ie", {}).get("spans_key", DEFAULT_SPANS_KEY)
-        if name in joint and not any(concept_spans(doc, key) for doc in docs):
+        if name in given:
+            continue
+        key = config["components"]["softprompt_ie"].get("spans_key", DEFAULT_SPANS_KEY)
+        if not any(concept_spans(doc, key) for doc in docs):
             raise CLIError(f"--with-concepts: {args.train} has no concepts (doc.spans[{key!r}] or doc.ents) for "
                            f"{name} to learn beside the classes")
     folds = splits(args, docs)
