@@ -118,6 +118,11 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     length = argv.index("--max-length") + 1
     assert main([("96" if i == length else a) for i, a in enumerate(argv)]) == 2
     assert "made with other settings" in capsys.readouterr().err
+    # another source seed: another source model, in its own folders, trained with that seed
+    assert main(argv + ["--source-seed", "7", "--shots"]) == 0
+    seeded = spacy.util.load_config(runs / "finetune+seed7" / "ade" / "source" / "config.cfg")
+    default = spacy.util.load_config(runs / "finetune" / "ade" / "source" / "config.cfg")
+    assert seeded["system"]["seed"] == 7 != default["system"]["seed"]
 
 
 def test_lodo_refuses_two_systems_with_one_name(tmp_path, capsys):
@@ -187,6 +192,8 @@ def test_query_part_settings_name_their_runs():
                                      "--type-scoring", "cosine"])
     assert (args.packed_types, args.shuffle_types, args.type_scoring) == ("corpus", True, "cosine")
     assert run_name("lora_frozen", args) == "lora_frozen+hard_soft+corpus+shuffled+cosine"
+    # another source seed is another source model: its own run folders, never the default seed's
+    assert run_name("lora_frozen", parser.parse_args(base + ["--source-seed", "1"])) == "lora_frozen+seed1"
 
 
 def test_zero_shot_threshold_is_chosen_on_the_other_held_out_corpora():

@@ -106,6 +106,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also run transfer + replay: the K-shot sample plus R examples per type of each "
                              "other corpus's train file (0: no such arm)")
     parser.add_argument("--source-steps", type=int, default=1500, help="training steps on the other corpora")
+    parser.add_argument("--source-seed", type=int, default=None, metavar="SEED",
+                        help="seed of the source training (default: the system config's [system] seed); another "
+                             "source model of the same system, for a second estimate of its zero-shot and transfer "
+                             "figures (adds +seed<SEED> to the run names)")
     parser.add_argument("--fewshot-steps", type=int, default=200, help="training steps on K examples per type")
     parser.add_argument("--eval-frequency", type=int, default=100, help="steps between dev evaluations")
     parser.add_argument("--dev-limit", type=int, default=0,
@@ -258,6 +262,7 @@ def run_name(system: str, args: argparse.Namespace) -> str:
     extras += ["corpus"] if args.packed_types != "all" else []
     extras += ["shuffled"] if args.shuffle_types else []
     extras += [args.type_scoring] if args.type_scoring != "dot" else []
+    extras += [f"seed{args.source_seed}"] if args.source_seed is not None else []
     return "+".join([system] + extras)
 
 
@@ -444,7 +449,7 @@ def run(args: argparse.Namespace) -> int:
             folder = args.runs / name / held_out
             train_dir, dev_dir = source_data(args.runs, corpora, held_out, args.dev_limit)
             settings = {**base, **corpus_settings(train_dir, dev_dir, max_steps=args.source_steps,
-                                                  eval_frequency=args.eval_frequency)}
+                                                  eval_frequency=args.eval_frequency, seed=args.source_seed)}
             info = {"system": name, "kind": "source", "shots": None, "seed": None}
             report["runs"].append(record(folder / "source", config, settings, held_out, info))
             zero = dict(info, kind="zero-shot", shots=0)
