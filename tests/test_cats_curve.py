@@ -18,8 +18,8 @@ from spacy.training import Example
 from spacy_softprompt.cli import CLIError, main
 from spacy_softprompt.cli.init_config import STOCK_TEXTCAT
 from spacy_softprompt.cli.cats_curve import (CLASSIFICATION_ONLY, WITH_CONCEPTS, mcnemar_p, paired_counts,
-                                             parse_sizes, plot_curve, pooled_scores, stratified_folds, subsample,
-                                             summarize, to_markdown, with_concepts)
+                                             parse_sizes, plot_curve, pooled_scores, run_settings, stratified_folds,
+                                             subsample, summarize, to_markdown, with_concepts)
 from spacy_softprompt.cli.runs import load_systems
 
 from conftest import ROOT, annotate, check_made_configs, project, verb_args
@@ -94,25 +94,49 @@ def test_with_concepts_learns_the_concept_types_beside_the_classes(tiny_bert):
     assert component.cat_labels == tuple(sorted(CLASSES))
     _, alone = train_losses(tiny_bert, notes(with_spans=True))
     assert losses[0] > alone[0]  # the concept loss is added to the classes'
+    # SYSTEM=Tobacco: that type alone is learned; the notes' other spans are not asked, and train nothing
+    one, _ = train_losses(tiny_bert, notes(with_spans=True), initialize={**WITH_CONCEPTS, "labels": ["Tobacco"]})
+    assert one.labels == ("Tobacco",) and one.cat_labels == tuple(sorted(CLASSES))
+
+
+def test_run_settings_initialize_the_classes_alone_or_with_the_chosen_concept_types():
+    import argparse
+
+    (_, config), = load_systems([str(ROOT / "configs" / "finetune.cfg")])
+    args = argparse.Namespace(max_steps=2, eval_frequency=1, dev_limit=0, backbone="default")
+
+    def initialize(concepts):
+        return run_settings(config, Path("t"), Path("d"), args, 0, Path("log"), concepts)["initialize.components.softprompt_ie"]
+
+    assert initialize(None) == CLASSIFICATION_ONLY and initialize(()) == WITH_CONCEPTS
+    assert initialize(("Tobacco", "StatusTime")) == {**WITH_CONCEPTS, "labels": ["Tobacco", "StatusTime"]}
 
 
 def test_with_concepts_adds_a_variant_after_its_system_and_checks_names(tmp_path, capsys):
     systems = load_systems([str(ROOT / "configs" / "finetune.cfg"), "stock_transformer_textcat"])
-    variants = with_concepts(systems, ["finetune"])
+    variants, learned = with_concepts(systems, ["finetune"])
     assert [name for name, _ in variants] == ["finetune", "finetune+concepts", "stock_transformer_textcat"]
     assert variants[1][1] is variants[0][1]  # the same config: only the initialization differs
-    assert with_concepts(systems, []) == systems
+    assert learned == {"finetune+concepts": ()}  # every type of the training notes
+    assert with_concepts(systems, []) == (systems, {})
+    # SYSTEM=TYPE,TYPE: a variant learning those types alone, named by them, after the system's other variants
+    some, learned = with_concepts(systems, ["finetune", "finetune=Tobacco,sdoh/Time"])
+    assert [name for name, _ in some] == ["finetune", "finetune+concepts", "finetune+concepts-Tobacco-sdoh_Time",
+                                          "stock_transformer_textcat"]
+    assert learned["finetune+concepts-Tobacco-sdoh_Time"] == ("Tobacco", "sdoh/Time")
+    with pytest.raises(CLIError, match="give SYSTEM or SYSTEM=TYPE,TYPE"):
+        with_concepts(systems, ["finetune="])
     # a config that is not one of --systems: its variant alone, before the system the others are paired with
-    alone = with_concepts(systems, ["finetune", "lora_frozen"])
+    alone, _ = with_concepts(systems, ["finetune", "lora_frozen"])
     assert [name for name, _ in alone] == [
         "finetune", "finetune+concepts", "lora_frozen+concepts", "stock_transformer_textcat"]
     assert alone[2][1]["components"]["softprompt_ie"]["model"]["freeze_backbone"] is True
     with pytest.raises(CLIError, match="--with-concepts 'lora' is neither a .cfg file nor an init-config preset"):
         with_concepts(systems, ["lora"])
     # a system given by its config file is that system; a variant never displaces the last system
-    by_path = with_concepts(systems, [str(ROOT / "configs" / "finetune.cfg")])
+    by_path, _ = with_concepts(systems, [str(ROOT / "configs" / "finetune.cfg")])
     assert [name for name, _ in by_path] == [name for name, _ in variants]
-    last = with_concepts(list(reversed(systems)), ["finetune"])
+    last, _ = with_concepts(list(reversed(systems)), ["finetune"])
     assert [name for name, _ in last] == ["stock_transformer_textcat", "finetune+concepts", "finetune"]
     other = tmp_path / "finetune.cfg"  # another config with the name of one of --systems
     other.write_text((ROOT / "configs" / "lora_frozen.cfg").read_text())
@@ -126,6 +150,15 @@ def test_with_concepts_adds_a_variant_after_its_system_and_checks_names(tmp_path
                  "--test", str(tmp_path / "test.spacy"), "--runs", str(tmp_path / "runs"),
                  "--output", str(tmp_path / "out.md"), "--no-plot"]) == 2
     assert "has no concepts (doc.spans['softprompt'] or doc.ents) for finetune+concepts" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    # a type the training notes do not have: said before any run, with the types they have
+    DocBin(docs=notes(with_spans=True)).to_disk(tmp_path / "train.spacy")
+    assert main(["cats-curve", "--systems", str(ROOT / "configs" / "finetune.cfg"), "--with-concepts",
+                 "finetune=Tobacco,Tobaco", "--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
+                 "--test", str(tmp_path / "test.spacy"), "--runs", str(tmp_path / "runs"),
+                 "--output", str(tmp_path / "out.md"), "--no-plot"]) == 2
+    assert ("has no Tobaco concepts for finetune+concepts-Tobacco-Tobaco (its types: Frequency, Time, Tobacco)"
+            in capsys.readouterr().err)
     assert not (tmp_path / "runs").exists()
     with pytest.raises(CLIError, match="only a softprompt_ie system learns concepts"):
         with_concepts(systems, ["stock_transformer_textcat"])
@@ -277,12 +310,14 @@ def test_with_concepts_run_trains_the_concepts_and_is_reported(tmp_path, tiny_be
     """``--with-concepts finetune``: a second finetune run, initialized with the concept types (no
     relations), still selected on cats_score; the report names it and says what it learned."""
     runs, output = tmp_path / "runs", tmp_path / "smoking_curve.md"
-    argv = two_step_run(tmp_path, tiny_bert, monkeypatch, output, "--with-concepts", "finetune")
+    argv = two_step_run(tmp_path, tiny_bert, monkeypatch, output, "--with-concepts", "finetune", "finetune=Tobacco")
     assert main(argv) == 0
-    assert "[2/2] all documents, seed 0, finetune: training" in capsys.readouterr().out
+    assert "[3/3] all documents, seed 0, finetune: training" in capsys.readouterr().out
     report = json.loads(output.with_suffix(".json").read_text())
     # the last system (here the only one) is the one the others are paired with: it stays last
-    assert report["systems"] == ["finetune+concepts", "finetune"] and report["with_concepts"] == ["finetune+concepts"]
+    assert report["systems"] == ["finetune+concepts", "finetune+concepts-Tobacco", "finetune"]
+    assert report["with_concepts"] == ["finetune+concepts", "finetune+concepts-Tobacco"]
+    assert report["concept_types"] == {"finetune+concepts-Tobacco": ["Tobacco"]}
     joint = runs / "all-seed0" / "finetune+concepts"
     config = spacy.util.load_config(joint / "config.cfg")
     assert dict(config["initialize"]["components"]["softprompt_ie"]) == WITH_CONCEPTS
@@ -290,7 +325,10 @@ def test_with_concepts_run_trains_the_concepts_and_is_reported(tmp_path, tiny_be
     component = spacy.load(joint / "model-best").get_pipe("softprompt_ie")
     assert component.labels == ("Frequency", "Time", "Tobacco") and component.schema.triggers == {}
     assert spacy.load(runs / "all-seed0" / "finetune" / "model-best").get_pipe("softprompt_ie").labels == ()
-    assert "Except finetune+concepts: it learns the training documents' concept types" in output.read_text()
+    tobacco = spacy.load(runs / "all-seed0" / "finetune+concepts-Tobacco" / "model-best").get_pipe("softprompt_ie")
+    assert tobacco.labels == ("Tobacco",)
+    assert ("Except finetune+concepts, finetune+concepts-Tobacco: they learn the training documents' concept types "
+            "(finetune+concepts-Tobacco: Tobacco alone)") in output.read_text()
 
 
 def test_exclusive_classes_score_the_top_class_like_textcat():
@@ -390,7 +428,10 @@ def test_folds_seeds_command_repeats_cats_folds_on_more_seeds(tmp_path):
     seeds, folds = vars(verb_args(script)), vars(verb_args(folds_script))
     assert seeds.pop("seeds") == [0, 1, 2] and folds.pop("seeds") == [0]
     assert set(seeds.pop("systems")) <= set(folds.pop("systems"))
-    assert seeds.pop("with_concepts") == [shlex.split(weighted)[4]] and folds.pop("with_concepts") == ["finetune_head_lr50"]
+    # the weighted 50x head learning every concept type, and the Tobacco and StatusTime types alone
+    weighted_config = shlex.split(weighted)[4]
+    assert seeds.pop("with_concepts") == [weighted_config, weighted_config + "=Tobacco,StatusTime"]
+    assert folds.pop("with_concepts") == ["finetune_head_lr50"]
     assert shlex.split(weighted)[5:] == ["--preset", "finetune", "--head-lr-scale", "50", "--cats-loss-weight", "100"]
     assert seeds.pop("output") == Path("docs/smoking_folds_seeds.md") and folds.pop("output") == Path("docs/smoking_folds.md")
     assert seeds == folds

@@ -94,11 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "class; fold i's runs test on fold i, select on fold i+1 and train on a subsample of "
                              "the other K-2 folds; the report pools every fold's notes and pairs each system with "
                              "the last of --systems, note by note (0, the default: the files' own split)")
-    parser.add_argument("--with-concepts", nargs="+", default=[], metavar="SYSTEM",
+    parser.add_argument("--with-concepts", nargs="+", default=[], metavar="SYSTEM[=TYPE,...]",
                         help="softprompt_ie systems to run learning the training documents' concept types beside "
                              "the classes (multi-task; relations left out), reported as SYSTEM+concepts and still "
                              "chosen on cats_score: a name of --systems (a .cfg file's stem: run a second time) or "
-                             "another .cfg file or preset (run with the concepts alone)")
+                             "another .cfg file or preset (run with the concepts alone); SYSTEM=Tobacco,StatusTime "
+                             "learns those types alone, reported as SYSTEM+concepts-Tobacco-StatusTime")
     parser.add_argument("--backbone", default="default", help="the one backbone every system uses")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for training and scoring; -1 (default): CPU")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG (no matplotlib needed)")
@@ -208,15 +209,30 @@ def describe(docs: Sequence[Any]) -> Dict[str, Any]:
     return {"documents": len(docs), "classes": dict(sorted(classes.items())), "texts_sha1": texts_sha1(docs)}
 
 
-def with_concepts(systems: List[Tuple[str, Any]], names: Sequence[str]) -> List[Tuple[str, Any]]:
-    """``systems`` with a ``<name>+concepts`` variant for each of ``names``: the same config, which
-    :func:`run_settings` trains on the concepts too. A system of ``--systems`` (by name, or by its
-    config file) gets its variant right after it; another config file or preset is run as the
-    variant alone. Either way the last of ``--systems``, the one the others are paired with,
-    stays last. Only softprompt_ie learns concepts: another system is an error."""
+def parse_with_concepts(entry: str) -> Tuple[str, Tuple[str, ...]]:
+    """A ``--with-concepts`` entry: ``SYSTEM`` (every concept type of the training documents) or
+    ``SYSTEM=TYPE,TYPE`` (those types alone)."""
+    system, sep, listed = entry.partition("=")
+    types = tuple(t.strip() for t in listed.split(",") if t.strip())
+    if not system or (sep and not types):
+        raise CLIError(f"--with-concepts {entry!r}: give SYSTEM or SYSTEM=TYPE,TYPE")
+    return system, types
+
+
+def with_concepts(systems: List[Tuple[str, Any]], entries: Sequence[str]
+                  ) -> Tuple[List[Tuple[str, Any]], Dict[str, Tuple[str, ...]]]:
+    """``systems`` with a ``<name>+concepts`` variant for each of ``entries`` (a ``SYSTEM=TYPE,...``
+    one: ``<name>+concepts-TYPE-...``): the same config, which :func:`run_settings` trains on the
+    concepts too; and each variant's concept types (empty: every type of the training documents).
+    A system of ``--systems`` (by name, or by its config file) gets its variants right after it;
+    another config file or preset is run as the variant alone. Either way the last of
+    ``--systems``, the one the others are paired with, stays last. Only softprompt_ie learns
+    concepts: another system is an error."""
     known = {name: config for name, config in systems}
     variants = list(systems)
-    for entry in names:
+    learned: Dict[str, Tuple[str, ...]] = {}
+    for given in entries:
+        entry, types = parse_with_concepts(given)
         if entry in known:
             name, config = entry, known[entry]
         else:
@@ -226,19 +242,23 @@ def with_concepts(systems: List[Tuple[str, Any]], names: Sequence[str]) -> List[
                                "another config")
         if "softprompt_ie" not in config.get("components", {}):
             raise CLIError(f"--with-concepts {entry!r}: only a softprompt_ie system learns concepts")
-        after = [n for n, _ in variants].index(name) + 1 if name in known else len(variants)
-        variants.insert(min(after, len(variants) - 1), (name + CONCEPTS_SUFFIX, config))
+        names = [n for n, _ in variants]
+        after = max(i for i, n in enumerate(names) if n == name or n in learned and n.startswith(name + CONCEPTS_SUFFIX)
+                    ) + 1 if name in known else len(variants)
+        variant = name + CONCEPTS_SUFFIX + "".join("-" + t.replace("/", "_") for t in types)
+        variants.insert(min(after, len(variants) - 1), (variant, config))
+        learned[variant] = types
     if len({name for name, _ in variants}) != len(variants):
         raise CLIError("--with-concepts: two systems would have the same name (a config's file name is its name, "
-                       f"a variant's that name and {CONCEPTS_SUFFIX!r})")
-    return variants
+                       f"a variant's that name and {CONCEPTS_SUFFIX!r}, then its types)")
+    return variants, learned
 
 
 def run_settings(config, train_file: Path, dev_file: Path, args: argparse.Namespace, seed: int,
-                 log: Path, concepts: bool = False) -> Dict[str, Any]:
+                 log: Path, concepts: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """The settings of one run: data, steps, seed, the JSONL log, selection on cats_score, the
-    backbone; for softprompt_ie, exclusive classes, learned alone or (``concepts``) beside the
-    training documents' concept types."""
+    backbone; for softprompt_ie, exclusive classes, learned alone (``concepts`` None) or beside the
+    concept types ``concepts`` names (empty: every type of the training documents)."""
     settings = corpus_settings(train_file, dev_file, max_steps=args.max_steps, eval_frequency=args.eval_frequency,
                                dev_limit=args.dev_limit, seed=seed)
     # every weight the config gives set to 0, nulls (scores that are not numbers) kept: spaCy fills
@@ -251,7 +271,8 @@ def run_settings(config, train_file: Path, dev_file: Path, args: argparse.Namesp
     components = config.get("components", {})
     if "softprompt_ie" in components:
         settings["components.softprompt_ie.exclusive_classes"] = True
-        settings["initialize.components.softprompt_ie"] = dict(WITH_CONCEPTS if concepts else CLASSIFICATION_ONLY)
+        settings["initialize.components.softprompt_ie"] = (
+            dict(CLASSIFICATION_ONLY) if concepts is None else {**WITH_CONCEPTS, **({"labels": list(concepts)} if concepts else {})})
     elif "textcat" not in components:
         raise CLIError("a cats-curve system needs a softprompt_ie or a textcat component; the config has "
                        f"{', '.join(components) or 'none'}")
@@ -266,26 +287,31 @@ def run(args: argparse.Namespace) -> int:
     sizes = parse_sizes(args.sizes)
     plot = args.plot and matplotlib_available(required=False, verb="cats-curve")
     plain = load_systems(args.systems)
-    systems = with_concepts(plain, args.with_concepts)
-    given = {name for name, _ in plain}
-    joint = [name for name, _ in systems if name not in given]
+    systems, learned = with_concepts(plain, args.with_concepts)
+    joint = [name for name, _ in systems if name in learned]
     docs = read_docbin(args.train)
     if not any(doc.cats for doc in docs):
         raise CLIError(f"{args.train} has no doc.cats ({HINT})")
     for name, config in systems:
-        if name in given:
+        if name not in learned:
             continue
         key = config["components"]["softprompt_ie"].get("spans_key", DEFAULT_SPANS_KEY)
-        if not any(concept_spans(doc, key) for doc in docs):
+        found = {span.label_ for doc in docs for span in concept_spans(doc, key)}
+        if not found:
             raise CLIError(f"--with-concepts: {args.train} has no concepts (doc.spans[{key!r}] or doc.ents) for "
                            f"{name} to learn beside the classes")
+        missing = [t for t in learned[name] if t not in found]
+        if missing:
+            raise CLIError(f"--with-concepts: {args.train} has no {', '.join(missing)} concepts for {name} (its "
+                           f"types: {', '.join(sorted(found))})")
     folds = splits(args, docs)
     report: Dict[str, Any] = {
         "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:]), "backbone": args.backbone,
         "max_steps": args.max_steps, "eval_frequency": args.eval_frequency, "train": str(args.train),
         "dev": str(args.dev), "test": str(args.test), "train_documents": len(docs), "folds": args.folds,
         "sizes": sizes, "seeds": args.seeds, "systems": [name for name, _ in systems],
-        "with_concepts": joint, "subsamples": {}, "runs": [],
+        "with_concepts": joint, "concept_types": {name: list(learned[name]) for name in joint if learned[name]},
+        "subsamples": {}, "runs": [],
     }
     if args.folds:
         report["fold_documents"] = {str(f["fold"]): {"train_pool": len(f["pool"]), "test": str(f["test"])}
@@ -313,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
         if record is None:
             print(f"{where}: training", flush=True)
             log = run_dir / "train_log.jsonl"
-            settings = run_settings(config, train_file, split["dev"], args, seed, log, concepts=name in joint)
+            settings = run_settings(config, train_file, split["dev"], args, seed, log, concepts=learned.get(name))
             result = train(write_run_config(config, settings, run_dir / "config.cfg"), run_dir, gpu_id=args.gpu_id)
             scores = evaluate_spacy(result.pipeline, split["test"], run_dir / "metrics.json", gpu_id=args.gpu_id)
             if "cats_macro_f" not in scores or (args.folds and "cats_per_doc" not in scores):
@@ -436,14 +462,17 @@ def write_report(report: Dict[str, Any], output: Path, plot: bool) -> None:
         plot_curve(report, output.with_suffix(".png"))
 
 
-def concepts_sentence(variants: Sequence[str]) -> str:
-    """What the report adds for ``--with-concepts`` variants: that they learn the concept types too."""
+def concepts_sentence(variants: Sequence[str], types: Optional[Dict[str, List[str]]] = None) -> str:
+    """What the report adds for ``--with-concepts`` variants: that they learn the concept types too
+    (``types``: the variants that learn some types alone, and those types)."""
     if not variants:
         return ""
     one = len(variants) == 1
+    alone = "; ".join(f"{name}: {', '.join(listed)} alone" for name, listed in (types or {}).items())
     return (f" Except {', '.join(variants)}: {'it learns' if one else 'they learn'} the training documents' concept "
-            "types beside the classes (the config's concept queries, their loss added to the classes' loss times "
-            "its `cats_loss_weight`; no relations), still chosen on `cats_score`.")
+            "types" + (f" ({alone})" if alone else "") + " beside the classes (the config's concept queries, their "
+            "loss added to the classes' loss times its `cats_loss_weight`; no relations), still chosen on "
+            "`cats_score`.")
 
 
 def to_markdown(report: Dict[str, Any]) -> str:
@@ -472,7 +501,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
         "(resumed runs not counted; each run's own time is below).", "",
         f"A size's documents are {sample}, the same for every system; "
         "softprompt_ie learns the classes only (no concept or relation queries), exclusive like the stock "
-        "textcat." + concepts_sentence(report.get("with_concepts", [])), "",
+        "textcat." + concepts_sentence(report.get("with_concepts", []), report.get("concept_types")), "",
     ]
     if folds:
         lines += pooled_markdown(report)
