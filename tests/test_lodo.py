@@ -69,6 +69,8 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     assert "dev_by_threshold" not in transfer
     # and calibrated at each density scale: its test scores are the zero-shot pipeline's with those label thresholds
     assert set(zero["dev_by_scale"]) == set(zero["test_by_scale"]) == set(zero["calibrated_thresholds"]) == {"1.0", "3.0"}
+    # per type on dev too, for the types vote: the types with a dev mention (here the toy dev is the test file)
+    assert all(set(scores) == {"ade/Drug", "Adverse_Effect"} for scores in zero["dev_types_by_scale"].values())
     assert "dev_by_scale" not in transfer and report["in_test"] == {"ade": ["Adverse_Effect", "ade/Drug"]}
     calibrated = spacy.load(runs / "finetune" / "ade" / "zero-shot" / "pipeline")
     calibrated.get_pipe("softprompt_ie").cfg["label_thresholds"] = zero["calibrated_thresholds"]["3.0"]
@@ -150,16 +152,18 @@ def test_project_command_is_the_verb():
         assert (ROOT / system).is_file()
 
 
-@pytest.mark.parametrize("scoring,report", [("dot", "zero_shot_calibrated"), ("cosine", "zero_shot_cosine_calibrated")])
-def test_project_zero_shot_command_is_the_committed_runs(scoring, report):
-    """lodo-zero-shot (with its vars) is the command each committed zero-shot report was made by,
-    held-out order aside."""
+@pytest.mark.parametrize("command,scoring,report", [("lodo-zero-shot", "dot", "zero_shot_calibrated"),
+                                                    ("lodo-zero-shot", "cosine", "zero_shot_cosine_calibrated"),
+                                                    ("lodo-zero-shot-seed1", "dot", "zero_shot_seed1")])
+def test_project_zero_shot_command_is_the_committed_runs(command, scoring, report):
+    """lodo-zero-shot (with its vars) and lodo-zero-shot-seed1 are the commands each committed zero-shot
+    report was made by, held-out order aside."""
     import shlex
 
     from spacy_softprompt.cli import build_parser
 
     overrides = {"vars.lodo_zero_shot_type_scoring": scoring, "vars.lodo_zero_shot_output": f"docs/lodo/{report}.md"}
-    (script,) = project(overrides)["commands"]["lodo-zero-shot"]["script"]
+    (script,) = project(overrides)["commands"][command]["script"]
     committed = json.loads((ROOT / "docs" / "lodo" / f"{report}.json").read_text())["command"]
     ours, theirs = vars(verb_args(script)), vars(build_parser().parse_args(shlex.split(committed)[3:]))
     for args in (ours, theirs):
@@ -245,6 +249,38 @@ def test_zero_shot_calibration_is_reported_at_the_scale_the_other_corpora_choose
     assert "| **related types above 0** | | 0 of 1 | 1 of 1 |" in table  # b: b/U has no related type
     assert "## Zero-shot calibration" in table and "| s | a | **50.0** | 0.0 |" not in table
     assert "| s | a | 50.0 | **0.0** |" in table
+
+
+def test_types_vote_picks_the_scale_at_which_the_other_corpora_find_most_related_types():
+    """Lever 5: the types vote gives a held-out corpus the scale at which the other held-out corpora find
+    the largest mean share of their related types on dev (types without a related type, or without a dev
+    mention, do not count; ties: micro F1), where the micro-F1 vote may give another."""
+    from spacy_softprompt.cli.lodo import CALIBRATION, CALIBRATION_BY_TYPES, chosen_values, to_markdown
+
+    def zero(held_out, dev, dev_types):
+        return {"system": "s", "kind": "zero-shot", "held_out": held_out, "shots": 0, "seed": None, "strict_f": 0.0,
+                "per_type": {}, "dev_by_scale": dev, "dev_types_by_scale": dev_types,
+                "test_by_scale": {k: {"strict_f": float(k), "per_type": {f"{held_out}/T": float(k)}} for k in dev}}
+
+    related = {"a/T": ["b/T"], "b/T": ["a/T"], "b/U": ["a/T"], "c/T": ["a/T"]}
+    runs = [zero("a", {"1.0": 9.0, "3.0": 1.0}, {"1.0": {"a/T": 0.0}, "3.0": {"a/T": 2.0}}),
+            # b finds its one related type at 1.0 and both at 3.0; b/V has no related type and is not counted
+            zero("b", {"1.0": 40.0, "3.0": 10.0}, {"1.0": {"b/T": 5.0, "b/U": 0.0, "b/V": 9.0},
+                                                   "3.0": {"b/T": 5.0, "b/U": 1.0, "b/V": 0.0}}),
+            zero("c", {"1.0": 6.0, "3.0": 5.0}, {"1.0": {"c/T": 0.0}, "3.0": {"c/T": 0.0}})]
+    # micro F1 of the other two is best at 1.0 for each; their share of related types found at 3.0:
+    # a's others b, c: 1/2 and 0 at 1.0, 1 and 0 at 3.0; b's: a 0 and c 0, then 1 and 0; c's: 0 and 1/2, then 1 and 1
+    assert chosen_values(runs, CALIBRATION) == {("s", h): "1.0" for h in "abc"}
+    assert chosen_values(runs, CALIBRATION_BY_TYPES, related) == {("s", h): "3.0" for h in "abc"}
+    # a corpus with no related type in dev does not vote: with c alone as the other, micro F1 decides
+    assert chosen_values([runs[0], runs[2]], CALIBRATION_BY_TYPES, {}) == {("s", "a"): "1.0", ("s", "c"): "1.0"}
+    report = {"command": "lodo", "backbone": "x", "source_steps": 1, "fewshot_steps": 1, "wall_seconds": 1.0,
+              "types": {h: [f"{h}/T"] for h in "abc"}, "related": related, "runs": runs}
+    table = to_markdown(report)
+    assert "## Zero-shot calibration, types vote" in table
+    assert "| s | a | 0 of 1 | **1 of 1** |" in table and "| s | b | 1 of 2 | **2 of 2** |" in table
+    assert "| s | c | 0 of 1 | **0 of 1** |" in table and "| s | c | **6.0** | 5.0 |" in table
+    assert "| s | 0 (zero-shot, calibrated, types vote, density × 3.0) | 3.0 |" in table
 
 
 def test_old_type_scores_added_on_resume_keep_a_run_identity(tmp_path):

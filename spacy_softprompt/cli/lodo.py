@@ -55,8 +55,8 @@ REPLAY = "transfer + replay"
 TRANSFER_KINDS = ("transfer", REPLAY)
 KIND_HEADERS = {"transfer": "transfer (from the other corpora)", REPLAY: REPLAY, "single corpus": "single corpus"}
 #: scores added to a finished run when a rerun asks for them (old types, zero-shot thresholds and calibration)
-ADDED_ON_RESUME = ("old_f", "dev_by_threshold", "test_by_threshold", "dev_by_scale", "test_by_scale",
-                   "calibrated_thresholds", "calibration")
+ADDED_ON_RESUME = ("old_f", "dev_by_threshold", "test_by_threshold", "dev_by_scale", "dev_types_by_scale",
+                   "test_by_scale", "calibrated_thresholds", "calibration")
 #: the strategy of the committed runs; another one is part of the run names
 DEFAULT_STRATEGY = "hard"
 
@@ -310,7 +310,8 @@ def run(args: argparse.Namespace) -> int:
                 done.update(threshold_scores(run_dir / "pipeline", run_dir, held_out))
                 added = True
             if wants_calibration(done) and (set(done.get("dev_by_scale", {})) != set(map(str, scales))
-                                            or done.get("calibration") != calibration(held_out)):
+                                            or done.get("calibration") != calibration(held_out)
+                                            or "dev_types_by_scale" not in done):
                 done.update(calibration_scores(run_dir / "pipeline", held_out))
                 added = True
             if added:
@@ -379,8 +380,9 @@ def run(args: argparse.Namespace) -> int:
 
     def calibration_scores(pipeline: Path, held_out: str) -> Dict[str, Any]:
         """The zero-shot model's held-out types calibrated on the held-out dev texts at each of
-        --zero-shot-calibration (the dev labels unused there), then scored on dev (micro strict F1)
-        and test (micro and per type); one prediction pass per file, down to the calibration floor."""
+        --zero-shot-calibration (the dev labels unused there), then scored on dev (micro strict F1,
+        and per type for the types with a dev mention) and test (micro and per type); one
+        prediction pass per file, down to the calibration floor."""
         from ..calibration import density_thresholds
         from ..scoring import score_concepts_and_relations
         from . import load_pipeline
@@ -406,8 +408,8 @@ def run(args: argparse.Namespace) -> int:
             key, ceiling, predicted = predict()
         finally:
             _release_memory(args.gpu_id)
-        result: Dict[str, Any] = {"dev_by_scale": {}, "test_by_scale": {}, "calibrated_thresholds": {},
-                                  "calibration": calibration(held_out)}
+        result: Dict[str, Any] = {"dev_by_scale": {}, "dev_types_by_scale": {}, "test_by_scale": {},
+                                  "calibrated_thresholds": {}, "calibration": calibration(held_out)}
         for scale in scales:
             chosen = density_thresholds(predicted["dev"][1], key, labels, scale * densities[held_out],
                                         DEFAULT_FLOOR, ceiling)
@@ -419,6 +421,10 @@ def run(args: argparse.Namespace) -> int:
                 result[f"{part}_by_scale"][str(scale)] = strict["strict_f"] if part == "dev" else dict(
                     strict, predicted={label: v["tp"] + v["fp"] + v["ignored"]
                                        for label, v in scores["concepts_strict_per_type"].items()})
+                if part == "dev":
+                    result["dev_types_by_scale"][str(scale)] = {
+                        label: strict["per_type"][label] for label, v in scores["concepts_strict_per_type"].items()
+                        if v["tp"] + v["fn"] > 0}
         return result
 
     def wants_old_types(entry: Dict[str, Any]) -> bool:
@@ -491,13 +497,15 @@ def run(args: argparse.Namespace) -> int:
 class ZeroShotGrid:
     """A zero-shot setting scored at several values (run.json: ``dev`` value -> micro dev F1, ``test``
     value -> test micro and per type); each held-out corpus is reported at the value chosen on the
-    others' dev files (:func:`chosen_values`)."""
+    others' dev files (:func:`chosen_values`), by their micro F1 or (``dev_types``: value -> dev
+    F1 of each type with a dev mention) by the share of their related types found."""
 
     dev: str
     test: str
     label: str  # a value as the report names it
     title: str
     about: str  # what the table of dev scores shows
+    dev_types: Optional[str] = None  # set: the types vote
 
     def name(self, value: str) -> str:
         return self.label.format(value)
@@ -511,7 +519,13 @@ CALIBRATION = ZeroShotGrid(
     "Micro strict F1 on each held-out corpus's dev file, its types added by description, each type's threshold "
     "calibrated on the dev texts (labels unused) to find it as often as the other corpora's median type, times "
     "each scale")
-GRIDS = (THRESHOLDS, CALIBRATION)
+#: the same calibration scales, each held-out corpus given the one at which the other held-out
+#: corpora find most of their related types on dev (docs/lodo/README.md, lever 5)
+CALIBRATION_BY_TYPES = ZeroShotGrid(
+    "dev_by_scale", "test_by_scale", "calibrated, types vote, density × {}", "Zero-shot calibration, types vote",
+    "Related types found (dev strict F1 above 0) of those with a dev mention, on each held-out corpus's dev file, "
+    "at each calibration scale", dev_types="dev_types_by_scale")
+GRIDS = (THRESHOLDS, CALIBRATION, CALIBRATION_BY_TYPES)
 
 
 def _f(value: Optional[float]) -> str:
@@ -537,7 +551,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
         "(resumed runs not counted). Concepts only, strict F1 (%) on the held-out corpus's test file, its texts "
         "tagged with the corpus so only its types are asked.", "",
     ]
-    chosen = {grid: chosen_values(runs, grid) for grid in GRIDS}
+    chosen = {grid: chosen_values(runs, grid, report.get("related", {})) for grid in GRIDS}
     for held_out in dict.fromkeys(r["held_out"] for r in runs):
         mine = [r for r in runs if r["held_out"] == held_out]
         systems = list(dict.fromkeys(r["system"] for r in mine))
@@ -582,7 +596,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
                 lines.append(f"| {system} | {shots} | " + " | ".join(cells) + " |")
         lines += [""] + _old_types_table(mine)
     for grid in GRIDS:
-        lines += _grid_table(runs, chosen[grid], grid)
+        lines += _grid_table(runs, chosen[grid], grid, report.get("related", {}))
     if "calibration_density_per_100_tokens" in report:
         lines += ["Calibration's density at scale 1 (the other corpora's median type, concepts per 100 tokens): "
                   + ", ".join(f"{h} {d}" for h, d in report["calibration_density_per_100_tokens"].items()), ""]
@@ -597,37 +611,64 @@ def to_markdown(report: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chosen_values(runs: List[Dict[str, Any]], grid: ZeroShotGrid) -> Dict[Tuple[str, str], str]:
+def related_found(run: Dict[str, Any], grid: ZeroShotGrid, value: str, related: Dict[str, List[str]]) -> Tuple[int, int]:
+    """(related types found, related types with a dev mention) on a zero-shot run's dev file at a
+    value of ``grid`` (a types-vote grid): what the types vote counts."""
+    scores = {label: f for label, f in run[grid.dev_types][value].items() if related.get(label)}
+    return sum(f > 0 for f in scores.values()), len(scores)
+
+
+def chosen_values(runs: List[Dict[str, Any]], grid: ZeroShotGrid,
+                  related: Optional[Dict[str, List[str]]] = None) -> Dict[Tuple[str, str], str]:
     """(system, held-out corpus) -> the value of ``grid`` (a zero-shot threshold, a calibration
-    scale) whose mean micro F1 on the dev files of the system's OTHER held-out corpora is best
-    (ties: the higher), so that no held-out corpus's labels choose its own; none where the system
-    has no other held-out corpus scored."""
-    scored = [r for r in runs if r["kind"] == "zero-shot" and grid.dev in r]
+    scale) best on the dev files of the system's OTHER held-out corpora, so that no held-out
+    corpus's labels choose its own: by their mean micro F1, or for a types-vote grid by the mean
+    share of their related types found (corpora with none in dev do not count), then their mean
+    micro F1; ties: the higher value. None where the system has no other held-out corpus scored."""
+    key = grid.dev_types or grid.dev
+    scored = [r for r in runs if r["kind"] == "zero-shot" and key in r]
     chosen = {}
     for r in scored:
-        others = [o[grid.dev] for o in scored if o["system"] == r["system"] and o["held_out"] != r["held_out"]]
+        others = [o for o in scored if o["system"] == r["system"] and o["held_out"] != r["held_out"]]
         # values every run was scored at (resumed runs may hold another set)
-        common = set(r[grid.dev]).intersection(*others) if others else set()
+        common = set(r[key]).intersection(*(o[key] for o in others)) if others else set()
+
+        def merit(t: str) -> Tuple[float, float, float]:
+            micro = statistics.fmean(o[grid.dev][t] for o in others)
+            if grid.dev_types is None:
+                return 0.0, micro, float(t)
+            shares = [found / n for found, n in (related_found(o, grid, t, related or {}) for o in others) if n]
+            return (statistics.fmean(shares) if shares else 0.0), micro, float(t)
+
         if common:
-            chosen[(r["system"], r["held_out"])] = max(
-                common, key=lambda t: (statistics.fmean(o[t] for o in others), float(t)))
+            chosen[(r["system"], r["held_out"])] = max(common, key=merit)
     return chosen
 
 
-def _grid_table(runs: List[Dict[str, Any]], chosen: Dict[Tuple[str, str], str], grid: ZeroShotGrid) -> List[str]:
-    """Zero-shot micro strict F1 on each held-out corpus's dev file at each value of ``grid``: what
-    the choice reads (the chosen one in bold where it is chosen)."""
-    scored = [r for r in runs if r["kind"] == "zero-shot" and grid.dev in r]
+def _grid_table(runs: List[Dict[str, Any]], chosen: Dict[Tuple[str, str], str], grid: ZeroShotGrid,
+                related: Dict[str, List[str]]) -> List[str]:
+    """What the choice of ``grid``'s value reads on each held-out corpus's dev file at each value
+    (micro strict F1, or the related types found), the chosen one in bold where it is chosen."""
+    key = grid.dev_types or grid.dev
+    scored = [r for r in runs if r["kind"] == "zero-shot" and key in r]
     if not scored:
         return []
-    values = sorted({t for r in scored for t in r[grid.dev]}, key=float)
+
+    def cell(r: Dict[str, Any], t: str) -> str:
+        if t not in r[key]:
+            return "-"
+        if grid.dev_types is None:
+            return _f(r[grid.dev][t])
+        return "{} of {}".format(*related_found(r, grid, t, related))
+
+    values = sorted({t for r in scored for t in r[key]}, key=float)
     lines = [f"## {grid.title}", "", f"{grid.about}; a held-out corpus is scored at the value best on average over "
              "the others' rows (its own row does not vote), in bold in its row:", "",
              "| system | held out | " + " | ".join(grid.name(t) for t in values) + " |",
              "| --- | --- | " + " | ".join("---:" for _ in values) + " |"]
     for r in scored:
         pick = chosen.get((r["system"], r["held_out"]))
-        cells = [("**{}**" if t == pick else "{}").format(_f(r[grid.dev].get(t))) for t in values]
+        cells = [("**{}**" if t == pick else "{}").format(cell(r, t)) for t in values]
         lines.append(f"| {r['system']} | {r['held_out']} | " + " | ".join(cells) + " |")
     return lines + [""]
 
