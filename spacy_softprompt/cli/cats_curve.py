@@ -231,6 +231,7 @@ def with_concepts(systems: List[Tuple[str, Any]], entries: Sequence[str]
     known = {name: config for name, config in systems}
     variants = list(systems)
     learned: Dict[str, Tuple[str, ...]] = {}
+    last_of: Dict[str, str] = {}  # a system of --systems -> the last name placed for it (it, or its latest variant)
     for given in entries:
         entry, types = parse_with_concepts(given)
         if entry in known:
@@ -242,10 +243,12 @@ def with_concepts(systems: List[Tuple[str, Any]], entries: Sequence[str]
                                "another config")
         if "softprompt_ie" not in config.get("components", {}):
             raise CLIError(f"--with-concepts {entry!r}: only a softprompt_ie system learns concepts")
-        names = [n for n, _ in variants]
-        after = max(i for i, n in enumerate(names) if n == name or n in learned and n.startswith(name + CONCEPTS_SUFFIX)
-                    ) + 1 if name in known else len(variants)
         variant = name + CONCEPTS_SUFFIX + "".join("-" + t.replace("/", "_") for t in types)
+        if name in known:
+            after = [n for n, _ in variants].index(last_of.get(name, name)) + 1
+            last_of[name] = variant
+        else:
+            after = len(variants)
         variants.insert(min(after, len(variants) - 1), (variant, config))
         learned[variant] = types
     if len({name for name, _ in variants}) != len(variants):
