@@ -255,7 +255,9 @@ def test_cats_curve_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monke
         DocBin(store_user_data=True, docs=docs[:4]).to_disk(tmp_path / f"{split}.spacy")
     monkeypatch.setenv("SPACY_CONFIG_OVERRIDES", "--training.optimizer.learn_rate.warmup_steps 1")
     runs, output = tmp_path / "runs", tmp_path / "docs" / "smoking_curve.md"
-    argv = ["cats-curve", "--systems", str(ROOT / "configs" / "finetune.cfg"), "stock_transformer_textcat",
+    finetune = tmp_path / "finetune.cfg"
+    finetune.write_text((ROOT / "configs" / "finetune.cfg").read_text())
+    argv = ["cats-curve", "--systems", str(finetune), "stock_transformer_textcat",
             "--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
             "--test", str(tmp_path / "test.spacy"), "--sizes", "4", "all", "--seeds", "0", "--max-steps", "2",
             "--eval-frequency", "2", "--backbone", tiny_bert, "--runs", str(runs), "--output", str(output), "--no-plot"]
@@ -303,6 +305,12 @@ def test_cats_curve_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monke
     steps = argv.index("--max-steps") + 1
     assert main([("3" if i == steps else a) for i, a in enumerate(argv)]) == 2
     assert "trained with max_steps 2" in capsys.readouterr().err
+    # so would a changed config for a system: refused, naming it
+    config = spacy.util.load_config(finetune)
+    config["training"]["optimizer"]["learn_rate"]["initial_rate"] = 1e-3
+    config.to_disk(finetune)
+    assert main(argv) == 2
+    assert "trained with another config for finetune" in capsys.readouterr().err
 
 
 @pytest.mark.slow

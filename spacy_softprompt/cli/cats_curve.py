@@ -13,8 +13,9 @@ softprompt_ie learns the classes only (:data:`CLASSIFICATION_ONLY`), and predict
 (``exclusive_classes``), like the stock exclusive textcat; ``--with-concepts`` adds a variant of a
 softprompt_ie system that learns the documents' concept types beside the classes
 (:data:`WITH_CONCEPTS`: does the span supervision help the classes?). A run is done when its ``run.json``
-exists: an interrupted curve resumes where it stopped; the table, JSON and plot are rewritten
-after every run.
+exists: an interrupted curve resumes where it stopped (a record made with other steps, another
+config for its system or other documents is refused, not mixed in); the table, JSON and plot are
+rewritten after every run.
 
 ``--folds K`` cross-validates instead of using the files' own split, for test splits too small
 to tell systems apart (37 notes: one note is 2 to 4 macro points): the train, dev and test files
@@ -184,14 +185,23 @@ def texts_sha1(docs: Sequence[Any]) -> str:
     return hashlib.sha1("\x00".join(doc.text for doc in docs).encode("utf-8")).hexdigest()[:12]
 
 
-def resume_mismatch(done: Dict[str, Any], args: argparse.Namespace, data: Dict[str, str]) -> Optional[str]:
-    """Why a finished run's record cannot stand for this run (None: it can): other settings, other
-    documents (the input files or the folds changed), or, in a cross-validation, no per-note
-    predictions to pool."""
+def config_sha1(config) -> str:
+    """A short digest of a system's config as given (before a run's settings): a resumed run must match it."""
+    return hashlib.sha1(config.to_str().encode("utf-8")).hexdigest()[:12]
+
+
+def resume_mismatch(done: Dict[str, Any], args: argparse.Namespace, data: Dict[str, str],
+                    config_digest: str) -> Optional[str]:
+    """Why a finished run's record cannot stand for this run (None: it can): other settings, another
+    config for its system (``config_digest``: :func:`config_sha1`), other documents (the input files or the
+    folds changed), or, in a cross-validation, no per-note predictions to pool. A record made before
+    a digest was kept (no ``data``, no ``config_sha1``) is not checked for it."""
     if (done.get("max_steps"), done.get("backbone"), done.get("folds", 0)) != (args.max_steps, args.backbone,
                                                                                args.folds):
         return (f"trained with max_steps {done.get('max_steps')}, backbone {done.get('backbone')!r} "
                 f"and folds {done.get('folds', 0)}")
+    if done.get("config_sha1", config_digest) != config_digest:
+        return f"trained with another config for {done.get('system')} (the config file changed)"
     if done.get("data", data) != data:
         return "trained or scored on other documents (the input files or the folds changed)"
     if args.folds and (not done.get("cats_per_doc") or any(p is None for _, p in done["cats_per_doc"])):
@@ -338,7 +348,8 @@ def run(args: argparse.Namespace) -> int:
         record_path = run_dir / "run.json"
         where = f"[{index}/{len(plan)}] {size} documents, seed {seed}" + (
             "" if fold is None else f", fold {fold}") + f", {name}"
-        record = finished_run(record_path, where, lambda done: resume_mismatch(done, args, data))
+        digest = config_sha1(config)
+        record = finished_run(record_path, where, lambda done: resume_mismatch(done, args, data, digest))
         if record is None:
             print(f"{where}: training", flush=True)
             log = run_dir / "train_log.jsonl"
@@ -355,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
                       "cats_micro_f": _points(scores.get("cats_micro_f")),
                       "cats_f_per_type": {label: _points(v["f"]) for label, v in
                                           sorted((scores.get("cats_f_per_type") or {}).items())},
-                      "cats_per_doc": scores.get("cats_per_doc"), "data": data,
+                      "cats_per_doc": scores.get("cats_per_doc"), "data": data, "config_sha1": digest,
                       "train_seconds": round(result.train_seconds, 1), **dev_curve(log)}
             record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         report["runs"].append(record)
