@@ -29,7 +29,6 @@ exact McNemar test: is one right where the other is wrong more often than a coin
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import random
@@ -41,7 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import CLIError, read_docbin
 from .runs import (backbone_settings, corpus_settings, evaluate_spacy, finished_run, jsonl_log_settings,
-                   load_systems, matplotlib_available, mean_sd, require_files, top_class, train,
+                   load_systems, matplotlib_available, mean_sd, require_files, short_sha1, top_class, train,
                    write_run_config)
 
 HELP = ("learning curve of document classes: softprompt_ie configs and spaCy's textcat trained on seeded "
@@ -182,12 +181,12 @@ def splits(args: argparse.Namespace, docs: List[Any]) -> List[Dict[str, Any]]:
 
 def texts_sha1(docs: Sequence[Any]) -> str:
     """A short digest of the documents' texts, in order: the same documents give the same digest."""
-    return hashlib.sha1("\x00".join(doc.text for doc in docs).encode("utf-8")).hexdigest()[:12]
+    return short_sha1("\x00".join(doc.text for doc in docs).encode("utf-8"))
 
 
 def config_sha1(config) -> str:
     """A short digest of a system's config as given (before a run's settings): a resumed run must match it."""
-    return hashlib.sha1(config.to_str().encode("utf-8")).hexdigest()[:12]
+    return short_sha1(config.to_str().encode("utf-8"))
 
 
 def resume_mismatch(done: Dict[str, Any], args: argparse.Namespace, data: Dict[str, str],
@@ -331,6 +330,7 @@ def run(args: argparse.Namespace) -> int:
                                     for f in folds}
     plan = [(size, seed, split, system) for size in sizes for seed in args.seeds for split in folds
             for system in systems]
+    digests = {name: config_sha1(config) for name, config in systems}
     start = time.perf_counter()
     for index, (size, seed, split, (name, config)) in enumerate(plan, 1):
         fold = split["fold"]
@@ -348,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
         record_path = run_dir / "run.json"
         where = f"[{index}/{len(plan)}] {size} documents, seed {seed}" + (
             "" if fold is None else f", fold {fold}") + f", {name}"
-        digest = config_sha1(config)
+        digest = digests[name]
         record = finished_run(record_path, where, lambda done: resume_mismatch(done, args, data, digest))
         if record is None:
             print(f"{where}: training", flush=True)

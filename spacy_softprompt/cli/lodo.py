@@ -28,7 +28,6 @@ the report (markdown, JSON, plot) is rewritten after every run.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import statistics
 import sys
@@ -44,7 +43,7 @@ from . import CLIError, read_docbin
 from .calibrate import positive
 from .evaluate import probability
 from .runs import (backbone_settings, corpus_settings, evaluate, finished_run, jsonl_log_settings, load_systems,
-                   matplotlib_available, mean_sd, require_files, train, write_run_config)
+                   matplotlib_available, mean_sd, require_files, short_sha1, train, write_run_config)
 
 HELP = ("leave one dataset out: train on the other corpora with types asked by description, score the "
         "held-out corpus zero-shot and after K-shot training against single-corpus training; table, JSON, plot")
@@ -226,7 +225,7 @@ def replay_data(runs: Path, corpora: Dict[str, Path], held_out: str, sample: Pat
 def inputs_of(args: argparse.Namespace) -> Dict[str, Any]:
     """What a finished run depends on besides its steps and backbone: reused only if unchanged."""
     return {"max_length": args.max_length, "dev_limit": args.dev_limit,
-            "types_sha1": hashlib.sha1(args.types.read_bytes()).hexdigest()[:12]}
+            "types_sha1": short_sha1(args.types.read_bytes())}
 
 
 def _stamp(path: Path) -> Optional[str]:
@@ -235,7 +234,7 @@ def _stamp(path: Path) -> Optional[str]:
     if not path.is_file():
         return None
     record = {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k not in ADDED_ON_RESUME}
-    return hashlib.sha1((json.dumps(record, indent=2) + "\n").encode("utf-8")).hexdigest()[:12]
+    return short_sha1((json.dumps(record, indent=2) + "\n").encode("utf-8"))
 
 
 def add_types(source: Path, target: Path, types: Sequence[str], descriptions: Dict[str, str], corpus: str) -> None:

@@ -10,6 +10,7 @@ imports for every run).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -227,6 +228,11 @@ def train_and_evaluate(config, settings: Mapping[str, Any], run_dir: Path, test:
     result = train(config_path, run_dir, gpu_id=gpu_id, env=env)
     result.scores = evaluate(result.pipeline, test, run_dir / "metrics.json", gpu_id=gpu_id)
     return result
+
+
+def short_sha1(data: bytes) -> str:
+    """The first 12 hex digits of ``data``'s SHA-1: how a sweep's records tell their inputs apart."""
+    return hashlib.sha1(data).hexdigest()[:12]
 
 
 def finished_run(record_path: Path, where: str, mismatch: Callable[[Dict[str, Any]], Optional[str]]
