@@ -154,16 +154,17 @@ def test_project_command_is_the_verb():
 
 @pytest.mark.parametrize("command,scoring,report", [("lodo-zero-shot", "dot", "zero_shot_calibrated"),
                                                     ("lodo-zero-shot", "cosine", "zero_shot_cosine_calibrated"),
-                                                    ("lodo-zero-shot-seed1", "dot", "zero_shot_seed1")])
+                                                    ("lodo-zero-shot-seed1", "dot", "zero_shot_seed1"),
+                                                    ("lodo-zero-shot-finetune", "dot", "zero_shot_finetune")])
 def test_project_zero_shot_command_is_the_committed_runs(command, scoring, report):
-    """lodo-zero-shot (with its vars) and lodo-zero-shot-seed1 are the commands each committed zero-shot
-    report was made by, held-out order aside."""
+    """lodo-zero-shot (with its vars), lodo-zero-shot-seed1 and lodo-zero-shot-finetune are the commands each
+    committed zero-shot report was made by, held-out order aside."""
     import shlex
 
     from spacy_softprompt.cli import build_parser
 
     overrides = {"vars.lodo_zero_shot_type_scoring": scoring, "vars.lodo_zero_shot_output": f"docs/lodo/{report}.md"}
-    (script,) = project(overrides)["commands"][command]["script"]
+    script = project(overrides)["commands"][command]["script"][-1]
     committed = json.loads((ROOT / "docs" / "lodo" / f"{report}.json").read_text())["command"]
     ours, theirs = vars(verb_args(script)), vars(build_parser().parse_args(shlex.split(committed)[3:]))
     for args in (ours, theirs):
