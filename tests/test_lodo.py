@@ -324,3 +324,15 @@ def test_old_type_scores_added_on_resume_keep_a_run_identity(tmp_path):
     assert _stamp(zero) == stamp
     path.write_text(json.dumps({"kind": "source", "steps": 3, "old_f": {"meds": 50.0}}, indent=2) + "\n")
     assert _stamp(path) != before
+
+
+def test_old_types_caption_names_replay_only_when_a_replay_arm_ran():
+    from spacy_softprompt.cli.lodo import REPLAY, _old_types_table
+
+    source = {"system": "s", "kind": "source", "old_f": {"ade": 80.0}}
+    transfer = {"system": "s", "kind": "transfer", "shots": 20, "seed": 0, "old_f": {"ade": 60.0}}
+    replay = {**transfer, "kind": REPLAY, "replay": 5, "old_f": {"ade": 75.0}}
+    plain = _old_types_table([source, transfer])
+    assert "replay" not in plain[0] and "| s | K = 20, seed 0 | 60.0 (-20.0) |" in plain
+    both = _old_types_table([source, transfer, replay])
+    assert "transfer + replay of R examples" in both[0] and "| s | K = 20 + replay 5, seed 0 | 75.0 (-5.0) |" in both

@@ -678,9 +678,10 @@ def _old_types_table(runs: List[Dict[str, Any]]) -> List[str]:
     if not measured:
         return []
     corpora = list(measured[0]["old_f"])
+    has_replay = any(r["kind"] == REPLAY for r in measured)
+    arms = "transfer, and transfer + replay of R examples per old type" if has_replay else "transfer"
     lines = ["Old types: micro strict F1 on each other corpus's test file, over its own types, before (the source "
-             "model) and after learning the held-out types from K per type (transfer, and transfer + replay of R "
-             "examples per old type); change in brackets:", "",
+             f"model) and after learning the held-out types from K per type ({arms}); change in brackets:", "",
              "| system | model | " + " | ".join(corpora) + " |", "| --- | --- | " + " | ".join("---:" for _ in corpora) + " |"]
     for system in dict.fromkeys(r["system"] for r in measured):
         before = next((r["old_f"] for r in measured if r["system"] == system and r["kind"] == "source"), {})
