@@ -152,6 +152,16 @@ def test_project_command_is_the_verb():
         assert (ROOT / system).is_file()
 
 
+def committed_args(report: str) -> dict:
+    """The arguments of the command docs/lodo/<report>.json records it was made by."""
+    import shlex
+
+    from spacy_softprompt.cli import build_parser
+
+    committed = json.loads((ROOT / "docs" / "lodo" / f"{report}.json").read_text())["command"]
+    return vars(build_parser().parse_args(shlex.split(committed)[3:]))
+
+
 @pytest.mark.parametrize("command,scoring,report", [("lodo-zero-shot", "dot", "zero_shot_calibrated"),
                                                     ("lodo-zero-shot", "cosine", "zero_shot_cosine_calibrated"),
                                                     ("lodo-zero-shot-seed1", "dot", "zero_shot_seed1"),
@@ -159,14 +169,9 @@ def test_project_command_is_the_verb():
 def test_project_zero_shot_command_is_the_committed_runs(command, scoring, report):
     """lodo-zero-shot (with its vars), lodo-zero-shot-seed1 and lodo-zero-shot-finetune are the commands each
     committed zero-shot report was made by, held-out order aside."""
-    import shlex
-
-    from spacy_softprompt.cli import build_parser
-
     overrides = {"vars.lodo_zero_shot_type_scoring": scoring, "vars.lodo_zero_shot_output": f"docs/lodo/{report}.md"}
     script = project(overrides)["commands"][command]["script"][-1]
-    committed = json.loads((ROOT / "docs" / "lodo" / f"{report}.json").read_text())["command"]
-    ours, theirs = vars(verb_args(script)), vars(build_parser().parse_args(shlex.split(committed)[3:]))
+    ours, theirs = vars(verb_args(script)), committed_args(report)
     for args in (ours, theirs):
         args["held_out"] = sorted(args["held_out"])
     assert ours == theirs and ours["zero_shot_calibration"] == [1.0, 3.0, 10.0, 30.0]
@@ -176,13 +181,8 @@ def test_project_zero_shot_command_is_the_committed_runs(command, scoring, repor
 def test_project_finetune_command_is_the_committed_unfrozen_run(held_out, tmp_path):
     """lodo-finetune (with its held-out var) is the command each docs/lodo/<held-out>_finetune.md was made by, and
     the system it writes is the finetune preset with prompts and heads at 50x, so the three are the same arm."""
-    import shlex
-
-    from spacy_softprompt.cli import build_parser
-
     make_config, run = project({"vars.lodo_finetune_held_out": held_out})["commands"]["lodo-finetune"]["script"]
-    committed = json.loads((ROOT / "docs" / "lodo" / f"{held_out}_finetune.json").read_text())["command"]
-    ours, theirs = vars(verb_args(run)), vars(build_parser().parse_args(shlex.split(committed)[3:]))
+    ours, theirs = vars(verb_args(run)), committed_args(f"{held_out}_finetune")
     assert (ours.pop("gpu_id"), theirs.pop("gpu_id")) == (-1, -1)
     assert ours == theirs and ours["shots"] == [20] and ours["held_out"] == [held_out]
     assert check_made_configs([make_config], tmp_path, "head_lr_scale", 50.0, 1.0) == [(ours["systems"][0], "finetune")]
