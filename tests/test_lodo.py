@@ -177,6 +177,23 @@ def test_project_zero_shot_command_is_the_committed_runs(command, scoring, repor
     assert ours == theirs and ours["zero_shot_calibration"] == [1.0, 3.0, 10.0, 30.0]
 
 
+def test_scheme_lever_changes_only_sdoh_argument_descriptions():
+    """Lever 7 (lodo-zero-shot-scheme) is lever 5's command with configs/lodo_types_scheme.json, whose descriptions
+    differ from lodo_types.json only on SDoH argument types of annotation.conf, so only they can explain a change."""
+    base, scheme = (json.loads((ROOT / "configs" / name).read_text())
+                    for name in ("lodo_types.json", "lodo_types_scheme.json"))
+    assert scheme["related"] == base["related"] and list(scheme["descriptions"]) == list(base["descriptions"])
+    changed = {t for t, text in scheme["descriptions"].items() if text != base["descriptions"][t]}
+    arguments = {"Amount", "Extent", "sdoh/Frequency", "sdoh/History", "LivingStatus", "MedicalCondition", "Method",
+                 "Other", "sdoh/Time", "Type", "StatusTime", "QuitHistory", "ExposureHistory", "Location"}
+    assert {"sdoh/Time", "MedicalCondition"} <= changed <= arguments
+
+    commands = project()["commands"]
+    ours, lever5 = (vars(verb_args(commands[name]["script"][-1])) for name in ("lodo-zero-shot-scheme", "lodo-zero-shot-seed1"))
+    differs = {k for k in ours if ours[k] != lever5[k]}
+    assert differs == {"types", "runs", "output"} and str(ours["types"]).endswith("lodo_types_scheme.json")
+
+
 @pytest.mark.parametrize("held_out", ["ade", "maccrobat", "sdoh"])
 def test_project_finetune_command_is_the_committed_unfrozen_run(held_out, tmp_path):
     """lodo-finetune (with its held-out var) is the command each docs/lodo/<held-out>_finetune.md was made by, and
