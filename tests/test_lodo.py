@@ -178,7 +178,7 @@ def test_project_zero_shot_command_is_the_committed_runs(command, scoring, repor
 
 
 def test_scheme_lever_changes_only_sdoh_argument_descriptions():
-    """Lever 7 (lodo-zero-shot-scheme) is lever 5's command with configs/lodo_types_scheme.json, whose descriptions
+    """Lever 7 (lodo-zero-shot-scheme, -finetune-scheme) is lever 5's (6's) command with configs/lodo_types_scheme.json, whose descriptions
     differ from lodo_types.json only on SDoH argument types of annotation.conf, so only they can explain a change."""
     base, scheme = (json.loads((ROOT / "configs" / name).read_text())
                     for name in ("lodo_types.json", "lodo_types_scheme.json"))
@@ -189,9 +189,12 @@ def test_scheme_lever_changes_only_sdoh_argument_descriptions():
     assert {"sdoh/Time", "MedicalCondition"} <= changed <= arguments
 
     commands = project()["commands"]
-    ours, lever5 = (vars(verb_args(commands[name]["script"][-1])) for name in ("lodo-zero-shot-scheme", "lodo-zero-shot-seed1"))
-    differs = {k for k in ours if ours[k] != lever5[k]}
-    assert differs == {"types", "runs", "output"} and str(ours["types"]).endswith("lodo_types_scheme.json")
+    for lever7, before in [("lodo-zero-shot-scheme", "lodo-zero-shot-seed1"),
+                           ("lodo-zero-shot-finetune-scheme", "lodo-zero-shot-finetune")]:
+        ours, theirs = (vars(verb_args(commands[name]["script"][-1])) for name in (lever7, before))
+        assert {k for k in ours if ours[k] != theirs[k]} == {"types", "runs", "output"}
+        assert str(ours["types"]).endswith("lodo_types_scheme.json")
+        assert commands[lever7]["script"][:-1] == commands[before]["script"][:-1]
 
 
 @pytest.mark.parametrize("held_out", ["ade", "maccrobat", "sdoh"])
