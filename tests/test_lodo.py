@@ -178,8 +178,9 @@ def test_project_zero_shot_command_is_the_committed_runs(command, scoring, repor
 
 
 def test_scheme_lever_changes_only_sdoh_argument_descriptions():
-    """Lever 7 (lodo-zero-shot-scheme, -finetune-scheme) is lever 5's (6's) command with configs/lodo_types_scheme.json, whose descriptions
-    differ from lodo_types.json only on SDoH argument types of annotation.conf, so only they can explain a change."""
+    """Lever 7 (lodo-zero-shot-scheme, -finetune-scheme) is lever 5's (6's) command with lodo_types_scheme.json,
+    whose descriptions differ from lodo_types.json only on SDoH argument types of annotation.conf, so only they can
+    explain a change."""
     base, scheme = (json.loads((ROOT / "configs" / name).read_text())
                     for name in ("lodo_types.json", "lodo_types_scheme.json"))
     assert scheme["related"] == base["related"] and list(scheme["descriptions"]) == list(base["descriptions"])
