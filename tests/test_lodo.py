@@ -81,6 +81,8 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     assert zero["test_by_scale"]["3.0"]["strict_f"] == round(100 * scores["concepts_strict_f"], 2)
     found = {label: v["tp"] + v["fp"] + v["ignored"] for label, v in scores["concepts_strict_per_type"].items()}
     assert zero["test_by_scale"]["3.0"]["predicted"] == found and sum(found.values()) > 0
+    lenient = {label: round(100 * v["f"], 2) for label, v in scores["concepts_lenient_per_type"].items()}
+    assert zero["test_by_scale"]["3.0"]["lenient_per_type"] == lenient
     # the transfer model keeps the source corpus's types beside the held-out ones
     trained = json.loads((runs / "finetune" / "ade" / "1shot-seed0" / "transfer" / "model-best" / "softprompt_ie"
                           / "model" / "task.json").read_text())
@@ -298,7 +300,8 @@ def test_types_vote_picks_the_scale_at_which_the_other_corpora_find_most_related
     def zero(held_out, dev, dev_types):
         return {"system": "s", "kind": "zero-shot", "held_out": held_out, "shots": 0, "seed": None, "strict_f": 0.0,
                 "per_type": {}, "dev_by_scale": dev, "dev_types_by_scale": dev_types,
-                "test_by_scale": {k: {"strict_f": float(k), "per_type": {f"{held_out}/T": float(k)}} for k in dev}}
+                "test_by_scale": {k: {"strict_f": float(k), "per_type": {f"{held_out}/T": float(k)},
+                                      "lenient_per_type": {f"{held_out}/T": 10 * float(k)}} for k in dev}}
 
     related = {"a/T": ["b/T"], "b/T": ["a/T"], "b/U": ["a/T"], "c/T": ["a/T"]}
     runs = [zero("a", {"1.0": 9.0, "3.0": 1.0}, {"1.0": {"a/T": 0.0}, "3.0": {"a/T": 2.0}}),
@@ -319,6 +322,11 @@ def test_types_vote_picks_the_scale_at_which_the_other_corpora_find_most_related
     assert "| s | a | 0 of 1 | **1 of 1** |" in table and "| s | b | 1 of 2 | **2 of 2** |" in table
     assert "| s | c | 0 of 1 | **0 of 1** |" in table and "| s | c | **6.0** | 5.0 |" in table
     assert "| s | 0 (zero-shot, calibrated, types vote, density × 3.0) | 3.0 |" in table
+    # beside the types vote's column, its lenient F1 per type, counted apart from the strict target
+    assert "| s, calibrated, types vote, density × 3.0, lenient F1 |" in table
+    assert "| a/T | b/T | n/r | 1.0 | 3.0 | 30.0 |" in table
+    report["in_test"] = {h: [f"{h}/T"] for h in "abc"}
+    assert "| **related types above 0** | | 0 of 1 | 1 of 1 | 1 of 1 | 1 of 1 (lenient) |" in to_markdown(report)
 
 
 def test_old_type_scores_added_on_resume_keep_a_run_identity(tmp_path):
