@@ -167,10 +167,11 @@ def committed_args(report: str) -> dict:
 @pytest.mark.parametrize("command,scoring,report", [("lodo-zero-shot", "dot", "zero_shot_calibrated"),
                                                     ("lodo-zero-shot", "cosine", "zero_shot_cosine_calibrated"),
                                                     ("lodo-zero-shot-seed1", "dot", "zero_shot_seed1"),
-                                                    ("lodo-zero-shot-finetune", "dot", "zero_shot_finetune")])
+                                                    ("lodo-zero-shot-finetune", "dot", "zero_shot_finetune"),
+                                                    ("lodo-zero-shot-scheme", "dot", "zero_shot_scheme")])
 def test_project_zero_shot_command_is_the_committed_runs(command, scoring, report):
-    """lodo-zero-shot (with its vars), lodo-zero-shot-seed1 and lodo-zero-shot-finetune are the commands each
-    committed zero-shot report was made by, held-out order aside."""
+    """lodo-zero-shot (with its vars), lodo-zero-shot-seed1, -finetune and -scheme are the commands each committed
+    zero-shot report was made by, held-out order aside."""
     overrides = {"vars.lodo_zero_shot_type_scoring": scoring, "vars.lodo_zero_shot_output": f"docs/lodo/{report}.md"}
     script = project(overrides)["commands"][command]["script"][-1]
     ours, theirs = vars(verb_args(script)), committed_args(report)
