@@ -332,6 +332,25 @@ def test_types_vote_picks_the_scale_at_which_the_other_corpora_find_most_related
     assert "| **related types above 0** | | 0 of 1 | 1 of 1 | 1 of 1 | 1 of 1 (lenient) |" in to_markdown(report)
 
 
+def test_plot_only_where_there_are_few_shot_curves(tmp_path):
+    """A zero-shot-only report has no curve to draw (its PNG was empty panels): none is written; one with few-shot
+    runs gets its plot."""
+    pytest.importorskip("matplotlib")
+    from spacy_softprompt.cli.lodo import write_report
+
+    def run(kind, shots, seed=None):
+        return {"system": "s", "kind": kind, "held_out": "a", "shots": shots, "seed": seed, "strict_f": 10.0,
+                "per_type": {"a/T": 10.0}}
+
+    report = {"command": "lodo", "backbone": "x", "source_steps": 1, "fewshot_steps": 1, "types": {"a": ["a/T"]},
+              "related": {}, "runs": [run("source", None), run("zero-shot", 0)]}
+    write_report(report, tmp_path / "zero.md", True, 1.0)
+    assert (tmp_path / "zero.md").is_file() and not (tmp_path / "zero.png").exists()
+    report["runs"] += [run("transfer", 5, 0), run("single corpus", 5, 0)]
+    write_report(report, tmp_path / "curves.md", True, 1.0)
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
 def test_old_type_scores_added_on_resume_keep_a_run_identity(tmp_path):
     """A source run finished before old types were scored gets them on resume; the runs built on it
     recorded its identity then, and must still match it after (else every rerun is refused)."""

@@ -120,7 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--runs", type=Path, default=Path("training/lodo"), help="data, pipelines, run.json files")
     parser.add_argument("--output", type=Path, default=Path("docs/lodo/all.md"), help="markdown; JSON and PNG beside it")
-    parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG (no matplotlib needed)")
+    parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG of the few-shot curves (no matplotlib needed); a zero-shot-only run writes none")
 
 
 def parse_corpora(values: Sequence[str]) -> Dict[str, Path]:
@@ -540,7 +540,7 @@ def write_report(report: Dict[str, Any], output: Path, plot: bool, seconds: floa
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(to_markdown(report), encoding="utf-8")
     output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    if plot and any(r["kind"] != "source" for r in report["runs"]):
+    if plot and any(r["kind"] in KIND_HEADERS for r in report["runs"]):  # a curve needs few-shot runs
         plot_curves(report, output.with_suffix(".png"))
 
 
