@@ -120,7 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--runs", type=Path, default=Path("training/lodo"), help="data, pipelines, run.json files")
     parser.add_argument("--output", type=Path, default=Path("docs/lodo/all.md"), help="markdown; JSON and PNG beside it")
-    parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG of the few-shot curves (no matplotlib needed); a zero-shot-only run writes none")
+    parser.add_argument("--no-plot", dest="plot", action="store_false",
+                        help="no PNG of the few-shot curves (no matplotlib needed); a zero-shot-only run writes none")
 
 
 def parse_corpora(values: Sequence[str]) -> Dict[str, Path]:
