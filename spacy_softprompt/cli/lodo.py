@@ -251,10 +251,14 @@ def add_types(source: Path, target: Path, types: Sequence[str], descriptions: Di
     nlp.to_disk(target)
 
 
+def per_type_f(scores: Dict[str, Any], mode: str = "strict") -> Dict[str, float]:
+    """Each concept type's F1 (%) of a score dict, strict or lenient."""
+    return {label: round(100 * v["f"], 2) for label, v in scores[f"concepts_{mode}_per_type"].items()}
+
+
 def strict_scores(scores: Dict[str, Any]) -> Dict[str, Any]:
     """What a run keeps of a concept score dict: micro and per-type strict F1, in %."""
-    return {"strict_f": round(100 * scores["concepts_strict_f"], 2),
-            "per_type": {label: round(100 * v["f"], 2) for label, v in scores["concepts_strict_per_type"].items()}}
+    return {"strict_f": round(100 * scores["concepts_strict_f"], 2), "per_type": per_type_f(scores)}
 
 
 def run_name(system: str, args: argparse.Namespace) -> str:
@@ -423,8 +427,7 @@ def run(args: argparse.Namespace) -> int:
                 result[f"{part}_by_scale"][str(scale)] = strict["strict_f"] if part == "dev" else dict(
                     strict, predicted={label: v["tp"] + v["fp"] + v["ignored"]
                                        for label, v in scores["concepts_strict_per_type"].items()},
-                    lenient_per_type={label: round(100 * v["f"], 2)
-                                      for label, v in scores["concepts_lenient_per_type"].items()})
+                    lenient_per_type=per_type_f(scores, "lenient"))
                 if part == "dev":
                     result["dev_types_by_scale"][str(scale)] = {
                         label: strict["per_type"][label] for label, v in scores["concepts_strict_per_type"].items()
