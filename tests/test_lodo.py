@@ -201,6 +201,16 @@ def test_scheme_lever_changes_only_sdoh_argument_descriptions():
         assert commands[lever7]["script"][:-1] == commands[before]["script"][:-1]
 
 
+def test_long_fewshot_command_changes_only_the_fewshot_steps():
+    """lodo-finetune-long is lodo-finetune (SDoH held out, K = 20) with four times the few-shot steps, in its own
+    runs folder, so the step count alone can explain a change."""
+    commands = project()["commands"]
+    ours, theirs = (vars(verb_args(commands[name]["script"][-1])) for name in ("lodo-finetune-long", "lodo-finetune"))
+    assert {k for k in ours if ours[k] != theirs[k]} == {"fewshot_steps", "runs", "output"}
+    assert ours["fewshot_steps"] == 4 * theirs["fewshot_steps"] and ours["held_out"] == ["sdoh"]
+    assert commands["lodo-finetune-long"]["script"][:-1] == commands["lodo-finetune"]["script"][:-1]
+
+
 @pytest.mark.parametrize("held_out", ["ade", "maccrobat", "sdoh"])
 def test_project_finetune_command_is_the_committed_unfrozen_run(held_out, tmp_path):
     """lodo-finetune (with its held-out var) is the command each docs/lodo/<held-out>_finetune.md was made by, and
