@@ -29,6 +29,7 @@ and is asked zero-shot, as a query of its own.
 """
 
 import logging
+import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -206,6 +207,7 @@ class SoftPromptIE(TrainablePipe):
             "new_labels": dict(new_labels or {}),
             "label_thresholds": dict(label_thresholds or {}),
         }
+        self.cfg[BUILT_WITH] = configured_settings(self.cfg)
         model.attrs["store_backbone"] = store_backbone
         self._asks_relations = True  # off inside concepts_only()
 
@@ -551,16 +553,36 @@ class SoftPromptIE(TrainablePipe):
         path = util.ensure_path(path)
         if (path / LEGACY_CFG).exists() and not (path / "model").exists():
             return self._from_legacy_folder(path)
-        # this load's config, which the saved cfg would replace: its new labels and label thresholds add to the saved
-        configured = {key: dict(self.cfg[key]) for key in ("new_labels", "label_thresholds")}
+        loading = self._loading_settings()
         deserialize = {
             "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
             "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
             "model": lambda p: self.model.from_disk(p),
         }
         util.from_disk(path, deserialize, exclude)
-        for key, values in configured.items():
-            self.cfg[key] = {**self.cfg.get(key, {}), **values}
+        return self._settle_loaded_cfg(loading)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "SoftPromptIE":
+        loading = self._loading_settings()
+        super().from_bytes(bytes_data, exclude=exclude)
+        return self._settle_loaded_cfg(loading)
+
+    def _loading_settings(self) -> Dict[str, Any]:
+        """This load's settings, before the saved cfg replaces them (and drops what it lacks of BUILT_WITH)."""
+        self.cfg.pop(BUILT_WITH, None)
+        return {key: self.cfg[key] for key in (*LOAD_SETTINGS, "new_labels")}
+
+    def _settle_loaded_cfg(self, loading: Dict[str, Any]) -> "SoftPromptIE":
+        """The saved cfg has replaced this load's settings (``loading``): where the load's config
+        differs from the config the saved component was built with (an override at
+        ``spacy.load``, an edited config.cfg), the load's value wins; elsewhere the saved value,
+        changes made in code before saving included. New labels of the load add to the saved ones."""
+        # saved before the cfg kept it: the loading config wins where it differs, its label thresholds add (as then)
+        saved_config = self.cfg.get(BUILT_WITH) or {**configured_settings(self.cfg), "label_thresholds": {}}
+        self.cfg.update(settle_settings({key: self.cfg[key] for key in LOAD_SETTINGS}, saved_config,
+                                        {key: loading[key] for key in LOAD_SETTINGS}))
+        self.cfg["new_labels"] = {**self.cfg.get("new_labels", {}), **loading["new_labels"]}
+        self.cfg[BUILT_WITH] = configured_settings(loading)
         if self.model.attrs["task"] is not None:
             self._add_new_labels(self.cfg["new_labels"])
             self._check_label_thresholds()
@@ -591,3 +613,40 @@ class SoftPromptIE(TrainablePipe):
 
 
 LEGACY_CFG = "cfg.json"  # version 0.1 kept schema and settings here, beside trainable.safetensors
+
+# settings a loading config may change (spacy.load(..., config=...), an edited config.cfg): inference only
+LOAD_SETTINGS = ("spans_key", "threshold", "relation_threshold", "set_ents", "cats_pooling", "label_thresholds")
+BUILT_WITH = "built_with"  # cfg key: LOAD_SETTINGS as the component's config gave them when it was built
+
+
+def configured_settings(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The LOAD_SETTINGS of a cfg, copied (label_thresholds is a dict the cfg keeps changing)."""
+    return {key: dict(cfg[key]) if isinstance(cfg[key], dict) else cfg[key] for key in LOAD_SETTINGS}
+
+
+def settle_settings(saved: Dict[str, Any], saved_config: Dict[str, Any], loading: Dict[str, Any]) -> Dict[str, Any]:
+    """A three-way merge of the LOAD_SETTINGS: the loading config's value where it differs from
+    the config the saved component was built with, else the saved value. Per type for
+    label_thresholds, so a loading config can add, change or (absent from it, present when
+    built) remove one type's threshold and keep the others as saved."""
+    missing = object()
+
+    def changed(new: Any, built: Any) -> bool:  # a saved cfg keeps 10 decimals (srsly): 0.3 reads back 0.30000000000000004
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (new, built))
+        return not math.isclose(new, built, rel_tol=1e-9, abs_tol=1e-10) if numbers else new != built
+
+    settled = {}
+    for key in LOAD_SETTINGS:
+        if key == "label_thresholds":
+            saved_own, built_own, loading_own = (dict(d.get(key) or {}) for d in (saved, saved_config, loading))
+            own = {}
+            for label in {**saved_own, **built_own, **loading_own}:
+                new, built = loading_own.get(label, missing), built_own.get(label, missing)
+                value = new if changed(new, built) else saved_own.get(label, missing)
+                if value is not missing:
+                    own[label] = value
+            settled[key] = own
+        else:
+            built = saved_config.get(key, missing)
+            settled[key] = loading[key] if changed(loading[key], built) else saved.get(key, loading[key])
+    return settled

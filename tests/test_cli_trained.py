@@ -270,6 +270,47 @@ def test_a_label_threshold_keeps_that_type_down_to_it(concepts_pipeline, tmp_pat
     assert concepts(old.pipe(texts)) == concepts(plain)
 
 
+def test_a_loading_config_changes_what_it_changes_and_keeps_what_code_changed(concepts_pipeline, tmp_path):
+    """Settings at load: what the loading config changes (spacy.load(..., config=...), an edited config.cfg) wins
+    over the saved cfg; what code changed before saving (and the config.cfg never said) stays; on disk and bytes."""
+    import json
+
+    pipeline, _ = concepts_pipeline
+    nlp = spacy.load(pipeline)
+    pipe = nlp.get_pipe("softprompt_ie")
+    pipe.cfg.update(threshold=0.3, label_thresholds={"Drug": 0.2, "ADE": 0.4})  # in code: config.cfg still 0.5, {}
+    nlp.to_disk(tmp_path / "p")
+
+    def settings(loaded):  # a saved cfg keeps 10 decimals: 0.3 reads back 0.30000000000000004
+        cfg = loaded.get_pipe("softprompt_ie").cfg
+        return pytest.approx((cfg["threshold"], cfg["relation_threshold"])), {
+            label: pytest.approx(p) for label, p in cfg["label_thresholds"].items()}
+
+    assert settings(spacy.load(tmp_path / "p")) == ((0.3, 0.5), {"Drug": 0.2, "ADE": 0.4})
+    override = {"components": {"softprompt_ie": {"threshold": 0.9, "relation_threshold": 0.7,
+                                                 "label_thresholds": {"ADE": 0.6}}}}
+    loaded = spacy.load(tmp_path / "p", config=override)
+    assert settings(loaded) == ((0.9, 0.7), {"Drug": 0.2, "ADE": 0.6})
+    # bytes: a pipeline built from the overriding config keeps its settings over the bytes' ones
+    again = spacy.util.load_model_from_config(loaded.config, auto_fill=False).from_bytes(nlp.to_bytes())
+    assert settings(again) == ((0.9, 0.7), {"Drug": 0.2, "ADE": 0.6})
+    # what a saved, overridden pipeline was built with is its new config: an edit of that removes a type's threshold
+    loaded.to_disk(tmp_path / "q")
+    config = spacy.util.load_config(tmp_path / "q" / "config.cfg")
+    assert dict(config["components"]["softprompt_ie"]["label_thresholds"]) == {"ADE": pytest.approx(0.6)}
+    config["components"]["softprompt_ie"]["label_thresholds"] = {}
+    config.to_disk(tmp_path / "q" / "config.cfg")
+    assert settings(spacy.load(tmp_path / "q")) == ((0.9, 0.7), {"Drug": 0.2})
+    # a component saved before its cfg kept what it was built with: the loading config wins where they differ,
+    # its label thresholds add to the saved ones (as they did then)
+    cfg_path = tmp_path / "p" / "softprompt_ie" / "cfg"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["built_with"]
+    cfg_path.write_text(json.dumps(cfg))
+    assert settings(spacy.load(tmp_path / "p")) == ((0.5, 0.5), {"Drug": 0.2, "ADE": 0.4})
+    assert settings(spacy.load(tmp_path / "p", config=override)) == ((0.9, 0.7), {"Drug": 0.2, "ADE": 0.6})
+
+
 def test_calibrate_finds_each_type_as_often_as_asked(concepts_pipeline, tmp_path, capsys):
     """Each type's threshold is set so that it is found density x tokens times on the notes: here
     6 of each, beyond the 4 true Drug and ADE mentions the toy pipeline scores near 1, into its

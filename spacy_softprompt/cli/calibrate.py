@@ -156,7 +156,10 @@ def predict_down_to(nlp: "Language", pipe: "SoftPromptIE", texts: Iterable[str],
 
 def set_label_thresholds(nlp: "Language", name: str, thresholds: Dict[str, Any]) -> None:
     """Give the component these label thresholds, in its cfg and in the pipeline's config (so the
-    saved config.cfg says what the component does)."""
+    saved config.cfg says what the component does, and a later edit of it counts as one)."""
+    from ..component import BUILT_WITH
+
     pipe = nlp.get_pipe(name)
     pipe.cfg["label_thresholds"] = {**pipe.cfg["label_thresholds"], **thresholds}
-    nlp.get_pipe_config(name)["label_thresholds"] = dict(pipe.cfg["label_thresholds"])
+    for config in (nlp.get_pipe_config(name), pipe.cfg[BUILT_WITH]):
+        config["label_thresholds"] = dict(pipe.cfg["label_thresholds"])
