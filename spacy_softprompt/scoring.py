@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import (Any, Callable, Collection, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Set,
                     Tuple)
 
@@ -318,22 +319,31 @@ def softprompt_score(
     return scores
 
 
+@dataclass(frozen=True)
+class SoftPromptScorer:
+    """``(examples, **kwargs) -> scores``, :func:`softprompt_score` with these two settings; an
+    object, not a closure, so that a pipeline pickles (``nlp.pipe(n_process=...)`` under the
+    spawn start method, macOS' and Windows' default). ``spans_key`` None: the ``spans_key``
+    keyword (the component passes its cfg) or the package default."""
+
+    spans_key: Optional[str] = None
+    lenient_matching: str = "exact_first"
+
+    def __post_init__(self) -> None:
+        if self.lenient_matching not in LENIENT_MATCHING:
+            raise ValueError(f"lenient_matching must be one of {LENIENT_MATCHING}, got {self.lenient_matching!r}")
+
+    def __call__(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        if self.spans_key is not None:
+            kwargs["spans_key"] = self.spans_key
+        return softprompt_score(examples, **{**kwargs, "lenient_matching": self.lenient_matching})
+
+
 @spacy.registry.scorers("spacy_softprompt.scorer.v1")
 def make_softprompt_scorer(
     spans_key: Optional[str] = None, lenient_matching: str = "exact_first"
 ) -> Callable[..., Dict[str, Any]]:
-    """``(examples, **kwargs) -> scores``. ``spans_key`` None: the ``spans_key`` keyword
-    (the component passes its cfg) or the package default."""
-    if lenient_matching not in LENIENT_MATCHING:
-        raise ValueError(f"lenient_matching must be one of {LENIENT_MATCHING}, got {lenient_matching!r}")
-
-    def scorer(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
-        if spans_key is not None:
-            kwargs["spans_key"] = spans_key
-        kwargs["lenient_matching"] = lenient_matching
-        return softprompt_score(examples, **kwargs)
-
-    return scorer
+    return SoftPromptScorer(spans_key, lenient_matching)
 
 
 _HEADER = ["", "strict P", "strict R", "strict F", "lenient P", "lenient R", "lenient F", "gold", "predicted"]

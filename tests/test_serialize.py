@@ -126,3 +126,13 @@ def test_impossible_prompt_length_is_refused():
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match="prompt_length must be between 1 and 512"):
         nlp.add_pipe("softprompt_ie", config={"model": {"prompt_length": 0}})
+
+
+def test_a_trained_pipeline_pickles(trained):
+    """nlp.pipe(n_process=...) under the spawn start method (macOS', Windows') pickles the pipeline: the
+    scorer was a closure, which does not pickle."""
+    import pickle
+
+    again = pickle.loads(pickle.dumps(trained))
+    assert predictions(again, TEST_TEXTS) == predictions(trained, TEST_TEXTS)
+    assert again.get_pipe("softprompt_ie").scorer == trained.get_pipe("softprompt_ie").scorer
