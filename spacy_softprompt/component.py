@@ -386,7 +386,7 @@ class SoftPromptIE(TrainablePipe):
         for doc, concepts, relations in zip(docs, predictions.concepts, predictions.relations):
             spans, scores, found = annotations(doc, concepts, relations, schema)
             set_concepts(doc, spans, scores, self.cfg["spans_key"], self.cfg["set_ents"])
-            set_relations(doc, found)
+            set_relations(doc, found, source=self.cfg["spans_key"])
         for doc, cats in zip(docs, predictions.cats):
             doc.cats.update(cats)
 

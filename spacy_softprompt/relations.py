@@ -37,6 +37,10 @@ place for them) and per span in ``user_data`` (the same key format), because
 
 Brat attributes (e.g. SDoH ``StatusTimeVal``) are stored the same way, per
 span offsets and label, and read through ``span._.attributes``.
+
+A component's relations carry its ``spans_key`` as their source, so two
+components on one Doc each replace only their own (:func:`set_relations`), as
+each replaces only its own span group and the entities it set.
 """
 from __future__ import annotations
 
@@ -125,7 +129,7 @@ def get_relations(doc: Doc, strict: bool = False) -> Tuple[Relation, ...]:
         key=lambda kv: (kv[0][2], kv[0][3]),
     ):
         h_start, h_end = key[2], key[3]
-        for h_label, h_text, t_rel_start, t_rel_end, t_label, t_text, label, score in values:
+        for h_label, h_text, t_rel_start, t_rel_end, t_label, t_text, label, score, *_ in values:
             t_start, t_end = h_start + t_rel_start, h_start + t_rel_end
             if min(h_start, t_start) < 0 or max(h_end, t_end) > len(doc_text):
                 continue  # not in this text: the Doc is a slice of the one the relation was set on
@@ -160,10 +164,18 @@ def get_relations(doc: Doc, strict: bool = False) -> Tuple[Relation, ...]:
     return tuple(best.values())
 
 
-def set_relations(doc: Doc, relations: Iterable[Relation]) -> None:
-    """Replace the relations stored on ``doc`` (duplicates by offsets/labels are merged, max score)."""
+def set_relations(doc: Doc, relations: Iterable[Relation], source: Optional[str] = None) -> None:
+    """Replace the relations stored on ``doc`` (duplicates by offsets/labels are merged, max score).
+
+    ``source`` (a component's ``spans_key``): replace only the relations set with that source and
+    keep the others, so two components on one Doc each replace their own; None (``doc._.relations
+    = ...``, converters): replace them all."""
     for key in [k for k in doc.user_data if _is_key(k, RELATIONS_KEY)]:
-        del doc.user_data[key]
+        others = [v for v in doc.user_data[key] if source is not None and _source(v) != source]
+        if others:
+            doc.user_data[key] = others
+        else:
+            del doc.user_data[key]
     best: Dict[tuple, Relation] = {}
     for rel in relations:
         if rel.head.doc is not doc or rel.tail.doc is not doc:
@@ -186,8 +198,13 @@ def set_relations(doc: Doc, relations: Iterable[Relation]) -> None:
                 t.text,
                 rel.label,
                 float(rel.score),
-            )
+            ) + ((source,) if source is not None else ())
         )
+
+
+def _source(stored: Sequence[Any]) -> Optional[str]:
+    """Who set a stored relation: a component's spans_key (a ninth field), or None."""
+    return stored[8] if len(stored) > 8 else None
 
 
 def _is_key(key: Any, name: str) -> bool:
@@ -229,12 +246,14 @@ def corpus_of(doc: Doc) -> Optional[str]:
     return doc._.get(CORPUS_ATTR) if doc.has_extension(CORPUS_ATTR) else None
 
 
-def select_entities(spans: Sequence[Span], scores: Optional[Sequence[float]] = None) -> List[Span]:
-    """Greedy non-overlapping selection for ``doc.ents``: best score first, then longest."""
+def select_entities(spans: Sequence[Span], scores: Optional[Sequence[float]] = None,
+                    taken: Iterable[int] = ()) -> List[Span]:
+    """Greedy non-overlapping selection for ``doc.ents``: best score first, then longest; none
+    on the token indices ``taken``."""
     if scores is None:
         scores = [1.0] * len(spans)
     order = sorted(range(len(spans)), key=lambda i: (-scores[i], -len(spans[i]), spans[i].start))
-    taken: set = set()
+    taken = set(taken)
     chosen: List[Span] = []
     for i in order:
         span = spans[i]
@@ -254,16 +273,21 @@ def set_concepts(
 ) -> None:
     """Write all concepts (overlaps allowed, one label per entry) to ``doc.spans[spans_key]``
     with their scores in ``.attrs["scores"]`` (and per span in user_data, which outlives
-    ``Doc.from_docs``), and a non-overlapping selection to ``doc.ents``."""
+    ``Doc.from_docs``), and a non-overlapping selection to ``doc.ents``, around the entities
+    something else set before (an entity ruler, medspaCy's target matcher), which stay; entities
+    this span group set before are replaced."""
     if scores is None:
         scores = [1.0] * len(spans)
+    replaced = {(s.start, s.end, s.label) for s in doc.spans[spans_key]} if spans_key in doc.spans else set()
     order = sorted(range(len(spans)), key=lambda i: (spans[i].start, spans[i].end, spans[i].label_))
     group = SpanGroup(doc, name=spans_key, spans=[spans[i] for i in order])
     group.attrs["scores"] = [float(scores[i]) for i in order]
     doc.spans[spans_key] = group
     _store_scores(doc, spans_key, group, group.attrs["scores"])
     if set_ents:
-        doc.ents = select_entities(list(group), group.attrs["scores"])
+        kept = [e for e in doc.ents if (e.start, e.end, e.label) not in replaced]
+        taken = [i for e in kept for i in range(e.start, e.end)]
+        doc.ents = sorted(kept + select_entities(list(group), group.attrs["scores"], taken), key=lambda e: e.start)
 
 
 def _store_scores(doc: Doc, spans_key: str, spans: Sequence[Span], scores: Sequence[float]) -> None:

@@ -190,3 +190,36 @@ def test_spans_must_be_labelled_and_from_this_doc(nlp, doc):
         set_relations(other, [Relation(doc[0:1], doc[2:3], "Drug-Dose")])
     with pytest.raises(ValueError, match="labelled"):
         set_relations(doc, [Relation(doc[0:1], doc[2:3], "Drug-Dose")])
+
+
+def test_each_source_replaces_only_its_own_relations(nlp, doc):
+    """Two components on one Doc: each sets its relations with its spans_key as source and replaces only those;
+    doc._.relations = ... (no source) replaces them all. Stored sources survive a DocBin."""
+    warfarin, dose, bleeding, rash = doc.spans["softprompt"]
+    doc._.relations = []
+    set_relations(doc, [Relation(warfarin, bleeding, "Drug-AE", 0.9)], source="ade")
+    set_relations(doc, [Relation(warfarin, dose, "Drug-Dose", 0.8)], source="dose")
+    set_relations(doc, [Relation(warfarin, rash, "Drug-AE", 0.7)], source="ade")  # the ade task again
+    doc = next(DocBin(store_user_data=True, docs=[doc]).get_docs(nlp.vocab))
+    assert sorted((r.tail.text, r.label) for r in doc._.relations) == [("5 mg", "Drug-Dose"), ("rash", "Drug-AE")]
+    set_relations(doc, [], source="dose")
+    assert [r.tail.text for r in doc._.relations] == ["rash"]
+    warfarin, _, bleeding, _ = doc.spans["softprompt"]
+    doc._.relations = [Relation(warfarin, bleeding, "Drug-AE", 1.0)]
+    assert [r.tail.text for r in doc._.relations] == ["bleeding"]
+
+
+def test_entities_set_before_stay_and_the_groups_own_are_replaced(nlp):
+    """doc.ents around what an entity ruler (medspaCy's target matcher) set before; the span group's own entities
+    of a previous run are replaced, not kept."""
+    from spacy.tokens import Span
+
+    doc = nlp.make_doc("The patient took aspirin and had nausea.")
+    doc.ents = [Span(doc, 1, 2, label="PERSON")]
+    patient_aspirin = Span(doc, 1, 4, label="Drug")  # overlaps the ruler's entity: left out of doc.ents
+    aspirin, nausea = Span(doc, 3, 4, label="Drug"), Span(doc, 6, 7, label="ADE")
+    set_concepts(doc, [patient_aspirin, aspirin, nausea], [0.9, 0.8, 0.7])
+    assert [(e.text, e.label_) for e in doc.ents] == [("patient", "PERSON"), ("aspirin", "Drug"), ("nausea", "ADE")]
+    set_concepts(doc, [Span(doc, 3, 4, label="Drug")], [0.9])  # a second run: its nausea is gone
+    assert [(e.text, e.label_) for e in doc.ents] == [("patient", "PERSON"), ("aspirin", "Drug")]
+    assert [s.text for s in doc.spans["softprompt"]] == ["aspirin"]

@@ -58,6 +58,20 @@ def test_two_tasks_share_one_backbone_and_predict_as_alone(default_backbone_path
         assert [spans(d, name) for d in alone.pipe(texts)] == [spans(d, name) for d in together]
 
 
+def test_each_task_keeps_its_relations_beside_the_others(default_backbone_path, toy_docs, blank_nlp):
+    """The second component's set_annotations once erased the first's relations: each replaces its own only."""
+    nlp = two_task_pipeline("default", toy_docs, blank_nlp)
+    for name in ("ade", "sdoh"):  # barely trained: low enough that each asks and keeps relations
+        nlp.get_pipe(name).cfg.update(threshold=0.05, relation_threshold=1e-4)
+    texts = [t for t, _ in TEXTS] + [t for t, _ in SDOH_LIKE]
+    alone = {}
+    for name in ("ade", "sdoh"):
+        with nlp.select_pipes(enable=[name]):
+            alone[name] = [{r.key() for r in d._.relations} for d in nlp.pipe(texts)]
+    assert any(alone["ade"]) and any(alone["sdoh"])
+    assert [{r.key() for r in d._.relations} for d in nlp.pipe(texts)] == [a | b for a, b in zip(*alone.values())]
+
+
 def test_the_second_task_reads_the_first_tasks_windows(default_backbone_path, toy_docs, blank_nlp):
     nlp = two_task_pipeline("default", toy_docs, blank_nlp)
     layers = nlp.get_pipe("ade").network.stack.layers
