@@ -93,6 +93,18 @@ def portable_reference(name: str) -> str:
 
 
 DeviceMap = Union[str, Dict[str, Union[int, str]]]
+def position_limit(config: Any) -> int:
+    """The longest input the backbone's position embeddings cover (``max_position_embeddings`` or
+    GPT-2's ``n_positions``; RoBERTa-like models number positions after the padding index, so
+    two fewer); a tokenizer without ``model_max_length`` leaves this the only limit."""
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not limit:
+        return 1 << 30
+    if "roberta" in str(getattr(config, "model_type", "")) or getattr(config, "model_type", "") == "camembert":
+        limit -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return int(limit)
+
+
 DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 
 

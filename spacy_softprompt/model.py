@@ -30,7 +30,7 @@ from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, PyTorchShim, torch2x
 from thinc.types import Floats4d
 
 from . import artifact
-from .backbone import Backbone, DeviceMap, get_backbone, onloaded, placement, portable_reference
+from .backbone import Backbone, DeviceMap, get_backbone, onloaded, placement, portable_reference, position_limit
 from .collate import Batch, Collator
 from .queries import PACKED_TYPES, QueryBuilder, label_words
 from .schema import TaskSchema
@@ -100,7 +100,8 @@ def build_softprompt_model(
     prompt_layer: 0 puts the query part at the input (one full backbone pass per
         window and query); k > 0 runs layers below k once per window, shared by all
         its queries, and lets the query part in at layer k (late prompts).
-    max_length: subwords per backbone sequence (query part + text window).
+    max_length: subwords per backbone sequence (query part + text window), cut to what the
+        tokenizer and the position embeddings allow.
     window_overlap: subwords shared by consecutive windows of a long document.
     max_span_width: longest answer span, in spaCy tokens.
     head_width: hidden width of the span head.
@@ -254,7 +255,7 @@ class SoftPromptModel(Model):
 
         s = self.settings
         backbone, tokenizer = loaded.model, loaded.tokenizer
-        builder = self._query_builder(task, tokenizer)
+        builder = self._query_builder(task, tokenizer, backbone.config)
         strategy = builder.strategy
         init_vectors = None
         if strategy.learned:
@@ -288,11 +289,11 @@ class SoftPromptModel(Model):
         self.attrs.update(task=task, builder=builder, collator=collator, tokenizer=tokenizer, backbone=loaded)
         self.attrs["frozen_states"] = {} if self.caches_frozen_states else None
 
-    def _query_builder(self, task: Dict[str, Any], tokenizer: Any) -> QueryBuilder:
+    def _query_builder(self, task: Dict[str, Any], tokenizer: Any, config: Any) -> QueryBuilder:
         s = self.settings
         return QueryBuilder(
             tokenizer, TaskSchema.from_dict(task["schema"]), strategy=s["strategy"], prompt_length=s["prompt_length"],
-            max_length=s["max_length"], window_overlap=s["window_overlap"],
+            max_length=min(s["max_length"], position_limit(config)), window_overlap=s["window_overlap"],
             query_texts=task.get("query_texts") or {}, prompt_layer=s["prompt_layer"],
             packed=s["packed"], corpus_parts=s["packed_types"] == "corpus", shuffle_types=s["shuffle_types"],
         )
@@ -366,7 +367,7 @@ class SoftPromptModel(Model):
         if not known and description:
             texts[label] = description
         new_task = dict(task, schema=schema.to_dict(), query_texts=texts)
-        builder = self._query_builder(new_task, self.attrs["tokenizer"])
+        builder = self._query_builder(new_task, self.attrs["tokenizer"], self.network.backbone.config)
         collator = Collator(builder, self.settings["max_span_width"])
         network = self.network
         if builder.strategy.learned and not builder.strategy.shared_prompt and not known:

@@ -450,3 +450,13 @@ def test_packed_needs_a_query_part(tiny_bert):
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match="'none' already answers every type in one pass"):
         nlp.add_pipe("softprompt_ie", config={"model": {"backbone": tiny_bert, "strategy": "none", "packed": True}})
+
+
+def test_windows_stay_within_the_backbones_positions(tiny_bert, toy_docs):
+    """max_length 512 on a backbone of 256 positions (whose tokenizer says 512): the windows are cut to 256, so a
+    long note is read, where it once crashed inside the backbone on the first note past 256 subwords."""
+    nlp = make_pipeline(tiny_bert, "soft", True, max_length=512)
+    train(nlp, examples_for(nlp, toy_docs), 1, 0.01)
+    assert nlp.get_pipe("softprompt_ie").model.builder.max_length == 256
+    doc = nlp(" ".join(["Aspirin 500 mg caused severe nausea and a rash."] * 50))
+    assert len(doc) == 500 and "softprompt" in doc.spans
