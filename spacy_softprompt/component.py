@@ -155,6 +155,10 @@ def make_softprompt_ie(
     for option, value in (("threshold", threshold), ("relation_threshold", relation_threshold)):
         if not 0.0 < value <= 1.0:
             raise ValueError(f"{option} is a probability in (0, 1], not {value}.")
+    for option, texts in (("query_texts", query_texts), ("new_labels", new_labels)):
+        wrong = {label: text for label, text in texts.items() if not isinstance(text, str) or not text.strip()}
+        if wrong:
+            raise ValueError(f"{option} maps a label to the words that describe it, not {wrong}.")
     if not cats_loss_weight > 0.0:
         raise ValueError(f"cats_loss_weight multiplies the classes' loss: above 0, not {cats_loss_weight}.")
     from .nn.cats import POOLING
@@ -370,7 +374,7 @@ class SoftPromptIE(TrainablePipe):
 
     def _batches(self, queries: List[Query], pieces: Sequence[DocPieces], with_targets: bool) -> Iterator[Batch]:
         """Batches of ``batch_size`` queries of one kind (:func:`~.queries.batch_kind`)."""
-        size = max(1, int(self.model.settings["batch_size"]))
+        size = int(self.model.settings["batch_size"])
         pieces = list(pieces)
         chunk: List[Query] = []
         for query in sorted(queries, key=lambda q: query_size(q, pieces)):

@@ -153,6 +153,10 @@ def build_softprompt_model(
         raise ValueError(f"prompt_layer must be 0 (input prompts) or a layer index, not {prompt_layer}.")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), not {dropout}.")
+    for option, value, least in (("batch_size", batch_size, 1), ("max_span_width", max_span_width, 1),
+                                 ("head_width", head_width, 1), ("window_overlap", window_overlap, 0)):
+        if value < least:
+            raise ValueError(f"{option} must be at least {least}, not {value}.")
     if device_map is not None and not (freeze_backbone and adapter is None):
         raise ValueError(
             "device_map places a frozen backbone: set freeze_backbone = true and adapter = null (training "

@@ -122,6 +122,23 @@ def test_impossible_thresholds_are_refused(option, value):
         nlp.add_pipe("softprompt_ie", config={option: value})
 
 
+@pytest.mark.parametrize("model,message", [({"batch_size": 0}, "batch_size must be at least 1, not 0"),
+                                           ({"max_span_width": 0}, "max_span_width must be at least 1"),
+                                           ({"head_width": 0}, "head_width must be at least 1"),
+                                           ({"window_overlap": -1}, "window_overlap must be at least 0")])
+def test_impossible_model_sizes_are_refused(model, message):
+    """Each was taken before: batch_size 0 as 1, window_overlap -1 as no overlap, a span width of 0 learning nothing."""
+    with pytest.raises(ValueError, match=message):
+        spacy.blank("en").add_pipe("softprompt_ie", config={"model": model})
+
+
+@pytest.mark.parametrize("option", ["query_texts", "new_labels"])
+def test_a_description_must_be_words(option):
+    """An empty description asked a query with no words (config validation has made a number a string already)."""
+    with pytest.raises(ValueError, match=rf"{option} maps a label to the words that describe it, not {{'Drug': ' '}}"):
+        spacy.blank("en").add_pipe("softprompt_ie", config={option: {"Drug": " ", "ADE": "adverse drug event"}})
+
+
 def test_impossible_prompt_length_is_refused():
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match="prompt_length must be between 1 and 512"):
