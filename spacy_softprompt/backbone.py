@@ -92,7 +92,6 @@ def portable_reference(name: str) -> str:
     return str(Path(name).expanduser().resolve())
 
 
-DeviceMap = Union[str, Dict[str, Union[int, str]]]
 def position_limit(config: Any) -> int:
     """The longest input the backbone's position embeddings cover (``max_position_embeddings`` or
     GPT-2's ``n_positions``; RoBERTa-like models number positions after the padding index, so
@@ -105,6 +104,7 @@ def position_limit(config: Any) -> int:
     return int(limit)
 
 
+DeviceMap = Union[str, Dict[str, Union[int, str]]]
 DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
