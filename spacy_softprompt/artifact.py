@@ -23,11 +23,11 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import srsly
 
-from .backbone import Backbone, get_backbone
+from .backbone import Backbone, BackboneNotFound, get_backbone, portable_reference
 
 TASK_FILE = "task.json"
 TRAINABLE_FILE = "trainable.safetensors"
@@ -87,25 +87,40 @@ def read_task(path: Path) -> Optional[Dict[str, Any]]:
 
 
 def load_backbone_for(
-    path: Path, task: Dict[str, Any], trust_remote_code: bool, share: bool, placed: Optional[Dict[str, Any]] = None
-) -> Backbone:
-    """The backbone a saved model needs: stored inside, or re-resolved (shared when ``share``;
-    placed by the loading config's ``placed``) and verified against the saved weight hash."""
+    path: Path, task: Dict[str, Any], trust_remote_code: bool, share: bool, placed: Optional[Dict[str, Any]] = None,
+    configured: Optional[str] = None,
+) -> Tuple[Backbone, Dict[str, Any]]:
+    """The backbone a saved model needs, and the task naming it where it was found: stored inside,
+    or re-resolved (shared when ``share``; placed by the loading config's ``placed``) and verified
+    against the saved weight hash. Where the name it was saved with finds nothing (a moved
+    folder), the loading config's backbone (``configured``, e.g. ``spacy.load(...,
+    config={"components.<name>.model.backbone": ...})``) is tried, verified the same way."""
     if task.get("backbone_stored"):
         if placed is not None:
             raise ValueError(f"{path} stores its backbone inside; device_map places a backbone that a pipeline "
                              "names (store_backbone = false): load it with device_map = null.")
-        return get_backbone(str(path / BACKBONE_DIR), trust_remote_code=trust_remote_code)
-    reference = task["backbone"]
-    backbone = get_backbone(reference["name"], trust_remote_code=trust_remote_code, share=share, placed=placed)
-    if backbone.sha256 != reference["sha256"]:
+        return get_backbone(str(path / BACKBONE_DIR), trust_remote_code=trust_remote_code), task
+    name = task["backbone"]["name"]
+    try:
+        backbone = get_backbone(name, trust_remote_code=trust_remote_code, share=share, placed=placed)
+    except BackboneNotFound as err:
+        if configured is None or portable_reference(configured) == name:
+            raise BackboneNotFound(
+                f"{err}\nThe prompts in {path} were trained on it. If it moved, name its new place when loading: "
+                f"spacy.load(..., config={{'components.<name>.model.backbone': '<its folder>'}}) (the weights "
+                "are checked against the saved hash)."
+            ) from None
+        name = configured
+        backbone = get_backbone(name, trust_remote_code=trust_remote_code, share=share, placed=placed)
+    expected = task["backbone"]["sha256"]
+    if backbone.sha256 != expected:
         raise BackboneMismatch(
-            f"The prompts in {path} were trained on backbone {reference['name']!r} with weight "
-            f"hash {reference['sha256'][:16]}..., but {reference['name']!r} now resolves to "
+            f"The prompts in {path} were trained on backbone {task['backbone']['name']!r} with weight "
+            f"hash {expected[:16]}..., but {name!r} now resolves to "
             f"weights with hash {backbone.sha256[:16]}.... Install the original backbone, or retrain. "
             "(Save with store_backbone = true for a self-contained pipeline.)"
         )
-    return backbone
+    return backbone, dict(task, backbone={"name": portable_reference(name), "sha256": expected})
 
 
 def load_trainable(path: Path) -> Dict[str, Any]:

@@ -449,7 +449,8 @@ class SoftPromptModel(Model):
     def load_folder(self, path: Path, task: Dict[str, Any]) -> None:
         """Rebuild from a saved folder holding ``trainable.safetensors`` (and ``backbone/``)."""
         trust = artifact.remote_code_allowed_at_load(self.settings["trust_remote_code"])
-        loaded = artifact.load_backbone_for(path, task, trust, self.shares_backbone, self.placed)
+        loaded, task = artifact.load_backbone_for(path, task, trust, self.shares_backbone, self.placed,
+                                                  configured=self.settings["backbone"])
         self.build(task, loaded, fresh=False)
         artifact.load_state(self.network, path)
 

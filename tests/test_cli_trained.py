@@ -1,4 +1,6 @@
 """Verbs that need a trained pipeline: render (terminal and HTML), evaluate and compare."""
+import json
+
 import pytest
 import spacy
 from spacy.tokens import DocBin
@@ -132,6 +134,45 @@ def frozen_pipeline(tiny_bert, tmp_path_factory):
                                        "freeze_backbone": True, "prompt_length": 8})
     nlp.to_disk(base / "pipeline")
     return base
+
+
+def test_a_moved_backbone_is_named_at_load(tiny_bert, tmp_path):
+    """A pipeline naming its frozen backbone by folder: once the folder moves, the error says how to name its new
+    place, and naming it in the loading config loads the pipeline (the weights checked against the saved hash), which
+    saved again names the new place; another backbone there is refused."""
+    import shutil
+
+    import torch
+    from transformers import BertModel
+
+    from spacy_softprompt.artifact import BackboneMismatch
+    from spacy_softprompt.backbone import BackboneNotFound
+
+    shutil.copytree(tiny_bert, tmp_path / "backbone")
+    blank = spacy.blank("en")
+    docs = [annotate(blank, t, m, RELATIONS.get(i, ())) for i, (t, m) in enumerate(TEXTS)]
+    nlp = fit_pipeline(docs, 2, model={"backbone": str(tmp_path / "backbone"), "strategy": "soft",
+                                       "freeze_backbone": True, "prompt_length": 8})
+    nlp.to_disk(tmp_path / "pipeline")
+    texts = [t for t, _ in TEXTS]
+    expected = [[(s.start, s.end, s.label_) for s in d.spans["softprompt"]] for d in nlp.pipe(texts)]
+    (tmp_path / "backbone").rename(tmp_path / "moved")
+    with pytest.raises(BackboneNotFound, match=r"If it moved, name its new place when loading"):
+        spacy.load(tmp_path / "pipeline")
+    moved = {"components.softprompt_ie.model.backbone": str(tmp_path / "moved")}
+    loaded = spacy.load(tmp_path / "pipeline", config=moved)
+    assert [[(s.start, s.end, s.label_) for s in d.spans["softprompt"]] for d in loaded.pipe(texts)] == expected
+    loaded.to_disk(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "softprompt_ie" / "model" / "task.json").read_text())["backbone"][
+        "name"] == str(tmp_path / "moved")
+    spacy.load(tmp_path / "again")
+    other = BertModel.from_pretrained(tmp_path / "moved")
+    with torch.no_grad():
+        other.embeddings.word_embeddings.weight.add_(1.0)
+    shutil.copytree(tmp_path / "moved", tmp_path / "other")
+    other.save_pretrained(tmp_path / "other", safe_serialization=True)
+    with pytest.raises(BackboneMismatch, match="now resolves to weights with hash"):
+        spacy.load(tmp_path / "pipeline", config={"components.softprompt_ie.model.backbone": str(tmp_path / "other")})
 
 
 def _single_error(err: str) -> str:
