@@ -30,6 +30,7 @@ and is asked zero-shot, as a query of its own.
 
 import logging
 import math
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -574,15 +575,23 @@ class SoftPromptIE(TrainablePipe):
     def _loading_settings(self) -> Dict[str, Any]:
         """This load's settings, before the saved cfg replaces them (and drops what it lacks of BUILT_WITH)."""
         self.cfg.pop(BUILT_WITH, None)
-        return {key: self.cfg[key] for key in (*LOAD_SETTINGS, "new_labels")}
+        return {key: self.cfg[key] for key in (*LOAD_SETTINGS, *TRAINED_SETTINGS, "new_labels")}
 
     def _settle_loaded_cfg(self, loading: Dict[str, Any]) -> "SoftPromptIE":
         """The saved cfg has replaced this load's settings (``loading``): where the load's config
         differs from the config the saved component was built with (an override at
         ``spacy.load``, an edited config.cfg), the load's value wins; elsewhere the saved value,
-        changes made in code before saving included. New labels of the load add to the saved ones."""
+        changes made in code before saving included. New labels of the load add to the saved ones.
+        A trained setting (TRAINED_SETTINGS) the load's config changes stays as saved, with a warning."""
+        built = self.cfg.get(BUILT_WITH)
+        changed = [key for key in TRAINED_SETTINGS if built and key in built and loading[key] != built[key]]
+        if changed:
+            warnings.warn(
+                f"'{self.name}' was trained with {', '.join(f'{k} = {self.cfg[k]!r}' for k in changed)}; the loading "
+                f"config's {', '.join(f'{k} = {loading[k]!r}' for k in changed)} is not applied (retrain for it; a "
+                "new type's description: add_label or new_labels).", UserWarning, stacklevel=2)
         # saved before the cfg kept it: the loading config wins where it differs, its label thresholds add (as then)
-        saved_config = self.cfg.get(BUILT_WITH) or {**configured_settings(self.cfg), "label_thresholds": {}}
+        saved_config = built or {**configured_settings(self.cfg), "label_thresholds": {}}
         self.cfg.update(settle_settings({key: self.cfg[key] for key in LOAD_SETTINGS}, saved_config,
                                         {key: loading[key] for key in LOAD_SETTINGS}))
         self.cfg["new_labels"] = {**self.cfg.get("new_labels", {}), **loading["new_labels"]}
@@ -619,13 +628,17 @@ class SoftPromptIE(TrainablePipe):
 LEGACY_CFG = "cfg.json"  # version 0.1 kept schema and settings here, beside trainable.safetensors
 
 # settings a loading config may change (spacy.load(..., config=...), an edited config.cfg): inference only
-LOAD_SETTINGS = ("spans_key", "threshold", "relation_threshold", "set_ents", "cats_pooling", "label_thresholds")
-BUILT_WITH = "built_with"  # cfg key: LOAD_SETTINGS as the component's config gave them when it was built
+LOAD_SETTINGS = ("spans_key", "threshold", "relation_threshold", "set_ents", "cats_pooling", "label_thresholds",
+                 "cats_loss_weight")
+# settings the trained model is made of: a loading config that changes them is warned, not followed
+TRAINED_SETTINGS = ("query_texts", "exclusive_classes")
+BUILT_WITH = "built_with"  # cfg key: both as the component's config gave them when it was built
 
 
 def configured_settings(cfg: Dict[str, Any]) -> Dict[str, Any]:
-    """The LOAD_SETTINGS of a cfg, copied (label_thresholds is a dict the cfg keeps changing)."""
-    return {key: dict(cfg[key]) if isinstance(cfg[key], dict) else cfg[key] for key in LOAD_SETTINGS}
+    """The LOAD_SETTINGS and TRAINED_SETTINGS of a cfg, copied (its dicts keep changing)."""
+    return {key: dict(cfg[key]) if isinstance(cfg[key], dict) else cfg[key]
+            for key in LOAD_SETTINGS + TRAINED_SETTINGS}
 
 
 def settle_settings(saved: Dict[str, Any], saved_config: Dict[str, Any], loading: Dict[str, Any]) -> Dict[str, Any]:

@@ -332,6 +332,12 @@ def test_a_loading_config_changes_what_it_changes_and_keeps_what_code_changed(co
                                                  "label_thresholds": {"ADE": 0.6}}}}
     loaded = spacy.load(tmp_path / "p", config=override)
     assert settings(loaded) == ((0.9, 0.7), {"Drug": 0.2, "ADE": 0.6})
+    # what the model was trained with stays, with a warning; a training setting (for more training) is followed
+    trained = {"components": {"softprompt_ie": {"query_texts": {"Drug": "Which medication?"}, "cats_loss_weight": 2.0}}}
+    with pytest.warns(UserWarning, match=r"trained with query_texts = \{\}; the loading config's query_texts = "
+                                         r"\{'Drug': 'Which medication\?'\} is not applied"):
+        cfg = spacy.load(tmp_path / "p", config=trained).get_pipe("softprompt_ie").cfg
+    assert (cfg["query_texts"], cfg["cats_loss_weight"]) == ({}, 2.0)
     # bytes: a pipeline built from the overriding config keeps its settings over the bytes' ones
     again = spacy.util.load_model_from_config(loaded.config, auto_fill=False).from_bytes(nlp.to_bytes())
     assert settings(again) == ((0.9, 0.7), {"Drug": 0.2, "ADE": 0.6})
