@@ -115,8 +115,9 @@ def _span_at(doc: Doc, doc_text: str, start: int, end: int, label: str, text: st
     return covering, True
 
 
-def get_relations(doc: Doc, strict: bool = False) -> Tuple[Relation, ...]:
-    """Read the relations stored on ``doc``, in a stable order (by head, then tail).
+def get_relations(doc: Doc, strict: bool = False, source: Optional[str] = None) -> Tuple[Relation, ...]:
+    """Read the relations stored on ``doc``, in a stable order (by head, then tail); ``source``:
+    only those a component with that spans_key set, and those set with no source.
 
     Relations reaching outside the text (the rest of a sliced Doc) are left out; see the module
     docstring for those that no longer align (re-aligned or dropped, with a warning)."""
@@ -129,7 +130,10 @@ def get_relations(doc: Doc, strict: bool = False) -> Tuple[Relation, ...]:
         key=lambda kv: (kv[0][2], kv[0][3]),
     ):
         h_start, h_end = key[2], key[3]
-        for h_label, h_text, t_rel_start, t_rel_end, t_label, t_text, label, score, *_ in values:
+        for stored in values:
+            if source is not None and _source(stored) not in (None, source):
+                continue
+            h_label, h_text, t_rel_start, t_rel_end, t_label, t_text, label, score = stored[:8]
             t_start, t_end = h_start + t_rel_start, h_start + t_rel_end
             if min(h_start, t_start) < 0 or max(h_end, t_end) > len(doc_text):
                 continue  # not in this text: the Doc is a slice of the one the relation was set on

@@ -196,9 +196,10 @@ def _concept_items(doc: Doc, spans_key: str) -> _ByLabel:
     return items
 
 
-def _relation_items(doc: Doc) -> _ByLabel:
+def _relation_items(doc: Doc, spans_key: str) -> _ByLabel:
+    """The relations of the component writing ``spans_key`` (and those set with no source, as gold)."""
     items: _ByLabel = defaultdict(set)
-    for rel in get_relations(doc):
+    for rel in get_relations(doc, source=spans_key):
         head = _Arg(rel.head.start_char, rel.head.end_char, rel.head.label_)
         tail = _Arg(rel.tail.start_char, rel.tail.end_char, rel.tail.label_)
         items[rel.label].add((head, tail))
@@ -233,7 +234,7 @@ def score_concepts_and_relations(
     """
     extractors: Dict[str, Callable[[Doc], _ByLabel]] = {
         "concepts": lambda doc: _concept_items(doc, spans_key),
-        "relations": _relation_items,
+        "relations": lambda doc: _relation_items(doc, spans_key),
     }
     tallies = new_tallies()
     restricted = {corpus: set(types) if concept_types is None else set(types) & set(concept_types)

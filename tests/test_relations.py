@@ -223,3 +223,23 @@ def test_entities_set_before_stay_and_the_groups_own_are_replaced(nlp):
     set_concepts(doc, [Span(doc, 3, 4, label="Drug")], [0.9])  # a second run: its nausea is gone
     assert [(e.text, e.label_) for e in doc.ents] == [("patient", "PERSON"), ("aspirin", "Drug")]
     assert [s.text for s in doc.spans["softprompt"]] == ["aspirin"]
+
+
+def test_a_components_scores_count_its_own_relations(nlp, doc):
+    """Scored as the component with spans_key "ade": the other component's relations on the Doc are not its false
+    positives (gold relations, set with no source, always count)."""
+    from spacy.training import Example
+
+    from spacy_softprompt.scoring import score_examples
+
+    gold = doc
+    predicted = nlp.make_doc(gold.text)
+    warfarin, dose, bleeding, rash = [predicted.char_span(s.start_char, s.end_char, label=s.label_)
+                                      for s in gold.spans["softprompt"]]
+    set_concepts(predicted, [warfarin, dose, bleeding, rash], spans_key="ade")
+    set_relations(predicted, [Relation(warfarin, bleeding, "Drug-AE", 0.9), Relation(warfarin, rash, "Drug-AE")],
+                  source="ade")
+    set_relations(predicted, [Relation(warfarin, rash, "Drug-Dose", 0.8)], source="other")
+    assert len(predicted._.relations) == 3 and len(get_relations(predicted, source="ade")) == 2
+    scores = score_examples([Example(predicted, gold)], spans_key="ade")
+    assert scores["relations_strict_p"] == 1.0 and scores["relations_strict_r"] == 2 / 3
