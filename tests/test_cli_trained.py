@@ -121,18 +121,25 @@ def test_render_context_without_medspacy_says_what_to_install(trained_pipeline, 
     assert "pip install 'spacy_softprompt[medspacy]'" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def frozen_pipeline(tiny_bert, tmp_path_factory):
-    """A pipeline that references its frozen backbone (a copy of the tiny BERT) instead of storing it."""
+def referencing_pipeline(tiny_bert, base):
+    """base/pipeline, trained briefly, names its frozen backbone base/backbone (a copy of the tiny BERT) instead of
+    storing it; returned."""
     import shutil
 
-    base = tmp_path_factory.mktemp("frozen")
     shutil.copytree(tiny_bert, base / "backbone")
     blank = spacy.blank("en")
     docs = [annotate(blank, t, m, RELATIONS.get(i, ())) for i, (t, m) in enumerate(TEXTS)]
     nlp = fit_pipeline(docs, 2, model={"backbone": str(base / "backbone"), "strategy": "soft",
                                        "freeze_backbone": True, "prompt_length": 8})
     nlp.to_disk(base / "pipeline")
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def frozen_pipeline(tiny_bert, tmp_path_factory):
+    """A pipeline that references its frozen backbone (a copy of the tiny BERT) instead of storing it."""
+    base = tmp_path_factory.mktemp("frozen")
+    referencing_pipeline(tiny_bert, base)
     return base
 
 
@@ -148,12 +155,7 @@ def test_a_moved_backbone_is_named_at_load(tiny_bert, tmp_path):
     from spacy_softprompt.artifact import BackboneMismatch
     from spacy_softprompt.backbone import BackboneNotFound
 
-    shutil.copytree(tiny_bert, tmp_path / "backbone")
-    blank = spacy.blank("en")
-    docs = [annotate(blank, t, m, RELATIONS.get(i, ())) for i, (t, m) in enumerate(TEXTS)]
-    nlp = fit_pipeline(docs, 2, model={"backbone": str(tmp_path / "backbone"), "strategy": "soft",
-                                       "freeze_backbone": True, "prompt_length": 8})
-    nlp.to_disk(tmp_path / "pipeline")
+    nlp = referencing_pipeline(tiny_bert, tmp_path)
     texts = [t for t, _ in TEXTS]
     expected = [[(s.start, s.end, s.label_) for s in d.spans["softprompt"]] for d in nlp.pipe(texts)]
     (tmp_path / "backbone").rename(tmp_path / "moved")
