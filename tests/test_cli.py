@@ -210,10 +210,14 @@ def test_overlay_names_what_it_cannot_read(tmp_path, capsys):
     good = _report(tmp_path / "good.json", [(8, 0, 0.5, 0.2)])
     (tmp_path / "metrics.json").write_text(json.dumps({"concepts_strict_f": 0.5}))
     (tmp_path / "broken.json").write_text("[{")
+    text = json.loads(good.read_text())
+    text[0]["concepts_strict_f"] = "x"  # a metric that is not a number: once a TypeError from statistics
+    (tmp_path / "text.json").write_text(json.dumps(text))
     for arms, message in (([str(good)], "expected NAME=REPORT"),
                           ([f"a={good}", f"a={good}"], "each arm needs its own name"),
-                          ([f"a={tmp_path / 'missing.json'}"], "missing.json: no such report"),
+                          ([f"a={tmp_path / 'missing.json'}"], "missing.json: no such file"),
                           ([f"a={tmp_path / 'metrics.json'}"], "metrics.json: not an `experiment` report"),
+                          ([f"a={tmp_path / 'text.json'}"], "text.json: not an `experiment` report"),
                           ([f"a={good}", f"b={tmp_path / 'broken.json'}"], "broken.json: not JSON (line 1")):
         assert main(["overlay", "prompt-length", *arms, "--output", str(tmp_path / "o.md")]) == 2
         assert message in _one_error_line(capsys.readouterr().err)

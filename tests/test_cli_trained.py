@@ -72,6 +72,34 @@ def gold_file(tmp_path_factory):
     return path
 
 
+def test_what_would_score_nothing_is_refused(trained_pipeline, gold_file, tmp_path, capsys):
+    """Each once exited 0 with a table of zeros (or saved a pipeline calibrated on no notes): a batch size of 0, a
+    concept type neither side has, an empty file, a span group the pipeline does not write; compare and overlay
+    name a metrics file they cannot use instead of a traceback or a row of zeros."""
+    DocBin().to_disk(tmp_path / "empty.spacy")
+    metrics = tmp_path / "m.json"
+    for argv, message in (
+            (["evaluate", str(trained_pipeline), str(gold_file), "--batch-size", "0"], "0: must be at least 1"),
+            (["calibrate", str(trained_pipeline), str(gold_file), str(tmp_path / "c"), "--labels", "Drug",
+              "--density", "1", "--batch-size", "0"], "0: must be at least 1"),
+            (["evaluate", str(trained_pipeline), str(gold_file), "--concept-types", "Drug", "Nope"],
+             "--concept-types Nope: neither the pipeline nor"),
+            (["evaluate", str(trained_pipeline), str(tmp_path / "empty.spacy")], "holds no documents"),
+            (["render", str(trained_pipeline), "Aspirin.", "--spans-key", "typo"], "--spans-key 'typo': the pipeline"),
+            (["compare", f"a={trained_pipeline}:{metrics}"], "m.json: not JSON (line 1"),
+    ):
+        metrics.write_text("{")
+        try:
+            code = main(argv)
+        except SystemExit as stop:  # argparse refuses an argument's value itself
+            code = stop.code
+        assert code == 2 and message in capsys.readouterr().err, argv
+    for content in ("[1, 2]", json.dumps({"concepts_strict_f": 0.5})):
+        metrics.write_text(content)
+        assert main(["compare", f"a={trained_pipeline}:{metrics}"]) == 2
+        assert "not the metrics JSON that `evaluate --output` writes" in _single_error(capsys.readouterr().err)
+
+
 @pytest.fixture
 def installed_name(trained_pipeline, tmp_path, monkeypatch) -> str:
     """The trained pipeline as the installed package ``en_softprompt_test``."""

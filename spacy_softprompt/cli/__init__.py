@@ -52,6 +52,32 @@ class CLIError(Exception):
     """A user-facing error: ``main`` prints it as one ``error: ...`` line, exit code 2."""
 
 
+def at_least_one(value: str) -> int:
+    """An argparse type: a count of one or more (a batch size of 0 makes ``nlp.pipe`` yield nothing)."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return number
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file a verb reads (``what`` it should be, for the errors): a missing file or one that
+    is not JSON is a CLIError naming it and the line."""
+    import json
+
+    if not path.is_file():
+        raise CLIError(f"{path}: no such file ({what})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        where = f" (line {error.lineno}: {error.msg})" if isinstance(error, json.JSONDecodeError) else ""
+        raise CLIError(f"{path}: not JSON{where}; expected {what}") from None
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def add_mapping_argument(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
     """An ``OLD=NEW ...`` option (label and relation renames); parse it with ``parse_mapping``."""
     parser.add_argument(flag, nargs="+", action="extend", default=[], metavar="OLD=NEW", help=help)

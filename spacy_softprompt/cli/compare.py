@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
-from . import CLIError
+from . import CLIError, is_number, read_json
 
 HELP = "tabulate strategies side by side: concept/relation F1, trainable parameters, artifact size"
+METRIC_KEYS = ("concepts_strict_f", "concepts_lenient_f", "relations_strict_f", "relations_lenient_f")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,16 +57,16 @@ def run(args: argparse.Namespace) -> int:
         component_dir = Path(pipeline) / args.component
         if not (component_dir / "model").exists() and not (component_dir / "cfg.json").exists():
             raise CLIError(f"{component_dir} is not a saved {args.component} component (train it first)")
-        if not Path(metrics).exists():
-            raise CLIError(f"metrics file {metrics} not found (run `evaluate` first)")
-        scores = json.loads(Path(metrics).read_text())
+        what = "the metrics JSON that `evaluate --output` writes"
+        scores = read_json(Path(metrics), what)
+        if not isinstance(scores, dict) or not all(is_number(scores.get(key)) for key in METRIC_KEYS):
+            raise CLIError(f"{metrics}: not {what} (an object with the numbers {', '.join(METRIC_KEYS)})")
         row = {
             "name": name,
             "trainable_parameters": trainable_parameters(Path(pipeline)),
             "artifact_bytes": folder_bytes(component_dir),
         }
-        for key in ("concepts_strict_f", "concepts_lenient_f", "relations_strict_f", "relations_lenient_f"):
-            row[key] = scores.get(key, 0.0)
+        row.update({key: scores[key] for key in METRIC_KEYS})
         rows.append(row)
     table = to_markdown(rows)
     print(table)

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
-from ..relations import DEFAULT_SPANS_KEY
-from . import CLIError, load_pipeline, read_docbin, softprompt_names, write_scores
+from ..relations import DEFAULT_SPANS_KEY, concept_spans
+from . import CLIError, at_least_one, load_pipeline, read_docbin, softprompt_names, write_scores
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="span group holding the predicted concepts (default: the softprompt_ie component's, "
         f"else {DEFAULT_SPANS_KEY!r}; doc.ents when the pipeline writes no span group)",
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="documents per nlp.pipe batch")
+    parser.add_argument("--batch-size", type=at_least_one, default=16, help="documents per nlp.pipe batch")
     parser.add_argument(
         "--concept-types",
         nargs="+",
@@ -85,7 +85,16 @@ def score_file(pipeline: Union[str, Path], data: Path, *, gpu_id: int = -1, span
     if corpus is not None:
         _check_corpus(nlp, str(pipeline), corpus)
     gold = read_docbin(data, nlp.vocab)
+    if not gold:
+        raise CLIError(f"{data} holds no documents: nothing to score")
     key = concepts_key(nlp, str(pipeline), spans_key)
+    if concept_types:
+        known = {label for name in softprompt_names(nlp) for label in nlp.get_pipe(name).labels}
+        known |= {span.label_ for doc in gold for span in concept_spans(doc, key)}
+        unknown = sorted(set(concept_types) - known)
+        if unknown:
+            raise CLIError(f"--concept-types {' '.join(unknown)}: neither the pipeline nor {data} has that type "
+                           f"(they have {', '.join(sorted(known)) or 'none'})")
     own = _lower_thresholds(nlp, min(thresholds)) if thresholds else None
 
     start = time.perf_counter()
@@ -179,7 +188,7 @@ def concepts_key(nlp: "Language", name: str, requested: Optional[str]) -> str:
     ``--spans-key`` or a pipeline without concepts is an error and not a silent score of 0."""
     extractors = softprompt_names(nlp)
     if extractors:
-        written = {nlp.get_pipe_config(pipe).get("spans_key", DEFAULT_SPANS_KEY) for pipe in extractors}
+        written = {nlp.get_pipe(pipe).cfg["spans_key"] for pipe in extractors}
         key = requested or (sorted(written)[0] if len(written) == 1 else DEFAULT_SPANS_KEY)
         if key not in written:
             raise CLIError(

@@ -9,11 +9,10 @@ in two panels. It trains nothing.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Dict, List
 
-from . import CLIError
+from . import CLIError, is_number, read_json
 from .experiment import METRICS, style_axis, summaries
 from .runs import matplotlib_available
 
@@ -66,16 +65,12 @@ def read_arms(specs: List[str]) -> Dict[str, List[Dict]]:
     """``NAME=REPORT`` specs -> each arm's run records, checked to be an ``experiment`` report."""
     arms: Dict[str, List[Dict]] = {}
     for name, path in _pairs(specs):
-        if not path.is_file():
-            raise CLIError(f"{path}: no such report (the .json that `experiment` writes beside its table)")
-        try:
-            records = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise CLIError(f"{path}: not JSON (line {error.lineno}: {error.msg})") from None
+        records = read_json(path, "the .json report that `experiment` writes beside its table")
         keys = ("value", "seed", *METRICS)
         if not isinstance(records, list) or not records or not all(
-                isinstance(r, dict) and all(k in r for k in keys) for r in records):
-            raise CLIError(f"{path}: not an `experiment` report (a list of runs, each with {', '.join(keys)})")
+                isinstance(r, dict) and all(is_number(r.get(k)) for k in keys) for r in records):
+            raise CLIError(f"{path}: not an `experiment` report (a list of runs, each with the numbers "
+                           f"{', '.join(keys)})")
         arms[name] = records
     return arms
 

@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import List
 
-from ..relations import CONTEXT_FLAGS, DEFAULT_SPANS_KEY
+from ..relations import CONTEXT_FLAGS
 from . import CLIError, load_pipeline
 
 HELP = "run a pipeline on a text and show concepts and relations (terminal, or --html page)"
@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", help="pipeline folder (e.g. training/model-best) or installed package name")
     parser.add_argument("text", help="the text to annotate")
     parser.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page")
-    parser.add_argument("--spans-key", default=DEFAULT_SPANS_KEY, help="span group holding the concepts")
+    parser.add_argument("--spans-key", help="span group holding the concepts (default: the one the pipeline writes)")
     parser.add_argument(
         "--context",
         action="store_true",
@@ -26,14 +26,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .evaluate import concepts_key
+
     nlp = load_pipeline(args.pipeline)
+    key = concepts_key(nlp, args.pipeline, args.spans_key)
     if args.context:
-        add_context(nlp, args.spans_key)
+        add_context(nlp, key)
     doc = nlp(args.text)
-    print(terminal_view(doc, args.spans_key))
+    print(terminal_view(doc, key))
     if args.html is not None:
         args.html.parent.mkdir(parents=True, exist_ok=True)
-        args.html.write_text(html_page(doc, args.spans_key), encoding="utf-8")
+        args.html.write_text(html_page(doc, key), encoding="utf-8")
         print(f"\nHTML written to {args.html}")
     return 0
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import CLIError
+from . import CLIError, at_least_one
 from .bench import machine
 from .init_config import STOCK, generate
 from .runs import matplotlib_available
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-length", type=int, default=16)
     parser.add_argument("--packed-prompt-length", type=int, default=2, help="vectors per type in packed queries")
     parser.add_argument("--backbone", default="default")
-    parser.add_argument("--batch-size", type=int, default=16, help="documents per nlp.pipe batch (as in evaluate)")
+    parser.add_argument("--batch-size", type=at_least_one, default=16, help="documents per nlp.pipe batch (as in evaluate)")
     parser.add_argument("--output", type=Path, required=True, help="markdown report; .json and .png go beside it")
 
 
