@@ -63,14 +63,20 @@ def _offsets(tokens: List[str]) -> Optional[Tuple[int, int]]:
         return None
 
 
+# brat lines the scores do not use: attributes, normalizations, notes, equivalences (and events: only as triggers)
+OTHER_BRAT_LINES = ("A", "M", "N", "#", "*", "E")
+
+
 def read_ann(path: Path) -> AnnFile:
     """T and R lines of one ``.ann`` file with their offsets as written."""
     concepts: Dict[str, _Arg] = {}
     relation_lines: List[Tuple[int, str]] = []
     problems: List[str] = []
     triggers: Dict[str, str] = {}
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        lines = handle.readlines()
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")  # as readlines: \u2028 and the like stay in a line
+    except UnicodeDecodeError as error:
+        return AnnFile({}, {}, [f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); nothing in it is scored"])
     if lines and lines[0].startswith("\ufeff"):
         problems.append(f"{path}:1: byte order mark ignored (the official script skips that line)")
         lines[0] = lines[0][1:]
@@ -89,6 +95,8 @@ def read_ann(path: Path) -> AnnFile:
         elif line.startswith("E") and "\t" in line:  # only to resolve R arguments that name events
             trigger = line.split("\t")[1].split(" ")[0].partition(":")[2]
             triggers[line.split("\t")[0]] = trigger
+        elif line and not line.startswith(OTHER_BRAT_LINES):
+            problems.append(f"{path}:{number}: not a brat annotation line, not scored: {line[:60]!r}")
     relations: Dict[str, Tuple[str, str, str]] = {}
     for number, line in relation_lines:
         fields = line.split("\t")

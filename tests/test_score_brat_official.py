@@ -347,6 +347,19 @@ def test_malformed_lines_are_reported_not_raised(tmp_path: Path):
     assert "unknown id T9" in ann.problems[2]
 
 
+def test_a_file_that_is_not_utf8_or_not_brat_is_reported(tmp_path: Path):
+    """A UTF-16 system file was read with its bytes replaced and scored as empty, without a word; a line brat does not
+    have was dropped as silently (attributes, notes and equivalences are still skipped without one)."""
+    path = tmp_path / "wide.ann"
+    path.write_text("T1\tDrug 0 4\tx\n", encoding="utf-16")
+    ann = read_ann(path)
+    assert not ann.concepts and len(ann.problems) == 1 and "wide.ann: not UTF-8 text (byte 0" in ann.problems[0]
+    path.write_text("T1\tDrug 0 4\tx\nA1\tNeg T1\n#1\tNote T1\tseen\n*\tOverlap T1 T1\nX1 what\n", encoding="utf-8")
+    ann = read_ann(path)
+    assert list(ann.concepts) == ["T1"] and ann.problems == [
+        f"{path}:5: not a brat annotation line, not scored: 'X1 what'"]
+
+
 def test_relation_argument_naming_an_event_is_its_trigger(tmp_path: Path):
     # The script stops with a KeyError on such a file (MACCROBAT writes them); we read the trigger.
     path = tmp_path / "events.ann"
