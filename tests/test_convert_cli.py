@@ -246,12 +246,35 @@ def test_export_brat_pipeline_predictions(tmp_path, capsys):
 
 def test_export_brat_user_errors(tmp_path, capsys):
     assert main(["export-brat", str(tmp_path / "missing.spacy"), str(tmp_path / "out")]) == 2
-    assert "input file not found" in capsys.readouterr().err
+    assert "missing.spacy: not found" in capsys.readouterr().err
     doc = spacy.blank("en").make_doc("text")
     doc._.doc_id = "../escape"
     DocBin(store_user_data=True, docs=[doc]).to_disk(tmp_path / "bad.spacy")
     assert main(["export-brat", str(tmp_path / "bad.spacy"), str(tmp_path / "out")]) == 2
     assert "not a relative path" in capsys.readouterr().err
+
+
+def test_export_brat_refuses_what_a_scorer_would_misread(tmp_path, capsys):
+    """Each once exited 0: a relation map that renames nothing (a typo left every relation under its old name), an
+    output folder holding another run's .ann files (a scorer then read both), an empty file (no folder, a report
+    of 0 documents). Exporting the same documents again into their folder replaces them."""
+    from test_relations import annotated
+
+    doc = annotated(spacy.blank("en"), "Aspirin caused nausea.", [("Aspirin", "Drug"), ("nausea", "ADE")],
+                    [(0, 1, "Drug-AE", 1.0)])
+    doc._.doc_id = "a"
+    DocBin(store_user_data=True, docs=[doc]).to_disk(tmp_path / "one.spacy")
+    DocBin().to_disk(tmp_path / "none.spacy")
+    out = str(tmp_path / "out")
+    for argv, message in ((["--relation-map", "Drug-Ae=ADE-Drug"], "--relation-map Drug-Ae: no such relation label"),
+                          ([], None), ([], None)):  # the second export of the same document replaces the first
+        assert main(["export-brat", str(tmp_path / "one.spacy"), out, *argv]) == (2 if message else 0)
+        assert message is None or message in capsys.readouterr().err
+    (tmp_path / "out" / "old.ann").write_text("")
+    assert main(["export-brat", str(tmp_path / "one.spacy"), out]) == 2
+    assert "already holds 1 .ann file(s) this export does not write (e.g. old.ann)" in capsys.readouterr().err
+    assert main(["export-brat", str(tmp_path / "none.spacy"), str(tmp_path / "empty")]) == 2
+    assert "holds no documents" in capsys.readouterr().err
 
 
 def test_convert_brat_split_from_splits_file(tmp_path, capsys):

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, List
 
-from . import CLIError, add_mapping_argument, parse_mapping
+from . import CLIError, add_mapping_argument, load_pipeline, parse_mapping, read_docbin
 
 if TYPE_CHECKING:
     from spacy.tokens import Doc
@@ -42,23 +42,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import spacy
-    from spacy.tokens import DocBin
     from tqdm import tqdm
 
     from ..corpora.brat import write_brat
 
-    if not args.data.is_file():
-        raise CLIError(f"input file not found: {args.data}")
     relation_map = parse_mapping(args.relation_map, "--relation-map")
-    if args.pipeline:
-        try:
-            nlp = spacy.load(args.pipeline)
-        except OSError as err:
-            raise CLIError(f"cannot load the pipeline {args.pipeline}: {err}") from err
-    else:
-        nlp = spacy.blank("en")
-    docs = list(DocBin(store_user_data=True).from_disk(args.data).get_docs(nlp.vocab))
+    nlp = load_pipeline(args.pipeline) if args.pipeline else spacy.blank("en")
+    docs = read_docbin(args.data, nlp.vocab)
+    if not docs:
+        raise CLIError(f"{args.data} holds no documents: nothing to export")
     names = _file_names(docs)
+    _check_output(args.output_dir, names)
     if args.pipeline:  # the long part: a progress bar on stderr
         texts = (doc.text for doc in docs)
         bar = tqdm(nlp.pipe(texts), total=len(docs), desc="predict", unit="doc", file=sys.stderr)
@@ -66,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
         for doc, name in zip(predicted, names):
             doc._.doc_id = name
         docs = predicted
+    labels = {relation.label for doc in docs for relation in doc._.relations}
+    unmatched = sorted(set(relation_map) - labels)
+    if unmatched:
+        raise CLIError(f"--relation-map {' '.join(unmatched)}: no such relation label in the "
+                       f"{'predictions' if args.pipeline else 'data'} ({', '.join(sorted(labels)) or 'none'})")
     for doc, name in tqdm(list(zip(docs, names)), desc="write", unit="doc", file=sys.stderr, disable=len(docs) < 200):
         write_brat(
             doc,
@@ -78,6 +77,20 @@ def run(args: argparse.Namespace) -> int:
     what = f"predictions of {args.pipeline}" if args.pipeline else "gold annotations"
     print(f"{len(docs)} documents ({what}) -> {args.output_dir}", file=sys.stderr)
     return 0
+
+
+def _check_output(folder: Path, names: List[str]) -> None:
+    """An output folder may hold the files of a run over the same documents (they are replaced), but not other
+    .ann files, which score-brat or the n2c2 script would then score beside them."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise CLIError(f"{folder} is a file; pass a folder for the .txt/.ann files")
+    written = {f"{name}.ann" for name in names}
+    others = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.ann") if str(p.relative_to(folder)) not in written)
+    if others:
+        raise CLIError(f"{folder} already holds {len(others)} .ann file(s) this export does not write (e.g. "
+                       f"{others[0]}), which a scorer would read beside the new ones; pass an empty or new folder")
 
 
 def _file_names(docs: List["Doc"]) -> List[str]:
