@@ -333,3 +333,18 @@ def test_generated_config_passes_spacy_debug(preset, generated, request, default
     assert result.exit_code == 0, result.output
     assert "Corpus is loadable" in result.output and "training docs" in result.output
     assert "not a valid integer" not in result.output
+
+
+def test_the_header_says_what_was_made_not_the_preset_it_started_from(tmp_path):
+    """--preset soft_prompt_frozen --no-frozen --strategy deep once wrote "soft prompts with a frozen backbone" over
+    a deep, unfrozen config; a preset with its kind of model kept keeps its own words."""
+    def first_line(*argv):
+        out = tmp_path / "c.cfg"
+        assert main(["init-config", str(out), *argv]) == 0
+        return out.read_text().splitlines()[0]
+
+    assert first_line("--preset", "soft_prompt_frozen", "--no-frozen", "--strategy", "deep") == (
+        "# softprompt_ie, strategy 'deep', backbone unfrozen.")
+    assert first_line("--preset", "lora_frozen", "--no-frozen") == (
+        "# softprompt_ie, strategy 'none', a LoRA adapter, backbone unfrozen.")
+    assert "frozen backbone" in first_line("--preset", "soft_prompt_frozen", "--max-steps", "10")

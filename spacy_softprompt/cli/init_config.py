@@ -460,7 +460,9 @@ def _stock_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
 
 def _header(preset: Optional[str], choices: Choices, output: Optional[Path]) -> str:
     """The comment lines on top: what the config is, how it was made, how to train it."""
-    description = PRESETS[preset].description if preset else _describe(choices)
+    # the preset's own words while its kind of model is kept (--max-steps, --backbone ...); else what was made
+    kept = preset and _kind(PRESETS[preset].choices) == _kind(choices)
+    description = PRESETS[preset].description if kept else _describe(choices)
     if choices.textcat_model != "ensemble":
         description += " " + TEXTCAT_ABLATIONS[choices.textcat_model]
     as_committed = preset and choices == PRESETS[preset].choices  # configs/<preset>.cfg itself
@@ -500,14 +502,18 @@ def _header(preset: Optional[str], choices: Choices, output: Optional[Path]) -> 
     return "\n".join(lines) + "\n"
 
 
+def _kind(choices: Choices) -> tuple:
+    """What a preset's description speaks of: strategy, frozen or not, stock pipes, adapter."""
+    return choices.strategy, choices.frozen, choices.stock, choices.stock_head, choices.adapter
+
+
 def _describe(choices: Choices) -> str:
     """A preset's description when the choices match one, else a plain one."""
     for preset in PRESETS.values():
-        core = preset.choices
-        if ((core.strategy, core.frozen, core.stock, core.stock_head, core.adapter)
-                == (choices.strategy, choices.frozen, choices.stock, choices.stock_head, choices.adapter)):
+        if _kind(preset.choices) == _kind(choices):
             return preset.description
-    return (f"softprompt_ie, strategy {choices.strategy!r}, backbone "
+    adapter = f", a {choices.adapter['@misc'].split('.')[1]} adapter" if choices.adapter else ""
+    return (f"softprompt_ie, strategy {choices.strategy!r}{adapter}, backbone "
             + ("frozen: only prompts and heads learn." if choices.frozen else "unfrozen."))
 
 
