@@ -153,6 +153,23 @@ def test_another_runs_folder_is_refused_unless_overwrite(pipeline, notes_folder,
     assert sorted(p.name for p in out.glob("part-*.jsonl")) == ["part-00000.jsonl", "part-00001.jsonl"]
 
 
+def test_a_note_added_before_where_a_run_resumes_is_refused(pipeline, notes_folder, tmp_path, capsys):
+    """Resuming skips as many notes as the finished shards hold: a note added before that point once shifted them
+    (one annotated twice, the new one never); added after it, it is simply annotated next."""
+    notes, out = notes_folder, tmp_path / "out"  # a folder of this test's own
+    arguments = ["annotate", str(pipeline), str(notes), str(out), "--shard-size", "2"]
+    assert main(arguments) == 0
+    before = len(shard_records(out))
+    (notes / "zz.txt").write_text("Aspirin caused nausea.")  # sorts last: read after every finished shard
+    capsys.readouterr()
+    assert main(arguments) == 0
+    assert [r["id"] for r in shard_records(out)][before:] == ["zz.txt"]
+    (notes / "0.txt").write_text("Ibuprofen caused a rash.")  # sorts first: every note after it moves
+    assert main(arguments) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "changed since the earlier run" in err and "where that run's last note was 'zz.txt'" in err
+
+
 def test_jsonl_round_trip_back_to_docs(pipeline, nlp, notes_folder, tmp_path):
     import medspacy  # noqa: F401  (registers ConText's span flags)
 

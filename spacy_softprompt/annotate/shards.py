@@ -100,9 +100,10 @@ class ShardWriter:
         path = self.folder / ERRORS
         self.errors = path.read_text(encoding="utf8").splitlines(keepends=True)[:kept] if kept else []
 
-    def commit(self, annotated: List[Tuple[Doc, str]], failed: List[Note]) -> None:
+    def commit(self, annotated: List[Tuple[Doc, str]], failed: List[Note], last_id: Any = None) -> None:
         """Write the next shard (``annotated``: Docs and their note ids), then the errors, then
-        the manifest that names the shard. A note whose id cannot name brat files joins ``failed``."""
+        the manifest that names the shard and its last note (``last_id``, which a resumed run finds
+        where it resumes, or the input changed). A note whose id cannot name brat files joins ``failed``."""
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{len(self.shards):05d}"
         if self.format == "brat":
@@ -114,7 +115,7 @@ class ShardWriter:
             written = len(records)
         self.errors += [json.dumps({"id": n.id, "reason": n.reason}, ensure_ascii=False) + "\n" for n in failed]
         _replace(self.folder / ERRORS, self.errors)
-        self.shards.append({"name": name, "notes": written, "errors": len(failed)})
+        self.shards.append({"name": name, "notes": written, "errors": len(failed), "last_id": last_id})
         manifest = {**self.settings, "format": self.format, "shards": self.shards}
         _replace(self.folder / MANIFEST, [json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"])
 
@@ -169,7 +170,7 @@ def annotate_notes(nlp: "Language", notes: Iterable[Note], writer: ShardWriter, 
             annotated.append((doc, note_id))
             yield read + len(annotated)
         read += len(shard)
-        writer.commit(annotated, [note for note in shard if note.text is None])
+        writer.commit(annotated, [note for note in shard if note.text is None], last_id=shard[-1].id)
         yield read
         if on_shard is not None:
             on_shard()

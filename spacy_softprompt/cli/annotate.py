@@ -129,7 +129,14 @@ def _run_local(args: argparse.Namespace, settings: Dict[str, Any], earlier: Opti
     skipped = len(writer.shards)
     first = sum(shard["notes"] + shard["errors"] for shard in writer.shards)
     notes = read_notes(args.input, id_column=args.id_column, text_column=args.text_column,
-                       max_chars=args.max_chars, skip=first)
+                       max_chars=args.max_chars, skip=max(first - 1, 0))
+    if first:  # the earlier run's last note is where it was, or the input changed (a note added or removed before it)
+        last, expected = next(notes, None), writer.shards[-1].get("last_id")
+        if expected is not None and (last is None or last.id != expected):
+            raise CLIError(
+                f"{args.input} changed since the earlier run in {args.output_folder}: its note {first} is "
+                f"{last.id if last else 'missing'!r}, where that run's last note was {expected!r}; resuming would "
+                "annotate some notes twice and skip others. Pass --overwrite to start afresh, or another output folder.")
     stop_after = int(os.environ.get(STOP_ENV, "0"))
 
     def on_shard() -> None:
