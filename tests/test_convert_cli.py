@@ -114,6 +114,18 @@ def test_convert_malformed_and_lenient(tmp_path, capsys):
     assert len(doc.spans["softprompt"]) == 2
 
 
+def test_a_renaming_that_renames_nothing_is_warned(tmp_path, capsys):
+    """--label-map Nope=X once passed in silence: a typo, or a split that lacks the type."""
+    write_pair(tmp_path / "in", "a", "Aspirin caused nausea.", "T1\tDrug 0 7\tAspirin\nT2\tADE 15 21\tnausea\n"
+               "R1\tDrug-AE Arg1:T1 Arg2:T2\n")
+    out = str(tmp_path / "a.spacy")
+    assert main(["convert", "brat", str(tmp_path / "in"), out, "--label-map", "Drug=Medication", "Nope=X",
+                 "--relation-map", "Drug-Ae=ADE-Drug", "--head-types", "Medication", "Drugs"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert warned == [f"warning: {what} matches no annotation in {tmp_path / 'in'}"
+                      for what in ("--label-map Nope=X", "--relation-map Drug-Ae=ADE-Drug", "--head-types Drugs")]
+
+
 def test_convert_head_types(tmp_path):
     text = "Nausea after Aspirin."
     write_pair(

@@ -146,6 +146,10 @@ def test_cli_user_errors(corpus_file, tmp_path):
         run_verb([str(tmp_path / "missing.spacy"), str(tmp_path / "o.spacy"), "--shots", "2"])
     with pytest.raises(CLIError, match="at least 1"):
         run_verb([str(corpus_file), str(tmp_path / "o.spacy"), "--shots", "0"])
+    before = corpus_file.read_bytes()
+    with pytest.raises(CLIError, match="is the input: the sample would replace the corpus"):
+        run_verb([str(corpus_file), str(corpus_file), "--shots", "1"])
+    assert corpus_file.read_bytes() == before
 
 
 def test_cli_through_main(corpus_file, tmp_path):

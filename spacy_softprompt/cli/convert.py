@@ -149,6 +149,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_unmatched(summary: "ConversionSummary", source: Path, label_map: Dict[str, str],
+                    relation_map: Dict[str, str], head_types: Optional[List[str]]) -> None:
+    """A renaming that renamed nothing is a typo, or a split without that type: said on stderr (not an error, as
+    one split may lack a type the others have)."""
+    unmatched = [f"--label-map {old}={new}" for old, new in label_map.items() if new not in summary.entities]
+    unmatched += [f"--relation-map {old}={new}" for old, new in relation_map.items() if new not in summary.relations]
+    unmatched += [f"--head-types {label}" for label in head_types or () if label not in summary.entities]
+    for what in unmatched:
+        print(f"warning: {what} matches no annotation in {source}", file=sys.stderr)
+
+
 def tag_corpus(docs: List["Doc"], corpus: Optional[str]) -> None:
     """``--corpus``: every document's ``doc._.corpus`` (kept in ``user_data``, so in the DocBin)."""
     if corpus is None:
@@ -209,6 +220,7 @@ def _read_brat(
         progress=True,
         documents=documents,
     )
+    _warn_unmatched(summary, source, label_map, relation_map, args.head_types)
     if documents is not None:
         missing = sorted(documents - {doc._.doc_id for doc in docs})
         if missing:

@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.shots < 1:
         raise CLIError(f"--shots must be at least 1, not {args.shots}")
+    if args.output.resolve() == args.input.resolve():
+        raise CLIError(f"{args.output} is the input: the sample would replace the corpus; write it to another file")
     # user_data carries doc._.relations and doc._.doc_id; both DocBins must keep it.
     docs = read_docbin(args.input)
     sample, report = sample_few_shot(docs, args.shots, args.seed, spans_key=args.spans_key)
