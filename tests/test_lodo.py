@@ -209,6 +209,7 @@ def test_long_fewshot_command_changes_only_the_fewshot_steps():
     assert {k for k in ours if ours[k] != theirs[k]} == {"fewshot_steps", "runs", "output"}
     assert ours["fewshot_steps"] == 4 * theirs["fewshot_steps"] and ours["held_out"] == ["sdoh"]
     assert commands["lodo-finetune-long"]["script"][:-1] == commands["lodo-finetune"]["script"][:-1]
+    assert ours == committed_args("sdoh_finetune_long")  # the command the committed report was made by
 
 
 @pytest.mark.parametrize("held_out", ["ade", "maccrobat", "sdoh"])
