@@ -627,7 +627,8 @@ class SoftPromptIE(TrainablePipe):
 
 LEGACY_CFG = "cfg.json"  # version 0.1 kept schema and settings here, beside trainable.safetensors
 
-# settings a loading config may change (spacy.load(..., config=...), an edited config.cfg): inference only
+# settings a loading config may change (spacy.load(..., config=...), an edited config.cfg): how it predicts, and
+# the classes' loss weight (for more training)
 LOAD_SETTINGS = ("spans_key", "threshold", "relation_threshold", "set_ents", "cats_pooling", "label_thresholds",
                  "cats_loss_weight")
 # settings the trained model is made of: a loading config that changes them is warned, not followed
