@@ -95,7 +95,8 @@ def build_softprompt_model(
     prompt_length: learned vectors per query (soft/deep; the shared prompt of hard_soft/hard_deep);
         the paper sweeps 8 to 128,
         and shorter prompts (down to 1) train too.
-    prompt_init: "vocab" (embeddings of the label's words) or "random".
+    prompt_init: "vocab" (embeddings of the label's description in query_texts, else of its
+        name's words) or "random".
     reparametrize: pass prompts through a residual MLP while training (P-tuning).
     prompt_layer: 0 puts the query part at the input (one full backbone pass per
         window and query); k > 0 runs layers below k once per window, shared by all
