@@ -417,6 +417,11 @@ def test_calibrate_finds_each_type_as_often_as_asked(concepts_pipeline, tmp_path
             if span.label_ in counts:
                 counts[span.label_] += 1
     assert counts == {label: v["found"] for label, v in found.items()} == {"Drug": wanted, "ADE": wanted}
+    # the calibrated config.cfg is what the pipeline was built with: editing a threshold out of it takes it away
+    config = spacy.util.load_config(out / "config.cfg")
+    del config["components"]["softprompt_ie"]["label_thresholds"]["ADE"]
+    config.to_disk(out / "config.cfg")
+    assert list(spacy.load(out).get_pipe("softprompt_ie").cfg["label_thresholds"]) == ["Drug"]
 
 
 def test_calibrate_says_what_is_wrong(concepts_pipeline, tmp_path, capsys):
