@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from ..annotate import FORMATS
-from . import CLIError, add_mapping_argument, load_pipeline, parse_mapping
+from . import CLIError, add_mapping_argument, at_least_one, load_pipeline, parse_mapping
 
 HELP = "Annotate notes (.txt folder, JSONL, Parquet, DocBin) into resumable JSONL, Parquet or brat output."
 STOP_ENV = "SPACY_SOFTPROMPT_ANNOTATE_STOP_AFTER_SHARDS"
@@ -42,20 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_mapping_argument(parser, "--relation-map", "brat: rename relation labels on the way out, e.g. Drug-AE=ADE-Drug")
     parser.add_argument("--id-column", default="id", help="JSONL field or Parquet column with the note id (default: id)")
     parser.add_argument("--text-column", default="text", help="JSONL field or Parquet column with the note text (default: text)")
-    parser.add_argument("--shard-size", type=int, default=1000, help="notes per output shard (default: 1000)")
-    parser.add_argument("--max-chars", type=int, default=1_000_000,
+    parser.add_argument("--shard-size", type=at_least_one, default=1000, help="notes per output shard (default: 1000)")
+    parser.add_argument("--max-chars", type=at_least_one, default=1_000_000,
                         help="longer notes go to errors.jsonl (default: 1000000)")
     parser.add_argument("--no-text", action="store_true",
                         help="leave the note text out of the records (smaller; read_annotations then cannot rebuild Docs)")
-    parser.add_argument("--batch-size", type=int, default=32, help="notes per nlp.pipe batch (default: 32)")
-    parser.add_argument("--n-process", type=int, default=1, help="processes for nlp.pipe (default: 1)")
+    parser.add_argument("--batch-size", type=at_least_one, default=32, help="notes per nlp.pipe batch (default: 32)")
+    parser.add_argument("--n-process", type=at_least_one, default=1, help="processes for nlp.pipe (default: 1)")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU to run on; -1 (default) for CPU")
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local (default): this process and --n-process workers, resumable; ray: Ray Data "
                              "actors, on this machine or the cluster at --ray-address")
     parser.add_argument("--ray-address", default=None,
                         help="Ray cluster to join (e.g. auto, ray://head:10001); default: start Ray here")
-    parser.add_argument("--workers", type=int, default=1, help="Ray actors, each holding the pipeline (default: 1)")
+    parser.add_argument("--workers", type=at_least_one, default=1, help="Ray actors, each holding the pipeline (default: 1)")
     parser.add_argument("--gpus-per-worker", type=float, default=0.0,
                         help="GPUs per Ray actor (1 = one actor per GPU); default: 0, CPU")
     parser.add_argument("--overwrite", action="store_true",
@@ -69,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.input.exists():
         raise CLIError(f"input not found: {args.input}. Pass a folder of .txt files, a .jsonl or .parquet "
                        "table, or a .spacy DocBin.")
-    if min(args.shard_size, args.max_chars, args.batch_size, args.n_process, args.workers) < 1:
-        raise CLIError("--shard-size, --max-chars, --batch-size, --n-process and --workers must be at least 1")
     brat_only = args.tail_first or args.relation_map
     if brat_only and args.format != "brat":
         raise CLIError("--tail-first and --relation-map are options of --format brat")

@@ -86,8 +86,8 @@ def _check_output(folder: Path, names: List[str]) -> None:
         return
     if not folder.is_dir():
         raise CLIError(f"{folder} is a file; pass a folder for the .txt/.ann files")
-    written = {f"{name}.ann" for name in names}
-    others = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.ann") if str(p.relative_to(folder)) not in written)
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*.ann")}
+    others = sorted(present - {f"{name}.ann" for name in names})
     if others:
         raise CLIError(f"{folder} already holds {len(others)} .ann file(s) this export does not write (e.g. "
                        f"{others[0]}), which a scorer would read beside the new ones; pass an empty or new folder")
