@@ -132,7 +132,9 @@ def test_killed_run_resumes_to_the_records_of_an_uninterrupted_one(pipeline, not
     (resumed / "part-00001.jsonl.tmp").write_text('{"id": "b/d/e.txt", "n_ch')
     capsys.readouterr()
     assert main(["annotate", str(pipeline), str(notes_folder), str(resumed), "--shard-size", "2"]) == 0
-    assert "(1 finished shard(s) of an earlier run kept)" in capsys.readouterr().err
+    err = capsys.readouterr().err  # this run's counts; the earlier run's apart
+    assert "6 notes read, 4 annotated, 2 failed" in err
+    assert "kept from an earlier run: 1 finished shard(s), 1 notes annotated, 1 failed" in err
     for name in ["manifest.json", "errors.jsonl", *(p.name for p in whole.glob("part-*.jsonl"))]:
         assert (resumed / name).read_text() == (whole / name).read_text(), name
     assert sorted(p.name for p in resumed.glob("part-*.jsonl")) == sorted(p.name for p in whole.glob("part-*.jsonl"))
@@ -140,6 +142,7 @@ def test_killed_run_resumes_to_the_records_of_an_uninterrupted_one(pipeline, not
     # a finished run re-run: nothing to do, nothing changes
     assert main(["annotate", str(pipeline), str(notes_folder), str(resumed), "--shard-size", "2"]) == 0
     assert shard_records(resumed) == shard_records(whole)
+    assert "0 notes read, 0 annotated, 0 failed" in capsys.readouterr().err
 
 
 def test_another_runs_folder_is_refused_unless_overwrite(pipeline, notes_folder, tmp_path, capsys):
@@ -151,6 +154,93 @@ def test_another_runs_folder_is_refused_unless_overwrite(pipeline, notes_folder,
     assert "holds the output of another run" in err and "--overwrite" in err
     assert main(["annotate", str(pipeline), str(notes_folder), str(out), "--shard-size", "4", "--overwrite"]) == 0
     assert sorted(p.name for p in out.glob("part-*.jsonl")) == ["part-00000.jsonl", "part-00001.jsonl"]
+
+
+def test_overwrite_removes_the_runs_files_and_no_other(pipeline, tmp_path, capsys):
+    """--overwrite once removed every .json/.jsonl/.parquet in the folder: the input beside the output too;
+    and it removed nothing where a Ray run, cut short, had written records but no manifest."""
+    out = tmp_path / "out"
+    out.mkdir()
+    table, config = out / "notes.jsonl", out / "study.json"
+    table.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(NOTES)))
+    config.write_text("{}")
+    arguments = ["annotate", str(pipeline), str(table), str(out), "--shard-size", "2"]
+    assert main(arguments) == 0
+    records = shard_records(out)
+    assert [r["id"] for r in records] == [str(i) for i in range(len(NOTES))]
+    from spacy_softprompt.annotate import iter_records
+
+    assert list(iter_records(out)) == records  # the input and other files in the folder are not records
+    ray_left = out / "part-ray_1f2e_000000.json"
+    ray_left.write_text(json.dumps({"id": "ghost", "n_chars": 0, "concepts": [], "relations": []}) + "\n")
+    (out / "manifest.json").unlink()
+    assert main([*arguments, "--overwrite"]) == 0
+    assert table.is_file() and config.is_file() and not ray_left.exists()
+    assert list(iter_records(out)) == records
+
+
+def test_bad_unicode_goes_to_errors_and_bad_tables_are_named(pipeline, tmp_path, capsys):
+    table = tmp_path / "notes.jsonl"
+    table.write_bytes(b'{"id": "ok", "text": "Aspirin caused nausea."}\n'
+                      b'{"id": "surrogate", "text": "pain \\ud83d aspirin"}\n'
+                      b'{"id": "latin1", "text": "caf\xe9 nausea"}\n'
+                      b'{"id": "null", "text": null}\n')
+    out = tmp_path / "out"
+    assert main(["annotate", str(pipeline), str(table), str(out)]) == 0
+    assert [r["id"] for r in shard_records(out)] == ["ok"]
+    reasons = {e["id"]: e["reason"] for e in lines(out / "errors.jsonl")}
+    assert reasons == {"surrogate": "not valid Unicode (a lone surrogate at character 5)",
+                       "latin1": "not UTF-8 (invalid continuation byte at byte 29 of the line)",
+                       "null": "empty or whitespace only"}
+    capsys.readouterr()
+    for content, message in (
+            (b'{"id": 1, "text": "ok"}\n{"id": 2, "body": "no text field"}\n', "line 2: no 'text' field"),
+            (b'\n[{"id": 1, "text": "an array"}]\n', "a JSON array; annotate reads JSON Lines"),
+            (b'{"id": "caf\xe9", "text": "ok"}\n', "line 1: its 'id' is not UTF-8"),
+            (b'{"id": "\\udc80", "text": "ok"}\n', "line 1: id '\\\\udc80' is not valid Unicode")):
+        table.write_bytes(content)
+        assert main(["annotate", str(pipeline), str(table), str(tmp_path / "bad")]) == 2
+        assert f"error: {table}" in (err := capsys.readouterr().err) and message in err, err
+
+
+def test_resuming_a_grown_input_gives_an_uninterrupted_runs_shards(pipeline, notes_folder, tmp_path, capsys):
+    """A run that ended on a short shard, resumed on an input that grew, once started a new shard after it
+    (shards of 2, 1, 2 where one run gives 2, 2, 1): the short shard is annotated again, filled."""
+    grown, whole = tmp_path / "grown", tmp_path / "whole"
+    arguments = ["--shard-size", "3"]
+    assert main(["annotate", str(pipeline), str(notes_folder), str(grown), *arguments]) == 0
+    (notes_folder / "zz.txt").write_text("Aspirin caused nausea.")
+    (notes_folder / "zzz.txt").write_text("Metformin caused diarrhea.")
+    assert main(["annotate", str(pipeline), str(notes_folder), str(grown), *arguments]) == 0
+    assert main(["annotate", str(pipeline), str(notes_folder), str(whole), *arguments]) == 0
+    for name in ["manifest.json", "errors.jsonl", *(p.name for p in whole.glob("part-*.jsonl"))]:
+        assert (grown / name).read_text().replace(str(grown), "") == (whole / name).read_text().replace(str(whole), ""), name
+
+
+def test_brat_resume_keeps_the_earlier_notes_file_names(pipeline, tmp_path):
+    """A resumed brat run once forgot the names the earlier run wrote: a later note with the same name
+    overwrote an earlier note's files."""
+    table, out = tmp_path / "notes.jsonl", tmp_path / "brat"
+    table.write_text(json.dumps({"id": "a", "text": NOTES[0]}) + "\n")
+    arguments = ["annotate", str(pipeline), str(table), str(out), "--format", "brat", "--shard-size", "1"]
+    assert main(arguments) == 0
+    with table.open("a") as more:
+        more.write(json.dumps({"id": "a.txt", "text": NOTES[1]}) + "\n")
+    assert main(arguments) == 0
+    assert (out / "a.txt").read_text() == NOTES[0]
+    assert lines(out / "errors.jsonl") == [{"id": "a.txt", "reason": "a note before it has the same brat file name 'a'"}]
+
+
+def test_ray_options_are_refused_by_the_local_engine_and_upper_case_txt_is_read(pipeline, tmp_path, capsys):
+    notes, out = tmp_path / "notes", tmp_path / "out"
+    notes.mkdir()
+    (notes / "A.TXT").write_text(NOTES[0])
+    (notes / "b.txt").write_text(NOTES[1])
+    for option in (["--workers", "4"], ["--gpus-per-worker", "1"], ["--ray-address", "auto"]):
+        assert main(["annotate", str(pipeline), str(notes), str(out), *option]) == 2
+        assert "options of --engine ray" in capsys.readouterr().err
+    assert main(["annotate", str(pipeline), str(notes), str(out)]) == 0
+    assert [r["id"] for r in shard_records(out)] == ["A.TXT", "b.txt"]
 
 
 def test_a_note_added_before_where_a_run_resumes_is_refused(pipeline, notes_folder, tmp_path, capsys):
@@ -167,7 +257,8 @@ def test_a_note_added_before_where_a_run_resumes_is_refused(pipeline, notes_fold
     (notes / "0.txt").write_text("Ibuprofen caused a rash.")  # sorts first: every note after it moves
     assert main(arguments) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "changed since the earlier run" in err and "where that run's last note was 'zz.txt'" in err
+    # zz.txt's short shard is filled again when the input grows, so the check is at the shard before it
+    assert "changed since the earlier run" in err and "where that run's last note was 'g.txt'" in err
 
 
 def test_jsonl_round_trip_back_to_docs(pipeline, nlp, notes_folder, tmp_path):
@@ -195,6 +286,24 @@ def test_jsonl_round_trip_back_to_docs(pipeline, nlp, notes_folder, tmp_path):
     assert record["concepts"][0]["attributes"] == {"Certainty": "possible"} and record["concepts"][0]["is_negated"]
     back = record_to_doc(record, nlp)
     assert doc_to_record(back, "n1") == record and back.spans["softprompt"][0]._.is_negated
+
+
+def test_context_flags_read_back_without_medspacy_imported(nlp):
+    """The flags were dropped in silence where medspaCy had not registered them in the reading process."""
+    from spacy.tokens import Span
+
+    saved = Span.get_extension("is_negated")
+    if saved is not None:
+        Span.remove_extension("is_negated")
+    try:
+        record = {"id": "n", "text": "No nausea.", "relations": [],
+                  "concepts": [{"start": 3, "end": 9, "label": "AE", "score": 0.9, "is_negated": True}]}
+        back = record_to_doc(record, nlp)
+        assert back.spans["softprompt"][0]._.is_negated and doc_to_record(back, "n")["concepts"][0]["is_negated"]
+    finally:
+        Span.remove_extension("is_negated")
+        if saved is not None:
+            Span.set_extension("is_negated", default=saved[0], force=True)
 
 
 def test_parquet_and_docbin_inputs_give_the_jsonl_inputs_records(pipeline, tmp_path, capsys):

@@ -37,15 +37,32 @@ def input_kind(path: Path) -> str:
     return kind
 
 
+def unencodable(text: str) -> Optional[int]:
+    """Where ``text`` holds a lone surrogate (a JSON ``\\ud83d`` escape without its pair), which no
+    file can hold as UTF-8 nor spaCy tokenize; None: nowhere."""
+    try:
+        text.encode("utf8")
+    except UnicodeEncodeError as err:
+        return err.start
+    return None
+
+
 def checked(note_id: Any, text: Any, max_chars: int) -> Note:
-    """The note, or why it cannot be annotated (the run goes on without it)."""
+    """The note, or why it cannot be annotated (the run goes on without it). An id that no
+    output file could hold raises ValueError (the reader names the file and line)."""
     note_id = str(note_id)
+    if unencodable(note_id) is not None:
+        raise ValueError(f"id {note_id.encode('utf8', 'backslashreplace').decode()!r} is not valid Unicode "
+                         "(a lone surrogate)")
     if text is not None and not isinstance(text, str):
         return Note(note_id, None, f"text is a {type(text).__name__}, not a string")
     if text is None or not text.strip():
         return Note(note_id, None, "empty or whitespace only")
     if len(text) > max_chars:
         return Note(note_id, None, f"{len(text)} characters, over --max-chars {max_chars}")
+    at = unencodable(text)
+    if at is not None:
+        return Note(note_id, None, f"not valid Unicode (a lone surrogate at character {at})")
     return Note(note_id, text)
 
 
@@ -59,7 +76,9 @@ def decoded(note_id: str, data: bytes, max_chars: int) -> Note:
 
 
 def txt_files(folder: Path) -> List[Path]:
-    return sorted(folder.rglob("*.txt"), key=lambda p: p.relative_to(folder).as_posix())
+    """The folder's notes: ``.txt`` files at any depth, ``.TXT`` too, in path order."""
+    notes = (p for p in folder.rglob("*") if p.suffix.lower() == ".txt" and p.is_file())
+    return sorted(notes, key=lambda p: p.relative_to(folder).as_posix())
 
 
 def count_notes(path: Path, text_column: str = "text") -> int:
@@ -88,21 +107,46 @@ def read_notes(path: Path, *, id_column: str = "id", text_column: str = "text",
 
 def _txt_notes(folder: Path, _id: str, _text: str, max_chars: int) -> Iterator[Note]:
     for file in txt_files(folder):
-        yield decoded(file.relative_to(folder).as_posix(), file.read_bytes(), max_chars)
+        try:
+            yield decoded(file.relative_to(folder).as_posix(), file.read_bytes(), max_chars)
+        except ValueError as err:  # a file name that is not UTF-8
+            raise ValueError(f"{file}: {err}") from err
 
 
 def _jsonl_notes(path: Path, id_column: str, text_column: str, max_chars: int) -> Iterator[Note]:
+    """One record a line. A line with bytes that are not UTF-8 (an export's stray Latin-1) is
+    still read for its id, and its note goes to the errors; its id must be UTF-8."""
     with path.open("rb") as lines:
+        first = True
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
+            if first and line.lstrip().startswith(b"["):
+                raise ValueError(f"{path}: a JSON array; annotate reads JSON Lines, one record a line "
+                                 "(e.g. jq -c '.[]' file.json > file.jsonl)")
             try:
-                record = json.loads(line)
-            except ValueError as err:  # undecodable bytes included: the line is not JSON text
+                text, bad = line.decode("utf8"), None
+            except UnicodeDecodeError as err:
+                text, bad = line.decode("utf8", "surrogateescape"), err
+            try:
+                record = json.loads(text)
+            except ValueError as err:
                 raise ValueError(f"{path}, line {number}: not a JSON record ({err})") from err
+            first = False
             if not isinstance(record, dict) or record.get(id_column) is None:
                 raise ValueError(f"{path}, line {number}: no {id_column!r} field (pass --id-column)")
-            yield checked(record[id_column], record.get(text_column), max_chars)
+            if text_column not in record:
+                raise ValueError(f"{path}, line {number}: no {text_column!r} field (pass --text-column)")
+            where = f"{path}, line {number}"
+            if bad is not None:
+                if unencodable(str(record[id_column])) is not None:
+                    raise ValueError(f"{where}: its {id_column!r} is not UTF-8 ({bad.reason} at byte {bad.start})")
+                yield Note(str(record[id_column]), None, f"not UTF-8 ({bad.reason} at byte {bad.start} of the line)")
+                continue
+            try:
+                yield checked(record[id_column], record[text_column], max_chars)
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from err
 
 
 def _parquet_file(path: Path) -> Any:
@@ -128,7 +172,10 @@ def _parquet_notes(path: Path, id_column: str, text_column: str, max_chars: int)
             row += 1
             if note_id is None:
                 raise ValueError(f"{path}, row {row}: no value in column {id_column!r}")
-            yield checked(note_id, text, max_chars)
+            try:
+                yield checked(note_id, text, max_chars)
+            except ValueError as err:
+                raise ValueError(f"{path}, row {row}: {err}") from err
 
 
 def _docbin(path: Path) -> List[Any]:

@@ -60,6 +60,21 @@ def _source(path: Path, id_column: str, text_column: str, max_chars: int) -> Any
     return dataset.map_batches(check, batch_format="numpy")
 
 
+def part_names(file_format: str) -> Any:
+    """Ray's file names for the records and errors: ``part-ray_<write>_<task>.<format>``, which
+    :func:`.records.iter_records` reads and ``--overwrite`` clears, and no other file is."""
+    from ray.data.datasource import FilenameProvider
+
+    class PartNames(FilenameProvider):
+        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+            return f"part-ray_{write_uuid}_{task_index:06}.{file_format}"
+
+        def get_filename_for_block(self, block: Any, write_uuid: str, task_index: int, block_index: int) -> str:
+            return f"part-ray_{write_uuid}_{task_index:06}_{block_index:06}.{file_format}"  # Ray before 2.50
+
+    return PartNames()
+
+
 class Annotator:
     """A Ray actor: loads the pipeline once, then annotates batches of good notes into records."""
 
@@ -109,15 +124,16 @@ def annotate_with_ray(pipeline: str, input_path: Path, output: Path, settings: D
         source = _source(input_path, id_column, text_column, max_chars)
         errors_folder = output / "errors"
         source.filter(lambda row: bool(row["reason"])).select_columns(["id", "reason"]).write_json(
-            str(errors_folder), force_ascii=False)
+            str(errors_folder), filename_provider=part_names("json"), force_ascii=False)
         records = source.map_batches(
             Annotator, batch_format="numpy", batch_size=batch_size, concurrency=workers, num_gpus=gpus_per_worker,
             fn_constructor_kwargs=dict(pipeline=pipeline, gpu=gpus_per_worker > 0, spans_key=spans_key,
                                        with_text=with_text, output_format=output_format, batch_size=batch_size))
         if output_format == "parquet":
-            records.write_parquet(str(output))
+            records.write_parquet(str(output), filename_provider=part_names("parquet"))
         else:  # pandas writes JSON behind Ray: 15 digits is its most
-            records.write_json(str(output), force_ascii=False, double_precision=15)
+            records.write_json(str(output), filename_provider=part_names("json"), force_ascii=False,
+                               double_precision=15)
     finally:
         if started_here:
             ray.shutdown()

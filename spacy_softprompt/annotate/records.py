@@ -2,7 +2,7 @@
 
 A record is ``{"id", "n_chars", "text"?, "concepts", "relations", "cats"?}`` with
 character offsets, so any tool can use it. JSONL holds records as they are.
-Parquet holds the same content with a fixed schema (:data:`ARROW_SCHEMA`), so
+Parquet holds the same content with a fixed schema (:func:`arrow_schema`), so
 the files of one run, or of many, read as one table: span attributes and cats
 become maps, and ConText's flags booleans. :func:`read_annotations` reads either
 back into Docs.
@@ -10,6 +10,7 @@ back into Docs.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Union
 
@@ -28,6 +29,11 @@ from ..relations import (
 
 if TYPE_CHECKING:
     from spacy.language import Language
+
+#: a record file's name in an output folder: a local run's shard (``part-00000.jsonl``) or a
+#: file Ray wrote (``part-ray_<write>_<task>.json``); a temporary name adds ``.tmp``
+RECORD_FILE = re.compile(r"part-(\d{5,}|ray_[\w-]+)\.(jsonl|json|parquet)(\.tmp)?")
+
 
 def _span_ref(span: Span) -> Dict[str, Any]:
     return {"start": span.start_char, "end": span.end_char, "label": span.label_}
@@ -78,7 +84,9 @@ def record_to_doc(record: Dict[str, Any], nlp: "Language", spans_key: str = DEFA
         if concept.get("attributes"):
             set_span_attributes(placed, concept["attributes"])
         for flag in CONTEXT_FLAGS:
-            if concept.get(flag) and placed.has_extension(flag):
+            if concept.get(flag):
+                if not placed.has_extension(flag):  # as medspaCy registers it, which takes it as it is
+                    Span.set_extension(flag, default=False)
                 placed._.set(flag, True)
     set_relations(doc, [Relation(span(r["head"]), span(r["tail"]), r["label"], r["score"])
                         for r in record["relations"]])
@@ -133,12 +141,12 @@ def table_to_records(table: Any) -> List[Dict[str, Any]]:
 
 
 def iter_records(path: Union[str, Path]) -> Iterator[Dict[str, Any]]:
-    """The records of an output folder (its ``part-*`` files in order, or the files Ray wrote)
-    or of one JSONL or Parquet file."""
+    """The records of an output folder (its ``part-*`` files in order: a local run's shards or
+    the files Ray wrote) or of one JSONL or Parquet file. Other files in the folder are not
+    records and are not read."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".json", ".parquet")
-                       and p.name not in ("manifest.json", "errors.jsonl"))
+        files = sorted(p for p in path.iterdir() if RECORD_FILE.fullmatch(p.name) and p.suffix != ".tmp")
     else:
         files = [path]
     for file in files:

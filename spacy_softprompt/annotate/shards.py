@@ -26,7 +26,7 @@ from spacy.tokens import Doc
 
 from ..relations import DEFAULT_SPANS_KEY
 from .notes import Note
-from .records import doc_to_record, records_to_table
+from .records import RECORD_FILE, doc_to_record, records_to_table
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -42,15 +42,18 @@ def brat_stem(note_id: str) -> str:
     path = PurePosixPath(note_id)
     if not note_id or path.is_absolute() or ".." in path.parts or "\\" in note_id:
         raise ValueError(f"id {note_id!r} is not a relative path; it cannot name brat files")
-    return note_id[:-4] if note_id.endswith(".txt") else note_id
+    return note_id[:-4] if note_id.lower().endswith(".txt") else note_id
 
 
 def clear_output(folder: Path) -> None:
-    """Forget an earlier run in ``folder`` (``--overwrite``): its manifest, errors and record files,
-    a local run's or a Ray run's. Brat pairs are left to be overwritten."""
+    """Forget an earlier run in ``folder`` (``--overwrite``), finished or cut short, a local run's
+    or a Ray run's: the files it writes (the manifest, the errors, the ``part-*`` record files and
+    their temporary names), nothing else (the input may sit beside them). Brat pairs are left to
+    be overwritten."""
     shutil.rmtree(folder / "errors", ignore_errors=True)
+    ours = {MANIFEST, ERRORS, MANIFEST + ".tmp", ERRORS + ".tmp"}
     for path in folder.iterdir() if folder.is_dir() else []:
-        if path.is_file() and path.suffix in (".json", ".jsonl", ".parquet", ".tmp"):
+        if path.is_file() and (path.name in ours or RECORD_FILE.fullmatch(path.name)):
             path.unlink()
 
 
@@ -93,12 +96,19 @@ class ShardWriter:
         path = self.folder / MANIFEST
         return json.loads(path.read_text(encoding="utf8")) if path.is_file() else None
 
-    def resume(self, manifest: Dict[str, Any]) -> None:
-        """Take over the finished shards of ``manifest`` and their errors (the lines it counts)."""
+    def resume(self, manifest: Dict[str, Any], notes: Iterable[Note] = ()) -> None:
+        """Take over the finished shards of ``manifest`` and their errors (the lines it counts).
+        Brat output: ``notes`` are those shards' notes, whose file names later notes must not take."""
         self.shards = list(manifest["shards"])
         kept = sum(shard["errors"] for shard in self.shards)
         path = self.folder / ERRORS
         self.errors = path.read_text(encoding="utf8").splitlines(keepends=True)[:kept] if kept else []
+        for note in notes:
+            if note.text is not None:
+                try:
+                    self._brat_names.add(brat_stem(note.id))
+                except ValueError:
+                    pass  # that note went to the errors and named no files
 
     def commit(self, annotated: List[Tuple[Doc, str]], failed: List[Note], last_id: Any = None) -> None:
         """Write the next shard (``annotated``: Docs and their note ids), then the errors, then

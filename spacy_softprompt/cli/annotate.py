@@ -19,11 +19,15 @@ import argparse
 import os
 import sys
 import time
+from itertools import islice
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
 from ..annotate import FORMATS
 from . import CLIError, add_mapping_argument, at_least_one, load_pipeline, parse_mapping
+
+if TYPE_CHECKING:
+    from ..annotate import Note
 
 HELP = "Annotate notes (.txt folder, JSONL, Parquet, DocBin) into resumable JSONL, Parquet or brat output."
 STOP_ENV = "SPACY_SOFTPROMPT_ANNOTATE_STOP_AFTER_SHARDS"
@@ -72,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     brat_only = args.tail_first or args.relation_map
     if brat_only and args.format != "brat":
         raise CLIError("--tail-first and --relation-map are options of --format brat")
+    if args.engine == "local" and (args.workers != 1 or args.gpus_per_worker or args.ray_address):
+        raise CLIError("--workers, --gpus-per-worker and --ray-address are options of --engine ray; the local "
+                       "engine takes --n-process and --gpu-id")
     if args.format == "parquet":  # (Parquet input says the same when it is read)
         try:
             import pyarrow  # noqa: F401
@@ -86,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     options = {name: getattr(args, name) for name in decisive}
     settings: Dict[str, Any] = {"input": str(args.input.resolve()), "pipeline": str(pipeline), "options": options}
     earlier = ShardWriter(args.output_folder, settings).existing()
-    if earlier is not None and args.overwrite:
+    if args.overwrite:  # a Ray run cut short left no manifest, but its files
         clear_output(args.output_folder)
         earlier = None
     elif earlier is not None and ({k: earlier.get(k) for k in settings} != settings or args.engine == "ray"
@@ -98,19 +105,20 @@ def run(args: argparse.Namespace) -> int:
         )
     start = time.perf_counter()
     if args.engine == "ray":
-        (annotated, failed), resumed = _run_ray(args, pipeline, settings), ""
+        (annotated, failed), kept = _run_ray(args, pipeline, settings), ""
     else:
-        annotated, failed, resumed = _run_local(args, settings, earlier, total)
+        annotated, failed, kept = _run_local(args, settings, earlier, total)
     seconds = time.perf_counter() - start
     print(f"{annotated + failed} notes read, {annotated} annotated, {failed} failed (errors) -> "
-          f"{args.output_folder}{resumed}; {seconds:.1f} s, {annotated / max(seconds, 1e-9):.1f} notes/s",
+          f"{args.output_folder}; {seconds:.1f} s, {annotated / max(seconds, 1e-9):.1f} notes/s{kept}",
           file=sys.stderr)
     return 0
 
 
 def _run_local(args: argparse.Namespace, settings: Dict[str, Any], earlier: Optional[Dict[str, Any]],
                total: int) -> Tuple[int, int, str]:
-    """Shards in this process (and ``--n-process`` workers); resumes ``earlier``'s run."""
+    """Shards in this process (and ``--n-process`` workers); resumes ``earlier``'s run. Returns
+    this run's counts of annotated and failed notes, and what it kept of the earlier run."""
     from tqdm import tqdm
 
     from ..annotate import ShardWriter, annotate_notes, read_notes
@@ -122,12 +130,21 @@ def _run_local(args: argparse.Namespace, settings: Dict[str, Any], earlier: Opti
     brat = {"tail_first": args.tail_first, "relation_map": parse_mapping(args.relation_map, "--relation-map")}
     writer = ShardWriter(args.output_folder, settings, args.format, spans_key=concepts_key(nlp, args.pipeline, None),
                          with_text=not args.no_text, brat_options=brat)
+    def notes(skip: int = 0) -> Iterator[Note]:
+        return read_notes(args.input, id_column=args.id_column, text_column=args.text_column,
+                          max_chars=args.max_chars, skip=skip)
+
     if earlier is not None:
-        writer.resume(earlier)
+        shards = earlier["shards"]
+        done = sum(shard["notes"] + shard["errors"] for shard in shards)
+        if shards and shards[-1]["notes"] + shards[-1]["errors"] < args.shard_size and total > done:
+            shards = shards[:-1]  # the input grew after a run that ended on a short shard: fill it as one run would
+        writer.resume({**earlier, "shards": shards},
+                      islice(notes(), sum(s["notes"] + s["errors"] for s in shards)) if args.format == "brat" else ())
     skipped = len(writer.shards)
-    first = sum(shard["notes"] + shard["errors"] for shard in writer.shards)
-    notes = read_notes(args.input, id_column=args.id_column, text_column=args.text_column,
-                       max_chars=args.max_chars, skip=max(first - 1, 0))
+    kept = [sum(shard[count] for shard in writer.shards) for count in ("notes", "errors")]
+    first = sum(kept)
+    notes = notes(max(first - 1, 0))
     if first:  # the earlier run's last note is where it was, or the input changed (a note added or removed before it)
         last, expected = next(notes, None), writer.shards[-1].get("last_id")
         if expected is not None and (last is None or last.id != expected):
@@ -146,9 +163,10 @@ def _run_local(args: argparse.Namespace, settings: Dict[str, Any], earlier: Opti
                                    n_process=args.n_process, on_shard=on_shard):
             bar.update(read - bar.n)
         bar.update(bar.total - bar.n)
-    annotated = sum(shard["notes"] for shard in writer.shards)
-    failed = sum(shard["errors"] for shard in writer.shards)
-    resumed = f" ({skipped} finished shard(s) of an earlier run kept)" if skipped else ""
+    annotated = sum(shard["notes"] for shard in writer.shards) - kept[0]
+    failed = sum(shard["errors"] for shard in writer.shards) - kept[1]
+    resumed = (f"; kept from an earlier run: {skipped} finished shard(s), {kept[0]} notes annotated, "
+               f"{kept[1]} failed" if skipped else "")
     return annotated, failed, resumed
 
 
