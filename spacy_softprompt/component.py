@@ -262,14 +262,20 @@ class SoftPromptIE(TrainablePipe):
                 f"doc.spans[{key!r}] or doc.ents, no doc.cats, and no labels were given in "
                 "[initialize.components]."
             )
-        if schema.cat_labels and self.cfg["exclusive_classes"]:
-            known = set(schema.cat_labels)
-            odd = sum(sum(v == 1.0 for k, v in d.cats.items() if k in known) != 1 for d in gold_docs if d.cats)
-            if odd:
-                logger.warning(
-                    "%d training docs with cats do not give exactly one class the value 1.0, which "
-                    "exclusive_classes = true needs; they are not learned from.", odd
-                )
+        exclusive = self.cfg["exclusive_classes"]
+        if exclusive and len(schema.cat_labels) == 1:
+            raise ValueError(
+                f"'{self.name}' has one document class ({schema.cat_labels[0]!r}) and exclusive_classes = true: "
+                "one class alone always wins, and nothing is learned. Give its alternative a class of its own, "
+                "or set exclusive_classes = false (a yes/no score for the one class)."
+            )
+        gold, known = gold_cats(schema.cat_labels, [d for d in gold_docs if d.cats], exclusive)
+        unlearned = int((known.any(-1) & (gold.sum(-1) == 0)).sum()) if exclusive else 0
+        if unlearned:
+            logger.warning(
+                "%d training docs with cats give no class the value 1.0, which exclusive_classes = true "
+                "needs; they are not learned from.", unlearned
+            )
         self.model.attrs["task"] = {"schema": schema.to_dict(), "query_texts": self.cfg["query_texts"]}
         self.model.initialize()
         self._add_new_labels(self.cfg["new_labels"])
@@ -459,7 +465,7 @@ class SoftPromptIE(TrainablePipe):
         from .nn.cats import cats_loss
 
         builder = self.model.builder
-        gold, known = gold_cats(builder.labels.cats, examples)
+        gold, known = gold_cats(builder.labels.cats, [eg.reference for eg in examples], self.cfg["exclusive_classes"])
         entries = [(i, b, c, d, j) for i, (batch, _) in enumerate(answered) for b, c, d, j in cat_entries(batch)]
         logits = [xp2torch(l) for _, l in answered]
         loss, grads = cats_loss(
@@ -541,8 +547,8 @@ class SoftPromptIE(TrainablePipe):
         if self.model.attrs["task"] is None:
             raise ValueError(
                 f"'{self.name}' is not initialized: before training, give concept labels in "
-                "[initialize.components.<name>] labels and descriptions in query_texts; add_label, "
-                "add_relation_type and add_class add types to a trained component."
+                "[initialize.components.<name>] labels (document classes in cat_labels) and descriptions "
+                "in query_texts; add_label, add_relation_type and add_class add types to a trained component."
             )
 
     def _add_new_labels(self, new_labels: Dict[str, str]) -> None:

@@ -311,13 +311,14 @@ def softprompt_score(
     scores.update(standard_scores(examples, spans_key))
     scores.update({short: scores[long] for short, long in SHORT_KEYS.items()})
     if cat_labels:
-        scores.update(
-            Scorer.score_cats(
-                examples, "cats", labels=list(cat_labels), multi_label=not exclusive_classes,
-                threshold=0.0 if exclusive_classes else 0.5,
-            )
-        )
+        scores.update(cats_scores(examples, cat_labels, exclusive_classes))
     return scores
+
+
+def cats_scores(examples: Sequence[Example], cat_labels: Sequence[str], exclusive_classes: bool) -> Dict[str, Any]:
+    """spaCy's textcat keys for the document classes, as :func:`softprompt_score` counts them."""
+    return Scorer.score_cats(examples, "cats", labels=list(cat_labels), multi_label=not exclusive_classes,
+                             threshold=0.0 if exclusive_classes else 0.5)
 
 
 @dataclass(frozen=True)
@@ -400,7 +401,26 @@ def format_table(scores: Dict[str, Any]) -> str:
     lines = [line(_HEADER), rule, *map(line, totals)]
     if per_label:
         lines += [rule, *map(line, per_label)]
-    return "\n".join(lines + ["", _LEGEND])
+    lines += ["", _LEGEND]
+    classes = _cats_rows(scores)
+    if classes:
+        cat_widths = [max(len(row[i]) for row in classes) for i in range(len(classes[0]))]
+        lines += ["", *("  ".join([row[0].ljust(cat_widths[0]), *(c.rjust(w) for c, w in zip(row[1:], cat_widths[1:]))])
+                        for row in classes)]
+    return "\n".join(lines)
+
+
+def _cats_rows(scores: Dict[str, Any]) -> List[List[str]]:
+    """Document classes (spaCy's ``cats_*`` keys), a header and a row each, macro first; none
+    when the scores have no classes."""
+    per_class = scores.get("cats_f_per_type")
+    if not per_class:
+        return []
+    macro = {k: scores[f"cats_macro_{k}"] for k in ("p", "r", "f")}
+    rows = [["class", "P", "R", "F"]]
+    for name, prf in [("classes (macro)", macro), *sorted(per_class.items())]:
+        rows.append([name, *(f"{100 * prf[k]:.2f}" for k in ("p", "r", "f"))])
+    return rows
 
 
 def to_markdown(scores: Dict[str, Any]) -> str:
@@ -409,6 +429,10 @@ def to_markdown(scores: Dict[str, Any]) -> str:
     header = ["| " + " | ".join(_HEADER) + " |", "| --- |" + " ---: |" * (len(_HEADER) - 1)]
     lines = header + ["| " + " | ".join(row) + " |" for row in [*totals, *per_label]]
     lines += ["", _LEGEND, ""]
+    classes = _cats_rows(scores)
+    if classes:  # document classes, spaCy's textcat scores
+        lines += ["| " + " | ".join(classes[0]) + " |", "| --- | ---: | ---: | ---: |"]
+        lines += ["| " + " | ".join(row) + " |" for row in classes[1:]] + [""]
     by_threshold = sorted(scores.get("by_threshold", {}).items(), key=lambda item: float(item[0]))
     if by_threshold:  # evaluate --thresholds
         lines += ["Concepts at each threshold (every type at p, one prediction pass):", "", *header]

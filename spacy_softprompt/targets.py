@@ -74,17 +74,26 @@ def supervised_labels(schema: TaskSchema, reference: Doc) -> Optional[AbstractSe
     return schema.asked(corpus)
 
 
-def gold_cats(labels: Sequence[str], examples: Sequence[Example]) -> Tuple[np.ndarray, np.ndarray]:
+def gold_cats(labels: Sequence[str], docs: Sequence[Doc], exclusive: bool) -> Tuple[np.ndarray, np.ndarray]:
     """(docs, classes) gold values of the reference ``doc.cats`` and which of them are
     given (a class missing from a reference Doc's cats is not supervised, as in spaCy's
-    textcat)."""
-    gold = np.zeros((len(examples), len(labels)), dtype=np.float32)
-    known = np.zeros((len(examples), len(labels)), dtype=bool)
-    for i, eg in enumerate(examples):
-        cats = eg.reference.cats
+    textcat). A value other than 0 or 1, and with ``exclusive`` classes a Doc giving several
+    the value 1, are errors (spaCy's textcat refuses both): the loss could not mean them."""
+    gold = np.zeros((len(docs), len(labels)), dtype=np.float32)
+    known = np.zeros((len(docs), len(labels)), dtype=bool)
+    for i, doc in enumerate(docs):
+        cats = doc.cats
         for j, label in enumerate(labels):
             if label in cats:
                 gold[i, j], known[i, j] = float(cats[label]), True
+                if gold[i, j] not in (0.0, 1.0):
+                    raise ValueError(f"The Doc {doc.text[:40]!r}... has doc.cats[{label!r}] = {cats[label]}: "
+                                     "a class's gold value is 0.0 or 1.0.")
+        if exclusive and gold[i].sum() > 1:
+            named = [label for label, v in zip(labels, gold[i]) if v == 1.0]
+            raise ValueError(f"The Doc {doc.text[:40]!r}... gives {', '.join(named)} the value 1.0, but "
+                             "exclusive_classes = true takes one class per Doc; set exclusive_classes = false "
+                             "for classes that may hold together.")
     return gold, known
 
 

@@ -272,6 +272,58 @@ def test_exclusive_docs_without_one_class_are_not_learned_from(caplog):
     assert grad[0, 1] == 0 and grad[1].abs().sum() == 0 and grad[0, 0] != 0
 
 
+def test_class_gold_values_and_the_exclusive_rules_are_checked(tiny_bert, caplog):
+    """A single exclusive class always won (softmax over one: nothing learned, a perfect score); a gold value
+    such as 0.5 or 2.0, or two classes at 1.0 under exclusive_classes, was trained on as something else;
+    the warning counted Docs the loss learned from."""
+    def docs_with(*cats):
+        blank = spacy.blank("en")
+        docs = []
+        for i, c in enumerate(cats):
+            doc = blank.make_doc(SMOKER[i % 3] if c.get("smoker") else NON_SMOKER[i % 3])
+            doc.cats = c
+            docs.append(doc)
+        return docs
+
+    config = model_config(tiny_bert, "soft", True)
+    with pytest.raises(ValueError, match="one document class .'smoker'. and exclusive_classes = true"):
+        fit_pipeline(docs_with({"smoker": 1.0}, {"smoker": 0.0}), 0, model=config, exclusive_classes=True)
+    fit_pipeline(docs_with({"smoker": 1.0}, {"smoker": 0.0}), 1, model=config)  # multilabel: a yes/no class
+    for exclusive in (True, False):
+        with pytest.raises(ValueError, match=r"doc.cats\['smoker'\] = 0.5: a class's gold value is 0.0 or 1.0"):
+            fit_pipeline(docs_with({"smoker": 0.5, "non_smoker": 0.0}), 0, model=config, exclusive_classes=exclusive)
+    both = docs_with({"smoker": 1.0, "non_smoker": 0.0}, {"smoker": 1.0, "non_smoker": 1.0})
+    with pytest.raises(ValueError, match="gives non_smoker, smoker the value 1.0, but exclusive_classes = true"):
+        fit_pipeline(both, 0, model=config, exclusive_classes=True)
+    fit_pipeline(both, 1, model=config)  # multilabel: both may hold
+    neither = docs_with({"smoker": 1.0, "non_smoker": 0.0}, {"smoker": 0.0, "non_smoker": 0.0}, {"smoker": 0.0})
+    with caplog.at_level("WARNING", logger="spacy_softprompt"):
+        fit_pipeline(neither, 1, model=config, exclusive_classes=True)
+    assert "2 training docs with cats give no class the value 1.0" in caplog.text
+
+
+def test_the_evaluate_verb_scores_document_classes(tiny_bert, tmp_path, capsys):
+    """evaluate printed and wrote concept and relation scores alone: a classifier's table was all zeros."""
+    from spacy.tokens import DocBin
+
+    from spacy_softprompt.cli import main
+
+    torch.manual_seed(0)
+    docs = smoking_docs()
+    nlp = fit_pipeline(docs, 10, model=model_config(tiny_bert, "soft", True), exclusive_classes=True)
+    nlp.to_disk(tmp_path / "pipe")
+    DocBin(docs=docs, store_user_data=True).to_disk(tmp_path / "gold.spacy")
+    output, markdown = tmp_path / "scores.json", tmp_path / "scores.md"
+    assert main(["evaluate", str(tmp_path / "pipe"), str(tmp_path / "gold.spacy"), "--output", str(output),
+                 "--markdown", str(markdown)]) == 0
+    scores = json.loads(output.read_text())
+    expected = nlp.evaluate([Example(nlp.make_doc(d.text), d) for d in docs])
+    assert scores["cats_macro_f"] == pytest.approx(expected["cats_macro_f"])
+    assert set(scores["cats_f_per_type"]) == {"smoker", "non_smoker"}
+    row = f"classes (macro)  {100 * scores['cats_macro_p']:.2f}"
+    assert row in capsys.readouterr().out and "| classes (macro) |" in markdown.read_text()
+
+
 @pytest.mark.parametrize("typed", [True, False])
 def test_attention_text_pooling_starts_as_the_mean_and_learns_where_to_look(typed):
     """Attention pooling begins with every text token weighed alike (the mean head's answer), reads

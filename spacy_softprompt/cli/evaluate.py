@@ -1,7 +1,9 @@
 """``evaluate``: run a trained pipeline on gold documents and score it, strict and lenient.
 
 The gold texts are run through the pipeline from scratch (nothing of the gold
-annotation reaches it), then scored with :mod:`spacy_softprompt.scoring`.
+annotation reaches it), then scored with :mod:`spacy_softprompt.scoring`; a
+component that classifies documents is also scored on the gold ``doc.cats``
+(spaCy's ``cats_*`` keys, as its own ``score`` gives them).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     from spacy.language import Language
     from spacy.tokens import Doc
 
-HELP = "Score a trained pipeline on gold data (.spacy): concepts and relations, strict and lenient."
+HELP = "Score a trained pipeline on gold data (.spacy): concepts and relations, strict and lenient; document classes."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,12 +118,30 @@ def score_file(pipeline: Union[str, Path], data: Path, *, gpu_id: int = -1, span
                                                           concept_types=concept_types)
     if by_threshold:
         scores["by_threshold"] = by_threshold
+    scores.update(_class_scores(nlp, predicted, gold))
     words = sum(len(doc) for doc in predicted)
     scores["documents"] = len(gold)
     scores["speed"] = words / seconds if seconds > 0 else 0.0
 
     print(format_table(scores))
     print(f"\n{len(gold)} documents, {scores['speed']:.0f} words/s")
+    return scores
+
+
+def _class_scores(nlp: "Language", predicted: Sequence["Doc"], gold: Sequence["Doc"]) -> Dict[str, Any]:
+    """spaCy's ``cats_*`` keys where a component classifies documents and the gold Docs have
+    classes, counted as the component's ``score`` counts them (the last such component's)."""
+    from spacy.training import Example
+
+    from ..scoring import cats_scores
+
+    scores: Dict[str, Any] = {}
+    if not any(doc.cats for doc in gold):
+        return scores
+    examples = [Example(p, g) for p, g in zip(predicted, gold)]
+    for pipe in (nlp.get_pipe(name) for name in softprompt_names(nlp)):
+        if pipe.cat_labels:
+            scores.update(cats_scores(examples, pipe.cat_labels, pipe.cfg["exclusive_classes"]))
     return scores
 
 

@@ -146,9 +146,9 @@ def cats_loss(
     ``entries``: (batch, row, column, doc, class) of every answered window logit;
     ``gold`` / ``known`` (docs, classes): gold values and which of them the reference
     gives (spaCy's textcat: a class missing from ``doc.cats`` is not supervised; an
-    exclusive Doc is supervised when it gives exactly one class the value 1). Exclusive:
-    cross-entropy over the classes; multilabel: binary cross-entropy per class; each
-    averaged over supervised Docs."""
+    exclusive Doc is supervised when it gives one class the value 1, which says the others
+    are 0 whether it names them or not). Exclusive: cross-entropy over the classes;
+    multilabel: binary cross-entropy per given class; each averaged over supervised Docs."""
     xs = [x.detach().float().requires_grad_(True) for x in batch_logits]
     n_docs, n_labels = gold.shape
     index = torch.as_tensor(entries, dtype=torch.long, device=gold.device).reshape(-1, 5)
