@@ -262,6 +262,14 @@ class SoftPromptIE(TrainablePipe):
                 f"doc.spans[{key!r}] or doc.ents, no doc.cats, and no labels were given in "
                 "[initialize.components]."
             )
+        if schema.cat_labels and not schema.concept_labels and nlp is not None:
+            weights = nlp.config.get("training", {}).get("score_weights") or {}
+            if not any(weight for key, weight in weights.items() if key.startswith("cats_")):
+                logger.warning(
+                    "'%s' classifies documents and has no concept types, but [training.score_weights] weighs "
+                    "no cats_* score, so spacy train's model-best would be chosen on scores that stay 0: "
+                    "set cats_score = 1.0 there (and the others to 0).", self.name
+                )
         exclusive = self.cfg["exclusive_classes"]
         if exclusive and len(schema.cat_labels) == 1:
             raise ValueError(

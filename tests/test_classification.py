@@ -302,6 +302,19 @@ def test_class_gold_values_and_the_exclusive_rules_are_checked(tiny_bert, caplog
     assert "2 training docs with cats give no class the value 1.0" in caplog.text
 
 
+def test_a_classes_only_pipeline_selected_on_concept_scores_is_warned(tiny_bert, caplog):
+    """spacy train's model-best was chosen on conc_f and rel_f, 0 for a component without concept
+    types: the first evaluation always won."""
+    docs = smoking_docs()
+    for weights, warned in (({}, True), ({"cats_score": 1.0, "conc_f": 0.0, "rel_f": 0.0}, False)):
+        nlp = spacy.blank("en", config={"training": {"score_weights": weights}} if weights else {})
+        nlp.add_pipe("softprompt_ie", config={"model": model_config(tiny_bert, "soft", True)})
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="spacy_softprompt"):
+            nlp.initialize(lambda: [Example(nlp.make_doc(d.text), d) for d in docs])
+        assert ("weighs no cats_* score" in caplog.text) == warned
+
+
 def test_the_evaluate_verb_scores_document_classes(tiny_bert, tmp_path, capsys):
     """evaluate printed and wrote concept and relation scores alone: a classifier's table was all zeros."""
     from spacy.tokens import DocBin
