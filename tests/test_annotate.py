@@ -156,6 +156,24 @@ def test_another_runs_folder_is_refused_unless_overwrite(pipeline, notes_folder,
     assert sorted(p.name for p in out.glob("part-*.jsonl")) == ["part-00000.jsonl", "part-00001.jsonl"]
 
 
+def test_a_pipeline_retrained_in_place_is_not_resumed_with(pipeline, notes_folder, tmp_path, capsys):
+    """The settings named the pipeline's path alone: one retrained there was resumed with, the records
+    mixing two models' predictions."""
+    import shutil
+
+    copy, out = tmp_path / "pipeline", tmp_path / "out"
+    shutil.copytree(pipeline, copy)
+    arguments = ["annotate", str(copy), str(notes_folder), str(out), "--shard-size", "2"]
+    assert main(arguments) == 0
+    assert main(arguments) == 0  # the same pipeline: resumed (nothing left to do)
+    weights = next(copy.rglob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes())  # written again, as a retraining writes it
+    os.utime(weights, ns=(0, 0))
+    capsys.readouterr()
+    assert main(arguments) == 2
+    assert "(its files changed since: retrained or replaced)" in capsys.readouterr().err
+
+
 def test_overwrite_removes_the_runs_files_and_no_other(pipeline, tmp_path, capsys):
     """--overwrite once removed every .json/.jsonl/.parquet in the folder: the input beside the output too;
     and it removed nothing where a Ray run, cut short, had written records but no manifest."""

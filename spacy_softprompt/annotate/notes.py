@@ -160,12 +160,18 @@ def _parquet_file(path: Path) -> Any:
         raise ValueError(f"{path}: not a Parquet file ({err})") from err
 
 
-def _parquet_notes(path: Path, id_column: str, text_column: str, max_chars: int) -> Iterator[Note]:
+def parquet_table(path: Path, id_column: str, text_column: str) -> Any:
+    """The Parquet file, refused with the columns it has when it lacks the id or text column."""
     table = _parquet_file(path)
     names = table.schema_arrow.names
     for column, option in ((id_column, "--id-column"), (text_column, "--text-column")):
         if column not in names:
             raise ValueError(f"{path}: no column {column!r} (columns: {', '.join(names)}; pass {option})")
+    return table
+
+
+def _parquet_notes(path: Path, id_column: str, text_column: str, max_chars: int) -> Iterator[Note]:
+    table = parquet_table(path, id_column, text_column)
     row = 0
     for batch in table.iter_batches(columns=[id_column, text_column], batch_size=1024):
         for note_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .notes import Note, checked, decoded, input_kind, read_notes
+from .notes import Note, checked, decoded, input_kind, parquet_table, read_notes
 from .records import doc_to_record, iter_records, records_to_table
 from .shards import MANIFEST
 
@@ -50,13 +50,18 @@ def _source(path: Path, id_column: str, text_column: str, max_chars: int) -> Any
                              for p, data in zip(batch["path"], batch["bytes"])])
     else:
         if kind == "parquet":
+            parquet_table(path, id_column, text_column)  # the columns are there, or the run stops here
             dataset = ray.data.read_parquet(str(path), columns=[id_column, text_column])
         else:
             dataset = ray.data.read_json(str(path), lines=True)
 
         def check(batch: Dict[str, Any]) -> Dict[str, List[Any]]:
-            texts = batch[text_column] if text_column in batch else [None] * len(batch[id_column])
-            return _columns([checked(i, t, max_chars) for i, t in zip(batch[id_column], texts)])
+            for column, option in ((id_column, "--id-column"), (text_column, "--text-column")):
+                if column not in batch:
+                    raise ValueError(f"{path}: records without the {column!r} field (pass {option})")
+            if any(i is None for i in batch[id_column]):
+                raise ValueError(f"{path}: a record without a value in {id_column!r}")
+            return _columns([checked(i, t, max_chars) for i, t in zip(batch[id_column], batch[text_column])])
     return dataset.map_batches(check, batch_format="numpy")
 
 

@@ -91,17 +91,21 @@ def run(args: argparse.Namespace) -> int:
     decisive = ("id_column", "text_column", "shard_size", "max_chars", "no_text", "batch_size", "format",
                 "tail_first", "relation_map")
     options = {name: getattr(args, name) for name in decisive}
-    settings: Dict[str, Any] = {"input": str(args.input.resolve()), "pipeline": str(pipeline), "options": options}
+    settings: Dict[str, Any] = {"input": str(args.input.resolve()), "pipeline": str(pipeline),
+                                "pipeline_sha256": pipeline_digest(pipeline), "options": options}
     earlier = ShardWriter(args.output_folder, settings).existing()
     if args.overwrite:  # a Ray run cut short left no manifest, but its files
         clear_output(args.output_folder)
         earlier = None
     elif earlier is not None and ({k: earlier.get(k) for k in settings} != settings or args.engine == "ray"
                                   or earlier.get("engine") == "ray"):
+        changed = (" (its files changed since: retrained or replaced)" if earlier.get("pipeline") == settings["pipeline"]
+                   and earlier.get("pipeline_sha256") != settings["pipeline_sha256"] else "")
         raise CLIError(
             f"{args.output_folder} holds the output of another run (input {earlier.get('input')}, pipeline "
-            f"{earlier.get('pipeline')}, options {earlier.get('options')}, engine {earlier.get('engine', 'local')}; "
-            "a Ray run is not resumed); pass --overwrite to replace it, or another output folder."
+            f"{earlier.get('pipeline')}{changed}, options {earlier.get('options')}, engine "
+            f"{earlier.get('engine', 'local')}; a Ray run is not resumed); pass --overwrite to replace it, "
+            "or another output folder."
         )
     start = time.perf_counter()
     if args.engine == "ray":
@@ -113,6 +117,22 @@ def run(args: argparse.Namespace) -> int:
           f"{args.output_folder}; {seconds:.1f} s, {annotated / max(seconds, 1e-9):.1f} notes/s{kept}",
           file=sys.stderr)
     return 0
+
+
+def pipeline_digest(pipeline: Any) -> str:
+    """SHA-256 over a pipeline folder's files (relative path, size, modification time: a stored
+    backbone may be gigabytes), so that a run is not resumed with a pipeline retrained or replaced
+    in place (the records would mix two models' predictions); for an installed package, its name
+    and version."""
+    import hashlib
+
+    if not isinstance(pipeline, Path):
+        from spacy.util import get_package_version
+
+        return hashlib.sha256(f"{pipeline}=={get_package_version(str(pipeline))}".encode()).hexdigest()
+    files = sorted(p for p in pipeline.rglob("*") if p.is_file())
+    stamps = [(p.relative_to(pipeline).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return hashlib.sha256(repr(stamps).encode()).hexdigest()
 
 
 def _run_local(args: argparse.Namespace, settings: Dict[str, Any], earlier: Optional[Dict[str, Any]],
