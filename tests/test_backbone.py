@@ -21,6 +21,26 @@ def test_unresolvable_name_lists_what_was_tried(tmp_path):
     assert "local path" in message and "Hugging Face id" in message and "'default'" in message
 
 
+def test_a_hub_ids_custom_code_is_read_only_when_asked(monkeypatch):
+    """The name check read a hub config with trust_remote_code=False whatever the caller asked, so a
+    model with custom code could never load ("cannot find", when asked to trust it)."""
+    import transformers
+
+    asked = []
+
+    def from_pretrained(name, trust_remote_code=False, **kwargs):
+        asked.append(trust_remote_code)
+        if not trust_remote_code:
+            raise ValueError("acme/custom contains custom code which must be executed")
+        return object()
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", from_pretrained)
+    assert resolve_backbone("acme/custom", trust_remote_code=True) == "acme/custom"
+    with pytest.raises(BackboneNotFound, match="custom code"):
+        resolve_backbone("acme/custom")
+    assert asked == [True, False]
+
+
 def test_folder_without_config_is_explained(tmp_path):
     with pytest.raises(BackboneNotFound, match="has no config.json"):
         resolve_backbone(str(tmp_path))

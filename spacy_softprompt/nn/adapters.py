@@ -28,6 +28,9 @@ TARGETS: Dict[str, Dict[str, Tuple[List[str], List[str]]]] = {
     "gpt2": {"lora": (["c_attn"], []), "ia3": (["c_attn", "mlp.c_proj"], ["mlp.c_proj"])},
     "llama": {"lora": (["q_proj", "v_proj"], []), "ia3": (["k_proj", "v_proj", "down_proj"], ["down_proj"])},
 }
+# The name of the layer list in each family's module paths (encoder.layer.0..., h.0..., layers.0...):
+# peft's layers_pattern, without which it does not find a GPT-2 or Llama layer's index.
+LAYER_LISTS: Dict[str, str] = {"bert": "layer", "gpt2": "h", "llama": "layers"}
 
 
 @dataclass
@@ -42,6 +45,16 @@ class AdapterSpec:
     target_modules: Optional[List[str]] = None
     feedforward_modules: Optional[List[str]] = field(default=None)
     layers: Optional[List[int]] = None
+
+    def __post_init__(self) -> None:
+        """Settings peft would take and then do something else with (or nothing) are refused."""
+        if self.target_modules is not None and not self.target_modules:
+            raise ValueError("target_modules = [] names no module: leave it out (null) for the family's defaults.")
+        if self.layers is not None and not self.layers:
+            raise ValueError("layers = [] names no layer (peft would take it as every layer): leave it out "
+                             "(null) for every layer.")
+        if self.kind == "lora" and not self.alpha > 0:
+            raise ValueError(f"LoRA alpha must be above 0 (the update is scaled by alpha / r), not {self.alpha}.")
 
     def changes_layers_below(self, layer: int) -> bool:
         """Whether the adapter alters any layer under ``layer``: if not, a frozen backbone's
@@ -60,12 +73,19 @@ class AdapterSpec:
         layers = list(self.layers) if self.layers is not None else None
         if self.kind == "lora":
             return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets,
-                              fan_in_fan_out=family == "gpt2", layers_to_transform=layers)
-        feedforward = list(self.feedforward_modules if self.feedforward_modules is not None else feedforward)
+                              fan_in_fan_out=family == "gpt2", layers_to_transform=layers,
+                              layers_pattern=LAYER_LISTS.get(family) if layers is not None else None)
         if layers is not None:
             raise ValueError("IA3 scales every layer (peft's IA3Config takes no layers_to_transform): set layers = null.")
-        return IA3Config(target_modules=targets, feedforward_modules=[m for m in feedforward if m in targets],
-                         fan_in_fan_out=family == "gpt2")
+        if self.feedforward_modules is None:  # the family's, where they are among the targets
+            feedforward = [m for m in feedforward if m in targets]
+        else:
+            feedforward = list(self.feedforward_modules)
+            stray = sorted(set(feedforward) - set(targets))
+            if stray:
+                raise ValueError(f"IA3 feedforward_modules {stray} are not among target_modules {targets}: "
+                                 "a feed-forward module must also be a target.")
+        return IA3Config(target_modules=targets, feedforward_modules=feedforward, fan_in_fan_out=family == "gpt2")
 
 
 def inject(backbone: "nn.Module", spec: AdapterSpec, family: str, train_base: bool = False) -> None:
