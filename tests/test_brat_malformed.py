@@ -68,6 +68,25 @@ def test_error_names_file_line_and_problem(tmp_path, nlp, name, txt, ann, holder
     assert str(error).startswith(where)
 
 
+def test_lenient_reports_the_lines_after_a_text_mismatch(tmp_path, nlp):
+    """The broken line after a mismatched T (read as its possible continuation) was lost without a trace."""
+    write(tmp_path, "doc", TEXT, "T1\tDrug 0 7\tAspirinX\nR1 Cause Arg1:T1 Arg2:T2\nT2\tADE 17 21\trash\n")
+    _, summary = read_brat(tmp_path / "doc.ann", nlp, lenient=True)
+    assert [p.split(": ")[1] for p in summary.problems] == ["text mismatch", "broken line"]
+    assert summary.problems[1].startswith(f"{tmp_path / 'doc.ann'}:2: ")
+
+
+def test_an_equivalence_keeps_its_converted_members(tmp_path, nlp):
+    """One member not converted lost the line's every relation, counted once."""
+    text = "Aspirin and ibuprofen and naproxen   ."
+    ann = ("T1\tDrug 0 7\tAspirin\nT2\tDrug 12 21\tibuprofen\nT3\tDrug 26 34\tnaproxen\nT4\tDrug 35 37\t  \n"
+           "*\tOVERLAP T1 T3 T4 T2\n")
+    write(tmp_path, "doc", text, ann)
+    (doc,), summary = read_brat(tmp_path / "doc.ann", nlp)
+    assert [(r.head.text, r.tail.text) for r in doc._.relations] == [("Aspirin", "naproxen"), ("naproxen", "ibuprofen")]
+    assert summary.not_converted[brat.argument_not_converted("*")] == 1
+
+
 def test_messages_say_what_the_line_should_look_like(tmp_path, nlp):
     write(tmp_path, "doc", TEXT, GOOD + "T2 ADE 17 21\trash\n")
     with pytest.raises(CorpusFormatError, match=r"'T2\\tADE 17 21\\trash'"):

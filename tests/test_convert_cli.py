@@ -124,6 +124,67 @@ def test_a_renaming_that_renames_nothing_is_warned(tmp_path, capsys):
     warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
     assert warned == [f"warning: {what} matches no annotation in {tmp_path / 'in'}"
                       for what in ("--label-map Nope=X", "--relation-map Drug-Ae=ADE-Drug", "--head-types Drugs")]
+    # a typo renaming onto a type the corpus has (meant to merge two types) renames nothing either
+    assert main(["convert", "brat", str(tmp_path / "in"), out, "--label-map", "Drgu=Drug",
+                 "--relation-map", "Drug-Ae=Drug-AE"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert warned == [f"warning: --label-map Drgu=Drug matches no annotation in {tmp_path / 'in'}",
+                      f"warning: --relation-map Drug-Ae=Drug-AE matches no annotation in {tmp_path / 'in'}"]
+
+
+def test_ade_options_that_would_be_misread_are_refused(tmp_path, capsys):
+    """ADE took --relation-map Drug=X as a concept renaming and --label-map Drug-AE=X as a relation one (the two
+    maps were merged); --splits without --split converted every split; --text-check was ignored."""
+    folder = tmp_path / "ade"
+    folder.mkdir()
+    (folder / "DRUG-AE.rel").write_text("1|Aspirin caused a rash.|rash|17|21|Aspirin|0|7\n")
+    (folder / "DRUG-DOSE.rel").write_text("")
+    out = str(tmp_path / "a.spacy")
+    (tmp_path / "s.json").write_text(json.dumps({"train": ["1"], "test": []}))
+    for options, message in ((["--relation-map", "Drug=Medication"], "--relation-map Drug: --label-map renames"),
+                             (["--label-map", "Drug-AE=Causes"], "--label-map Drug-AE: --label-map renames"),
+                             (["--splits", str(tmp_path / "s.json")], "--splits needs --split"),
+                             (["--text-check", "strict"], "--text-check applies to brat input only")):
+        assert main(["convert", "ade", str(folder), out, *options]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["convert", "ade", str(folder), out, "--label-map", "Drug=Medication",
+                 "--relation-map", "Drug-AE=Causes"]) == 0
+    (doc,) = load(Path(out))
+    assert {s.label_ for s in doc.spans["softprompt"]} == {"Medication", "Adverse_Effect"}
+    assert [r.label for r in doc._.relations] == ["Causes"]
+
+
+def test_bad_files_are_named_and_a_lenient_run_that_loses_every_document_says_why(tmp_path, capsys):
+    ade = tmp_path / "ade"
+    ade.mkdir()
+    (ade / "DRUG-AE.rel").write_bytes(b"1|Aspirin caused a rash.|rash|17|21|Aspirin|0|7\n"
+                                      b"2|Caf\xe9 caused a rash.|rash|17|21|Caf|0|3\n")
+    (ade / "DRUG-DOSE.rel").write_text("")
+    out = str(tmp_path / "a.spacy")
+    assert main(["convert", "ade", str(ade), out]) == 2
+    assert f"error: {ade / 'DRUG-AE.rel'}:2: not valid UTF-8: byte 0xe9 at column 6" in capsys.readouterr().err
+    for content, message in (("{bad", "not a JSON file"), ('["a"]', "not a splits file")):
+        (tmp_path / "s.json").write_text(content)
+        for form, folder in (("ade", ade), ("brat", tmp_path / "brat")):
+            write_pair(tmp_path / "brat", "a", "Aspirin helps.", "T1\tDrug 0 7\tAspirin\n")
+            assert main(["convert", form, str(folder), out, "--split", "train", "--splits", str(tmp_path / "s.json")]) == 2
+            err = capsys.readouterr().err
+            assert f"error: {tmp_path / 's.json'}" in err and message in err, err
+    assert main(["convert", "brat", str(tmp_path / "brat" / "a.txt"), out]) == 2
+    assert "not a folder nor an .ann file" in capsys.readouterr().err
+    # lenient, every document unreadable: the summary is printed and written, and the error says so
+    (tmp_path / "brat" / "a.txt").write_bytes(b"Aspirin \xff helps.")
+    summary = tmp_path / "summary.JSON"
+    assert main(["convert", "brat", str(tmp_path / "brat"), out, "--lenient", "--summary", str(summary)]) == 2
+    captured = capsys.readouterr()
+    assert "not valid UTF-8" in captured.out and "every one was left out" in captured.err
+    assert json.loads(summary.read_text())["problems"]  # .JSON is JSON too
+    # a listed document left out with a reason is not "not found"
+    write_pair(tmp_path / "brat", "b", "Aspirin helps.", "T1\tDrug 0 7\tAspirin\n")
+    (tmp_path / "s.json").write_text(json.dumps({"train": ["a", "b"]}))
+    assert main(["convert", "brat", str(tmp_path / "brat"), out, "--lenient", "--split", "train",
+                 "--splits", str(tmp_path / "s.json")]) == 0
+    assert [d._.doc_id for d in load(Path(out))] == ["b"]
 
 
 def test_convert_head_types(tmp_path):

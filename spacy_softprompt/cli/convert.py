@@ -153,8 +153,9 @@ def _warn_unmatched(summary: "ConversionSummary", source: Path, label_map: Dict[
                     relation_map: Dict[str, str], head_types: Optional[List[str]]) -> None:
     """A renaming that renamed nothing is a typo, or a split without that type: said on stderr (not an error, as
     one split may lack a type the others have)."""
-    unmatched = [f"--label-map {old}={new}" for old, new in label_map.items() if new not in summary.entities]
-    unmatched += [f"--relation-map {old}={new}" for old, new in relation_map.items() if new not in summary.relations]
+    seen = summary.source_labels
+    unmatched = [f"--label-map {old}={new}" for old, new in label_map.items() if not seen[("concept", old)]]
+    unmatched += [f"--relation-map {old}={new}" for old, new in relation_map.items() if not seen[("relation", old)]]
     unmatched += [f"--head-types {label}" for label in head_types or () if label not in summary.entities]
     for what in unmatched:
         print(f"warning: {what} matches no annotation in {source}", file=sys.stderr)
@@ -176,14 +177,17 @@ def _write(
     """Write the DocBin (and the summary where asked); the summary's markdown table."""
     from spacy.tokens import DocBin
 
+    table = summary.to_markdown()
+    if summary_path is not None:  # written even when no document is left: it says why
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(summary.to_json() if summary_path.suffix.lower() == ".json" else table,
+                                encoding="utf-8")
     if not docs:
-        raise CLIError(f"no documents found in {source}")
+        print(table)
+        raise CLIError(f"no documents converted from {source}" + (
+            ": every one was left out, the summary above says why" if summary.problems else ""))
     output.parent.mkdir(parents=True, exist_ok=True)
     DocBin(store_user_data=True, docs=docs).to_disk(output)
-    table = summary.to_markdown()
-    if summary_path is not None:
-        summary_path.parent.mkdir(parents=True, exist_ok=True)
-        summary_path.write_text(summary.to_json() if summary_path.suffix == ".json" else table, encoding="utf-8")
     return table
 
 
@@ -200,7 +204,7 @@ def _read_brat(
             raise CLIError("--splits needs --split (which split of the file to convert)")
         try:
             split_of = load_splits(args.splits)
-        except FileNotFoundError as err:
+        except (FileNotFoundError, CorpusFormatError) as err:
             raise CLIError(str(err)) from err
         documents = {doc_id for doc_id, split in split_of.items() if split == args.split}
     elif args.split is not None:
@@ -208,21 +212,28 @@ def _read_brat(
         if not source.is_dir():
             raise CLIError(f"--split {args.split}: no folder {source} (a corpus without split folders needs "
                            "--splits FILE)")
-    docs, summary = read_brat(
-        source,
-        nlp,
-        label_map=label_map,
-        relation_map=relation_map,
-        head_types=args.head_types,
-        lenient=args.lenient,
-        spans_key=args.spans_key,
-        text_check=args.text_check,
-        progress=True,
-        documents=documents,
-    )
+    try:
+        docs, summary = read_brat(
+            source,
+            nlp,
+            label_map=label_map,
+            relation_map=relation_map,
+            head_types=args.head_types,
+            lenient=args.lenient,
+            spans_key=args.spans_key,
+            text_check=args.text_check,
+            progress=True,
+            documents=documents,
+        )
+    except CorpusFormatError:
+        raise
+    except ValueError as err:  # an input that is not brat
+        raise CLIError(str(err)) from err
     _warn_unmatched(summary, source, label_map, relation_map, args.head_types)
     if documents is not None:
-        missing = sorted(documents - {doc._.doc_id for doc in docs})
+        # a listed document whose .ann is there but gave no Doc was left out with a reason (--lenient)
+        missing = sorted(doc_id for doc_id in documents - {doc._.doc_id for doc in docs}
+                         if not (source / f"{doc_id}.ann").is_file())
         if missing:
             raise CLIError(f"{args.splits}: {len(missing)} {args.split} document(s) not found in {source} "
                            f"(ids are .ann paths without suffix): {', '.join(missing[:5])}")
@@ -244,8 +255,20 @@ def _read_ade(
     from ..corpora.ade import read_ade
     from ..corpora.summary import CorpusFormatError
 
+    from ..corpora.ade import DRUG_AE, DRUG_DOSE
+
     if args.head_types:
         raise CLIError("--head-types applies to brat input only (ADE relations are always headed by Drug)")
+    if args.text_check != "tolerant":
+        raise CLIError("--text-check applies to brat input only (the ADE corpus has no offsets to check)")
+    if args.splits is not None and args.split is None:
+        raise CLIError("--splits needs --split (which split of the file to convert)")
+    relations = (DRUG_AE, DRUG_DOSE)
+    crossed = [f"--label-map {old}" for old in label_map if old in relations]
+    crossed += [f"--relation-map {old}" for old in relation_map if old not in relations]
+    if crossed:
+        raise CLIError(f"{', '.join(crossed)}: --label-map renames the concept types (Drug, Adverse_Effect, "
+                       f"Dosage), --relation-map the relation types ({', '.join(relations)})")
     if not args.input.is_dir():
         raise CLIError(f"the ADE corpus input must be a folder (with DRUG-AE.rel): {args.input}")
     try:
@@ -266,7 +289,8 @@ def _read_ade(
 
 def _spert_only(args: argparse.Namespace) -> None:
     """Options of the other formats are an error, not ignored."""
-    for flag, given in (("--split", args.split), ("--splits", args.splits), ("--head-types", args.head_types)):
+    for flag, given in (("--split", args.split), ("--splits", args.splits), ("--head-types", args.head_types),
+                        ("--text-check", args.text_check != "tolerant")):
         if given:
             raise CLIError(f"{flag} does not apply to spert-json input")
 

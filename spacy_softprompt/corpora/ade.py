@@ -35,7 +35,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from ..relations import DEFAULT_SPANS_KEY, Relation, set_concepts, set_relations
-from .summary import ConversionSummary, CorpusFormatError
+from .summary import ConversionSummary, CorpusFormatError, read_utf8
 
 DRUG = "Drug"
 ADVERSE_EFFECT = "Adverse_Effect"
@@ -143,7 +143,12 @@ def load_splits(path: Path) -> Dict[str, str]:
     "test": ...}``); an id listed twice is a format error."""
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; it is needed to select a split")
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CorpusFormatError(path, getattr(err, "lineno", None), f"not a JSON file ({err})") from err
+    if not isinstance(data, dict) or not all(isinstance(data.get(n, []), list) for n in SPLITS):
+        raise CorpusFormatError(path, None, 'not a splits file: expected {"train": [ids], "dev": [ids], "test": [ids]}')
     split_of: Dict[str, str] = {}
     for name in SPLITS:
         for pmid in data.get(name, []):
@@ -165,11 +170,18 @@ def _selected(
     return False
 
 
+def _lines(path: Path, summary: ConversionSummary) -> List[str]:
+    """The file's lines, a byte order mark dropped; a file that is not UTF-8 stops the conversion at
+    its line (lenient: reported, and none of its lines read)."""
+    text = read_utf8(path, summary)
+    return [] if text is None else text.removeprefix("\ufeff").split("\n")
+
+
 def _read_rows(path: Path, arg_label: str, relation: str, summary: ConversionSummary) -> List[_Row]:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found")
     rows = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+    for line_no, line in enumerate(_lines(path, summary), start=1):
         line = line.rstrip("\r")
         if not line.strip():
             continue
@@ -331,7 +343,7 @@ def _negative_docs(
     next_k = Counter(pmid for pmid, _ in by_sentence)
     seen: Set[Tuple[str, str]] = set()
     docs = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+    for line_no, line in enumerate(_lines(path, summary), start=1):
         line = line.rstrip("\r")
         if not line.strip():
             continue

@@ -103,13 +103,14 @@ class AnnFile:
                     f"text mismatch: {line.id} has {ann_text!r} in the .ann but the .txt has {found!r} "
                     f"at {offsets.strip()}{later}",
                 )
-                return
+                return self.release(line)  # (lenient) the lines after it are broken lines of their own
             self.release(line)
         if reason is not True:
             self.summary.adjust(reason)
         if len(fragments) > 1:
             self.summary.adjust(why.DISCONTINUOUS)
         self.raw_labels[line.id] = label
+        self.summary.source_labels[("concept", label)] += 1
         span = self.align(min(s for s, _ in fragments), end, self.options.label_map.get(label, label))
         if span is None:
             self.summary.skip(why.EMPTY_SPAN)
@@ -182,14 +183,19 @@ class AnnFile:
     def resolve(self, line: AnnLine, ids: Sequence[str], kind: str) -> Optional[List[Ref]]:
         """References of T/E ids, or None, counted: an unknown id is an error, an id whose
         annotation was not converted is a skip."""
-        unknown = [i for i in ids if i not in self.refs and i not in self.dropped]
-        if unknown:
-            self.error(line.number, f"unknown id: {line.id} refers to {', '.join(unknown)}, not defined in this file")
+        if not self.all_defined(line, ids):
             return None
         if any(i in self.dropped for i in ids):
             self.summary.skip(why.argument_not_converted(kind))
             return None
         return [self.refs[i] for i in ids]
+
+    def all_defined(self, line: AnnLine, ids: Sequence[str]) -> bool:
+        """Whether every id is a T or E of this file (converted or not); if not, an error."""
+        unknown = [i for i in ids if i not in self.refs and i not in self.dropped]
+        if unknown:
+            self.error(line.number, f"unknown id: {line.id} refers to {', '.join(unknown)}, not defined in this file")
+        return not unknown
 
     def event_trigger(self, line: AnnLine) -> None:
         self.dropped.add(line.id)
@@ -231,6 +237,7 @@ class AnnFile:
             if base_role != role:
                 self.summary.adjust(why.ROLE_NUMBER)
             refs = self.resolve(line, [ref], "E")
+            self.summary.source_labels[("relation", base_role)] += 1
             if refs is not None:
                 label = self.options.relation_map.get(base_role, base_role)
                 record.refs.append(refs[0])
@@ -248,6 +255,7 @@ class AnnFile:
             self.error(line.number, f"broken R line: expected {why.line_form('R')}, got {line.id}\\t{line.body!r}")
             return
         refs = self.resolve(line, ids, "R")
+        self.summary.source_labels[("relation", fields[0])] += 1
         if refs is None:
             return
         label = self.options.relation_map.get(fields[0], fields[0])
@@ -267,10 +275,17 @@ class AnnFile:
         if len(fields) < 3:
             self.error(line.number, f"broken * line: expected {why.line_form('*')}, got {line.id}\\t{line.body!r}")
             return
-        self.summary.adjust(why.EQUIVALENCE)
-        refs = self.resolve(line, fields[1:], "*")
-        if refs is None:
+        members = fields[1:]
+        if not self.all_defined(line, members):
             return
+        self.summary.source_labels[("relation", fields[0])] += 1
+        kept = [i for i in members if i not in self.dropped]  # the others are equivalent to them no less
+        if len(kept) < len(members):
+            self.summary.skip(why.argument_not_converted("*"), len(members) - len(kept))
+        if len(kept) < 2:
+            return
+        self.summary.adjust(why.EQUIVALENCE)
+        refs = [self.refs[i] for i in kept]
         record = Record("*", fields[0], refs, labels=[self.options.relation_map.get(fields[0], fields[0])])
         self.records.append(record)
         for head, tail, label in record.relations():

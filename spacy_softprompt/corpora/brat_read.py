@@ -15,7 +15,9 @@ from ..relations import DEFAULT_SPANS_KEY
 from . import brat_reasons as why
 from .brat_ann import AnnFile
 from .brat_lines import AnnLine, Options, broken_line
-from .summary import ConversionSummary, CorpusFormatError
+from .summary import ConversionSummary, CorpusFormatError, read_utf8
+
+BRAT_UTF8 = "brat offsets count the characters of UTF-8 text, so "
 
 TEXT_CHECKS = ("strict", "tolerant", "offsets")
 
@@ -67,6 +69,8 @@ def read_brat(
         if lone_txt:
             summary.skip(why.TXT_WITHOUT_ANN, lone_txt)
         root = source
+    elif source.suffix != ".ann":
+        raise ValueError(f"brat input {source}: not a folder nor an .ann file (its .txt is read beside it)")
     else:
         ann_paths = [source]
         root = source.parent
@@ -92,8 +96,8 @@ def _read_pair(ann_path: Path, nlp: Language, options: Options, summary: Convers
     if not txt_path.is_file():
         summary.report(CorpusFormatError(ann_path, None, "no .txt beside this .ann (a document is a .txt/.ann pair)"))
         return None
-    text = read_utf8(txt_path, summary)
-    ann = read_utf8(ann_path, summary)
+    text = read_utf8(txt_path, summary, BRAT_UTF8)
+    ann = read_utf8(ann_path, summary, BRAT_UTF8)
     if text is None or ann is None:
         return None
     if ann.startswith("\ufeff"):  # a BOM in the .ann is not an annotation; in the .txt it is a character
@@ -102,30 +106,6 @@ def _read_pair(ann_path: Path, nlp: Language, options: Options, summary: Convers
     doc = nlp.tokenizer(text)  # tokens only: no max_length, which guards the parser's memory
     AnnFile(ann_path, doc, text, options, summary).convert(split_lines(ann_path, ann, summary))
     return doc
-
-
-def read_utf8(path: Path, summary: ConversionSummary) -> Optional[str]:
-    """The file as stored (no newline translation); a bad byte is reported against *this* file."""
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        summary.report(CorpusFormatError(path, None, f"cannot read: {err.strerror or err}"))
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        summary.report(
-            CorpusFormatError(
-                path,
-                line,
-                f"not valid UTF-8: byte 0x{data[err.start]:02x} at column {column} (byte {err.start} of the file); "
-                "brat offsets count the characters of UTF-8 text, so re-encode the file as UTF-8 "
-                "(e.g. iconv -f latin1 -t utf-8)",
-            )
-        )
-        return None
 
 
 def split_lines(path: Path, ann: str, summary: ConversionSummary) -> List[AnnLine]:

@@ -44,6 +44,9 @@ class ConversionSummary:
     cats: Counter = field(default_factory=Counter)
     #: documents per branch of the rule that chose their class
     cats_reasons: Counter = field(default_factory=Counter)
+    #: concept and relation labels as the source names them, before a map renames them (what a
+    #: map's old names are checked against: a typo renames nothing); not part of the summary
+    source_labels: Counter = field(default_factory=Counter)
 
     def report(self, error: CorpusFormatError) -> None:
         """Raise ``error``, or record it when converting leniently."""
@@ -68,6 +71,7 @@ class ConversionSummary:
             (self.not_converted, other.not_converted),
             (self.cats, other.cats),
             (self.cats_reasons, other.cats_reasons),
+            (self.source_labels, other.source_labels),
         ):
             mine.update(theirs)
         self.problems.extend(other.problems)
@@ -114,3 +118,28 @@ class ConversionSummary:
         if self.problems:
             lines += ["### Problems (lenient mode)", ""] + [f"- {p}" for p in self.problems] + [""]
         return "\n".join(lines)
+
+
+def read_utf8(path: Path, summary: ConversionSummary, why: str = "") -> Optional[str]:
+    """The file as stored (no newline translation; a byte order mark is the reader's to judge); a
+    file that cannot be read or is not UTF-8 is reported against *this* file and line (``why``:
+    what depends on the encoding, said in the message)."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        summary.report(CorpusFormatError(path, None, f"cannot read: {err.strerror or err}"))
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        summary.report(
+            CorpusFormatError(
+                path,
+                line,
+                f"not valid UTF-8: byte 0x{data[err.start]:02x} at column {column} (byte {err.start} of the file); "
+                f"{why}re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+            )
+        )
+        return None
