@@ -227,10 +227,13 @@ def weights_hash(model: "object") -> str:
 class SharedStates:
     """Frozen lower-layer states of recent windows, keyed by (prompt layer, window ids digest),
     shared by the components that read one frozen backbone: the second task of a pipeline
-    finds the windows the first one just read. Least recently used entries go first."""
+    finds the windows the first one just read. Least recently used entries go first once the
+    kept states pass ``capacity_bytes`` (a window of a 4096-wide model at 512 subwords is 4 MB
+    in half precision: a count of windows would not bound the memory)."""
 
-    def __init__(self, capacity: int = 1024):
-        self.capacity = capacity
+    def __init__(self, capacity_bytes: int = 256 * 2**20):
+        self.capacity_bytes = capacity_bytes
+        self.kept_bytes = 0
         self._states: "OrderedDict[tuple, Any]" = OrderedDict()
 
     def at_layer(self, layer: int) -> "_LayerStates":
@@ -239,6 +242,7 @@ class SharedStates:
     def clear(self) -> None:
         """Forget every kept state (benchmarks: time reading texts, not recalling them)."""
         self._states.clear()
+        self.kept_bytes = 0
 
     def __len__(self) -> int:
         return len(self._states)
@@ -259,10 +263,16 @@ class _LayerStates:
         return states[(self.layer, key)]
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        states = self.shared._states
+        shared, states = self.shared, self.shared._states
+        old = states.pop((self.layer, key), None)
+        shared.kept_bytes += _nbytes(value) - (_nbytes(old) if old is not None else 0)
         states[(self.layer, key)] = value
-        while len(states) > self.shared.capacity:
-            states.popitem(last=False)
+        while shared.kept_bytes > shared.capacity_bytes and len(states) > 1:
+            shared.kept_bytes -= _nbytes(states.popitem(last=False)[1])
+
+
+def _nbytes(tensor: Any) -> int:
+    return tensor.numel() * tensor.element_size()
 
 
 class Backbone:

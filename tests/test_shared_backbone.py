@@ -113,3 +113,21 @@ def test_two_tasks_verb_measures_both_pipelines(tiny_bert, toy_docs, blank_nlp, 
     assert separate["peak_rss_mb"] == pytest.approx(first["peak_rss_mb"] + second["peak_rss_mb"])
     assert 1 / separate["words_per_second"] == pytest.approx(1 / first["words_per_second"] + 1 / second["words_per_second"])
     assert data["memory_ratio"] > 0 and data["speed_ratio"] > 0 and data["speed_ratio_separate"] > 0
+
+
+def test_shared_states_are_bounded_by_their_bytes():
+    """A count of windows bounded nothing: a window of a wide backbone is megabytes. Least recently used go first."""
+    import torch
+
+    from spacy_softprompt.backbone import SharedStates
+
+    shared = SharedStates(capacity_bytes=3 * 4 * 100)  # three windows of 100 float32 values
+    layer = shared.at_layer(1)
+    for key in "abcd":
+        layer[key] = torch.zeros(10, 10)
+        _ = layer["b"] if "b" in layer else None  # b is read, so kept
+    assert len(shared) == 3 and "a" not in layer and "b" in layer and shared.kept_bytes == 1200
+    layer["e"] = torch.zeros(20, 10)  # two windows' worth: c and d go
+    assert sorted(k for _, k in shared._states) == ["b", "e"] and shared.kept_bytes == 1200
+    shared.clear()
+    assert len(shared) == 0 and shared.kept_bytes == 0

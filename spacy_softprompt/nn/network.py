@@ -299,8 +299,8 @@ class SoftPromptNetwork(nn.Module):
                 computed = self.stack.run(embeds, mask[rows], 0, self.prompt_layer)
         if cache is None:
             return computed
-        for j, i in enumerate(todo):
-            cache[keys[i]] = computed[j, : int(mask[i].sum())]
+        for j, i in enumerate(todo):  # a copy: a view would keep its whole padded batch alive
+            cache[keys[i]] = computed[j, : int(mask[i].sum())].clone()
         out = self.trigger_marker.new_zeros(ids.shape[0], ids.shape[1], dim)
         for i, key in enumerate(keys):
             states = cache[key]
