@@ -348,3 +348,18 @@ def test_the_header_says_what_was_made_not_the_preset_it_started_from(tmp_path):
     assert first_line("--preset", "lora_frozen", "--no-frozen") == (
         "# softprompt_ie, strategy 'none', a LoRA adapter, backbone unfrozen.")
     assert "frozen backbone" in first_line("--preset", "soft_prompt_frozen", "--max-steps", "10")
+
+
+def test_every_project_command_of_the_package_parses():
+    """Each `python -m spacy_softprompt VERB ...` line of project.yml, with its default vars, is what the verb
+    takes: a flag renamed or removed in the code fails here, not in the middle of a `spacy project run`."""
+    from conftest import project, verb_args
+
+    lines = [(command["name"], line) for command in project()["commands"].values()
+             for line in command.get("script", []) if line.startswith("python -m spacy_softprompt ")]
+    assert len(lines) > 40
+    for name, line in lines:
+        try:
+            verb_args(line)
+        except SystemExit:
+            pytest.fail(f"project.yml command {name!r}: {line!r} does not parse")
