@@ -150,7 +150,8 @@ def _run_local(args: argparse.Namespace, settings: Dict[str, Any], earlier: Opti
     brat = {"tail_first": args.tail_first, "relation_map": parse_mapping(args.relation_map, "--relation-map")}
     writer = ShardWriter(args.output_folder, settings, args.format, spans_key=concepts_key(nlp, args.pipeline, None),
                          with_text=not args.no_text, brat_options=brat)
-    def notes(skip: int = 0) -> Iterator[Note]:
+
+    def read_from(skip: int = 0) -> Iterator[Note]:
         return read_notes(args.input, id_column=args.id_column, text_column=args.text_column,
                           max_chars=args.max_chars, skip=skip)
 
@@ -160,11 +161,11 @@ def _run_local(args: argparse.Namespace, settings: Dict[str, Any], earlier: Opti
         if shards and shards[-1]["notes"] + shards[-1]["errors"] < args.shard_size and total > done:
             shards = shards[:-1]  # the input grew after a run that ended on a short shard: fill it as one run would
         writer.resume({**earlier, "shards": shards},
-                      islice(notes(), sum(s["notes"] + s["errors"] for s in shards)) if args.format == "brat" else ())
+                      islice(read_from(), sum(s["notes"] + s["errors"] for s in shards)) if args.format == "brat" else ())
     skipped = len(writer.shards)
     kept = [sum(shard[count] for shard in writer.shards) for count in ("notes", "errors")]
     first = sum(kept)
-    notes = notes(max(first - 1, 0))
+    notes = read_from(max(first - 1, 0))
     if first:  # the earlier run's last note is where it was, or the input changed (a note added or removed before it)
         last, expected = next(notes, None), writer.shards[-1].get("last_id")
         if expected is not None and (last is None or last.id != expected):
