@@ -45,7 +45,7 @@ each replaces only its own span group and the entities it set.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc, Span, SpanGroup
@@ -72,13 +72,16 @@ class Relation:
     """A directed, labelled link between two concept spans.
 
     ``head`` is the trigger (Arg1 in brat); ``tail`` is the argument (Arg2).
-    Both are labelled spans: their ``label_`` is the concept type.
+    Both are labelled spans: their ``label_`` is the concept type. ``source``: the
+    ``spans_key`` of the component or converter that set it (a component replaces its own
+    relations and keeps the others); None: set by hand. It does not take part in equality.
     """
 
     head: Span
     tail: Span
     label: str
     score: float = 1.0
+    source: Optional[str] = field(default=None, compare=False)
 
     def key(self) -> Tuple[int, int, str, int, int, str, str]:
         """Offsets and labels only: what identity means for scoring and dedup."""
@@ -86,9 +89,10 @@ class Relation:
         return (h.start_char, h.end_char, h.label_, t.start_char, t.end_char, t.label_, self.label)
 
     def __repr__(self) -> str:
+        score = f"{self.score:.3f}" if isinstance(self.score, (int, float)) else repr(self.score)
         return (
             f"Relation({self.label!r}, head={self.head.text!r}/{self.head.label_}, "
-            f"tail={self.tail.text!r}/{self.tail.label_}, score={self.score:.3f})"
+            f"tail={self.tail.text!r}/{self.tail.label_}, score={score})"
         )
 
 
@@ -116,11 +120,12 @@ def _span_at(doc: Doc, doc_text: str, start: int, end: int, label: str, text: st
 
 
 def get_relations(doc: Doc, strict: bool = False, source: Optional[str] = None) -> Tuple[Relation, ...]:
-    """Read the relations stored on ``doc``, in a stable order (by head, then tail); ``source``:
-    only those a component with that spans_key set, and those set with no source.
+    """Read the relations stored on ``doc``, by head (a head's in the order they were set);
+    ``source``: only those a component with that spans_key set, and those set with no source.
 
-    Relations reaching outside the text (the rest of a sliced Doc) are left out; see the module
-    docstring for those that no longer align (re-aligned or dropped, with a warning)."""
+    Relations reaching outside the text (the rest of a sliced Doc) are left out, with no warning
+    (a slice keeps what is inside it); see the module docstring for those that no longer align
+    (re-aligned or dropped, with a warning)."""
     best: Dict[tuple, Relation] = {}
     realigned: List[str] = []
     dropped: List[str] = []
@@ -147,7 +152,7 @@ def get_relations(doc: Doc, strict: bool = False, source: Optional[str] = None) 
                 continue
             if moved_head or moved_tail:
                 realigned.append(f"{h_text!r} --{label}--> {t_text!r} (now {head.text!r} --> {tail.text!r})")
-            relation = Relation(head, tail, label, float(score))
+            relation = Relation(head, tail, label, float(score), _source(stored))
             known = best.get(relation.key())
             if known is None or relation.score > known.score:
                 best[relation.key()] = relation
@@ -171,25 +176,33 @@ def get_relations(doc: Doc, strict: bool = False, source: Optional[str] = None) 
 def set_relations(doc: Doc, relations: Iterable[Relation], source: Optional[str] = None) -> None:
     """Replace the relations stored on ``doc`` (duplicates by offsets/labels are merged, max score).
 
-    ``source`` (a component's ``spans_key``): replace only the relations set with that source and
-    keep the others, so two components on one Doc each replace their own; None (``doc._.relations
-    = ...``, converters): replace them all."""
+    ``source`` (a component's or converter's ``spans_key``): replace only the relations set with
+    that source and keep the others, so two components on one Doc each replace their own; None
+    (``doc._.relations = ...``): replace them all, each relation keeping its own ``source`` (so
+    relations read, filtered and assigned back stay their component's). The relations are checked
+    before anything is replaced: a bad one leaves the Doc as it was."""
+    best: Dict[tuple, Relation] = {}
+    for rel in relations:
+        if not isinstance(rel, Relation):
+            raise TypeError(f"{rel!r} is not a spacy_softprompt.Relation(head, tail, label, score).")
+        if rel.head.doc is not doc or rel.tail.doc is not doc:
+            raise ValueError(f"{rel!r} has spans from another Doc; create them on this Doc.")
+        if not rel.head.label_ or not rel.tail.label_:
+            raise ValueError(f"{rel!r}: head and tail must be labelled spans (their concept type).")
+        if not isinstance(rel.score, (int, float)) or isinstance(rel.score, bool):
+            raise TypeError(f"Relation {rel.label!r} ({rel.head.text!r} -> {rel.tail.text!r}): score "
+                            f"{rel.score!r} is not a number.")
+        k = rel.key()
+        if k not in best or rel.score > best[k].score:
+            best[k] = rel
     for key in [k for k in doc.user_data if _is_key(k, RELATIONS_KEY)]:
         others = [v for v in doc.user_data[key] if source is not None and _source(v) != source]
         if others:
             doc.user_data[key] = others
         else:
             del doc.user_data[key]
-    best: Dict[tuple, Relation] = {}
-    for rel in relations:
-        if rel.head.doc is not doc or rel.tail.doc is not doc:
-            raise ValueError(f"{rel!r} has spans from another Doc; create them on this Doc.")
-        if not rel.head.label_ or not rel.tail.label_:
-            raise ValueError(f"{rel!r}: head and tail must be labelled spans (their concept type).")
-        k = rel.key()
-        if k not in best or rel.score > best[k].score:
-            best[k] = rel
     for rel in best.values():
+        kept_source = source if source is not None else rel.source
         h, t = rel.head, rel.tail
         key = ("._.", RELATIONS_KEY, h.start_char, h.end_char)
         doc.user_data.setdefault(key, []).append(
@@ -202,7 +215,7 @@ def set_relations(doc: Doc, relations: Iterable[Relation], source: Optional[str]
                 t.text,
                 rel.label,
                 float(rel.score),
-            ) + ((source,) if source is not None else ())
+            ) + ((kept_source,) if kept_source is not None else ())
         )
 
 
@@ -308,6 +321,25 @@ def _store_scores(doc: Doc, spans_key: str, spans: Sequence[Span], scores: Seque
             del doc.user_data[key]
     for key, by_label in new.items():
         doc.user_data[key] = {**doc.user_data.get(key, {}), spans_key: by_label}
+
+
+def realign_concepts(doc: Doc, spans_key: str = DEFAULT_SPANS_KEY) -> None:
+    """Rebuild ``doc.spans[spans_key]`` from its concepts' stored character offsets: spaCy does not
+    update span groups when it retokenizes (after ``merge_entities`` the group's spans point at
+    other tokens) and ``Span.as_doc`` leaves them out. Each concept is placed on the tokens covering
+    its characters, with its score; concepts outside the text (a slice) are left out, and
+    ``doc.ents`` is left as it is."""
+    found: List[Tuple[Span, float]] = []
+    for key, by_group in doc.user_data.items():
+        if not _is_key(key, SCORES_KEY) or spans_key not in by_group or key[2] < 0 or key[3] > len(doc.text):
+            continue
+        for label, score in by_group[spans_key].items():
+            span = doc.char_span(key[2], key[3], label=label, alignment_mode="expand")
+            if span is not None:
+                found.append((span, score))
+    if spans_key in doc.spans:
+        del doc.spans[spans_key]  # stale: reading its last spans may fail inside spaCy
+    set_concepts(doc, [span for span, _ in found], [score for _, score in found], spans_key, set_ents=False)
 
 
 def concept_spans(doc: Doc, spans_key: str = DEFAULT_SPANS_KEY) -> Sequence[Span]:

@@ -243,3 +243,65 @@ def test_a_components_scores_count_its_own_relations(nlp, doc):
     assert len(predicted._.relations) == 3 and len(get_relations(predicted, source="ade")) == 2
     scores = score_examples([Example(predicted, gold)], spans_key="ade")
     assert scores["relations_strict_p"] == 1.0 and scores["relations_strict_r"] == 2 / 3
+
+
+def test_a_bad_assignment_leaves_the_relations_as_they_were(doc):
+    """The stored relations were deleted before the new ones were checked: a bad item lost them all."""
+    before = summary(doc)
+    warfarin, bleeding = doc.spans["softprompt"][0], doc.spans["softprompt"][2]
+    for bad, error, message in (([("x", "y")], TypeError, "is not a spacy_softprompt.Relation"),
+                                ([Relation(warfarin, bleeding, "Drug-AE", None)], TypeError, "score None is not a number")):
+        with pytest.raises(error, match=message):
+            doc._.relations = bad
+        assert summary(doc) == before
+
+
+def test_relations_keep_their_source_when_read_filtered_and_assigned_back(doc):
+    """Filtering a component's relations through doc._.relations = [...] stored them with no source: the
+    component's next run kept the stale ones beside its new ones, and every other source read them as its own."""
+    warfarin, dose, bleeding = (doc.spans["softprompt"][i] for i in (0, 1, 2))
+    doc._.relations = []
+    set_relations(doc, [Relation(warfarin, bleeding, "Drug-AE", 0.9), Relation(warfarin, dose, "Drug-Dose", 0.3)],
+                  source="softprompt")  # a component's run
+    doc._.relations = [r for r in doc._.relations if r.score > 0.5]
+    assert [r.source for r in doc._.relations] == ["softprompt"]
+    set_relations(doc, [Relation(warfarin, dose, "Drug-Dose", 0.8)], source="softprompt")  # the next run
+    assert [(r.tail.text, r.score) for r in doc._.relations] == [("5 mg", 0.8)]
+    assert get_relations(doc, source="other") == ()
+
+
+def test_converted_gold_relations_are_replaced_by_the_components_own(tmp_path, nlp):
+    """A converter stored gold relations with no source: a component run on the annotated Doc kept them beside
+    its predictions (and the scorer counted them as predicted)."""
+    from spacy_softprompt.corpora.brat import read_brat
+
+    (tmp_path / "a.txt").write_text("Warfarin caused bleeding.")
+    (tmp_path / "a.ann").write_text("T1\tDrug 0 8\tWarfarin\nT2\tADE 16 24\tbleeding\nR1\tDrug-AE Arg1:T1 Arg2:T2\n")
+    (gold,), _ = read_brat(tmp_path, nlp)
+    assert [r.source for r in gold._.relations] == ["softprompt"]
+    spans = list(gold.spans["softprompt"])
+    set_concepts(gold, spans[:1], [0.7])
+    set_relations(gold, [], source="softprompt")  # what the component writes when it finds no relation
+    assert gold._.relations == ()
+
+
+def test_realign_concepts_after_merge_entities_and_slicing(nlp):
+    """spaCy leaves span groups as they were when it retokenizes (their spans then point at other tokens, and
+    reading one past the end raised deep inside spaCy) and as_doc drops them: the stored offsets rebuild them."""
+    from spacy_softprompt import realign_concepts
+
+    doc = annotated(nlp, "She developed severe neutropenia after carbamazepine and a rash",
+                    [("severe neutropenia", "ADE"), ("carbamazepine", "Drug"), ("rash", "ADE")],
+                    [(1, 0, "Drug-AE", 0.8)])
+    set_concepts(doc, list(doc.spans["softprompt"]), [0.9, 0.8, 0.7])
+    merger = spacy.blank("en")
+    merger.add_pipe("merge_entities")
+    merged = merger(doc)
+    realign_concepts(merged)
+    group = merged.spans["softprompt"]
+    assert [(s.text, s.label_) for s in group] == [("severe neutropenia", "ADE"), ("carbamazepine", "Drug"),
+                                                   ("rash", "ADE")]
+    assert concept_scores(merged) == [0.9, 0.8, 0.7]
+    piece = doc[4:].as_doc(copy_user_data=True)
+    realign_concepts(piece)
+    assert [(s.text, s.label_) for s in piece.spans["softprompt"]] == [("carbamazepine", "Drug"), ("rash", "ADE")]

@@ -89,7 +89,7 @@ def record_to_doc(record: Dict[str, Any], nlp: "Language", spans_key: str = DEFA
                     Span.set_extension(flag, default=False)
                 placed._.set(flag, True)
     set_relations(doc, [Relation(span(r["head"]), span(r["tail"]), r["label"], r["score"])
-                        for r in record["relations"]])
+                        for r in record["relations"]], source=spans_key)
     doc.cats = dict(record.get("cats", {}))
     return doc
 

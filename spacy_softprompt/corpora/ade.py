@@ -297,7 +297,7 @@ def _sentence_doc(
     if not relations:
         return None
     set_concepts(doc, list(by_tokens.values()), spans_key=spans_key)
-    set_relations(doc, relations.values())
+    set_relations(doc, relations.values(), source=spans_key)
     summary.entities.update(span.label_ for span in by_tokens.values())
     if len(doc.ents) < len(by_tokens):
         summary.adjust(NOT_IN_ENTS, len(by_tokens) - len(doc.ents))

@@ -333,7 +333,7 @@ class AnnFile:
 
     def finish(self) -> None:
         set_concepts(self.doc, list(self.spans.values()), spans_key=self.options.spans_key)
-        set_relations(self.doc, self.relations.values())
+        set_relations(self.doc, self.relations.values(), source=self.options.spans_key)
         for key, span in self.spans.items():
             variants = self.variants[key]
             set_fragments(span, variants, keep_default=any(crosses_line(self.text, f) for f in variants))

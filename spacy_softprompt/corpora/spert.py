@@ -204,7 +204,7 @@ class _DocumentReader:
         self.summary.entities.update(span.label_ for span in concepts)
         if len(doc.ents) < len(concepts):
             self.summary.adjust(NOT_IN_ENTS, len(concepts) - len(doc.ents))
-        set_relations(doc, self.relations(spans, relation_names))
+        set_relations(doc, self.relations(spans, relation_names), source=spans_key)
         return doc
 
     def tokens(self) -> Optional[List[str]]:
