@@ -197,9 +197,11 @@ def _concept_items(doc: Doc, spans_key: str) -> _ByLabel:
 
 
 def _relation_items(doc: Doc, spans_key: str) -> _ByLabel:
-    """The relations of the component writing ``spans_key`` (and those set with no source, as gold)."""
+    """The relations of the component (or converter) writing ``spans_key``, and those set with no
+    source; every relation where the Doc has no such span group (its concepts are then read
+    from ``doc.ents``, as :func:`concept_spans` does)."""
     items: _ByLabel = defaultdict(set)
-    for rel in get_relations(doc, source=spans_key):
+    for rel in get_relations(doc, source=spans_key if spans_key in doc.spans else None):
         head = _Arg(rel.head.start_char, rel.head.end_char, rel.head.label_)
         tail = _Arg(rel.tail.start_char, rel.tail.end_char, rel.tail.label_)
         items[rel.label].add((head, tail))

@@ -305,3 +305,16 @@ def test_realign_concepts_after_merge_entities_and_slicing(nlp):
     piece = doc[4:].as_doc(copy_user_data=True)
     realign_concepts(piece)
     assert [(s.text, s.label_) for s in piece.spans["softprompt"]] == [("carbamazepine", "Drug"), ("rash", "ADE")]
+
+
+def test_gold_converted_under_another_key_is_scored_with_its_relations(tmp_path, nlp):
+    """Gold relations carry the converter's span group key; scored with another key (the concepts then read
+    from doc.ents), they are still the gold relations."""
+    from spacy_softprompt.corpora.brat import read_brat
+    from spacy_softprompt.scoring import score_concepts_and_relations
+
+    (tmp_path / "a.txt").write_text("Warfarin caused bleeding.")
+    (tmp_path / "a.ann").write_text("T1\tDrug 0 8\tWarfarin\nT2\tADE 16 24\tbleeding\nR1\tDrug-AE Arg1:T1 Arg2:T2\n")
+    (gold,), _ = read_brat(tmp_path, nlp, spans_key="gold")
+    scores = score_concepts_and_relations([(gold, gold)], spans_key="softprompt")
+    assert scores["relations_strict_f"] == 1.0 and scores["concepts_strict_f"] == 1.0
