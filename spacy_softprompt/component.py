@@ -28,6 +28,7 @@ component from its description (``add_label`` or the ``new_labels`` setting)
 and is asked zero-shot, as a query of its own.
 """
 
+import difflib
 import logging
 import math
 import warnings
@@ -288,6 +289,7 @@ class SoftPromptIE(TrainablePipe):
         self.model.initialize()
         self._add_new_labels(self.cfg["new_labels"])
         self._check_label_thresholds()
+        self._warn_misspelt_descriptions(schema)
         if self.model.caches_frozen_states:
             self._announce_frozen_cache(gold_docs)
         width = self.model.settings["max_span_width"]
@@ -626,6 +628,17 @@ class SoftPromptIE(TrainablePipe):
         wrong = {label: p for label, p in own.items() if not isinstance(p, (int, float)) or not 0.0 < p <= 1.0}
         if wrong:
             raise ValueError(f"label_thresholds of '{self.name}' are probabilities in (0, 1], not {wrong}.")
+
+    def _warn_misspelt_descriptions(self, schema: TaskSchema) -> None:
+        """A ``query_texts`` key that is no label but nearly one is a typo: that label is then asked
+        with its default question. (Keys far from every label are kept quietly: a description table
+        may cover types added later, by ``add_label`` or ``new_labels``.)"""
+        labels = [*self.labels, *schema.relation_labels, *schema.cat_labels]
+        for key in sorted(set(self.cfg["query_texts"]) - set(labels)):
+            near = difflib.get_close_matches(key, labels, n=1, cutoff=0.8)
+            if near and near[0] not in self.cfg["query_texts"]:
+                logger.warning("query_texts of '%s' describes %r, which is no label of it; did you mean %r? "
+                               "(%r is asked with its default question)", self.name, key, near[0], near[0])
 
     def _from_legacy_folder(self, path: Path) -> "SoftPromptIE":
         saved = srsly.read_json(path / LEGACY_CFG)

@@ -315,6 +315,16 @@ def test_a_classes_only_pipeline_selected_on_concept_scores_is_warned(tiny_bert,
         assert ("weighs no cats_* score" in caplog.text) == warned
 
 
+def test_a_misspelt_description_key_is_warned(tiny_bert, caplog):
+    """query_texts = {"smokr": ...} asked smoker its default question, in silence."""
+    docs = smoking_docs()
+    with caplog.at_level("WARNING", logger="spacy_softprompt"):
+        fit_pipeline(docs, 0, model=model_config(tiny_bert, "hard", False), exclusive_classes=True,
+                     query_texts={"smokr": "Does the patient smoke now?", "Tobacco": "tobacco use"})
+    assert "describes 'smokr', which is no label of it; did you mean 'smoker'?" in caplog.text
+    assert "Tobacco" not in caplog.text  # far from every label: a type that may be added later
+
+
 def test_the_evaluate_verb_scores_document_classes(tiny_bert, tmp_path, capsys):
     """evaluate printed and wrote concept and relation scores alone: a classifier's table was all zeros."""
     from spacy.tokens import DocBin
