@@ -9,8 +9,9 @@ each load the pipeline once, and written with Ray Data's sinks (``write_json``,
 run's record holds (:func:`.records.iter_records` reads both; Ray's JSON writer
 adds nulls for the fields a note lacks, which the reader drops).
 
-A Ray run is not resumable shard by shard: Ray Data decides its blocks and file
-names. An interrupted run is run again with ``--overwrite``.
+A Ray run is not resumable shard by shard: Ray Data decides which notes go in which
+block and file (``part-ray_<write>_<task>``). An interrupted run is run again with
+``--overwrite``, which clears what it wrote.
 """
 from __future__ import annotations
 

@@ -59,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_mapping_argument(
         parser,
         "--relation-map",
-        "rename relation labels (brat: R types, event roles, equivalence types; spert-json: relation "
-        "types, which may share names with entity types)",
+        "rename relation labels (brat: R types, event roles, equivalence types; ade: Drug-AE, Drug-Dose; "
+        "spert-json: relation types, which may share names with entity types)",
     )
     parser.add_argument(
         "--head-types",
