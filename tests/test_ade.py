@@ -278,3 +278,11 @@ def test_split_reports_pmids_in_no_split(nlp, tmp_path):
     docs, summary = read_ade(folder, nlp, split="train")
     assert [d._.doc_id for d in docs] == ["1-0"]
     assert summary.not_converted == Counter({"DRUG-AE.rel: line of a PMID in no split of splits.json": 1})
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_pmid(nlp, tmp_path):
+    """A .rel saved with a BOM stopped on 'PMID is not a number' ('\\ufeff1')."""
+    folder = write_corpus(tmp_path, [GOOD])
+    (folder / "DRUG-AE.rel").write_bytes(b"\xef\xbb\xbf" + (folder / "DRUG-AE.rel").read_bytes())
+    docs, _ = read_ade(folder, nlp)
+    assert [d._.doc_id for d in docs] == ["1-0"]
