@@ -393,23 +393,23 @@ def _rows(scores: Dict[str, Any]) -> Tuple[List[List[str]], List[List[str]]]:
 def format_table(scores: Dict[str, Any]) -> str:
     """A plain-text table for the terminal: micro and macro rows, then per-label rows."""
     totals, per_label = _rows(scores)
-    widths = [max(len(row[i]) for row in [_HEADER, *totals, *per_label]) for i in range(len(_HEADER))]
-
-    def line(cells: List[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:]))]).rstrip()
-
-    rule = "-" * len(line(_HEADER))
-    lines = [line(_HEADER), rule, *map(line, totals)]
+    header, *rows = _aligned([_HEADER, *totals, *per_label])
+    rule = "-" * len(header)
+    lines = [header, rule, *rows[: len(totals)]]
     if per_label:
-        lines += [rule, *map(line, per_label)]
+        lines += [rule, *rows[len(totals):]]
     lines += ["", _LEGEND]
     classes = _cats_rows(scores)
     if classes:
-        cat_widths = [max(len(row[i]) for row in classes) for i in range(len(classes[0]))]
-        lines += ["", *("  ".join([row[0].ljust(cat_widths[0]), *(c.rjust(w) for c, w in zip(row[1:], cat_widths[1:]))])
-                        for row in classes)]
+        lines += ["", *_aligned(classes)]
     return "\n".join(lines)
+
+
+def _aligned(rows: List[List[str]]) -> List[str]:
+    """Rows of cells as terminal lines: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join([row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:]))]).rstrip()
+            for row in rows]
 
 
 def _cats_rows(scores: Dict[str, Any]) -> List[List[str]]:

@@ -21,7 +21,7 @@ import sys
 import time
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 from ..annotate import FORMATS
 from . import CLIError, add_mapping_argument, at_least_one, load_pipeline, parse_mapping
@@ -155,16 +155,18 @@ def _run_local(args: argparse.Namespace, settings: Dict[str, Any], earlier: Opti
         return read_notes(args.input, id_column=args.id_column, text_column=args.text_column,
                           max_chars=args.max_chars, skip=skip)
 
+    def read_in(shards: List[Dict[str, Any]]) -> int:
+        return sum(shard["notes"] + shard["errors"] for shard in shards)
+
     if earlier is not None:
         shards = earlier["shards"]
-        done = sum(shard["notes"] + shard["errors"] for shard in shards)
-        if shards and shards[-1]["notes"] + shards[-1]["errors"] < args.shard_size and total > done:
+        if shards and read_in(shards[-1:]) < args.shard_size and total > read_in(shards):
             shards = shards[:-1]  # the input grew after a run that ended on a short shard: fill it as one run would
         writer.resume({**earlier, "shards": shards},
-                      islice(read_from(), sum(s["notes"] + s["errors"] for s in shards)) if args.format == "brat" else ())
+                      islice(read_from(), read_in(shards)) if args.format == "brat" else ())
     skipped = len(writer.shards)
     kept = [sum(shard[count] for shard in writer.shards) for count in ("notes", "errors")]
-    first = sum(kept)
+    first = read_in(writer.shards)
     notes = read_from(max(first - 1, 0))
     if first:  # the earlier run's last note is where it was, or the input changed (a note added or removed before it)
         last, expected = next(notes, None), writer.shards[-1].get("last_id")

@@ -127,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--folds applies to spert-json input only")
     if args.dev_fraction is not None and not args.folds:
         raise CLIError("--dev-fraction applies with --folds only (it carves each fold's dev set from its train file)")
+    if args.splits is not None and args.split is None and args.format != "spert-json":
+        raise CLIError("--splits needs --split (which split of the file to convert)")
     if args.cats_from_status is not None and args.format != "brat":
         raise CLIError("--cats-from-status applies to brat input only (it reads events and their attributes)")
     if args.dev_fraction is not None and not 0 < args.dev_fraction < 1:
@@ -200,8 +202,6 @@ def _read_brat(
 
     source, documents = args.input, None
     if args.splits is not None:
-        if args.split is None:
-            raise CLIError("--splits needs --split (which split of the file to convert)")
         try:
             split_of = load_splits(args.splits)
         except (FileNotFoundError, CorpusFormatError) as err:
@@ -261,8 +261,6 @@ def _read_ade(
         raise CLIError("--head-types applies to brat input only (ADE relations are always headed by Drug)")
     if args.text_check != "tolerant":
         raise CLIError("--text-check applies to brat input only (the ADE corpus has no offsets to check)")
-    if args.splits is not None and args.split is None:
-        raise CLIError("--splits needs --split (which split of the file to convert)")
     relations = (DRUG_AE, DRUG_DOSE)
     crossed = [f"--label-map {old}" for old in label_map if old in relations]
     crossed += [f"--relation-map {old}" for old in relation_map if old not in relations]
