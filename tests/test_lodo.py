@@ -213,6 +213,20 @@ def test_long_fewshot_command_changes_only_the_fewshot_steps():
 
 
 @pytest.mark.parametrize("held_out", ["ade", "maccrobat", "sdoh"])
+def test_project_frozen_command_is_the_committed_frozen_run(held_out):
+    """lodo-frozen (with its held-out var) is the command each docs/lodo/<held-out>.md was made by, so the frozen
+    and unfrozen arms (lodo-finetune) differ in their system alone."""
+    shots = {"ade": "5 10 20 50 100"}.get(held_out, 20)
+    overrides = {"vars.lodo_frozen_held_out": held_out, "vars.lodo_frozen_shots": shots}
+    commands = project(overrides)["commands"]
+    ours, theirs = vars(verb_args(commands["lodo-frozen"]["script"][-1])), committed_args(held_out)
+    assert (ours.pop("gpu_id"), theirs.pop("gpu_id")) == (-1, -1)
+    assert ours == theirs and 20 in ours["shots"] and ours["systems"] == ["configs/lora_frozen.cfg"]
+    unfrozen = vars(verb_args(commands["lodo-finetune"]["script"][-1]))
+    assert {k for k in ours if ours[k] != unfrozen.get(k)} <= {"systems", "held_out", "shots", "output", "gpu_id"}
+
+
+@pytest.mark.parametrize("held_out", ["ade", "maccrobat", "sdoh"])
 def test_project_finetune_command_is_the_committed_unfrozen_run(held_out, tmp_path):
     """lodo-finetune (with its held-out var) is the command each docs/lodo/<held-out>_finetune.md was made by, and
     the system it writes is the finetune preset with prompts and heads at 50x, so the three are the same arm."""
