@@ -499,9 +499,9 @@ class SoftPromptIE(TrainablePipe):
         own: ``description`` is its hard-prompt question and where its learned prompt starts
         (None: built from the label's words). ``corpus``: a corpus that annotates it, so Docs
         tagged with that corpus are asked and supervised on it (e.g. the K examples that then
-        teach it). Returns 1 when the type is new, 0 when it was known. Make a new optimizer
-        (``nlp.resume_training()``) before training on: a per-type prompt table (soft, deep) grows by a row,
-        as a bag of words' class table does for :meth:`add_class`.
+        teach it). Returns 1 when the type is new, 0 when it was known. Training goes on with the
+        optimizer in use (``nlp.resume_training()``): a per-type prompt table (soft, deep) grows by a
+        row, as the class table does for :meth:`add_class`, and its optimizer state starts afresh.
 
         Strategy ``none`` cannot: its types are output columns learned in training."""
         return self._add_type("concept", label, description, corpus)
@@ -511,7 +511,7 @@ class SoftPromptIE(TrainablePipe):
         corpus: Optional[str] = None,
     ) -> int:
         """Add a relation type to the trained component, as :meth:`add_label` adds a concept
-        type (``description``, ``corpus`` and the new optimizer after it alike): ``heads`` maps
+        type (``description``, ``corpus`` and training on after it alike): ``heads`` maps
         each trigger type that heads it to the concept types it reaches (``{"Drug":
         ["Frequency"]}``); each predicted trigger of those types then asks it. Known relation
         types may gain trigger and tail types (returns 0)."""
@@ -530,7 +530,7 @@ class SoftPromptIE(TrainablePipe):
         """Add a document class (``doc.cats``) to a component trained with classes, asked
         zero-shot through a classification query of its own (its description, or a prompt row
         starting there); the class head matches it against the text as it does the others.
-        ``description``, ``corpus`` and the new optimizer after it as for :meth:`add_label`."""
+        ``description``, ``corpus`` and training on after it as for :meth:`add_label`."""
         return self._add_type("cat", label, description, corpus)
 
     def _add_type(self, kind: str, label: str, description: Optional[str], corpus: Optional[str],

@@ -402,6 +402,7 @@ class SoftPromptModel(Model):
     def finish_update(self, optimizer: Any) -> None:
         """An optimizer step. thinc writes the new weights through numpy views, which torch's
         version counters do not see, so the network is told to drop what it derived from them."""
+        self._forget_resized(optimizer)
         scale = self.settings.get("head_lr_scale", 1.0)
         if scale == 1.0 or "builder" not in self.attrs:
             super().finish_update(optimizer)
@@ -409,6 +410,19 @@ class SoftPromptModel(Model):
             self._scaled_update(optimizer, scale)
         if "builder" in self.attrs:
             self.network.forget_query_parts()
+
+    def _forget_resized(self, optimizer: Any) -> None:
+        """The optimizer's state of a parameter that has since changed size (add_type grew a
+        prompt or class table) no longer fits it: dropped, so that parameter starts afresh, as a
+        new one would, and the optimizer in use (``nlp.resume_training()``) trains on."""
+        shim = self.shims[0]
+        stores = [s for s in (getattr(optimizer, n, None) for n in ("mom1", "mom2", "averages")) if s]
+        for name, param in shim._model.named_parameters():
+            key = (shim.id, name)
+            if any(key in store and store[key].size != param.numel() for store in stores):
+                for store in stores:
+                    store.pop(key, None)
+                optimizer.nr_update.pop(key, None)
 
     def _scaled_update(self, optimizer: Any, head_scale: float) -> None:
         """thinc's PyTorchShim.finish_update, with ``lr_scale`` = ``head_scale`` for every

@@ -242,10 +242,12 @@ def test_new_type_is_impossible_with_typed_output_columns(tiny_bert, toy_docs):
     assert "Frequency" not in pipe.labels
 
 
-def test_new_type_learns_from_k_examples_of_its_corpus(tiny_bert, toy_docs, blank_nlp):
-    """The few-shot recipe: add the type with the corpus of its K examples, make a new
-    optimizer, update on them; the K Docs are supervised on that corpus's types only."""
-    nlp = make_pipeline(tiny_bert, "hard", False, packed=True)
+@pytest.mark.parametrize("strategy,packed", [("hard", True), ("soft", False), ("deep", True)])
+def test_new_type_learns_from_k_examples_of_its_corpus(tiny_bert, toy_docs, blank_nlp, strategy, packed):
+    """The few-shot recipe: add the type with the corpus of its K examples, update on them with
+    the optimizer in use (soft, deep: whose state for the grown prompt table no longer fits it);
+    the K Docs are supervised on that corpus's types only."""
+    nlp = make_pipeline(tiny_bert, strategy, False, packed=packed)
     train(nlp, examples_for(nlp, toy_docs), 2, 0.01)
     pipe = nlp.get_pipe("softprompt_ie")
     pipe.add_label("Frequency", description="How often is the drug taken?", corpus="freq")
