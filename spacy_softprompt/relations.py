@@ -347,6 +347,13 @@ def concept_spans(doc: Doc, spans_key: str = DEFAULT_SPANS_KEY) -> Sequence[Span
     return doc.spans[spans_key] if spans_key in doc.spans else doc.ents
 
 
+def concept_relations(doc: Doc, spans_key: str = DEFAULT_SPANS_KEY) -> Tuple[Relation, ...]:
+    """A doc's relations among :func:`concept_spans`: those the component (or converter) writing
+    the span group ``spans_key`` set, and those set with no source, if the doc has that group;
+    else every relation (its concepts are then ``doc.ents``)."""
+    return get_relations(doc, source=spans_key if spans_key in doc.spans else None)
+
+
 def concept_scores(doc: Doc, spans_key: str = DEFAULT_SPANS_KEY) -> List[float]:
     """The score of each span in ``doc.spans[spans_key]``: its ``attrs["scores"]``, else (after
     ``Doc.from_docs``) the per-span store; 1.0 for spans with neither (gold data)."""

@@ -25,7 +25,7 @@ from typing import Dict, FrozenSet, Iterable, List, Optional
 
 from spacy.tokens import Doc
 
-from .relations import DEFAULT_SPANS_KEY, concept_spans, corpus_of
+from .relations import DEFAULT_SPANS_KEY, concept_relations, concept_spans, corpus_of
 
 
 @dataclass
@@ -97,7 +97,7 @@ class TaskSchema:
             if corpus is not None:
                 seen_in[corpus].update(span.label_ for span in spans)
                 seen_in[corpus].update(doc.cats)
-            for rel in doc._.relations:
+            for rel in concept_relations(doc, spans_key):
                 tails[rel.head.label_][rel.label][rel.tail.label_] += 1
                 if labels is None:
                     label_set.update((rel.head.label_, rel.tail.label_))

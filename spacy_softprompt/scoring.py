@@ -71,7 +71,7 @@ from spacy.scorer import Scorer, get_ner_prf
 from spacy.tokens import Doc
 from spacy.training import Example
 
-from .relations import DEFAULT_SPANS_KEY, concept_spans, corpus_of, get_relations
+from .relations import DEFAULT_SPANS_KEY, concept_relations, concept_spans, corpus_of
 
 TARGETS = ("concepts", "relations")
 MODES = ("strict", "lenient")
@@ -197,11 +197,9 @@ def _concept_items(doc: Doc, spans_key: str) -> _ByLabel:
 
 
 def _relation_items(doc: Doc, spans_key: str) -> _ByLabel:
-    """The relations of the component (or converter) writing ``spans_key``, and those set with no
-    source; every relation where the Doc has no such span group (its concepts are then read
-    from ``doc.ents``, as :func:`concept_spans` does)."""
+    """The relations among the concepts scored (:func:`concept_relations`), by label."""
     items: _ByLabel = defaultdict(set)
-    for rel in get_relations(doc, source=spans_key if spans_key in doc.spans else None):
+    for rel in concept_relations(doc, spans_key):
         head = _Arg(rel.head.start_char, rel.head.end_char, rel.head.label_)
         tail = _Arg(rel.tail.start_char, rel.tail.end_char, rel.tail.label_)
         items[rel.label].add((head, tail))

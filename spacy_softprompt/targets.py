@@ -23,7 +23,7 @@ from spacy.training import Example
 
 from .pieces import DocPieces, tokenize_doc
 from .queries import Query, QueryBuilder
-from .relations import concept_spans, corpus_of
+from .relations import concept_relations, concept_spans, corpus_of
 from .schema import TaskSchema
 
 
@@ -48,7 +48,7 @@ def training_queries(
         if eg.reference.cats:  # a Doc without gold classes has nothing to learn from them
             queries += builder.cat_queries(i, p)
         by_trigger: Dict[Tuple[int, int, str], List[Tuple[str, Span]]] = defaultdict(list)
-        for rel in eg.reference._.relations:
+        for rel in concept_relations(eg.reference, spans_key):
             head, tail = align(doc, rel.head), align(doc, rel.tail)
             if head is not None and tail is not None:
                 by_trigger[(head.start, head.end, head.label_)].append((rel.label, tail))

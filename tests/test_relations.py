@@ -318,3 +318,18 @@ def test_gold_converted_under_another_key_is_scored_with_its_relations(tmp_path,
     (gold,), _ = read_brat(tmp_path, nlp, spans_key="gold")
     scores = score_concepts_and_relations([(gold, gold)], spans_key="softprompt")
     assert scores["relations_strict_f"] == 1.0 and scores["concepts_strict_f"] == 1.0
+
+
+def test_a_components_training_reads_its_own_relations(nlp, doc):
+    """Gold relations stored by another span group's converter or component are not this component's task: the
+    schema inferred for spans_key "drugs" (whose group holds the drug alone) has no relation type, its training
+    queries none, as its scores count none (training read them all before)."""
+    from spacy_softprompt.schema import TaskSchema
+
+    warfarin, dose, bleeding, _ = doc.spans["softprompt"]
+    doc._.relations = [Relation(warfarin, bleeding, "Drug-AE", 1.0, source="softprompt"),
+                       Relation(warfarin, dose, "Drug-Dose", 1.0, source="softprompt")]
+    set_concepts(doc, [warfarin], spans_key="drugs")
+    schema = TaskSchema.infer([doc], "drugs")
+    assert schema.concept_labels == ["Drug"] and schema.relation_labels == []
+    assert TaskSchema.infer([doc], "softprompt").relation_labels == ["Drug-AE", "Drug-Dose"]
