@@ -52,7 +52,7 @@ from .model import SoftPromptModel
 from .pieces import DocPieces, tokenize_doc
 from .queries import Query, batch_kind, query_size
 from .relations import DEFAULT_SPANS_KEY, concept_spans, corpus_of, set_concepts, set_relations
-from .schema import TaskSchema
+from .schema import TaskSchema, check_label_names
 from .scoring import DEFAULT_SCORE_WEIGHTS
 from .targets import gold_cats, training_queries
 
@@ -537,13 +537,16 @@ class SoftPromptIE(TrainablePipe):
                   heads: Optional[Dict[str, List[str]]] = None) -> int:
         """What add_label, add_relation_type and add_class share: checks, then the model's add_type."""
         self._check_initialized()
+        check_label_names([label], kind)
+        if description is not None and (not isinstance(description, str) or not description.strip()):
+            raise ValueError(f"The description of {label!r} is the words that ask for it, not {description!r}.")
         schema = self.schema
         of_kind = {"concept": schema.concept_labels, "relation": schema.relation_labels, "cat": schema.cat_labels}
+        known = label in of_kind[kind]
         other = [k for k, names in of_kind.items() if k != kind and label in names]
-        if other:  # one description table for every kind: the names must not collide
+        if other and not known:  # one description table for every kind: a new name must not collide
             raise ValueError(f"{label!r} is already a {other[0]} label of '{self.name}'; give the new {kind} "
                              "another name.")
-        known = label in of_kind[kind]
         if known and description and description != self.model.attrs["task"].get("query_texts", {}).get(label):
             raise ValueError(
                 f"{label!r} is already a {kind} label of '{self.name}', asked with another description; "

@@ -28,6 +28,14 @@ from spacy.tokens import Doc
 from .relations import DEFAULT_SPANS_KEY, concept_relations, concept_spans, corpus_of
 
 
+def check_label_names(names: Iterable[object], kind: str) -> None:
+    """A label is a name: a string with something besides spaces (a blank one would be
+    predicted as spans labelled '')."""
+    wrong = [name for name in names if not isinstance(name, str) or not name.strip()]
+    if wrong:
+        raise ValueError(f"A {kind} label is a name, not {wrong[0]!r}.")
+
+
 @dataclass
 class TaskSchema:
     concept_labels: List[str]
@@ -83,6 +91,8 @@ class TaskSchema:
         """Collect labels, the relation schema, the document classes (the keys of the
         gold ``doc.cats``) and what each corpus annotates (per ``doc._.corpus``) from gold
         docs; given values win."""
+        check_label_names(labels or [], "concept")
+        check_label_names(cat_labels or [], "class")
         label_set = set(labels or [])
         cat_set = set(cat_labels or [])
         tails: Dict[str, Dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))

@@ -326,6 +326,14 @@ def test_odd_inputs_and_unseen_label(tiny_bert, toy_docs):
     assert len(docs[0].spans["softprompt"]) == 0 and len(docs[1].spans["softprompt"]) == 0
 
 
+def test_blank_label_given_at_initialize_is_a_clear_error(tiny_bert, toy_docs):
+    nlp = make_pipeline(tiny_bert, "soft", True)
+    examples = examples_for(nlp, toy_docs)
+    nlp.config["initialize"]["components"]["softprompt_ie"] = {"labels": ["Drug", " "]}
+    with pytest.raises(ValueError, match="A concept label is a name, not ' '"):
+        nlp.initialize(lambda: examples)
+
+
 def test_no_labels_is_a_clear_error(tiny_bert, blank_nlp):
     nlp = make_pipeline(tiny_bert, "soft", True)
     examples = [Example(nlp.make_doc("Nothing here."), blank_nlp("Nothing here."))]

@@ -215,8 +215,27 @@ def test_new_relation_type_needs_known_types_and_a_free_name(tiny_bert, toy_docs
     with pytest.raises(ValueError, match="'Drug-AE' is already a relation label"):
         pipe.add_label("Drug-AE")
     assert pipe.relation_labels == ("Drug-AE", "Drug-Dose") and "Drug-AE" not in pipe.labels
+    for blank, message in (("", "not ''"), ("  ", "not '  '"), (5, "not 5")):
+        with pytest.raises(ValueError, match=f"label is a name, {message}"):
+            pipe.add_label(blank)
+    with pytest.raises(ValueError, match="description of 'Sign' is the words"):
+        pipe.add_label("Sign", description="  ")
     assert pipe.add_relation_type("Drug-AE", {"Dose": ["ADE"]}) == 0  # a known type reaches from another head
     assert pipe.schema.tail_types("Dose", "Drug-AE") == ["ADE"]
+
+
+def test_a_known_name_of_two_kinds_is_known_to_both(tiny_bert, blank_nlp):
+    """A name that is both a concept type and a relation type in the training data (as SDoH's
+    event arguments, e.g. 'Dose') is known to add_label and add_relation_type alike: 0, not refused."""
+    nlp = make_pipeline(tiny_bert, "hard", False, packed=True)
+    doc = annotate(blank_nlp, "Aspirin 5 mg daily.", [("Aspirin", "Drug"), ("5 mg", "Dose")], [("Aspirin", "Dose", "5 mg")])
+    train(nlp, examples_for(nlp, [doc]), 1, 0.01)
+    pipe = nlp.get_pipe("softprompt_ie")
+    assert "Dose" in pipe.labels and "Dose" in pipe.relation_labels
+    assert pipe.add_label("Dose", corpus="new") == 0 and pipe.schema.corpora == {"new": ["Dose"]}
+    assert pipe.add_relation_type("Dose", {"Drug": ["Dose"]}) == 0
+    with pytest.raises(ValueError, match="'Drug' is already a concept label"):
+        pipe.add_relation_type("Drug", {"Drug": ["Dose"]})
 
 
 def test_new_type_from_config_at_load(tiny_bert, toy_docs, tmp_path):
