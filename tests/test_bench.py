@@ -128,6 +128,13 @@ def test_experiment_no_plot_trains_records_and_resumes_without_matplotlib(tmp_pa
     assert "done before" in capsys.readouterr().out
     assert [path.stat().st_mtime_ns for path in weights] == stamps
     assert json.loads((tmp_path / "out" / "prompt-length.json").read_text()) == [row]
+    # another preset or test file: the finished run is not this run, refused (it was reported as one)
+    (tmp_path / "other_test.spacy").write_bytes((tmp_path / "test.spacy").read_bytes())
+    for changed in (args + ["--preset", "deep_prompt_frozen"], [a.replace("test.spacy", "other_test.spacy")
+                                                                 for a in args]):
+        assert main(changed) == 2
+        assert "trained with other settings, config or data" in capsys.readouterr().err
+    assert [path.stat().st_mtime_ns for path in weights] == stamps
     # other settings in the same runs folder: an error, not a mix of two sweeps
     changed = [a.replace("max_length=96", "max_length=80") for a in args]
     assert main(changed) == 2

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, List
 
 from . import read_docbin
 from .init_config import PRESETS, STOCK_PRESETS
-from .runs import (base_config, check_settings, corpus_settings, finished_run, jsonl_log_settings,
+from .runs import (base_config, check_settings, config_digest, corpus_settings, finished_run, jsonl_log_settings,
                    matplotlib_available, parse_settings, require_files, train_and_evaluate)
 
 if TYPE_CHECKING:
@@ -85,14 +85,21 @@ def run(args: argparse.Namespace) -> int:
     for index, (value, seed, extra) in enumerate(runs, 1):
         run_dir = args.runs / f"{args.kind}-{value}-seed{seed}"
         where = f"[{index}/{len(runs)}] {args.kind} = {value}, seed {seed}"
-        train = _fewshot_file(pool, value, seed, run_dir) if fewshot else args.train
+        train = run_dir / "train.spacy" if fewshot else args.train
         settings = corpus_settings(train, args.dev, max_steps=args.max_steps, eval_frequency=args.eval_frequency,
                                    dev_limit=args.dev_limit, train_limit=None if fewshot else args.train_limit,
                                    patience=args.patience)
         if args.backbone:
             settings[f"{model}.backbone"] = args.backbone
         settings.update({**fixed, **extra})
-        record = _train_or_resume(args, config, settings, run_dir, where, value, seed)
+        identity = {**{key: str(v) for key, v in sorted(settings.items())}, "config": config_digest(config),
+                    "test": str(args.test), **({"pool": str(args.train)} if fewshot else {})}
+        record = finished_run(run_dir / "run.json", where, lambda done: None if done.get("settings") == identity
+                              else "trained with other settings, config or data than this run's")
+        if record is None:
+            if fewshot:
+                _fewshot_file(pool, value, seed, train)
+            record = _train(args, config, settings, identity, run_dir, where, value, seed)
         results.append(record)
         print("    " + ", ".join(f"{m} {100 * record[m]:.1f}" for m in METRICS)
               + f"; {record['steps']} steps (best {record['best_step']}), {record['train_seconds']:.0f} s", flush=True)
@@ -102,18 +109,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_or_resume(args: argparse.Namespace, config, settings: Dict[str, Any], run_dir: Path, where: str,
-                     value: int, seed: int) -> Dict[str, Any]:
-    """One run's record: read back from its ``run.json`` when it finished before with the same
-    settings, else trained, scored on the test file and written there."""
+def _train(args: argparse.Namespace, config, settings: Dict[str, Any], identity: Dict[str, str], run_dir: Path,
+           where: str, value: int, seed: int) -> Dict[str, Any]:
+    """One run trained, scored on the test file, and its record (with the ``identity`` a rerun
+    resumes on: settings, the config's digest and the data) written to its ``run.json``."""
     from .bench import dev_curve
 
-    identity = {key: str(v) for key, v in sorted(settings.items())}
     record_path = run_dir / "run.json"
-    done = finished_run(record_path, where, lambda record: None if record.get("settings") == identity
-                        else "trained with other settings than this run's")
-    if done is not None:
-        return done
     print(f"{where}: training", flush=True)
     log = run_dir / "train_log.jsonl"
     result = train_and_evaluate(config, {**settings, **jsonl_log_settings(log)}, run_dir, args.test, gpu_id=args.gpu_id)
@@ -136,18 +138,16 @@ def write_report(args: argparse.Namespace, command: str, results: List[Dict[str,
         plot(args.kind, results, args.output / f"{args.kind}.png")
 
 
-def _fewshot_file(pool: List[Doc], shots: int, seed: int, run_dir: Path) -> Path:
-    """The run's training file: the documents that give K examples per type, seeded."""
+def _fewshot_file(pool: List[Doc], shots: int, seed: int, path: Path) -> None:
+    """The run's training file (``path``): the documents that give K examples per type, seeded."""
     from spacy.tokens import DocBin
 
     from ..sampling import sample_few_shot
 
     subset, report = sample_few_shot(pool, shots, seed)
     print(f"    sampled {len(subset)} documents for K={shots}" + ("" if report.complete else " (shortfall)"))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "train.spacy"
+    path.parent.mkdir(parents=True, exist_ok=True)
     DocBin(store_user_data=True, docs=subset).to_disk(path)
-    return path
 
 
 def summaries(results: List[Dict]) -> List[Dict]:

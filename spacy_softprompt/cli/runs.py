@@ -235,6 +235,14 @@ def short_sha1(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()[:12]
 
 
+def config_digest(config: Any) -> str:
+    """A short digest of a training config's text: a run resumes only on the config it was
+    trained from (another preset or an edited file gives another digest)."""
+    import hashlib
+
+    return hashlib.sha256(config.to_str().encode("utf-8")).hexdigest()[:16]
+
+
 def finished_run(record_path: Path, where: str, mismatch: Callable[[Dict[str, Any]], Optional[str]]
                  ) -> Optional[Dict[str, Any]]:
     """A finished run's record, read back from its ``run.json`` so that a sweep run again resumes;
