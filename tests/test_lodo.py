@@ -47,8 +47,10 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     monkeypatch.setenv("SPACY_CONFIG_OVERRIDES", "--training.optimizer.learn_rate.warmup_steps 1")
     (tmp_path / "types.json").write_text(json.dumps(TYPES))
     runs, output = tmp_path / "runs", tmp_path / "docs" / "lodo.md"
+    system = tmp_path / "finetune.cfg"
+    system.write_text((ROOT / "configs" / "finetune.cfg").read_text())
     argv = ["lodo", "--corpus", *write_corpora(tmp_path), "--held-out", "ade",
-            "--systems", str(ROOT / "configs" / "finetune.cfg"), "--types", str(tmp_path / "types.json"),
+            "--systems", str(system), "--types", str(tmp_path / "types.json"),
             "--shots", "1", "--seeds", "0", "--source-steps", "2", "--fewshot-steps", "2", "--eval-frequency", "2",
             "--dev-limit", "5", "--replay", "1", "--zero-shot-thresholds", "0.5", "0.1", "--zero-shot-calibration", "1", "3",
             "--max-length", "128", "--backbone", tiny_bert, "--runs", str(runs), "--output", str(output), "--no-plot"]
@@ -122,6 +124,10 @@ def test_lodo_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monkeypatch
     length = argv.index("--max-length") + 1
     assert main([("96" if i == length else a) for i, a in enumerate(argv)]) == 2
     assert "made with other settings" in capsys.readouterr().err
+    system.write_text(system.read_text().replace("accumulate_gradient = 1", "accumulate_gradient = 2", 1))
+    assert main(argv) == 2  # the system's config edited: its runs are not this config's
+    assert "made with other settings" in capsys.readouterr().err
+    system.write_text((ROOT / "configs" / "finetune.cfg").read_text())
     # another source seed: another source model, in its own folders, trained with that seed
     assert main(argv + ["--source-seed", "7", "--shots"]) == 0
     seeded = spacy.util.load_config(runs / "finetune+seed7" / "ade" / "source" / "config.cfg")

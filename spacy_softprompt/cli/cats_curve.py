@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import CLIError, read_docbin
-from .runs import (backbone_settings, corpus_settings, evaluate_spacy, finished_run, jsonl_log_settings,
+from .runs import (backbone_settings, config_sha1, corpus_settings, evaluate_spacy, finished_run, jsonl_log_settings,
                    load_systems, matplotlib_available, mean_sd, require_files, short_sha1, top_class, train,
                    write_run_config)
 
@@ -182,11 +182,6 @@ def splits(args: argparse.Namespace, docs: List[Any]) -> List[Dict[str, Any]]:
 def texts_sha1(docs: Sequence[Any]) -> str:
     """A short digest of the documents' texts, in order: the same documents give the same digest."""
     return short_sha1("\x00".join(doc.text for doc in docs).encode("utf-8"))
-
-
-def config_sha1(config) -> str:
-    """A short digest of a system's config as given (before a run's settings): a resumed run must match it."""
-    return short_sha1(config.to_str().encode("utf-8"))
 
 
 def resume_mismatch(done: Dict[str, Any], args: argparse.Namespace, data: Dict[str, str],

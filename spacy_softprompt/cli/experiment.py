@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, List
 
 from . import read_docbin
 from .init_config import PRESETS, STOCK_PRESETS
-from .runs import (base_config, check_settings, config_digest, corpus_settings, finished_run, jsonl_log_settings,
+from .runs import (base_config, check_settings, config_sha1, corpus_settings, finished_run, jsonl_log_settings,
                    matplotlib_available, parse_settings, require_files, train_and_evaluate)
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         if args.backbone:
             settings[f"{model}.backbone"] = args.backbone
         settings.update({**fixed, **extra})
-        identity = {**{key: str(v) for key, v in sorted(settings.items())}, "config": config_digest(config),
+        identity = {**{key: str(v) for key, v in sorted(settings.items())}, "config": config_sha1(config),
                     "test": str(args.test), **({"pool": str(args.train)} if fewshot else {})}
         record = finished_run(run_dir / "run.json", where, lambda done: None if done.get("settings") == identity
                               else "trained with other settings, config or data than this run's")

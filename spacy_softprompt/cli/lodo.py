@@ -42,8 +42,8 @@ from ..strategies import STRATEGIES, TYPE_SCORING
 from . import CLIError, read_docbin
 from .calibrate import positive
 from .evaluate import probability
-from .runs import (backbone_settings, corpus_settings, evaluate, finished_run, jsonl_log_settings, load_systems,
-                   matplotlib_available, mean_sd, require_files, short_sha1, train, write_run_config)
+from .runs import (backbone_settings, config_sha1, corpus_settings, evaluate, finished_run, jsonl_log_settings,
+                   load_systems, matplotlib_available, mean_sd, require_files, short_sha1, train, write_run_config)
 
 HELP = ("leave one dataset out: train on the other corpora with types asked by description, score the "
         "held-out corpus zero-shot and after K-shot training against single-corpus training; table, JSON, plot")
@@ -302,10 +302,12 @@ def run(args: argparse.Namespace) -> int:
         path = run_dir / "run.json"
         steps = settings.get("training.max_steps", 0)
         inputs = dict(inputs_of(args), source=_stamp(source.parent / "run.json") if source else None)
+        digest = None if config is None else config_sha1(config)  # (not kept by runs made before it was)
         done = finished_run(path, str(run_dir), lambda record: None if (
             record.get("max_steps"), record.get("backbone")) == (steps, args.backbone) and record.get(
-            "inputs", inputs) == inputs else f"made with other settings (max_steps {record.get('max_steps')}, "
-            f"{record.get('inputs')})")
+            "inputs", inputs) == inputs and record.get("config_sha1", digest) == digest
+            else f"made with other settings (max_steps {record.get('max_steps')}, {record.get('inputs')}, "
+            f"config {record.get('config_sha1')})")
         if done is not None:
             added = False
             if wants_old_types(done) and "old_f" not in done:  # measured on a run made before it was asked
@@ -324,7 +326,8 @@ def run(args: argparse.Namespace) -> int:
                 path.write_text(json.dumps(done, indent=2) + "\n", encoding="utf-8")
             return done
         print(f"{run_dir}: {info['kind']}", flush=True)
-        entry = dict(info, held_out=held_out, max_steps=steps, backbone=args.backbone, inputs=inputs)
+        entry = dict(info, held_out=held_out, max_steps=steps, backbone=args.backbone, inputs=inputs,
+                     **({"config_sha1": digest} if digest else {}))
         if info["kind"] == "zero-shot":
             pipeline = run_dir / "pipeline"
             add_types(source, pipeline, types[held_out], descriptions, held_out)

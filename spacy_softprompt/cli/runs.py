@@ -235,12 +235,10 @@ def short_sha1(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()[:12]
 
 
-def config_digest(config: Any) -> str:
-    """A short digest of a training config's text: a run resumes only on the config it was
-    trained from (another preset or an edited file gives another digest)."""
-    import hashlib
-
-    return hashlib.sha256(config.to_str().encode("utf-8")).hexdigest()[:16]
+def config_sha1(config: Any) -> str:
+    """A short digest of a system's config as given (before a run's settings): a run resumes
+    only on the config it was trained from (another preset or an edited file gives another)."""
+    return short_sha1(config.to_str().encode("utf-8"))
 
 
 def finished_run(record_path: Path, where: str, mismatch: Callable[[Dict[str, Any]], Optional[str]]
