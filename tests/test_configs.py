@@ -363,3 +363,16 @@ def test_every_project_command_of_the_package_parses():
             verb_args(line)
         except SystemExit:
             pytest.fail(f"project.yml command {name!r}: {line!r} does not parse")
+
+
+def test_all_presets_with_options_are_checked_before_one_is_written(tmp_path, capsys):
+    """--preset all with an option a preset refuses wrote the presets before it and stopped; with options each
+    header named config.cfg (the same file and output folder for all)."""
+    refused = tmp_path / "refused"
+    assert main(["init-config", str(refused), "--preset", "all", "--strategy", "hard"]) == 2
+    assert "no strategy" in capsys.readouterr().err and not refused.exists()
+    assert main(["init-config", str(tmp_path / "set"), "--preset", "all", "--max-steps", "7"]) == 0
+    for preset in PRESETS:
+        path = tmp_path / "set" / f"{preset}.cfg"
+        made_by = next(line for line in path.read_text().splitlines() if line.startswith("# Made by:"))
+        assert f"init-config {path} --preset {preset} --max-steps 7" in made_by

@@ -306,11 +306,12 @@ def run(args: argparse.Namespace) -> int:
         ("type_scoring", args.type_scoring)) if value is not None}
     if args.gpu:
         explicit["gpu"] = True
-    if args.preset == "all":
+    if args.preset == "all":  # every text made (and so checked) before one is written
+        texts = {args.output / f"{name}.cfg": generate(name, output=args.output / f"{name}.cfg", **explicit)
+                 for name in PRESETS}
         args.output.mkdir(parents=True, exist_ok=True)
-        for name in PRESETS:
-            path = args.output / f"{name}.cfg"
-            path.write_text(generate(name, **explicit), encoding="utf-8")
+        for path, text in texts.items():
+            path.write_text(text, encoding="utf-8")
             print(f"wrote {path}")
         return 0
     text = generate(args.preset, output=None if str(args.output) == "-" else args.output, **explicit)
