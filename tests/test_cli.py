@@ -76,6 +76,30 @@ def test_a_file_that_is_not_a_docbin_is_one_line(verb, tmp_path, capsys):
     assert "DocBin" in line and "convert" in line and str(bad) in line
 
 
+@pytest.mark.parametrize("verb", [["sample", "--shots", "1"], ["export-brat"]])
+def test_a_misspelt_spans_key_or_an_empty_file_is_refused(verb, tmp_path, capsys):
+    """A --spans-key no document has read every document's doc.ents in silence; an empty file gave an empty
+    sample (export-brat refused it already)."""
+    blank = spacy.blank("en")
+    doc = blank("Aspirin caused nausea.")
+    doc.spans["softprompt"] = [doc.char_span(0, 7, label="Drug")]
+    data, empty = tmp_path / "docs.spacy", tmp_path / "empty.spacy"
+    DocBin(store_user_data=True, docs=[doc]).to_disk(data)
+    DocBin().to_disk(empty)
+    assert main([verb[0], str(data), str(tmp_path / "out"), *verb[1:], "--spans-key", "softprompts"]) == 2
+    assert "--spans-key 'softprompts': no document of" in _one_error_line(capsys.readouterr().err)
+    assert main([verb[0], str(empty), str(tmp_path / "out2"), *verb[1:]]) == 2
+    assert "holds no documents" in _one_error_line(capsys.readouterr().err)
+    assert main([verb[0], str(data), str(tmp_path / "out3"), *verb[1:], "--spans-key", "softprompt"]) == 0
+
+
+def test_export_brat_checks_the_pipelines_span_group(tmp_path, docbin_file, capsys):
+    """As evaluate and render: a pipeline with no component predicts nothing (it wrote empty .ann files)."""
+    spacy.blank("en").to_disk(tmp_path / "pipeline")
+    assert main(["export-brat", str(docbin_file), str(tmp_path / "out"), "--pipeline", str(tmp_path / "pipeline")]) == 2
+    assert "has no components" in _one_error_line(capsys.readouterr().err)
+
+
 def test_a_folder_that_is_not_a_pipeline_is_one_line(tmp_path, docbin_file, capsys):
     folder = tmp_path / "model-best"
     folder.mkdir()

@@ -18,7 +18,7 @@ import importlib
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -157,6 +157,21 @@ def read_docbin(path: Path, vocab: Optional["Vocab"] = None) -> List["Doc"]:
     except ValueError as err:  # spaCy's E1014, or msgpack/zlib errors on other binary files
         raise CLIError(f"{path} is not a DocBin (.spacy) file ({_first_line(err)}). Pass a file written by "
                        "`python -m spacy_softprompt convert` or by DocBin.to_disk.") from err
+
+
+def gold_spans_key(docs: Sequence["Doc"], path: Path, requested: Optional[str]) -> str:
+    """The span group to read a gold file's concepts from: ``--spans-key`` when given, which
+    some document must have (a typo would read every document's ``doc.ents`` in silence), else
+    the default (documents without it are read from ``doc.ents``)."""
+    from ..relations import DEFAULT_SPANS_KEY
+
+    if requested is None:
+        return DEFAULT_SPANS_KEY
+    if not any(requested in doc.spans for doc in docs):
+        groups = sorted({key for doc in docs for key in doc.spans})
+        raise CLIError(f"--spans-key {requested!r}: no document of {path} has that span group (its groups: "
+                       f"{', '.join(groups) or 'none'}); leave it out to read the default, or doc.ents")
+    return requested
 
 
 # spaCy errors that a user causes, and what to do about each (raised by code outside the helpers above)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, List
 
-from . import CLIError, add_mapping_argument, load_pipeline, parse_mapping, read_docbin
+from . import CLIError, add_mapping_argument, gold_spans_key, load_pipeline, parse_mapping, read_docbin
 
 if TYPE_CHECKING:
     from spacy.tokens import Doc
@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--spans-key",
-        default="softprompt",
-        help="span group holding the concepts (doc.ents when a document has none)",
+        help="span group holding the concepts (default: the pipeline's, or 'softprompt' in a gold file; doc.ents "
+             "when a document has none)",
     )
 
 
@@ -45,15 +45,19 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..corpora.brat import write_brat
+    from .evaluate import concepts_key
 
     relation_map = parse_mapping(args.relation_map, "--relation-map")
     nlp = load_pipeline(args.pipeline) if args.pipeline else spacy.blank("en")
     docs = read_docbin(args.data, nlp.vocab)
     if not docs:
         raise CLIError(f"{args.data} holds no documents: nothing to export")
+    if not args.pipeline:
+        key = gold_spans_key(docs, args.data, args.spans_key)
     names = _file_names(docs)
     _check_output(args.output_dir, names)
     if args.pipeline:  # the long part: a progress bar on stderr
+        key = concepts_key(nlp, args.pipeline, args.spans_key)
         texts = (doc.text for doc in docs)
         bar = tqdm(nlp.pipe(texts), total=len(docs), desc="predict", unit="doc", file=sys.stderr)
         predicted = list(bar)
@@ -70,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             doc,
             args.output_dir / f"{name}.ann",
             txt_path=args.output_dir / f"{name}.txt",
-            spans_key=args.spans_key,
+            spans_key=key,
             relation_map=relation_map,
             tail_first=args.tail_first,
         )

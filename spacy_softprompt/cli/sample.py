@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..relations import DEFAULT_SPANS_KEY
-from . import CLIError, read_docbin
+from . import CLIError, gold_spans_key, read_docbin
 
 HELP = "Few-shot subset of a .spacy corpus: at least K examples of every concept label."
 
@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", type=Path, help="DocBin (.spacy) to write")
     parser.add_argument("--shots", type=int, required=True, help="examples wanted per label (K >= 1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--spans-key", default=DEFAULT_SPANS_KEY, help="span group holding the concepts")
+    parser.add_argument("--spans-key", help=f"span group holding the concepts (default {DEFAULT_SPANS_KEY!r}; "
+                        "doc.ents where a document has none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +30,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.output} is the input: the sample would replace the corpus; write it to another file")
     # user_data carries doc._.relations and doc._.doc_id; both DocBins must keep it.
     docs = read_docbin(args.input)
-    sample, report = sample_few_shot(docs, args.shots, args.seed, spans_key=args.spans_key)
+    if not docs:
+        raise CLIError(f"{args.input} holds no documents: nothing to sample from")
+    key = gold_spans_key(docs, args.input, args.spans_key)
+    sample, report = sample_few_shot(docs, args.shots, args.seed, spans_key=key)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     DocBin(store_user_data=True, docs=sample).to_disk(args.output)
     print(f"{report.documents} of {len(docs)} documents, K={args.shots}, seed={args.seed} -> {args.output}")
