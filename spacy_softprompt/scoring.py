@@ -400,6 +400,9 @@ def format_table(scores: Dict[str, Any]) -> str:
     classes = _cats_rows(scores)
     if classes:
         lines += ["", *_aligned(classes)]
+    thresholds = _threshold_rows(scores)
+    if thresholds:  # evaluate --thresholds
+        lines += ["", _THRESHOLDS, *_aligned([_HEADER, *thresholds])]
     return "\n".join(lines)
 
 
@@ -433,10 +436,17 @@ def to_markdown(scores: Dict[str, Any]) -> str:
     if classes:  # document classes, spaCy's textcat scores
         lines += ["| " + " | ".join(classes[0]) + " |", "| --- | ---: | ---: | ---: |"]
         lines += ["| " + " | ".join(row) + " |" for row in classes[1:]] + [""]
-    by_threshold = sorted(scores.get("by_threshold", {}).items(), key=lambda item: float(item[0]))
-    if by_threshold:  # evaluate --thresholds
-        lines += ["Concepts at each threshold (every type at p, one prediction pass):", "", *header]
-        lines += ["| " + " | ".join(_row(f"concepts (micro) at p = {p}", *(_micro(at, "concepts", mode) for mode in MODES)))
-                  + " |" for p, at in by_threshold]
-        lines.append("")
+    thresholds = _threshold_rows(scores)
+    if thresholds:
+        lines += [_THRESHOLDS, "", *header, *("| " + " | ".join(row) + " |" for row in thresholds), ""]
     return "\n".join(lines)
+
+
+_THRESHOLDS = "Concepts at each threshold (every type at p, one prediction pass):"
+
+
+def _threshold_rows(scores: Dict[str, Any]) -> List[List[str]]:
+    """The micro concept row at each of ``evaluate --thresholds``' probabilities, lowest first."""
+    by_threshold = sorted(scores.get("by_threshold", {}).items(), key=lambda item: float(item[0]))
+    return [_row(f"concepts (micro) at p = {p}", *(_micro(at, "concepts", mode) for mode in MODES))
+            for p, at in by_threshold]

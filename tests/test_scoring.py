@@ -248,6 +248,11 @@ def test_score_examples_and_tables():
     assert drug_row.split()[2:] == ["100.00", "50.00", "66.67", "100.00", "50.00", "66.67", "2", "1"]
     markdown = to_markdown(scores)
     assert "| concept Drug | 100.00 | 50.00 | 66.67 | 100.00 | 50.00 | 66.67 | 2 | 1 |" in markdown
+    # evaluate --thresholds: the grid in the terminal table as in the markdown (it was in --output alone)
+    scores["by_threshold"] = {"0.9": scores, "0.1": score_examples([Example(gold, gold)])}
+    for table in (format_table(scores), to_markdown(scores)):
+        rows = [line for line in table.splitlines() if "concepts (micro) at p =" in line]
+        assert ["0.1" in rows[0], "100.00" in rows[0], "0.9" in rows[1], "66.67" in rows[1]] == [True] * 4
 
 
 # --- command line -------------------------------------------------------------------------

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--thresholds", nargs="+", type=probability, metavar="P",
         help="also score the concepts at each of these probabilities, each for every type (one prediction pass, "
-        "down to the lowest; the main scores stay at the component's thresholds): by_threshold in --output",
+        "down to the lowest; the main scores stay at the component's thresholds): a table after the main one, "
+        "by_threshold in --output",
     )
 
 
