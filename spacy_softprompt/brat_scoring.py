@@ -51,6 +51,7 @@ class AnnFile(NamedTuple):
     concepts: Dict[str, _Arg]  # id -> (start, end, type)
     relations: Dict[str, Tuple[str, str, str]]  # id -> (type, head id, tail id)
     problems: List[str]
+    event_arguments: int = 0  # arguments of E lines: not scored (the official rules score T and R lines)
 
 
 def _offsets(tokens: List[str]) -> Optional[Tuple[int, int]]:
@@ -73,6 +74,7 @@ def read_ann(path: Path) -> AnnFile:
     relation_lines: List[Tuple[int, str]] = []
     problems: List[str] = []
     triggers: Dict[str, str] = {}
+    event_arguments = 0
     try:
         lines = path.read_text(encoding="utf-8").split("\n")  # as readlines: \u2028 and the like stay in a line
     except UnicodeDecodeError as error:
@@ -93,8 +95,9 @@ def read_ann(path: Path) -> AnnFile:
         elif line.startswith("R"):
             relation_lines.append((number, line))
         elif line.startswith("E") and "\t" in line:  # only to resolve R arguments that name events
-            trigger = line.split("\t")[1].split(" ")[0].partition(":")[2]
-            triggers[line.split("\t")[0]] = trigger
+            trigger, *arguments = line.split("\t")[1].split(" ")
+            triggers[line.split("\t")[0]] = trigger.partition(":")[2]
+            event_arguments += sum(bool(argument) for argument in arguments)
         elif line and not line.startswith(OTHER_BRAT_LINES):
             problems.append(f"{path}:{number}: not a brat annotation line, not scored: {line[:60]!r}")
     relations: Dict[str, Tuple[str, str, str]] = {}
@@ -110,7 +113,7 @@ def read_ann(path: Path) -> AnnFile:
             problems.append(f"{path}:{number}: relation to unknown id {', '.join(unknown)}; not scored")
             continue
         relations[fields[0]] = (tokens[0], head, tail)
-    return AnnFile(concepts, relations, problems)
+    return AnnFile(concepts, relations, problems, event_arguments)
 
 
 def _by_label(ann: AnnFile) -> Dict[str, Dict[str, List[_Item]]]:
@@ -145,7 +148,8 @@ def score_brat_folders(gold_dir: Path, system_dir: Path, count_missing: bool = F
     """Score a folder of system ``.ann`` files against a folder of gold ones (see the module
     docstring). Returns :func:`.scoring.scores_from_tallies`'s keys plus ``documents``,
     ``missing_in_system``, ``only_in_system`` (document names without ``.ann``),
-    ``text_differs`` (pairs whose ``.txt`` files both exist and differ) and ``problems``."""
+    ``text_differs`` (pairs whose ``.txt`` files both exist and differ), ``problems`` and
+    ``unscored_event_arguments`` (the gold E lines' arguments, which no score counts)."""
     gold_names, system_names = set(_ann_names(gold_dir)), set(_ann_names(system_dir))
     scored = sorted(gold_names & system_names) + (sorted(gold_names - system_names) if count_missing else [])
     pairs, problems, text_differs = [], [], []
@@ -163,4 +167,5 @@ def score_brat_folders(gold_dir: Path, system_dir: Path, count_missing: bool = F
     scores["only_in_system"] = [n[: -len(".ann")] for n in sorted(system_names - gold_names)]
     scores["text_differs"] = text_differs
     scores["problems"] = problems
+    scores["unscored_event_arguments"] = sum(gold.event_arguments for _, gold in pairs)
     return scores

@@ -93,6 +93,13 @@ def test_a_misspelt_spans_key_or_an_empty_file_is_refused(verb, tmp_path, capsys
     assert main([verb[0], str(data), str(tmp_path / "out3"), *verb[1:], "--spans-key", "softprompt"]) == 0
 
 
+def test_evaluate_output_folder_is_refused_before_scoring(tmp_path, docbin_file, capsys):
+    spacy.blank("en").to_disk(tmp_path / "pipeline")  # (scoring it would fail: it has no component)
+    for option in ("--output", "--markdown"):
+        assert main(["evaluate", str(tmp_path / "pipeline"), str(docbin_file), option, str(tmp_path)]) == 2
+        assert f"{option} {tmp_path} is a folder" in _one_error_line(capsys.readouterr().err)
+
+
 def test_export_brat_checks_the_pipelines_span_group(tmp_path, docbin_file, capsys):
     """As evaluate and render: a pipeline with no component predicts nothing (it wrote empty .ann files)."""
     spacy.blank("en").to_disk(tmp_path / "pipeline")

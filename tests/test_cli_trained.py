@@ -442,6 +442,12 @@ def test_calibrate_says_what_is_wrong(concepts_pipeline, tmp_path, capsys):
     assert main(["calibrate", str(pipeline), str(tmp_path / "none.jsonl"), str(tmp_path / "out"), "--density", "1",
                  "--labels", "Drug"]) == 2
     assert "notes not found" in capsys.readouterr().err
+    notes.write_text('{"id": 1, "text": "Aspirin."}\n')  # a --report folder failed after the pipeline was saved
+    assert main(base + ["--labels", "Drug", "--report", str(tmp_path)]) == 2
+    assert f"--report {tmp_path} is a folder" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(base[:3] + [str(tmp_path / "file")] + base[4:] + ["--labels", "Drug"]) == 2
+    assert "is a file: the calibrated pipeline is saved as a folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -370,3 +370,16 @@ def test_relation_argument_naming_an_event_is_its_trigger(tmp_path: Path):
     )
     ann = read_ann(path)
     assert ann.relations == {"R1": ("MODIFY", "T2", "T1")} and not ann.problems
+
+
+def test_event_arguments_are_counted_and_warned_about(tmp_path: Path, capsys):
+    """An event corpus (SDoH's E lines) scored relation F 0.00 from 0 gold relations with no word: the official
+    rules score T and R lines only. The E lines' arguments are counted, and score-brat says so."""
+    concepts = "T1\tTobacco 0 4\tx\nT2\tStatusTime 10 17\ty\n"
+    gold = concepts + "E1\tTobacco:T1 Status:T2\nE2\tTobacco:T1\n"
+    scores = pair(tmp_path, gold, concepts)
+    assert scores["unscored_event_arguments"] == 1 and counts(scores, "relations_strict") == (0, 0, 0)
+    assert cli(["score-brat", str(tmp_path / "gold"), str(tmp_path / "system")]) == 0
+    assert "the gold files hold 1 event arguments (E lines)" in capsys.readouterr().err
+    assert cli(["score-brat", str(tmp_path / "gold"), str(tmp_path / "system"), "--output", str(tmp_path)]) == 2
+    assert f"--output {tmp_path} is a folder" in capsys.readouterr().err

@@ -103,6 +103,14 @@ def parse_mapping(pairs: List[str], option: str) -> Dict[str, str]:
     return mapping
 
 
+def check_output_files(**paths: Optional[Path]) -> None:
+    """Output files (``option=path``; None: not asked) checked before the work that fills them:
+    a folder in the way failed only at the end, after a whole evaluation or a saved pipeline."""
+    for option, path in paths.items():
+        if path is not None and path.is_dir():
+            raise CLIError(f"--{option.replace('_', '-')} {path} is a folder: pass a file name, e.g. {path / 'scores.json'}")
+
+
 def write_scores(scores: Dict[str, Any], json_path: Optional[Path], markdown_path: Optional[Path]) -> None:
     """The metrics files of ``evaluate`` and ``score-brat``."""
     import json

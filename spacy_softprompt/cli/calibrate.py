@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence
 
-from . import CLIError, at_least_one, load_pipeline, read_docbin, softprompt_names
+from . import CLIError, at_least_one, check_output_files, load_pipeline, read_docbin, softprompt_names
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--floor {args.floor}: between {MIN_FLOOR} (a saved threshold keeps 10 decimals) and the "
                        f"component's threshold, {pipe.cfg['threshold']}")
     labels = labels_to_calibrate(pipe, args.labels, args.corpus)
+    check_output_files(report=args.report)
+    if args.output.is_file():
+        raise CLIError(f"{args.output} is a file: the calibrated pipeline is saved as a folder")
     key = args.spans_key or pipe.cfg["spans_key"]
     if args.density is not None:
         density = args.density / 100

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from ..relations import DEFAULT_SPANS_KEY, concept_spans
-from . import CLIError, at_least_one, load_pipeline, read_docbin, softprompt_names, write_scores
+from . import CLIError, at_least_one, check_output_files, load_pipeline, read_docbin, softprompt_names, write_scores
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -64,6 +64,7 @@ def probability(value: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_files(output=args.output, markdown=args.markdown)
     scores = score_file(args.pipeline, args.data, gpu_id=args.gpu_id, spans_key=args.spans_key,
                         batch_size=args.batch_size, concept_types=args.concept_types, corpus=args.corpus,
                         thresholds=args.thresholds or ())

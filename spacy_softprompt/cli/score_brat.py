@@ -6,7 +6,8 @@ offsets and type, lenient = overlap and type with the script's pare-down in the
 order of the system file's lines. Only ``*.ann`` files directly in each folder
 are read, paired by file name; names in one folder only are reported on stderr
 and skipped, as the script does (``--count-missing`` counts a gold file without
-system output as all FN). See :mod:`spacy_softprompt.brat_scoring` and
+system output as all FN). Event (E) lines' arguments are not scored, as in the
+script: their number is warned about (SDoH's relations are all event arguments). See :mod:`spacy_softprompt.brat_scoring` and
 ``docs/scoring.md``; ``evaluate`` differs on purpose in its lenient rule
 (``exact_first``).
 """
@@ -16,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import CLIError, write_scores
+from . import CLIError, check_output_files, write_scores
 
 HELP = "Score brat system output against brat gold (.ann folders): the official n2c2 2018 track 2 counts."
 
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..brat_scoring import score_brat_folders
     from ..scoring import format_table
 
+    check_output_files(output=args.output, markdown=args.markdown)
     for folder, what in ((args.gold_dir, "gold"), (args.system_dir, "system")):
         if not folder.is_dir():
             raise CLIError(f"{what} folder not found: {folder}. Pass a folder of brat .ann files.")
@@ -59,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if len(scores["problems"]) > 20:
         print(f"warning: ... {len(scores['problems']) - 20} more problem(s), all in the JSON output", file=sys.stderr)
 
+    if scores["unscored_event_arguments"]:
+        print(f"warning: the gold files hold {scores['unscored_event_arguments']} event arguments (E lines), which the "
+              "official n2c2 2018 rules do not score (T and R lines only): the relation scores leave them out; "
+              "`evaluate` on the converted .spacy files counts them as relations", file=sys.stderr)
     print(format_table(scores))
     print(
         f"\n{scores['documents']} documents scored, official n2c2 2018 track 2 rules on raw offsets; "
