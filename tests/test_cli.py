@@ -282,3 +282,15 @@ def test_experiment_missing_inputs_are_clear_errors(tmp_path, capsys):
     code = main(["experiment", "fewshot", "--config", str(tmp_path / "x.cfg"), "--train", "a", "--dev", "b",
                  "--test", "c", "--output", str(tmp_path)])
     assert code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_a_damaged_run_record_is_named(tmp_path):
+    """experiment, cats-curve and lodo read finished runs back: a run.json cut short while written gave a
+    JSONDecodeError traceback."""
+    from spacy_softprompt.cli import CLIError
+    from spacy_softprompt.cli.runs import finished_run
+
+    record = tmp_path / "run.json"
+    record.write_text('{"strict_f": ')
+    with pytest.raises(CLIError, match="run.json: not JSON .line 1.*a finished run's record"):
+        finished_run(record, "run", lambda done: None)

@@ -54,6 +54,16 @@ def test_aggregate_mean_sd_per_fold_and_literature(tmp_path, capsys):
         (metrics / f"fold_{fold}.json").unlink()
     assert main(["folds", "aggregate", str(metrics)]) == 0
     assert "| `concepts_strict_macro_f` | 80.0 |" in capsys.readouterr().out
+    # a damaged fold file or run record: named, not a traceback (nor a fold counted with no scores)
+    for path, text, message in ((metrics / "fold_2.json", "{", "fold_2.json: not JSON (line 1"),
+                                (metrics / "fold_2.json", "[1]", "fold_2.json is a JSON list: not a fold's scores"),
+                                (metrics / "fold_2.json", "{}", "fold_2.json lacks concepts_strict_f"),
+                                (runs / "fold_0" / "run.json", '{"steps": ', "run.json: not JSON")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        assert main(["folds", "aggregate", str(metrics), "--runs", str(runs)]) == 2
+        assert message in capsys.readouterr().err
+        path.unlink()
     (metrics / "fold_0.json").unlink()
     assert main(["folds", "aggregate", str(metrics)]) == 2
     assert "no fold_<i>.json" in capsys.readouterr().err

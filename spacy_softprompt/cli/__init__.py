@@ -74,6 +74,18 @@ def read_json(path: Path, what: str) -> Any:
         raise CLIError(f"{path}: not JSON{where}; expected {what}") from None
 
 
+def read_record(path: Path, what: str, required: Sequence[str] = ()) -> Dict[str, Any]:
+    """A JSON object a verb reads back (a run's record, a fold's scores): one that is damaged (a
+    run cut short while writing it), not an object or without the ``required`` keys is a
+    CLIError naming it, not a traceback or a row of blanks."""
+    record = read_json(path, what)
+    missing = [key for key in required if key not in record] if isinstance(record, dict) else None
+    if missing is None or missing:
+        lacks = f"lacks {', '.join(missing)}" if missing else f"is a JSON {type(record).__name__}"
+        raise CLIError(f"{path} {lacks}: not {what}; delete it to make it again")
+    return record
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -108,7 +120,8 @@ def check_output_files(**paths: Optional[Path]) -> None:
     a folder in the way failed only at the end, after a whole evaluation or a saved pipeline."""
     for option, path in paths.items():
         if path is not None and path.is_dir():
-            raise CLIError(f"--{option.replace('_', '-')} {path} is a folder: pass a file name, e.g. {path / 'scores.json'}")
+            raise CLIError(f"--{option.replace('_', '-')} {path} is a folder: pass a file name, "
+                           f"e.g. {path / 'scores.json'}")
 
 
 def write_scores(scores: Dict[str, Any], json_path: Optional[Path], markdown_path: Optional[Path]) -> None:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from . import CLIError
+from . import CLIError, read_record
 
 HELP = "cross-validation on k folds (SpERT's ADE splits): train and score each fold, then mean ± sd over folds"
 
@@ -131,7 +131,7 @@ def _aggregate(args: argparse.Namespace) -> int:
         metrics, runs = systems.get(name, (None, None))
         folds = _fold_files(metrics) if metrics else []
         summary = aggregate(
-            {fold: json.loads(path.read_text(encoding="utf-8")) for fold, path in folds},
+            {fold: read_record(path, "a fold's scores (`folds train`)", ["concepts_strict_f"]) for fold, path in folds},
             {fold: _run_record(runs, fold) for fold, _ in folds} if runs else {},
             name=name, carried=previous.get(name),
         )
@@ -172,7 +172,7 @@ def _fold_files(folder: Path) -> List[tuple]:
 
 def _run_record(runs: Path, fold: int) -> Optional[Dict[str, Any]]:
     path = runs / f"fold_{fold}" / "run.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_record(path, "a fold run's record") if path.is_file() else None
 
 
 def aggregate(scores: Dict[int, Dict[str, Any]], runs: Dict[int, Optional[Dict[str, Any]]], name: str,

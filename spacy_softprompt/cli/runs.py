@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from . import CLIError
+from . import CLIError, read_record
 
 MATPLOTLIB_MISSING = "matplotlib is not installed (pip install 'spacy_softprompt[plots]')"
 
@@ -248,7 +248,7 @@ def finished_run(record_path: Path, where: str, mismatch: Callable[[Dict[str, An
     this sweep's table: ``mismatch(record)`` says how it differs (``None`` when it does not)."""
     if not record_path.is_file():
         return None
-    record = json.loads(record_path.read_text(encoding="utf-8"))
+    record = read_record(record_path, "a finished run's record")
     problem = mismatch(record)
     if problem:
         raise CLIError(f"{record_path} was {problem}; pass another --runs folder or delete it")
