@@ -294,3 +294,14 @@ def test_a_damaged_run_record_is_named(tmp_path):
     record.write_text('{"strict_f": ')
     with pytest.raises(CLIError, match="run.json: not JSON .line 1.*a finished run's record"):
         finished_run(record, "run", lambda done: None)
+
+
+@pytest.mark.parametrize("verb", [["compare", "a=b.json"], ["overlay", "fewshot", "a=b.json"],
+                                  ["folds", "aggregate", "m"]])
+def test_a_report_output_named_like_its_sibling_is_refused(verb, tmp_path, capsys):
+    """--output cmp.json left only the JSON (it overwrote the table); overlay --output ov.png replaced the table with
+    the plot while saying both were there."""
+    for name in ("cmp.json", "ov.PNG"):
+        with pytest.raises(SystemExit):
+            main([*verb, "--output", str(tmp_path / name)])
+        assert "name the markdown report (e.g." in capsys.readouterr().err

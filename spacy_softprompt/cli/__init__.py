@@ -74,6 +74,16 @@ def read_json(path: Path, what: str) -> Any:
         raise CLIError(f"{path}: not JSON{where}; expected {what}") from None
 
 
+def markdown_output(value: str) -> Path:
+    """``--output`` of a verb that writes a markdown report with its .json (and .png) beside it:
+    a name ending in .json or .png was overwritten by its sibling (or overwrote the table)."""
+    path = Path(value)
+    if path.suffix.lower() in (".json", ".png"):
+        raise argparse.ArgumentTypeError(f"{value}: name the markdown report (e.g. {path.with_suffix('.md')}); "
+                                         "its .json and .png are written beside it")
+    return path
+
+
 def read_record(path: Path, what: str, required: Sequence[str] = ()) -> Dict[str, Any]:
     """A JSON object a verb reads back (a run's record, a fold's scores): one that is damaged (a
     run cut short while writing it), not an object or without the ``required`` keys is a

@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-from . import CLIError
+from . import CLIError, markdown_output
 from .compare import folder_bytes, trainable_parameters
 from .init_config import LORA_ADAPTER, STOCK, STOCK_SPANCAT
 from .runs import base_config, corpus_settings, evaluate, jsonl_log_settings, require_files, train_and_evaluate
@@ -105,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", type=Path, required=True, help="training .spacy (e.g. corpus/ade/train.spacy)")
     parser.add_argument("--dev", type=Path, required=True, help="dev .spacy (model selection)")
     parser.add_argument("--test", type=Path, required=True, help="test .spacy (reported)")
-    parser.add_argument("--output", type=Path, required=True, help="markdown report; the JSON goes beside it")
+    parser.add_argument("--output", type=markdown_output, required=True, help="markdown report; the JSON goes beside it")
     parser.add_argument("--runs", type=Path, default=Path("training/bench"), help="folder for the trained pipelines")
     parser.add_argument("--backbone", default="default", help="the one backbone every system uses")
     parser.add_argument(

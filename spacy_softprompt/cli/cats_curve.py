@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from . import CLIError, read_docbin
+from . import CLIError, markdown_output, read_docbin
 from .runs import (backbone_settings, config_sha1, corpus_settings, evaluate_spacy, finished_run, jsonl_log_settings,
                    load_systems, matplotlib_available, mean_sd, require_files, short_sha1, top_class, train,
                    write_run_config)
@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", type=Path, default=SMOKING / "train.spacy", help="training .spacy with doc.cats")
     parser.add_argument("--dev", type=Path, default=SMOKING / "dev.spacy", help="dev .spacy (model selection)")
     parser.add_argument("--test", type=Path, default=SMOKING / "test.spacy", help="test .spacy (reported)")
-    parser.add_argument("--output", type=Path, default=Path("docs/smoking_curve.md"),
+    parser.add_argument("--output", type=markdown_output, default=Path("docs/smoking_curve.md"),
                         help="markdown table; the JSON and PNG go beside it")
     parser.add_argument("--runs", type=Path, default=Path("training/cats-curve"),
                         help="subsamples and each run's pipeline, metrics and run.json (resumed from)")

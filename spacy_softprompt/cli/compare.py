@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
-from . import CLIError, is_number, read_json
+from . import CLIError, is_number, markdown_output, read_json
 
 HELP = "tabulate strategies side by side: concept/relation F1, trainable parameters, artifact size"
 METRIC_KEYS = ("concepts_strict_f", "concepts_lenient_f", "relations_strict_f", "relations_lenient_f")
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=PIPELINE:METRICS",
         help="a row: a name, the trained pipeline folder and the metrics JSON from `evaluate`",
     )
-    parser.add_argument("--output", type=Path, help="write the markdown table here (and .json beside it)")
+    parser.add_argument("--output", type=markdown_output, help="write the markdown table here (and .json beside it)")
     parser.add_argument("--component", default="softprompt_ie", help="name of the component in each pipeline")
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from . import CLIError, read_record
+from . import CLIError, markdown_output, read_record
 
 HELP = "cross-validation on k folds (SpERT's ADE splits): train and score each fold, then mean ± sd over folds"
 
@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="RUNS of `folds train` (or, for a folder of systems, the folder of their RUNS): "
                                 "steps, epochs, wall time per fold")
     aggregate.add_argument("--name", help="what was trained, for the title (default: the metrics folder's name)")
-    aggregate.add_argument("--output", type=Path, help="write the markdown here (and .json beside it)")
+    aggregate.add_argument("--output", type=markdown_output, help="write the markdown here (and .json beside it)")
     aggregate.add_argument("--previous", type=Path,
                            help="an earlier report's JSON (docs/ade_spert.json): each system's folds it holds that "
                                 "METRICS has no file for are kept, marked as carried over (metrics/ is not "

@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..calibration import DEFAULT_FLOOR, gold_density
 from ..queries import PACKED_TYPES
 from ..strategies import STRATEGIES, TYPE_SCORING
-from . import CLIError, read_docbin
+from . import CLIError, markdown_output, read_docbin
 from .calibrate import positive
 from .evaluate import probability
 from .runs import (backbone_settings, config_sha1, corpus_settings, evaluate, finished_run, jsonl_log_settings,
@@ -119,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="default")
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--runs", type=Path, default=Path("training/lodo"), help="data, pipelines, run.json files")
-    parser.add_argument("--output", type=Path, default=Path("docs/lodo/all.md"), help="markdown; JSON and PNG beside it")
+    parser.add_argument("--output", type=markdown_output, default=Path("docs/lodo/all.md"), help="markdown; JSON and PNG beside it")
     parser.add_argument("--no-plot", dest="plot", action="store_false",
                         help="no PNG of the few-shot curves (no matplotlib needed); a zero-shot-only run writes none")
 

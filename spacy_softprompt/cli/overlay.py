@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Dict, List
 
-from . import CLIError, is_number, read_json
+from . import CLIError, is_number, markdown_output, read_json
 from .experiment import METRICS, style_axis, summaries
 from .runs import matplotlib_available
 
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=["prompt-length", "fewshot"], help="the sweep the reports come from")
     parser.add_argument("arms", nargs="+", metavar="NAME=REPORT",
                         help="an arm: its name in the table and legend, and the .json that `experiment` wrote")
-    parser.add_argument("--output", type=Path, required=True,
+    parser.add_argument("--output", type=markdown_output, required=True,
                         help="the table (.md); the plot is written beside it (.png)")
     parser.add_argument("--no-plot", dest="plot", action="store_false",
                         help="write the table only (no matplotlib needed)")

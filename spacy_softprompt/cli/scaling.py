@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import CLIError, at_least_one
+from . import CLIError, at_least_one, markdown_output
 from .bench import machine
 from .init_config import STOCK, generate
 from .runs import matplotlib_available
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--packed-prompt-length", type=int, default=2, help="vectors per type in packed queries")
     parser.add_argument("--backbone", default="default")
     parser.add_argument("--batch-size", type=at_least_one, default=16, help="documents per nlp.pipe batch (as in evaluate)")
-    parser.add_argument("--output", type=Path, required=True, help="markdown report; .json and .png go beside it")
+    parser.add_argument("--output", type=markdown_output, required=True, help="markdown report; .json and .png go beside it")
 
 
 def systems(prompt_layers: Sequence[int], packed_length: int = 2) -> List[Tuple[str, Optional[Dict[str, Any]]]]:

@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
-from . import CLIError
+from . import CLIError, markdown_output
 
 HELP = "time the parts of a training step (data preparation, forward, loss, backward, optimizer)"
 
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-words", type=int, default=400, help="words per batch, as in the configs")
     parser.add_argument("--prompt-layer", type=int, default=4, help="late-prompt layer of every system")
     parser.add_argument("--only", nargs="+", default=None, help="system names to run (default: all)")
-    parser.add_argument("--output", type=Path, help="write a markdown table here (and .json beside it)")
+    parser.add_argument("--output", type=markdown_output, help="write a markdown table here (and .json beside it)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
-from . import CLIError
+from . import CLIError, markdown_output
 
 HELP = "memory and words/s of two softprompt_ie tasks sharing one frozen backbone vs one task"
 
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="subwords per sequence: room for every type's part and a whole window, so that "
                              "both tasks tile a text alike and share its lower layers")
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per pipeline (best speed kept)")
-    parser.add_argument("--output", type=Path, help="markdown report (and .json beside it)")
+    parser.add_argument("--output", type=markdown_output, help="markdown report (and .json beside it)")
 
 
 def run(args: argparse.Namespace) -> int:
