@@ -108,12 +108,14 @@ def test_query_texts_file_reaches_the_config_or_is_named(tmp_path, capsys):
     assert f"--query-texts {questions}" in out.read_text().splitlines()[1]  # the header's command
     capsys.readouterr()
     broken = tmp_path / "broken.json"
-    for content, message in (("{", "not JSON"), ('["a"]', "expected a JSON object"), ('{"a": ""}', "expected a JSON")):
-        broken.write_text(content)
+    for content, message in ((b"{", f"{broken}: not JSON (line 1"), (b"\xff\xfe{", f"{broken}: not JSON"),
+                             (b'["a"]', f"--query-texts {broken}: expected a JSON object"),
+                             (b'{"a": ""}', f"--query-texts {broken}: expected a JSON")):
+        broken.write_bytes(content)  # (a file in UTF-16 was a UnicodeDecodeError traceback)
         assert main(["init-config", str(out), "--query-texts", str(broken)]) == 2
-        assert f"--query-texts {broken}: {message}" in capsys.readouterr().err
+        assert message in capsys.readouterr().err
     assert main(["init-config", str(out), "--query-texts", str(tmp_path / "nowhere.json")]) == 2
-    assert "nowhere.json: file not found" in capsys.readouterr().err
+    assert "nowhere.json: no such file" in capsys.readouterr().err
     assert main(["init-config", str(out), "--preset", "stock_transformer_textcat", "--query-texts", str(questions)]) == 2
     assert "query text" in capsys.readouterr().err
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from . import CLIError
+from . import CLIError, read_json
 
 HELP = "write a training config (strategy, frozen backbone, backbone, prompt layer, corpus paths, gpu)"
 
@@ -426,12 +425,7 @@ def _softprompt_components(nlp, choices: Choices) -> Dict[str, Dict[str, Any]]:
 
 def read_query_texts(path: Path) -> Dict[str, str]:
     """``--query-texts``: a JSON object of label -> question (both strings), or an error naming the file."""
-    try:
-        texts = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CLIError(f"--query-texts {path}: file not found") from None
-    except json.JSONDecodeError as err:
-        raise CLIError(f"--query-texts {path}: not JSON ({err.msg}, line {err.lineno})") from None
+    texts = read_json(path, "--query-texts: a JSON object of label -> question")
     if not isinstance(texts, dict) or not texts or not all(
             isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in texts.items()):
         raise CLIError(f"--query-texts {path}: expected a JSON object of label -> question, both non-empty strings")
