@@ -113,6 +113,7 @@ class TaskSchema:
                     label_set.update((rel.head.label_, rel.tail.label_))
                 if corpus is not None:
                     seen_in[corpus].update((rel.head.label_, rel.tail.label_, rel.label))
+        inferred = triggers is None
         if triggers is None:
             triggers = {
                 head: {rel: [t for t, _ in counts.most_common()] for rel, counts in sorted(rels.items())}
@@ -121,9 +122,11 @@ class TaskSchema:
         for head, rels in triggers.items():
             missing = {head} | {t for ts in rels.values() for t in ts}
             if labels is not None and not missing <= label_set:
+                whose = ("The training data's relations link" if inferred else "Relation schema mentions")
                 raise ValueError(
-                    f"Relation schema mentions concept types {sorted(missing - label_set)} "
-                    f"that are not among the labels {sorted(label_set)}."
+                    f"{whose} concept types {sorted(missing - label_set)} that are not among the labels "
+                    f"{sorted(label_set)}" + ("; add them to the labels, or give a relation_schema without them."
+                                              if inferred else ".")
                 )
         known = label_set | cat_set | {r for rels in triggers.values() for r in rels}
         for corpus, names in (corpus_labels or {}).items():

@@ -333,3 +333,13 @@ def test_a_components_training_reads_its_own_relations(nlp, doc):
     schema = TaskSchema.infer([doc], "drugs")
     assert schema.concept_labels == ["Drug"] and schema.relation_labels == []
     assert TaskSchema.infer([doc], "softprompt").relation_labels == ["Drug-AE", "Drug-Dose"]
+
+
+def test_labels_given_without_a_relations_types_name_the_training_data(doc):
+    """Labels given, relation schema inferred: the error blamed a relation schema the user never gave."""
+    from spacy_softprompt.schema import TaskSchema
+
+    with pytest.raises(ValueError, match=r"The training data's relations link concept types \['Dosage'\].*add them"):
+        TaskSchema.infer([doc], "softprompt", labels=["Drug", "ADE"])
+    with pytest.raises(ValueError, match=r"Relation schema mentions concept types \['Dosage'\]"):
+        TaskSchema.infer([doc], "softprompt", labels=["Drug", "ADE"], triggers={"Drug": {"Drug-Dose": ["Dosage"]}})
