@@ -305,3 +305,30 @@ def test_a_report_output_named_like_its_sibling_is_refused(verb, tmp_path, capsy
         with pytest.raises(SystemExit):
             main([*verb, "--output", str(tmp_path / name)])
         assert "name the markdown report (e.g." in capsys.readouterr().err
+
+
+def test_measuring_verbs_check_their_inputs_before_measuring(tmp_path, capsys):
+    """bench, scaling, step-time and two-tasks: a file that is not a DocBin was spaCy's E1014 with no path; an
+    output folder in the way failed after the measuring; step-time --only with a typo ran the others in silence;
+    counts of 0 were tracebacks (step-time --steps 0) or errors after the measuring (two-tasks --limit 0)."""
+    bad, folder = tmp_path / "notes.txt", tmp_path / "report.md"
+    bad.write_text("not a DocBin\n")
+    folder.mkdir()
+    for argv in (["bench", "--quick", "--train", str(bad), "--dev", str(bad), "--test", str(bad),
+                  "--output", str(tmp_path / "b.md")],
+                 ["scaling", "--texts", str(bad), "--types", "2", "--output", str(tmp_path / "s.md")],
+                 ["step-time", "--train", str(bad)]):
+        assert main(argv) == 2
+        assert f"{bad} is not a DocBin" in _one_error_line(capsys.readouterr().err)
+    for argv in (["bench", "--train", str(bad), "--dev", str(bad), "--test", str(bad), "--output", str(folder)],
+                 ["scaling", "--texts", str(bad), "--types", "2", "--output", str(folder)],
+                 ["step-time", "--train", str(bad), "--output", str(folder)],
+                 ["two-tasks", "--first", str(bad), "--second", str(bad), "--texts", str(bad), "--output", str(folder)]):
+        assert main(argv) == 2
+        assert f"--output {folder} is a folder" in _one_error_line(capsys.readouterr().err)
+    assert main(["step-time", "--train", str(bad), "--only", "typo"]) == 2
+    assert "--only 'typo': not a system here" in _one_error_line(capsys.readouterr().err)
+    for argv in (["step-time", "--steps", "0"], ["two-tasks", "--limit", "0"], ["two-tasks", "--repeats", "0"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "0: must be at least 1" in capsys.readouterr().err

@@ -194,3 +194,25 @@ def test_aggregate_keeps_the_folds_of_a_previous_report(tmp_path, capsys):
     bad.write_text("[1, 2]")
     assert main(["folds", "aggregate", str(fresh), "--previous", str(bad)]) == 2
     assert "not a `folds aggregate` report" in capsys.readouterr().err
+
+
+def test_train_refuses_another_configs_folds_and_a_metrics_file(tmp_path, capsys):
+    """Config A on folds 0-2, then config B on folds 0-1 into the same folders left A's fold 2 beside B's, and
+    aggregate averaged the two; a --metrics that is a file failed after fold 0 had trained. Both before training."""
+    from spacy.tokens import DocBin
+
+    from conftest import ROOT
+
+    for part in ("train", "dev", "test"):
+        (tmp_path / "corpus" / "fold_2").mkdir(parents=True, exist_ok=True)
+        DocBin().to_disk(tmp_path / "corpus" / "fold_2" / f"{part}.spacy")
+    (tmp_path / "runs" / "fold_2").mkdir(parents=True)
+    (tmp_path / "runs" / "fold_2" / "run.json").write_text(json.dumps({"fold": 2, "config": "configs/a.cfg"}))
+    (tmp_path / "metrics.json").write_text("{}")
+    base = ["folds", "train", str(ROOT / "configs" / "finetune.cfg"), "--corpus", str(tmp_path / "corpus"),
+            "--folds", "2", "--runs", str(tmp_path / "runs"), "--max-steps", "1", "--eval-frequency", "1"]
+    assert main(base + ["--metrics", str(tmp_path / "metrics.json")]) == 2
+    assert "is a file: pass the folder" in capsys.readouterr().err
+    assert main(base + ["--metrics", str(tmp_path / "metrics")]) == 2
+    assert "holds a run of another config (configs/a.cfg)" in capsys.readouterr().err
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "runs" / "fold_2" / "config.cfg").exists()

@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-from . import CLIError, markdown_output
+from . import CLIError, check_output_files, markdown_output, read_docbin
 from .compare import folder_bytes, trainable_parameters
 from .init_config import LORA_ADAPTER, STOCK, STOCK_SPANCAT
 from .runs import base_config, corpus_settings, evaluate, jsonl_log_settings, require_files, train_and_evaluate
@@ -171,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backbone import BackboneNotFound, resolve_backbone
 
     require_files([args.train, args.dev, args.test] + ([args.transfer_test] if args.transfer_test is not None else []))
+    check_output_files(output=args.output)
     if (args.transfer_test is None) != (args.transfer_types is None):
         raise CLIError("--transfer-test and --transfer-types go together: the other corpus's file and the "
                        "concept types it shares with the training corpus")
@@ -235,7 +236,7 @@ def _data(args: argparse.Namespace) -> Dict[str, Any]:
     limits = QUICK_DOCS if args.quick else {}
     sizes, labels = {}, {}
     for split, path in files.items():
-        docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
+        docs = read_docbin(path, nlp.vocab)
         labels[split] = {span.label_ for doc in docs for span in concept_spans(doc)}
         if split in limits:
             docs = docs[: limits[split]]

@@ -83,14 +83,23 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .bench import dev_curve
-    from .runs import (backbone_settings, base_config, corpus_settings, evaluate, jsonl_log_settings, require_files,
-                       train, write_run_config)
+    from .runs import (backbone_settings, base_config, config_sha1, corpus_settings, evaluate, jsonl_log_settings,
+                       require_files, train, write_run_config)
 
     parts = {fold: {p: args.corpus / f"fold_{fold}" / f"{p}.spacy" for p in ("train", "dev", "test")}
              for fold in args.folds}
     require_files([path for files in parts.values() for path in files.values()],
                   "run `spacy project run convert-spert`: convert spert-json --folds --dev-fraction 0.1")
     config = base_config(config=args.config)
+    if args.metrics.is_file():
+        raise CLIError(f"--metrics {args.metrics} is a file: pass the folder for the fold_<i>.json scores")
+    digest = config_sha1(config)
+    for fold in parts:  # aggregate averages whatever fold files it finds: one config's only
+        earlier = _run_record(args.runs, fold)
+        if earlier and (earlier.get("config"), earlier.get("config_sha1", digest)) != (str(args.config), digest):
+            raise CLIError(f"{args.runs / f'fold_{fold}'} holds a run of another config ({earlier.get('config')}), "
+                           "which `folds aggregate` would average with this one's: pass other --runs and --metrics "
+                           "folders, or delete it")
     for fold, files in parts.items():
         run_dir = args.runs / f"fold_{fold}"
         log = run_dir / "train_log.jsonl"
@@ -104,7 +113,8 @@ def _train(args: argparse.Namespace) -> int:
         result = train(write_run_config(config, settings, run_dir / "config.cfg"), run_dir, gpu_id=args.gpu_id)
         metrics = args.metrics / f"fold_{fold}.json"
         evaluate(result.pipeline, files["test"], metrics, gpu_id=args.gpu_id)
-        record = {"fold": fold, "config": str(args.config), "backbone": args.backbone, "max_steps": args.max_steps,
+        record = {"fold": fold, "config": str(args.config), "config_sha1": digest, "backbone": args.backbone,
+                  "max_steps": args.max_steps,
                   "patience": settings.get("training.patience", config["training"].get("patience")),
                   "train_seconds": round(result.train_seconds, 1),
                   "peak_train_rss_mb": round(result.peak_train_rss_mb, 1), **dev_curve(log)}

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import CLIError, at_least_one, markdown_output
+from . import CLIError, at_least_one, check_output_files, markdown_output, read_docbin
 from .bench import machine
 from .init_config import STOCK, generate
 from .runs import matplotlib_available
@@ -67,11 +67,11 @@ def systems(prompt_layers: Sequence[int], packed_length: int = 2) -> List[Tuple[
 
 def run(args: argparse.Namespace) -> int:
     import spacy
-    from spacy.tokens import DocBin
 
     from ..backbone import BackboneNotFound, resolve_backbone
     from ..relations import concept_spans
 
+    check_output_files(output=args.output)
     try:
         backbone = resolve_backbone(args.backbone)
     except BackboneNotFound as err:
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     def texts_of(path: Path) -> Tuple[List[str], List[str]]:
         if not path.exists():
             raise CLIError(f"{path} not found (run `spacy project run convert` first)")
-        docs = list(DocBin().from_disk(path).get_docs(vocab))
+        docs = read_docbin(path, vocab)
         docs = docs[: args.limit] if args.limit else docs
         labels = sorted({s.label_ for d in docs for s in concept_spans(d)})
         return [d.text for d in docs], labels

@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
-from . import CLIError, markdown_output
+from . import CLIError, at_least_one, check_output_files, markdown_output, read_docbin
 
 HELP = "time the parts of a training step (data preparation, forward, loss, backward, optimizer)"
 
@@ -34,7 +34,7 @@ PARTS = ("data", "forward", "loss", "backward", "optimizer")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", type=Path, required=True, help="training DocBin (.spacy)")
     parser.add_argument("--backbone", default="default", help="backbone (default: offline all-MiniLM-L6-v2)")
-    parser.add_argument("--steps", type=int, default=20, help="batches: one untimed pass, then one timed pass")
+    parser.add_argument("--steps", type=at_least_one, default=20, help="batches: one untimed pass, then one timed pass")
     parser.add_argument("--batch-words", type=int, default=400, help="words per batch, as in the configs")
     parser.add_argument("--prompt-layer", type=int, default=4, help="late-prompt layer of every system")
     parser.add_argument("--only", nargs="+", default=None, help="system names to run (default: all)")
@@ -44,17 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import spacy
     import torch
-    from spacy.tokens import DocBin
     from spacy.training import Example
     from spacy.training.batchers import minibatch_by_words
 
+    check_output_files(output=args.output)
     if not args.train.exists():
         raise CLIError(f"{args.train} not found (convert a corpus first)")
+    unknown = [name for name in args.only or () if name not in SYSTEMS]
+    if unknown:
+        raise CLIError(f"--only {', '.join(map(repr, unknown))}: not a system here; choose from: {', '.join(SYSTEMS)}")
     chosen = {k: v for k, v in SYSTEMS.items() if args.only is None or k in args.only}
-    if not chosen:
-        raise CLIError(f"--only names none of: {', '.join(SYSTEMS)}")
     nlp0 = spacy.blank("en")
-    docs = list(DocBin().from_disk(args.train).get_docs(nlp0.vocab))
+    docs = read_docbin(args.train, nlp0.vocab)
     n_batches = args.steps
     batches = list(minibatch_by_words(docs, size=args.batch_words, tolerance=0.2))[:n_batches]
     if len(batches) < n_batches:

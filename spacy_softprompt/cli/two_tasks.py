@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
-from . import CLIError, markdown_output
+from . import CLIError, at_least_one, check_output_files, markdown_output, read_docbin
 
 HELP = "memory and words/s of two softprompt_ie tasks sharing one frozen backbone vs one task"
 
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--first", type=Path, required=True, help="first task's corpus (.spacy), e.g. ADE train")
     parser.add_argument("--second", type=Path, required=True, help="second task's corpus (.spacy), e.g. SDoH train")
     parser.add_argument("--texts", type=Path, required=True, help=".spacy whose texts are annotated")
-    parser.add_argument("--limit", type=int, default=200, help="texts annotated")
+    parser.add_argument("--limit", type=at_least_one, default=200, help="texts annotated")
     parser.add_argument("--backbone", default="default")
     parser.add_argument("--prompt-layer", type=int, default=4)
     parser.add_argument("--packed", action=argparse.BooleanOptionalAction, default=True,
@@ -48,15 +48,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=256,
                         help="subwords per sequence: room for every type's part and a whole window, so that "
                              "both tasks tile a text alike and share its lower layers")
-    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per pipeline (best speed kept)")
+    parser.add_argument("--repeats", type=at_least_one, default=3, help="fresh processes per pipeline (best speed kept)")
     parser.add_argument("--output", type=markdown_output, help="markdown report (and .json beside it)")
 
 
 def run(args: argparse.Namespace) -> int:
     import spacy
-    from spacy.tokens import DocBin
     from spacy.training import Example
 
+    check_output_files(output=args.output)
     for path in (args.first, args.second, args.texts):
         if not path.exists():
             raise CLIError(f"{path} not found (run `spacy project run convert` first)")
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         for name, corpus in (("first", args.first), ("second", args.second)):
             both.add_pipe("softprompt_ie", name=name, config={"model": model, "spans_key": name,
                                                               "set_ents": name == "first"})
-            gold = list(DocBin().from_disk(corpus).get_docs(both.vocab))[:200]
+            gold = read_docbin(corpus, both.vocab)[:200]
             both.get_pipe(name).initialize(lambda gold=gold: [Example(d, d) for d in gold], nlp=both)
         both.to_disk(Path(tmp) / "both")
         for name in ("first", "second"):
