@@ -175,6 +175,21 @@ def test_subsamples_are_seeded_nested_and_checked():
     assert main(["cats-curve", "--systems", "finetune", "--train", "nowhere.spacy"]) == 2
 
 
+def test_inputs_that_would_waste_the_runs_are_refused_before_training(tmp_path, monkeypatch, capsys):
+    """A test (or dev) file without doc.cats scored every run 0.0; a size above the pool failed after the smaller
+    sizes had trained; a repeated seed counted each run twice."""
+    argv = two_step_run(tmp_path, "no-backbone-needed", monkeypatch, tmp_path / "out.md")
+    sizes = argv.index("--sizes") + 1
+    assert main(argv[:sizes] + ["4", "9"] + argv[sizes + 1:]) == 2
+    assert "--sizes 9: the documents to train on are only 8" in capsys.readouterr().err
+    assert main(argv + ["--seeds", "0", "0"]) == 2
+    assert "--seeds names 0 more than once" in capsys.readouterr().err
+    DocBin(docs=[spacy.blank("en")("No status.")]).to_disk(tmp_path / "test.spacy")
+    assert main(argv) == 2
+    assert f"{tmp_path / 'test.spacy'} has no doc.cats" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "all-seed0").exists()
+
+
 def test_project_command_is_the_verb():
     """project.yml's ``cats-curve`` (with its default vars) parses as the verb's arguments, and the
     ``smoking-curve`` workflow converts the corpus first (the run itself is tested below, in-process:
@@ -305,6 +320,9 @@ def test_cats_curve_runs_in_small_and_resumes(tmp_path, tiny_bert, capsys, monke
     steps = argv.index("--max-steps") + 1
     assert main([("3" if i == steps else a) for i, a in enumerate(argv)]) == 2
     assert "trained with max_steps 2" in capsys.readouterr().err
+    every = argv.index("--eval-frequency") + 1  # as would another dev cadence (the header said it of every run)
+    assert main([("1" if i == every else a) for i, a in enumerate(argv)]) == 2
+    assert "trained with eval_frequency 2 and dev_limit 0" in capsys.readouterr().err
     # so would a changed config for a system: refused, naming it
     config = spacy.util.load_config(finetune)
     config["training"]["optimizer"]["learn_rate"]["initial_rate"] = 1e-3

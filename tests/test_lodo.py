@@ -418,3 +418,11 @@ def test_old_types_caption_names_replay_only_when_a_replay_arm_ran():
     assert "replay" not in plain[0] and "| s | K = 20, seed 0 | 60.0 (-20.0) |" in plain
     both = _old_types_table([source, transfer, replay])
     assert "transfer + replay of R examples" in both[0] and "| s | K = 20 + replay 5, seed 0 | 75.0 (-5.0) |" in both
+
+
+@pytest.mark.parametrize("option,values", [("--seeds", ["0", "1", "0"]), ("--shots", ["5", "5"]),
+                                           ("--held-out", ["ade", "ade"])])
+def test_a_repeated_seed_shot_or_corpus_is_refused(option, values, tmp_path, capsys):
+    """Each repeat was run (or read back) again and counted twice in the means."""
+    assert main(["lodo", "--corpus", *write_corpora(tmp_path), option, *values]) == 2
+    assert f"{option} names {values[-1]} more than once" in capsys.readouterr().err

@@ -84,6 +84,13 @@ def markdown_output(value: str) -> Path:
     return path
 
 
+def check_distinct(values: Sequence[Any], option: str) -> None:
+    """A list option whose repeats would be run (or read back) and counted twice, e.g. ``--seeds 0 0``."""
+    repeated = sorted({value for value in values if values.count(value) > 1}, key=str)
+    if repeated:
+        raise CLIError(f"{option} names {', '.join(map(str, repeated))} more than once: each would be counted twice")
+
+
 def read_record(path: Path, what: str, required: Sequence[str] = ()) -> Dict[str, Any]:
     """A JSON object a verb reads back (a run's record, a fold's scores): one that is damaged (a
     run cut short while writing it), not an object or without the ``required`` keys is a

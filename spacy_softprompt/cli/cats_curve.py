@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from . import CLIError, markdown_output, read_docbin
+from . import CLIError, check_distinct, markdown_output, read_docbin
 from .runs import (backbone_settings, config_sha1, corpus_settings, evaluate_spacy, finished_run, jsonl_log_settings,
                    load_systems, matplotlib_available, mean_sd, require_files, short_sha1, top_class, train,
                    write_run_config)
@@ -157,6 +157,9 @@ def splits(args: argparse.Namespace, docs: List[Any]) -> List[Dict[str, Any]]:
     entry per fold, its dev and test documents written to ``RUNS/data/fold<i>-{dev,test}.spacy``;
     each with a digest of its dev and test texts (``data``), which a resumed run must match."""
     dev, test = read_docbin(args.dev), read_docbin(args.test)
+    for path, split in ((args.dev, dev), (args.test, test)):  # (every prediction a false positive: F1 0.0)
+        if not any(doc.cats for doc in split):
+            raise CLIError(f"{path} has no doc.cats to select or score the classes on ({HINT})")
     if not args.folds:
         return [{"fold": None, "pool": docs, "dev": args.dev, "test": args.test,
                  "data": {"dev": texts_sha1(dev), "test": texts_sha1(test)}}]
@@ -194,6 +197,9 @@ def resume_mismatch(done: Dict[str, Any], args: argparse.Namespace, data: Dict[s
                                                                                args.folds):
         return (f"trained with max_steps {done.get('max_steps')}, backbone {done.get('backbone')!r} "
                 f"and folds {done.get('folds', 0)}")
+    dev_settings = {"eval_frequency": args.eval_frequency, "dev_limit": args.dev_limit}
+    if any(done.get(key, value) != value for key, value in dev_settings.items()):
+        return f"trained with eval_frequency {done.get('eval_frequency')} and dev_limit {done.get('dev_limit')}"
     if done.get("config_sha1", config_digest) != config_digest:
         return f"trained with another config for {done.get('system')} (the config file changed)"
     if done.get("data", data) != data:
@@ -291,6 +297,7 @@ def run(args: argparse.Namespace) -> int:
     from .bench import dev_curve
 
     require_files([args.train, args.dev, args.test], HINT)
+    check_distinct(args.seeds, "--seeds")
     sizes = parse_sizes(args.sizes)
     plot = args.plot and matplotlib_available(required=False, verb="cats-curve")
     plain = load_systems(args.systems)
@@ -312,6 +319,12 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--with-concepts: {args.train} has no {', '.join(missing)} concepts for {name} (its "
                            f"types: {', '.join(sorted(found))})")
     folds = splits(args, docs)
+    counted = [size for size in sizes if size != "all"]
+    for split in folds:  # every size checked before the first run trains
+        if counted and max(counted) > len(split["pool"]):
+            where = "" if split["fold"] is None else f" (fold {split['fold']}'s training pool)"
+            raise CLIError(f"--sizes {max(counted)}: the documents to train on are only {len(split['pool'])}{where}; "
+                           "use 'all'")
     report: Dict[str, Any] = {
         "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:]), "backbone": args.backbone,
         "max_steps": args.max_steps, "eval_frequency": args.eval_frequency, "train": str(args.train),
@@ -356,6 +369,7 @@ def run(args: argparse.Namespace) -> int:
                                "pipeline learn doc.cats?")
             record = {"system": name, "size": size, "documents": report["subsamples"][key]["documents"],
                       "seed": seed, "fold": fold, "folds": args.folds, "max_steps": args.max_steps,
+                      "eval_frequency": args.eval_frequency, "dev_limit": args.dev_limit,
                       "backbone": args.backbone, "train_file": str(train_file), "test_file": str(split["test"]),
                       "cats_macro_f": _points(scores["cats_macro_f"]),
                       "cats_micro_f": _points(scores.get("cats_micro_f")),

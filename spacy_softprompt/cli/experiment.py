@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List
 
-from . import read_docbin
+from . import check_distinct, read_docbin
 from .init_config import PRESETS, STOCK_PRESETS
 from .runs import (base_config, check_settings, config_sha1, corpus_settings, finished_run, jsonl_log_settings,
                    matplotlib_available, parse_settings, require_files, train_and_evaluate)
@@ -66,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_files([args.train, args.dev, args.test])
+    check_distinct(args.seeds, "--seeds")
+    check_distinct(args.values or [], "--values")
     if args.plot:
         matplotlib_available(required=True, verb="experiment")
     config = base_config(args.preset, args.config)

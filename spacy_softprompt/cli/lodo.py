@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..calibration import DEFAULT_FLOOR, gold_density
 from ..queries import PACKED_TYPES
 from ..strategies import STRATEGIES, TYPE_SCORING
-from . import CLIError, markdown_output, read_docbin
+from . import CLIError, check_distinct, markdown_output, read_docbin
 from .calibrate import positive
 from .evaluate import probability
 from .runs import (backbone_settings, config_sha1, corpus_settings, evaluate, finished_run, jsonl_log_settings,
@@ -276,6 +276,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.replay < 0:
         raise CLIError(f"--replay {args.replay}: examples per old type must be 0 (no replay arm) or more")
+    for option, values in (("--seeds", args.seeds), ("--shots", args.shots), ("--held-out", args.held_out or [])):
+        check_distinct(values, option)
     corpora = parse_corpora(args.corpora)
     held_outs = args.held_out or list(corpora)
     unknown = [h for h in held_outs if h not in corpora]
