@@ -332,3 +332,16 @@ def test_measuring_verbs_check_their_inputs_before_measuring(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert "0: must be at least 1" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_a_training_config_is_named(tmp_path):
+    """folds train, cats-curve --systems, bench --configs, lodo --systems: a ConfigValidationError traceback (in
+    bench it escaped the per-system error handling and ended the benchmark)."""
+    from spacy_softprompt.cli import CLIError
+    from spacy_softprompt.cli.runs import base_config, load_systems
+
+    bad = tmp_path / "bad.cfg"
+    bad.write_text("[paths]\ntrain = 3\n[nlp\n")
+    for load in (lambda: base_config(config=bad), lambda: load_systems([str(bad)])):
+        with pytest.raises(CLIError, match=r"bad.cfg is not a training config \(Source contains parsing errors.*line  3"):
+            load()

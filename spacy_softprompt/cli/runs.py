@@ -49,7 +49,13 @@ def base_config(preset: Optional[str] = None, config: Optional[Path] = None, **c
     if config is not None:
         if not config.is_file():
             raise CLIError(f"config {config} not found")
-        return load_config(config, interpolate=False)
+        try:
+            return load_config(config, interpolate=False)
+        except Exception as err:  # thinc's ConfigValidationError, configparser's errors, a file not UTF-8
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            detail = "; ".join(lines[2:] or lines or [type(err).__name__])  # after thinc's two-line preamble
+            raise CLIError(f"config {config} is not a training config ({detail}); make one with "
+                           "`python -m spacy_softprompt init-config`") from err
     return Config().from_str(generate(preset, **choices), interpolate=False)
 
 
