@@ -326,6 +326,9 @@ def test_measuring_verbs_check_their_inputs_before_measuring(tmp_path, capsys):
                  ["two-tasks", "--first", str(bad), "--second", str(bad), "--texts", str(bad), "--output", str(folder)]):
         assert main(argv) == 2
         assert f"--output {folder} is a folder" in _one_error_line(capsys.readouterr().err)
+    assert main(["bench", "--train", str(bad), "--dev", str(bad), "--test", str(bad), "--output", str(tmp_path / "b.md"),
+                 "--systems", "strategies", "--only", "finetune", "lora"]) == 2  # lora: the peft set's (was skipped)
+    assert "--only lora: not a system of the 'strategies' set" in _one_error_line(capsys.readouterr().err)
     assert main(["step-time", "--train", str(bad), "--only", "typo"]) == 2
     assert "--only 'typo': not a system here" in _one_error_line(capsys.readouterr().err)
     for argv in (["step-time", "--steps", "0"], ["two-tasks", "--limit", "0"], ["two-tasks", "--repeats", "0"]):

@@ -177,6 +177,11 @@ def run(args: argparse.Namespace) -> int:
                        "concept types it shares with the training corpus")
     if args.configs is not None and not args.configs.is_dir():
         raise CLIError(f"--configs {args.configs} is not a folder")
+    in_set = [system.run for system in SYSTEM_SETS[args.systems]]
+    elsewhere = [name for name in args.only or () if name not in in_set]
+    if elsewhere:  # (--only's choices span every set)
+        raise CLIError(f"--only {' '.join(elsewhere)}: not a system of the {args.systems!r} set, whose runs are "
+                       f"{', '.join(in_set)}")
     try:
         backbone = resolve_backbone(args.backbone)
     except BackboneNotFound as err:
@@ -192,8 +197,6 @@ def run(args: argparse.Namespace) -> int:
               "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:])}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     chosen = [system for system in SYSTEM_SETS[args.systems] if not args.only or system.run in args.only]
-    if not chosen:
-        raise CLIError(f"--only names no system of the {args.systems!r} set")
     for index, system in enumerate(chosen, 1):
         layer = None if system.component != "softprompt_ie" else (args.prompt_layer if system.late else 0)
         print(f"\n[{index}/{len(chosen)}] {system.name}: training the {system.config} config"
