@@ -348,3 +348,20 @@ def test_a_file_that_is_not_a_training_config_is_named(tmp_path):
     for load in (lambda: base_config(config=bad), lambda: load_systems([str(bad)])):
         with pytest.raises(CLIError, match=r"bad.cfg is not a training config \(Source contains parsing errors.*line  3"):
             load()
+
+
+def test_a_prompt_layer_past_the_backbone_is_refused_before_any_system_runs(tmp_path, tiny_bert, capsys):
+    """scaling timed the stock, none and naive rows on every text set first; bench trained the systems before
+    the first late-prompt one."""
+    from spacy.tokens import DocBin
+
+    data = tmp_path / "toy.spacy"
+    DocBin(docs=[spacy.blank("en")("Aspirin caused nausea.")]).to_disk(data)
+    assert main(["scaling", "--texts", str(data), "--types", "2", "--backbone", tiny_bert, "--prompt-layers", "1", "2",
+                 "--output", str(tmp_path / "s.md")]) == 2
+    assert "--prompt-layers 2: the backbone has 2 layers (0 to 1)" in _one_error_line(capsys.readouterr().err)
+    files = [f"--{split}={data}" for split in ("train", "dev", "test")]
+    assert main(["bench", *files, "--backbone", tiny_bert, "--prompt-layer", "3", "--output", str(tmp_path / "b.md"),
+                 "--only", "stock_transformer_ner", "soft_prompt_frozen"]) == 2
+    assert "--prompt-layer 3: the backbone has 2 layers" in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "s.md").exists() and not (tmp_path / "b.md").exists()

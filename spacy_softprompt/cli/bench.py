@@ -26,7 +26,7 @@ import platform
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import CLIError, check_output_files, markdown_output, read_docbin
 from .compare import folder_bytes, trainable_parameters
@@ -186,6 +186,9 @@ def run(args: argparse.Namespace) -> int:
         backbone = resolve_backbone(args.backbone)
     except BackboneNotFound as err:
         raise CLIError(str(err)) from err
+    chosen = [system for system in SYSTEM_SETS[args.systems] if not args.only or system.run in args.only]
+    if any(system.late or system.upper_adapter for system in chosen):
+        check_prompt_layers(backbone, [args.prompt_layer], "--prompt-layer")
     data = _data(args)
     report = {"machine": machine(), "backbone": args.backbone, "backbone_path": backbone,
               "max_steps": data["max_steps"], "quick": args.quick, "data": data["sizes"], "systems": [],
@@ -196,7 +199,6 @@ def run(args: argparse.Namespace) -> int:
               "transfer_types": args.transfer_types,
               "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:])}
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    chosen = [system for system in SYSTEM_SETS[args.systems] if not args.only or system.run in args.only]
     for index, system in enumerate(chosen, 1):
         layer = None if system.component != "softprompt_ie" else (args.prompt_layer if system.late else 0)
         print(f"\n[{index}/{len(chosen)}] {system.name}: training the {system.config} config"
@@ -344,6 +346,15 @@ def _n_layers(backbone: str) -> int:
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(backbone).num_hidden_layers
+
+
+def check_prompt_layers(backbone: str, layers: Sequence[int], option: str) -> None:
+    """Late-prompt layers checked against the backbone before anything runs (a layer past the
+    last failed only when its first system was built, after the systems before it had run)."""
+    n = _n_layers(backbone)
+    outside = [k for k in layers if not 0 <= k < n]
+    if outside:
+        raise CLIError(f"{option} {' '.join(map(str, outside))}: the backbone has {n} layers (0 to {n - 1})")
 
 
 def dev_curve(log: Path) -> Dict[str, Any]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import CLIError, at_least_one, check_output_files, markdown_output, read_docbin
-from .bench import machine
+from .bench import check_prompt_layers, machine
 from .init_config import STOCK, generate
 from .runs import matplotlib_available
 
@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         backbone = resolve_backbone(args.backbone)
     except BackboneNotFound as err:
         raise CLIError(str(err)) from err
+    check_prompt_layers(backbone, args.prompt_layers, "--prompt-layers")
     can_plot = matplotlib_available(required=False, verb="scaling")
     vocab = spacy.blank("en").vocab
 
