@@ -158,7 +158,7 @@ def make_softprompt_ie(
         if not 0.0 < value <= 1.0:
             raise ValueError(f"{option} is a probability in (0, 1], not {value}.")
     for option, texts in (("query_texts", query_texts), ("new_labels", new_labels)):
-        wrong = {label: text for label, text in texts.items() if not isinstance(text, str) or not text.strip()}
+        wrong = {label: text for label, text in texts.items() if not _is_words(text)}
         if wrong:
             raise ValueError(f"{option} maps a label to the words that describe it, not {wrong}.")
     if not cats_loss_weight > 0.0:
@@ -538,7 +538,7 @@ class SoftPromptIE(TrainablePipe):
         """What add_label, add_relation_type and add_class share: checks, then the model's add_type."""
         self._check_initialized()
         check_label_names([label], kind)
-        if description is not None and (not isinstance(description, str) or not description.strip()):
+        if description is not None and not _is_words(description):
             raise ValueError(f"The description of {label!r} is the words that ask for it, not {description!r}.")
         schema = self.schema
         of_kind = {"concept": schema.concept_labels, "relation": schema.relation_labels, "cat": schema.cat_labels}
@@ -664,6 +664,11 @@ LOAD_SETTINGS = ("spans_key", "threshold", "relation_threshold", "set_ents", "ca
 # settings the trained model is made of: a loading config that changes them is warned, not followed
 TRAINED_SETTINGS = ("query_texts", "exclusive_classes")
 BUILT_WITH = "built_with"  # cfg key: both as the component's config gave them when it was built
+
+
+def _is_words(text: Any) -> bool:
+    """A description or query text: a string with something in it (a blank one would ask for nothing)."""
+    return isinstance(text, str) and bool(text.strip())
 
 
 def configured_settings(cfg: Dict[str, Any]) -> Dict[str, Any]:

@@ -171,6 +171,8 @@ def test_subsamples_are_seeded_nested_and_checked():
     assert subsample(docs, 4, 0) == subsample(docs, 4, 0) == subsample(docs, 6, 0)[:4]
     assert subsample(docs, 4, 0) != subsample(docs, 4, 1)
     assert subsample(docs, "all", 3) == docs
+    with pytest.raises(CLIError, match="--sizes 11: the documents to train on are only 10; use 'all'"):
+        subsample(docs, 11, 0)
     assert parse_sizes(["all", "50", "25"]) == [25, 50, "all"]
     assert main(["cats-curve", "--systems", "finetune", "--train", "nowhere.spacy"]) == 2
 

@@ -117,13 +117,18 @@ def parse_sizes(values: Sequence[str]) -> List[Size]:
     return sorted(set(sizes)) + (["all"] if "all" in values else [])  # type: ignore[list-item]
 
 
+def check_size(size: int, pool: Sequence[Any], where: str = "") -> None:
+    """A subsample cannot hold more documents than its pool (``where`` names the pool)."""
+    if size > len(pool):
+        raise CLIError(f"--sizes {size}: the documents to train on are only {len(pool)}{where}; use 'all'")
+
+
 def subsample(docs: Sequence[Any], size: Size, seed: int) -> List[Any]:
     """The first ``size`` documents of a shuffle seeded by ``seed`` (all of them for ``all``):
     sizes nest, and a size and seed give the same documents for every system."""
     if size == "all":
         return list(docs)
-    if size > len(docs):  # type: ignore[operator]
-        raise CLIError(f"--sizes {size}: the documents to train on are only {len(docs)} (use 'all')")
+    check_size(size, docs)
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
     return [docs[i] for i in order[:size]]  # type: ignore[misc]
@@ -321,10 +326,9 @@ def run(args: argparse.Namespace) -> int:
     folds = splits(args, docs)
     counted = [size for size in sizes if size != "all"]
     for split in folds:  # every size checked before the first run trains
-        if counted and max(counted) > len(split["pool"]):
+        if counted:
             where = "" if split["fold"] is None else f" (fold {split['fold']}'s training pool)"
-            raise CLIError(f"--sizes {max(counted)}: the documents to train on are only {len(split['pool'])}{where}; "
-                           "use 'all'")
+            check_size(max(counted), split["pool"], where)
     report: Dict[str, Any] = {
         "command": "python -m spacy_softprompt " + " ".join(sys.argv[1:]), "backbone": args.backbone,
         "max_steps": args.max_steps, "eval_frequency": args.eval_frequency, "train": str(args.train),
