@@ -51,6 +51,13 @@ ERRORS = [
     ("bad_ann_byte", TEXT, GOOD.encode() + b"T2\tADE 17 21\tr\xe4sh\n", ".ann", 2, "not valid UTF-8: byte 0xe4"),
     ("space_not_tab", TEXT, GOOD + "T2 ADE 17 21\trash\n", ".ann", 2, "followed by a space, not a tab"),
     ("empty_txt", "", GOOD, ".ann", 1, "offset beyond text"),
+    ("empty_role", TEXT, GOOD + "T2\tADE 17 21\trash\nE1\tDrug:T1 :T2\n", ".ann", 3, "broken E line"),
+    ("number_role", TEXT, GOOD + "T2\tADE 17 21\trash\nE1\tDrug:T1 2:T2\n", ".ann", 3, "broken E line"),
+    ("same_arg_names", TEXT, GOOD + "T2\tADE 17 21\trash\nR1\tCause Arg1:T1 Arg1:T2\n", ".ann", 3,
+     "two arguments named Arg1"),
+    ("note_unknown", TEXT, GOOD + "#1\tAnnotatorNotes T9\tsome note\n", ".ann", 2, "unknown id: #1 is about T9"),
+    ("note_broken", TEXT, GOOD + "#1\tgarbage\n", ".ann", 2, "broken # line"),
+    ("norm_unknown", TEXT, GOOD + "N1\tReference T9 UMLS:C123\tfoo\n", ".ann", 2, "unknown id: N1 is about T9"),
     ("ann_only", None, GOOD, ".ann", None, "no .txt beside this .ann"),
 ]
 
@@ -76,6 +83,31 @@ def test_lenient_reports_the_lines_after_a_text_mismatch(tmp_path, nlp):
     assert summary.problems[1].startswith(f"{tmp_path / 'doc.ann'}:2: ")
 
 
+def test_lenient_reports_the_lines_after_a_duplicate_id(tmp_path, nlp):
+    """A broken line after a duplicate T (held as its possible continuation) was lost without a trace."""
+    write(tmp_path, "doc", TEXT, GOOD + "T2\tADE 17 21\trash\nT1\tADE 17 21\trash\nthis is garbage\n")
+    _, summary = read_brat(tmp_path / "doc.ann", nlp, lenient=True)
+    assert [p.split(": ")[1] for p in summary.problems] == ["duplicate id", "broken line"]
+    assert summary.problems[1].startswith(f"{tmp_path / 'doc.ann'}:4: ")
+
+
+def test_relation_arguments_are_read_by_name(tmp_path, nlp):
+    """Arg2 written first made the tail the head, silently; other names are read in order and counted."""
+    ann = GOOD + "T2\tADE 17 21\trash\nR1\tCause Arg2:T2 Arg1:T1\nR2\tSame From:T2 To:T1\n"
+    write(tmp_path, "doc", TEXT, ann)
+    [doc], summary = read_brat(tmp_path / "doc.ann", nlp)
+    assert sorted((r.head.text, r.tail.text, r.label) for r in doc._.relations) == [
+        ("Aspirin", "rash", "Cause"), ("rash", "Aspirin", "Same")]
+    assert summary.adjusted[brat.ARG2_FIRST] == 1 and summary.adjusted[brat.OTHER_ARG_NAMES] == 1
+
+
+def test_notes_and_normalizations_about_known_ids_are_counted(tmp_path, nlp):
+    ann = GOOD + "#1\tAnnotatorNotes T1\tchecked\nN1\tReference T1 RxNorm:1191\tAspirin\n#2\tAnnotatorNotes T1\n"
+    write(tmp_path, "doc", TEXT, ann)
+    _, summary = read_brat(tmp_path / "doc.ann", nlp)
+    assert summary.not_converted == {brat.NOTE: 2, brat.NORMALIZATION: 1} and summary.problems == []
+
+
 def test_an_equivalence_keeps_its_converted_members(tmp_path, nlp):
     """One member not converted lost the line's every relation, counted once."""
     text = "Aspirin and ibuprofen and naproxen   ."
@@ -94,6 +126,10 @@ def test_messages_say_what_the_line_should_look_like(tmp_path, nlp):
     write(tmp_path, "doc", TEXT, GOOD + "T2\tADE 21 17\trash\n")
     with pytest.raises(CorpusFormatError, match=r"T1<TAB>TYPE START END<TAB>TEXT"):
         read_brat(tmp_path / "doc.ann", nlp)
+    for line in ("T2 \tADE 17 21\trash\n", "T2  ADE 17 21\trash\n"):  # the fix shown was itself broken
+        write(tmp_path, "doc", TEXT, GOOD + line)
+        with pytest.raises(CorpusFormatError, match=r"e\.g\. 'T2\\tADE 17 21\\trash'"):
+            read_brat(tmp_path / "doc.ann", nlp)
 
 
 def test_lenient_converts_the_rest_and_reports_each_problem(tmp_path, nlp):
@@ -154,10 +190,22 @@ def test_line_break_cases_are_read_as_one_annotation(tmp_path, nlp):
     assert sorted(s.text for s in doc.spans["softprompt"]) == ["Fever", "Pain in the\r\nleft leg."]
 
 
+@pytest.mark.parametrize("check,written", [("offsets", "Pain in teh\nleft leg."), ("tolerant", "Pain in the\nleft leq.")])
+def test_a_continued_text_field_is_checked_as_the_text_check_says(tmp_path, nlp, check, written):
+    """A text field over two lines ignored --text-check: "offsets" failed on it, "tolerant" refused a small slip."""
+    ann = f"T1\tSymptom 0 21\t{written}\nT2\tSymptom 22 27\tFever\n"
+    [doc], summary = read_brat(write_and_path(tmp_path, "Pain in the\nleft leg.\nFever\n", ann), nlp, text_check=check)
+    assert sorted(s.text for s in doc.spans["softprompt"]) == ["Fever", "Pain in the\nleft leg."]
+    assert summary.adjusted[brat.TEXT_DIFFERS] == 1 and summary.problems == []
+    with pytest.raises(CorpusFormatError, match=r":1: text mismatch"):  # strict: still a mismatch
+        read_brat(tmp_path / "doc.ann", nlp, text_check="strict")
+
+
 def test_continuation_that_does_not_match_is_a_broken_line(tmp_path, nlp):
     ann = GOOD + "this is not an annotation\n"
-    with pytest.raises(CorpusFormatError, match=r":2: broken line"):
-        read_brat(write_and_path(tmp_path, TEXT, ann), nlp)
+    for check in ("strict", "tolerant", "offsets"):  # a span on one line takes no continuation, whatever the check
+        with pytest.raises(CorpusFormatError, match=r":2: broken line"):
+            read_brat(write_and_path(tmp_path, TEXT, ann), nlp, text_check=check)
 
 
 def write_and_path(folder: Path, text: str, ann: str) -> Path:

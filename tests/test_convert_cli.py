@@ -369,3 +369,7 @@ def test_convert_brat_split_from_splits_file(tmp_path, capsys):
     assert "zzz" in capsys.readouterr().err
     assert main(["convert", "brat", str(tmp_path / "brat"), str(out), "--splits", str(splits)]) == 2
     assert "--splits needs --split" in capsys.readouterr().err
+    # a misspelt split name read its ids as in no split; a key starting with _ is a comment
+    splits.write_text(json.dumps({"_about": "x", "train": ["a"], "validation": ["b"], "test": ["c"]}), encoding="utf-8")
+    assert main(["convert", "brat", str(tmp_path / "brat"), str(out), "--split", "train", "--splits", str(splits)]) == 2
+    assert f"{splits}: unknown split name(s) 'validation': the splits are train, dev, test" in capsys.readouterr().err

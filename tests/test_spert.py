@@ -96,16 +96,17 @@ def test_label_and_relation_maps_are_separate(nlp, tmp_path):
 def test_duplicates_merged_self_relations_and_extra_keys_counted(nlp, tmp_path):
     doc = {
         "tokens": ["aspirin", "rash"],
-        "entities": [{"type": DRUG, "start": 0, "end": 1}, {"type": DRUG, "start": 0, "end": 1},
+        "entities": [{"type": DRUG, "start": 0, "end": 1}, {"type": DRUG, "start": 0, "end": 1, "negated": True},
                      {"type": AE, "start": 1, "end": 2}],
         "relations": [{"type": "r", "head": 2, "tail": 0}, {"type": "r", "head": 2, "tail": 1},
-                      {"type": "s", "head": 0, "tail": 1}],
+                      {"type": "s", "head": 0, "tail": 1, "certainty": "possible"}],
         "pos": ["NN", "NN"],
     }
     docs, summary = read_spert(write(tmp_path, [doc]), nlp)
     assert len(docs[0].spans["softprompt"]) == 2 and summary.relations == {"r": 1, "s": 1}
     assert summary.adjusted == {MERGED_ENTITY: 1, MERGED_RELATION: 1, SELF_RELATION: 1}
-    assert summary.not_converted == {"document: key 'pos' not read": 1}
+    assert summary.not_converted == {"document: key 'pos' not read": 1, "entity: key 'negated' not read": 1,
+                                     "relation: key 'certainty' not read": 1}
 
 
 BAD_DOCUMENTS: Dict[str, tuple] = {

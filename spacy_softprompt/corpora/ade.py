@@ -149,6 +149,10 @@ def load_splits(path: Path) -> Dict[str, str]:
         raise CorpusFormatError(path, getattr(err, "lineno", None), f"not a JSON file ({err})") from err
     if not isinstance(data, dict) or not all(isinstance(data.get(n, []), list) for n in SPLITS):
         raise CorpusFormatError(path, None, 'not a splits file: expected {"train": [ids], "dev": [ids], "test": [ids]}')
+    unknown = sorted(key for key in data if key not in SPLITS and not key.startswith("_"))
+    if unknown:  # a misspelt split's ids were read as in no split
+        raise CorpusFormatError(path, None, f"unknown split name(s) {', '.join(map(repr, unknown))}: the splits are "
+                                            f"{', '.join(SPLITS)} (a key starting with _ is a comment)")
     split_of: Dict[str, str] = {}
     for name in SPLITS:
         for pmid in data.get(name, []):

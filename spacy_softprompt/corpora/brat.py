@@ -40,14 +40,21 @@ Policies (each one is counted in the summary when it applies):
   that continues on the next line(s) (the span crosses a line break), or that
   lacks the ``\\r`` of a CRLF, matches when it equals the ``.txt`` with ``\\r``
   ignored; a space where the ``.txt`` has a line break also matches. Each is
-  counted with its own reason.
+  counted with its own reason. A text field that continues takes as many
+  lines as the span crosses line breaks, and is then compared as
+  ``text_check`` says.
 - Event arguments become relations from the trigger to the argument, labelled
-  with the role; a numbered role (``Type2``) loses its number. An event
+  with the role; a numbered role (``Type2``) loses its number, and a role
+  that is only a number (or empty) is a broken line. An event
   without arguments keeps only its trigger entity. Relations whose arguments
   are event ids use the event's trigger.
+- A binary relation's arguments are read by name: ``Arg1`` is the head,
+  wherever it is written; arguments with other names are read in the order
+  written (the first is the head); two arguments with one name are an error.
 - An equivalence ``*\\tOVERLAP E1 E2 E3`` becomes relations between
   consecutive members (``E1-E2``, ``E2-E3``) labelled with its type.
-- Notes (``#``) and normalizations (``N``) are not converted.
+- Notes (``#``) and normalizations (``N``) are not converted; each is checked
+  (its form, and that the id it is about is in the file) and counted.
 - Every ``E``, ``R``, ``*`` and ``A`` line is also kept as written
   (:mod:`.brat_store`), so ``write_brat`` gives back the same annotations.
 - Malformed input (offsets, ids, encodings, broken lines) is an error naming

@@ -43,12 +43,13 @@ class AnnFile:
         self.summary.report(CorpusFormatError(self.path, line, message))
 
     def convert(self, lines: List[AnnLine]) -> None:
-        by_kind: Dict[str, List[AnnLine]] = {kind: [] for kind in "ER*A"}
+        by_kind: Dict[str, List[AnnLine]] = {kind: [] for kind in "ER*A#N"}
         first_seen: Dict[str, int] = {}
         for line in lines:
             kind = line.id[:1]
             if kind in "TERAMN" and line.id in first_seen:
                 self.error(line.number, f"duplicate id: {line.id} is also defined on line {first_seen[line.id]}")
+                self.release(line)
                 continue
             first_seen[line.id] = line.number
             if kind == "T":
@@ -57,10 +58,8 @@ class AnnFile:
                 by_kind[kind].append(line)
             elif kind in "AM":
                 by_kind["A"].append(line)
-            elif kind == "#":
-                self.summary.skip(why.NOTE)
-            elif kind == "N":
-                self.summary.skip(why.NORMALIZATION)
+            elif kind in "#N":
+                by_kind[kind].append(line)
             else:
                 self.error(line.number, f"unknown annotation line type: {line.id!r} (expected {why.line_form('')})")
         for line in by_kind["E"]:
@@ -73,6 +72,8 @@ class AnnFile:
             self.equivalence(line)
         for line in by_kind["A"]:
             self.attribute(line)
+        for line in by_kind["#"] + by_kind["N"]:
+            self.not_converted(line, first_seen)
         self.finish()
 
     # --- text-bound annotations -------------------------------------------------
@@ -141,11 +142,12 @@ class AnnFile:
             return True if not continued else why.TEXT_CONTINUED
         if ann_text.replace("\r", "") == found.replace("\r", ""):
             return why.TEXT_CONTINUED if continued else why.TEXT_CR
-        if continued:
-            return None
-        if ann_text == re.sub(r"\r\n|\r|\n", " ", found):
+        if continued:  # continuation lines only as many as the line breaks the .txt span crosses
+            if ann_text.count("\n") != re.sub(r"\r\n|\r", "\n", found).count("\n"):
+                return None
+        elif ann_text == re.sub(r"\r\n|\r|\n", " ", found):
             return why.TEXT_LINE_BREAK
-        if ann_text.rstrip() == found.rstrip():
+        elif ann_text.rstrip() == found.rstrip():
             return why.TEXT_TRAILING_WS if ann_text != ann_text.rstrip() else why.TEXT_TXT_TRAILING_WS
         mode = self.options.text_check
         if mode == "offsets" or (mode == "tolerant" and differs_inside(ann_text, found)):
@@ -203,7 +205,7 @@ class AnnFile:
         if fields is None:
             return
         event_type, _, trigger = fields[0].partition(":")
-        if not event_type or not trigger or any(":" not in f or f.endswith(":") for f in fields[1:]):
+        if not event_type or not trigger or not all(_role(f) and not f.endswith(":") for f in fields[1:]):
             self.error(line.number, f"broken E line: expected {why.line_form('E')}, got {line.id}\\t{line.body!r}")
             return
         if trigger not in self.raw_labels and trigger not in self.dropped:
@@ -233,7 +235,7 @@ class AnnFile:
             self.summary.adjust(why.EVENT_WITHOUT_ARGUMENTS)
         for argument in fields[1:]:
             role, _, ref = argument.partition(":")
-            base_role = re.sub(r"\d+$", "", role)
+            base_role = _role(argument)
             if base_role != role:
                 self.summary.adjust(why.ROLE_NUMBER)
             refs = self.resolve(line, [ref], "E")
@@ -254,6 +256,15 @@ class AnnFile:
         if len(fields) != 3 or not all(ids) or not all(names):
             self.error(line.number, f"broken R line: expected {why.line_form('R')}, got {line.id}\\t{line.body!r}")
             return
+        if names == ("Arg2", "Arg1"):
+            names, ids = names[::-1], ids[::-1]
+            self.summary.adjust(why.ARG2_FIRST)
+        elif set(names) != {"Arg1", "Arg2"}:
+            if len(set(names)) < 2:
+                self.error(line.number, f"broken R line: two arguments named {names[0]}, expected Arg1 and Arg2, "
+                                        f"got {line.id}\\t{line.body!r}")
+                return
+            self.summary.adjust(why.OTHER_ARG_NAMES)
         refs = self.resolve(line, ids, "R")
         self.summary.source_labels[("relation", fields[0])] += 1
         if refs is None:
@@ -304,6 +315,17 @@ class AnnFile:
             self.relations[key] = Relation(self.spans[span_of(head)], self.spans[span_of(tail)], label)
         self.links.add((head, tail, label))
 
+    def not_converted(self, line: AnnLine, defined: Dict[str, int]) -> None:
+        """An annotator note or a normalization: checked (its form, the id it is about), then counted."""
+        kind = line.id[:1]
+        parts = line.body.partition("\t")[0].split()  # the text after the tab may be left out
+        if len(parts) != (2 if kind == "#" else 3):
+            self.error(line.number, f"broken {kind} line: expected {why.line_form(kind)}, got {line.id}\\t{line.body!r}")
+        elif parts[1] not in defined:
+            self.error(line.number, f"unknown id: {line.id} is about {parts[1]}, not defined in this file")
+        else:
+            self.summary.skip(why.NOTE if kind == "#" else why.NORMALIZATION)
+
     # --- attributes -----------------------------------------------------------------
 
     def attribute(self, line: AnnLine) -> None:
@@ -342,3 +364,9 @@ class AnnFile:
         add_records(self.doc, self.records)
         self.summary.entities.update(span.label_ for span in self.spans.values())
         self.summary.relations.update(relation.label for relation in self.relations.values())
+
+
+def _role(argument: str) -> str:
+    """An event argument's role without its number (``Type2:T5`` -> ``Type``); '' when it has none."""
+    role, colon, _ = argument.partition(":")
+    return re.sub(r"\d+$", "", role) if colon else ""

@@ -65,7 +65,7 @@ def broken_line(line: str) -> str:
     head = line.split("\t", 1)[0]
     first = head.split(" ", 1)[0]
     if " " in head and ID_PATTERN.fullmatch(first):
-        fixed = first + "\t" + line[len(first) + 1 :]
+        fixed = first + "\t" + line[len(first) :].lstrip(" \t")
         return (
             f"broken line: the id {first} is followed by a space, not a tab; a {first[0]} line is "
             f"{why.line_form(first[0])}, e.g. {fixed!r}"

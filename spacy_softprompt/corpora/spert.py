@@ -197,8 +197,7 @@ class _DocumentReader:
             return None
         doc = Doc(nlp.vocab, words=tokens, spaces=[True] * (len(tokens) - 1) + [False])
         doc._.doc_id = self.doc_id()
-        for key in sorted(set(self.record) - set(KEYS)):
-            self.summary.skip(f"document: key {key!r} not read")
+        self.unread_keys("document", self.record, KEYS)
         spans, concepts = self.entities(doc, entity_names)
         set_concepts(doc, concepts, spans_key=spans_key)
         self.summary.entities.update(span.label_ for span in concepts)
@@ -206,6 +205,11 @@ class _DocumentReader:
             self.summary.adjust(NOT_IN_ENTS, len(concepts) - len(doc.ents))
         set_relations(doc, self.relations(spans, relation_names), source=spans_key)
         return doc
+
+    def unread_keys(self, kind: str, item: Dict[str, Any], read: Sequence[str]) -> None:
+        """Keys the converter does not read (e.g. an entity's ``negated``): counted, not lost silently."""
+        for key in sorted(set(item) - set(read)):
+            self.summary.skip(f"{kind}: key {key!r} not read")
 
     def tokens(self) -> Optional[List[str]]:
         if not isinstance(self.record, dict):
@@ -257,6 +261,7 @@ class _DocumentReader:
                 self.problem("bad entity", f"entity {j} {entity!r:.80}: expected {expected}")
                 spans.append(None)
                 continue
+            self.unread_keys("entity", entity, ("type", "start", "end"))
             start, end = entity["start"], entity["end"]
             self.entity_types.add(entity["type"])
             if not 0 <= start < end <= len(doc):
@@ -282,6 +287,7 @@ class _DocumentReader:
                 expected = '{"type": NAME, "head": INT, "tail": INT}'
                 self.problem("bad relation", f"relation {j} {relation!r:.80}: expected {expected}")
                 continue
+            self.unread_keys("relation", relation, ("type", "head", "tail"))
             self.relation_types.add(relation["type"])
             head, tail = relation["head"], relation["tail"]
             if not (0 <= head < len(spans) and 0 <= tail < len(spans)):
