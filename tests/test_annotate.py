@@ -215,7 +215,8 @@ def test_bad_unicode_goes_to_errors_and_bad_tables_are_named(pipeline, tmp_path,
             (b'{"id": 1, "text": "ok"}\n{"id": 2, "body": "no text field"}\n', "line 2: no 'text' field"),
             (b'\n[{"id": 1, "text": "an array"}]\n', "a JSON array; annotate reads JSON Lines"),
             (b'{"id": "caf\xe9", "text": "ok"}\n', "line 1: its 'id' is not UTF-8"),
-            (b'{"id": "\\udc80", "text": "ok"}\n', "line 1: id '\\\\udc80' is not valid Unicode")):
+            (b'{"id": "\\udc80", "text": "ok"}\n', "line 1: id '\\\\udc80' is not valid Unicode"),
+            (b'"Warfarin led to bleeding."\n', "line 1: not a JSON object (str)")):
         table.write_bytes(content)
         assert main(["annotate", str(pipeline), str(table), str(tmp_path / "bad")]) == 2
         assert f"error: {table}" in (err := capsys.readouterr().err) and message in err, err
@@ -275,8 +276,81 @@ def test_a_note_added_before_where_a_run_resumes_is_refused(pipeline, notes_fold
     (notes / "0.txt").write_text("Ibuprofen caused a rash.")  # sorts first: every note after it moves
     assert main(arguments) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    # zz.txt's short shard is filled again when the input grows, so the check is at the shard before it
-    assert "changed since the earlier run" in err and "where that run's last note was 'g.txt'" in err
+    assert "the input changed since the earlier run" in err and "its notes 1 to 2 are not the ones its shard" in err
+
+
+def test_resume_refuses_changed_notes_and_missing_shards(pipeline, notes_folder, tmp_path, capsys):
+    """Resuming checked one note id where the finished shards end: a note rewritten in place, or removed and
+    another added, kept the old records; a shard file deleted since was taken as done, its notes lost."""
+    out = tmp_path / "out"
+    arguments = ["annotate", str(pipeline), str(notes_folder), str(out), "--shard-size", "2"]
+    assert main(arguments) == 0
+    (notes_folder / "f.txt").write_text("Warfarin led to bleeding.")  # same name, same place, new text
+    capsys.readouterr()
+    assert main(arguments) == 2
+    assert "its notes 7 to 8 are not the ones its shard part-00003.jsonl was made from" in capsys.readouterr().err
+    assert main([*arguments, "--overwrite"]) == 0
+    (out / "part-00001.jsonl").unlink()
+    assert main(arguments) == 2
+    assert "(part-00001.jsonl missing, where its manifest counts 2 annotated notes" in capsys.readouterr().err
+    assert main([*arguments, "--overwrite"]) == 0
+    shard = out / "part-00003.jsonl"
+    shard.write_text(shard.read_text().splitlines(keepends=True)[0])
+    assert main(arguments) == 2
+    assert "(1 records in part-00003.jsonl, where its manifest counts 2" in capsys.readouterr().err
+
+
+def test_an_error_id_with_a_line_separator_survives_a_resume(pipeline, tmp_path):
+    """errors.jsonl was split with str.splitlines, which also splits on U+2028: a resumed run wrote a broken line."""
+    table, out = tmp_path / "notes.jsonl", tmp_path / "out"
+    table.write_text(json.dumps({"id": "a\u2028b", "text": ""}) + "\n" + json.dumps({"id": "c", "text": NOTES[0]}) + "\n")
+    arguments = ["annotate", str(pipeline), str(table), str(out), "--shard-size", "1"]
+    assert main(arguments) == 0
+    with table.open("a") as more:
+        more.write(json.dumps({"id": "d", "text": " "}) + "\n")
+    assert main(arguments) == 0
+    errors = (out / "errors.jsonl").read_text(encoding="utf8").split("\n")
+    assert [json.loads(line)["id"] for line in errors if line] == ["a\u2028b", "d"]
+
+
+def test_unreadable_parts_of_a_folder_are_refused(pipeline, notes_folder, tmp_path, monkeypatch, capsys):
+    """A .txt link pointing nowhere, or a sub-folder that cannot be listed, was left out without a word."""
+    from spacy_softprompt.annotate import notes as notes_module
+
+    out = tmp_path / "out"
+    (notes_folder / "x.txt").symlink_to(tmp_path / "nowhere.txt")
+    assert main(["annotate", str(pipeline), str(notes_folder), str(out)]) == 2
+    assert f"{notes_folder / 'x.txt'}: not a file that can be read (a broken link?)" in capsys.readouterr().err
+    (notes_folder / "x.txt").unlink()
+    scandir = os.scandir
+
+    def locked(path):
+        if Path(path) == notes_folder / "b" / "d":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(notes_module.os, "scandir", locked)
+    assert main(["annotate", str(pipeline), str(notes_folder), str(out)]) == 2
+    assert f"{notes_folder / 'b' / 'd'}: the folder cannot be read (Permission denied)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_output_folders_that_would_go_wrong_are_refused_before_the_work(pipeline, notes_folder, tmp_path, capsys):
+    """Brat output inside the input folder was read as notes by the next run; a file as the output failed after a
+    shard's work; a damaged manifest was a traceback, even with --overwrite."""
+    inside = notes_folder / "ann"
+    assert main(["annotate", str(pipeline), str(notes_folder), str(inside), "--format", "brat"]) == 2
+    assert "is inside the input folder" in capsys.readouterr().err and not inside.exists()
+    (tmp_path / "file").write_text("x")
+    assert main(["annotate", str(pipeline), str(notes_folder), str(tmp_path / "file")]) == 2
+    assert f"{tmp_path / 'file'} is a file; the output is a folder" in capsys.readouterr().err
+    out = tmp_path / "out"
+    out.mkdir()
+    for damaged in ('{"version": 1,', '["a"]'):
+        (out / "manifest.json").write_text(damaged)
+        assert main(["annotate", str(pipeline), str(notes_folder), str(out)]) == 2
+        assert f"{out / 'manifest.json'}: not an annotate manifest" in capsys.readouterr().err
+    assert main(["annotate", str(pipeline), str(notes_folder), str(out), "--overwrite"]) == 0
 
 
 def test_jsonl_round_trip_back_to_docs(pipeline, nlp, notes_folder, tmp_path):
@@ -409,6 +483,21 @@ def test_brat_output_reads_back_with_tail_first_and_bad_ids_in_errors(pipeline, 
             if fields[0].startswith("R"):
                 label, arg1, arg2 = fields[1].split()
                 assert label in ("ADE-Drug", "Drug-Dose") and labels[arg2[5:]] == "Drug" != labels[arg1[5:]]
+
+
+def test_brat_ids_that_name_no_file_go_to_errors_and_overwrite_removes_the_pairs(pipeline, tmp_path):
+    """An id too long for a file name, or holding a NUL, stopped the whole run; --overwrite left the earlier
+    run's pairs beside the new ones."""
+    table, out = tmp_path / "notes.jsonl", tmp_path / "brat"
+    table.write_text("".join(json.dumps({"id": i, "text": NOTES[0]}) + "\n" for i in ("x" * 300, "a\0b", "c")))
+    assert main(["annotate", str(pipeline), str(table), str(out), "--format", "brat"]) == 0
+    reasons = [e["reason"] for e in lines(out / "errors.jsonl")]
+    assert "longer than a file name may be" in reasons[0] and "not a relative path" in reasons[1]
+    assert (out / "c.ann").is_file()
+    (out / "mine.txt").write_text("not the run's")
+    table.write_text(json.dumps({"id": "new", "text": NOTES[0]}) + "\n")
+    assert main(["annotate", str(pipeline), str(table), str(out), "--format", "brat", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["errors.jsonl", "manifest.json", "mine.txt", "new.ann", "new.txt"]
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ with the file and line or column named.
 from __future__ import annotations
 
 import json
+import os
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator, List, NamedTuple, Optional
@@ -76,9 +77,25 @@ def decoded(note_id: str, data: bytes, max_chars: int) -> Note:
 
 
 def txt_files(folder: Path) -> List[Path]:
-    """The folder's notes: ``.txt`` files at any depth, ``.TXT`` too, in path order."""
-    notes = (p for p in folder.rglob("*") if p.suffix.lower() == ".txt" and p.is_file())
-    return sorted(notes, key=lambda p: p.relative_to(folder).as_posix())
+    """The folder's notes: ``.txt`` files at any depth, ``.TXT`` too, in path order (linked
+    folders are not followed). A folder that cannot be listed, or a ``.txt`` that is not a file (a
+    broken link), is refused: its notes would be missing from the run without a word."""
+    found: List[Path] = []
+    folders = [folder]
+    while folders:
+        here = folders.pop()
+        try:
+            entries = list(os.scandir(here))
+        except OSError as err:
+            raise ValueError(f"{here}: the folder cannot be read ({err.strerror}); its notes would be left out") from err
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(Path(entry.path))
+            elif entry.name.lower().endswith(".txt"):
+                if not entry.is_file():
+                    raise ValueError(f"{entry.path}: not a file that can be read (a broken link?)")
+                found.append(Path(entry.path))
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
 def count_notes(path: Path, text_column: str = "text") -> int:
@@ -133,7 +150,10 @@ def _jsonl_notes(path: Path, id_column: str, text_column: str, max_chars: int) -
             except ValueError as err:
                 raise ValueError(f"{path}, line {number}: not a JSON record ({err})") from err
             first = False
-            if not isinstance(record, dict) or record.get(id_column) is None:
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}, line {number}: not a JSON object ({type(record).__name__}); each line is "
+                                 f"one note, e.g. {{\"{id_column}\": ..., \"{text_column}\": ...}}")
+            if record.get(id_column) is None:
                 raise ValueError(f"{path}, line {number}: no {id_column!r} field (pass --id-column)")
             if text_column not in record:
                 raise ValueError(f"{path}, line {number}: no {text_column!r} field (pass --text-column)")

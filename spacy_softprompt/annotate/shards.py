@@ -2,19 +2,23 @@
 
 Shard ``k`` holds the notes ``k * shard_size`` to ``(k + 1) * shard_size - 1``
 of the input (:mod:`.notes` reads them in a fixed order). The manifest lists
-the finished shards, so a re-run skips exactly their notes: no duplicates,
-none missing.
+the finished shards, each with a digest of its notes (ids and texts), so a
+re-run skips exactly their notes: no duplicates, none missing. A resumed run
+reads the finished shards' notes again and refuses an input whose notes there
+changed (an input that only grew at its end is resumed), and refuses a folder
+whose shard files are missing or short.
 
 Every file a crash could cut short (a JSONL or Parquet shard, ``errors.jsonl``,
 the manifest) goes to a temporary name first and is renamed into place; the
 manifest is written last, so it never names a shard that is not complete.
 ``errors.jsonl`` may hold the errors of a shard cut short before its manifest
 entry: a resumed run keeps only the lines the manifest counts. A brat shard is
-many ``.txt``/``.ann`` pairs named by note id; a resumed run writes the pairs of
-an unfinished shard again, over what it left.
+many ``.txt``/``.ann`` pairs named by note id, listed in the manifest; a resumed
+run writes the pairs of an unfinished shard again, over what it left.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -36,20 +40,64 @@ ERRORS = "errors.jsonl"
 FORMATS = ("jsonl", "parquet", "brat")
 
 
+class ResumeRefused(ValueError):
+    """An earlier run in the output folder cannot be resumed: its input or its files changed."""
+
+
+NAME_BYTES = 250  # a file name's limit on common file systems (255), less ".ann"
+
+
 def brat_stem(note_id: str) -> str:
     """The file name (without ``.txt``/``.ann``) of a note in brat output: its id, which must be
     a relative path inside the output folder; a ``.txt`` suffix (a folder input's id) is dropped."""
     path = PurePosixPath(note_id)
-    if not note_id or path.is_absolute() or ".." in path.parts or "\\" in note_id:
+    if not path.parts or path.is_absolute() or ".." in path.parts or "\\" in note_id or "\0" in note_id:
         raise ValueError(f"id {note_id!r} is not a relative path; it cannot name brat files")
+    if any(len(part.encode("utf8")) > NAME_BYTES for part in path.parts):
+        raise ValueError(f"id {note_id[:40]!r}... is longer than a file name may be ({NAME_BYTES} bytes a part); "
+                         "it cannot name brat files")
     return note_id[:-4] if note_id.lower().endswith(".txt") else note_id
+
+
+def notes_digest(notes: Iterable[Note]) -> str:
+    """What a shard was made from (each note's id, text, or why it failed): a resumed run's input
+    must give the finished shards the same notes."""
+    digest = hashlib.sha256()
+    for note in notes:
+        digest.update(json.dumps(list(note), ensure_ascii=True).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def read_manifest(folder: Path) -> Optional[Dict[str, Any]]:
+    """The manifest of an earlier run in ``folder``, if any; one that is not a manifest is refused."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not an annotate manifest ({err}); pass --overwrite to replace the run's files, "
+                         "or another output folder") from err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards", []), list):
+        raise ValueError(f"{path}: not an annotate manifest (an object with a list of shards); pass --overwrite "
+                         "to replace the run's files, or another output folder")
+    return manifest
 
 
 def clear_output(folder: Path) -> None:
     """Forget an earlier run in ``folder`` (``--overwrite``), finished or cut short, a local run's
     or a Ray run's: the files it writes (the manifest, the errors, the ``part-*`` record files and
-    their temporary names), nothing else (the input may sit beside them). Brat pairs are left to
-    be overwritten."""
+    their temporary names, the brat pairs its manifest lists), nothing else (the input may sit
+    beside them). Brat pairs of a shard cut short before the manifest named it are overwritten
+    when the same note comes again, else left."""
+    try:
+        manifest = read_manifest(folder) or {}
+    except ValueError:
+        manifest = {}  # not a manifest: no pairs known
+    for shard in manifest.get("shards", []):
+        for stem in shard.get("files", []) if isinstance(shard, dict) else []:
+            for suffix in (".txt", ".ann"):
+                (folder / f"{stem}{suffix}").unlink(missing_ok=True)
     shutil.rmtree(folder / "errors", ignore_errors=True)
     ours = {MANIFEST, ERRORS, MANIFEST + ".tmp", ERRORS + ".tmp"}
     for path in folder.iterdir() if folder.is_dir() else []:
@@ -91,33 +139,62 @@ class ShardWriter:
         self.errors: List[str] = []
         self._brat_names: Set[str] = set()
 
-    def existing(self) -> Optional[Dict[str, Any]]:
-        """The manifest of an earlier run in this folder, if any."""
-        path = self.folder / MANIFEST
-        return json.loads(path.read_text(encoding="utf8")) if path.is_file() else None
-
-    def resume(self, manifest: Dict[str, Any], notes: Iterable[Note] = ()) -> None:
-        """Take over the finished shards of ``manifest`` and their errors (the lines it counts).
-        Brat output: ``notes`` are those shards' notes, whose file names later notes must not take."""
-        self.shards = list(manifest["shards"])
+    def resume(self, shards: List[Dict[str, Any]], notes: Iterable[Note]) -> None:
+        """Take over finished ``shards`` of an earlier run and their errors (the lines it counts),
+        given the notes they were made from (the input's first ones, read again). ValueError when
+        those notes changed or the shards' files are not all there: :class:`ResumeRefused`."""
+        notes = iter(notes)
+        for number, shard in enumerate(shards):
+            if "digest" not in shard:
+                raise ResumeRefused(f"{self.folder} holds a run of an older annotate, whose manifest cannot say which "
+                                 "notes its shards were made from")
+            mine = list(islice(notes, shard["notes"] + shard["errors"]))
+            if notes_digest(mine) != shard["digest"]:
+                first = sum(s["notes"] + s["errors"] for s in shards[:number]) + 1
+                raise ResumeRefused(f"the input changed since the earlier run in {self.folder}: its notes {first} to "
+                                 f"{first + len(mine) - 1} are not the ones its shard {shard['name']} was made from; "
+                                 "resuming would annotate some notes twice and skip others")
+            self._check_files(shard)
+            for note in mine:
+                if note.text is not None and self.format == "brat":
+                    try:
+                        self._brat_names.add(brat_stem(note.id))
+                    except ValueError:
+                        pass  # that note went to the errors and named no files
+        self.shards = list(shards)
         kept = sum(shard["errors"] for shard in self.shards)
         path = self.folder / ERRORS
-        self.errors = path.read_text(encoding="utf8").splitlines(keepends=True)[:kept] if kept else []
-        for note in notes:
-            if note.text is not None:
-                try:
-                    self._brat_names.add(brat_stem(note.id))
-                except ValueError:
-                    pass  # that note went to the errors and named no files
+        lines = path.read_text(encoding="utf8").split("\n")[:-1] if path.is_file() else []
+        if len(lines) < kept:  # split on \n alone: a note id may hold U+2028, which splitlines splits on
+            raise ResumeRefused(f"{path} holds {len(lines)} lines where the earlier run's manifest counts {kept} errors")
+        self.errors = [line + "\n" for line in lines[:kept]]
 
-    def commit(self, annotated: List[Tuple[Doc, str]], failed: List[Note], last_id: Any = None) -> None:
+    def _check_files(self, shard: Dict[str, Any]) -> None:
+        """A finished shard's files are where the manifest says, with its number of records."""
+        if self.format == "brat":
+            stems = shard.get("files", [])
+            missing = [f"{stem}{suffix}" for stem in stems for suffix in (".txt", ".ann")
+                       if not (self.folder / f"{stem}{suffix}").is_file()]
+            found = len(stems)
+        else:
+            path = self.folder / shard["name"]
+            missing = [] if path.is_file() else [shard["name"]]
+            found = 0 if missing else _count_records(path, self.format)
+        if missing or found != shard["notes"]:
+            what = f"{', '.join(missing[:3])} missing" if missing else f"{found} records in {shard['name']}"
+            raise ResumeRefused(f"{self.folder} is not as the earlier run left it ({what}, where its manifest counts "
+                             f"{shard['notes']} annotated notes in shard {shard['name']})")
+
+    def commit(self, annotated: List[Tuple[Doc, str]], failed: List[Note], digest: str) -> None:
         """Write the next shard (``annotated``: Docs and their note ids), then the errors, then
-        the manifest that names the shard and its last note (``last_id``, which a resumed run finds
-        where it resumes, or the input changed). A note whose id cannot name brat files joins ``failed``."""
+        the manifest that names the shard and the ``digest`` of its notes (:func:`notes_digest`,
+        which a resumed run checks). A note whose id cannot name brat files joins ``failed``."""
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{len(self.shards):05d}"
+        entry: Dict[str, Any] = {}
         if self.format == "brat":
-            written, failed = self._write_brat(annotated, failed)
+            stems, failed = self._write_brat(annotated, failed)
+            written, entry["files"] = len(stems), stems
         else:
             records = [doc_to_record(doc, note_id, self.spans_key, self.with_text) for doc, note_id in annotated]
             name += f".{self.format}"
@@ -125,7 +202,7 @@ class ShardWriter:
             written = len(records)
         self.errors += [json.dumps({"id": n.id, "reason": n.reason}, ensure_ascii=False) + "\n" for n in failed]
         _replace(self.folder / ERRORS, self.errors)
-        self.shards.append({"name": name, "notes": written, "errors": len(failed), "last_id": last_id})
+        self.shards.append({"name": name, "notes": written, "errors": len(failed), "digest": digest, **entry})
         manifest = {**self.settings, "format": self.format, "shards": self.shards}
         _replace(self.folder / MANIFEST, [json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"])
 
@@ -139,11 +216,12 @@ class ShardWriter:
         pq.write_table(records_to_table(records), temporary)
         os.replace(temporary, path)
 
-    def _write_brat(self, annotated: List[Tuple[Doc, str]], failed: List[Note]) -> Tuple[int, List[Note]]:
+    def _write_brat(self, annotated: List[Tuple[Doc, str]], failed: List[Note]) -> Tuple[List[str], List[Note]]:
+        """The file names written, and the notes that failed (``failed`` and those whose id names no file)."""
         from ..corpora.brat import write_brat
 
         failed = list(failed)
-        written = 0
+        written = []
         for doc, note_id in annotated:
             try:
                 stem = brat_stem(note_id)
@@ -156,7 +234,7 @@ class ShardWriter:
             self._brat_names.add(stem)
             write_brat(doc, self.folder / f"{stem}.ann", txt_path=self.folder / f"{stem}.txt",
                        spans_key=self.spans_key, **self.brat_options)
-            written += 1
+            written.append(stem)
         return written, failed
 
 
@@ -180,7 +258,16 @@ def annotate_notes(nlp: "Language", notes: Iterable[Note], writer: ShardWriter, 
             annotated.append((doc, note_id))
             yield read + len(annotated)
         read += len(shard)
-        writer.commit(annotated, [note for note in shard if note.text is None], last_id=shard[-1].id)
+        writer.commit(annotated, [note for note in shard if note.text is None], notes_digest(shard))
         yield read
         if on_shard is not None:
             on_shard()
+
+
+def _count_records(path: Path, output_format: str) -> int:
+    if output_format == "jsonl":
+        with path.open("rb") as lines:
+            return sum(1 for _ in lines)
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows

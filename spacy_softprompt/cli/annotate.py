@@ -19,7 +19,6 @@ import argparse
 import os
 import sys
 import time
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
@@ -68,11 +67,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..annotate import ShardWriter, clear_output, count_notes
+    from ..annotate import clear_output, count_notes, read_manifest
 
     if not args.input.exists():
         raise CLIError(f"input not found: {args.input}. Pass a folder of .txt files, a .jsonl or .parquet "
                        "table, or a .spacy DocBin.")
+    if args.output_folder.exists() and not args.output_folder.is_dir():
+        raise CLIError(f"{args.output_folder} is a file; the output is a folder")
+    if args.format == "brat" and args.input.is_dir() and args.output_folder.resolve().is_relative_to(args.input.resolve()):
+        raise CLIError(f"{args.output_folder} is inside the input folder {args.input}: the .txt files written there "
+                       "would be read as notes by the next run; choose an output folder outside it")
     brat_only = args.tail_first or args.relation_map
     if brat_only and args.format != "brat":
         raise CLIError("--tail-first and --relation-map are options of --format brat")
@@ -93,11 +97,10 @@ def run(args: argparse.Namespace) -> int:
     options = {name: getattr(args, name) for name in decisive}
     settings: Dict[str, Any] = {"input": str(args.input.resolve()), "pipeline": str(pipeline),
                                 "pipeline_sha256": pipeline_digest(pipeline), "options": options}
-    earlier = ShardWriter(args.output_folder, settings).existing()
+    earlier = None
     if args.overwrite:  # a Ray run cut short left no manifest, but its files
         clear_output(args.output_folder)
-        earlier = None
-    elif earlier is not None and ({k: earlier.get(k) for k in settings} != settings or args.engine == "ray"
+    elif (earlier := read_manifest(args.output_folder)) is not None and ({k: earlier.get(k) for k in settings} != settings or args.engine == "ray"
                                   or earlier.get("engine") == "ray"):
         changed = (" (its files changed since: retrained or replaced)" if earlier.get("pipeline") == settings["pipeline"]
                    and earlier.get("pipeline_sha256") != settings["pipeline_sha256"] else "")
@@ -142,6 +145,7 @@ def _run_local(args: argparse.Namespace, settings: Dict[str, Any], earlier: Opti
     from tqdm import tqdm
 
     from ..annotate import ShardWriter, annotate_notes, read_notes
+    from ..annotate.shards import ResumeRefused
     from .evaluate import concepts_key
 
     if args.n_process > 1:  # workers are forked after the tokenizer ran: its own threads would warn and stop
@@ -162,19 +166,14 @@ def _run_local(args: argparse.Namespace, settings: Dict[str, Any], earlier: Opti
         shards = earlier["shards"]
         if shards and read_in(shards[-1:]) < args.shard_size and total > read_in(shards):
             shards = shards[:-1]  # the input grew after a run that ended on a short shard: fill it as one run would
-        writer.resume({**earlier, "shards": shards},
-                      islice(read_from(), read_in(shards)) if args.format == "brat" else ())
+        try:
+            writer.resume(shards, read_from())
+        except ResumeRefused as err:
+            raise CLIError(f"{err}. Pass --overwrite to start afresh, or another output folder.") from err
     skipped = len(writer.shards)
     kept = [sum(shard[count] for shard in writer.shards) for count in ("notes", "errors")]
     first = read_in(writer.shards)
-    notes = read_from(max(first - 1, 0))
-    if first:  # the earlier run's last note is where it was, or the input changed (a note added or removed before it)
-        last, expected = next(notes, None), writer.shards[-1].get("last_id")
-        if expected is not None and (last is None or last.id != expected):
-            raise CLIError(
-                f"{args.input} changed since the earlier run in {args.output_folder}: its note {first} is "
-                f"{last.id if last else 'missing'!r}, where that run's last note was {expected!r}; resuming would "
-                "annotate some notes twice and skip others. Pass --overwrite to start afresh, or another output folder.")
+    notes = read_from(first)
     stop_after = int(os.environ.get(STOP_ENV, "0"))
 
     def on_shard() -> None:
