@@ -27,7 +27,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import srsly
 
-from .backbone import Backbone, BackboneNotFound, get_backbone, portable_reference
+from .backbone import Backbone, BackboneNotFound, get_backbone, load_backbone, portable_reference
+from .nn.adapters import is_adapter_key
 
 TASK_FILE = "task.json"
 TRAINABLE_FILE = "trainable.safetensors"
@@ -44,8 +45,9 @@ class DamagedArtifact(ValueError):
 
 
 def remote_code_allowed_at_load(saved_setting: bool) -> bool:
-    """Remote code when loading a saved pipeline: only if the environment allows it.
-    A saved ``trust_remote_code = true`` alone is ignored, with a warning."""
+    """Remote code when loading a saved pipeline: only if its config asks for it and the
+    environment allows it. A saved ``trust_remote_code = true`` alone is ignored, with a
+    warning; the environment alone runs nothing of a pipeline that does not ask."""
     allowed = os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes")
     if saved_setting and not allowed:
         warnings.warn(
@@ -53,7 +55,7 @@ def remote_code_allowed_at_load(saved_setting: bool) -> bool:
             f"no code from the pipeline runs. To allow it, set {TRUST_ENV}=1 in the environment.",
             stacklevel=3,
         )
-    return allowed
+    return saved_setting and allowed
 
 
 def save_model(path: Path, task: Optional[Dict[str, Any]], network: Any, tokenizer: Any, embed_backbone: bool) -> None:
@@ -99,7 +101,7 @@ def load_backbone_for(
         if placed is not None:
             raise ValueError(f"{path} stores its backbone inside; device_map places a backbone that a pipeline "
                              "names (store_backbone = false): load it with device_map = null.")
-        return get_backbone(str(path / BACKBONE_DIR), trust_remote_code=trust_remote_code), task
+        return load_stored_backbone(path / BACKBONE_DIR, trust_remote_code), task
     name = task["backbone"]["name"]
     try:
         backbone = get_backbone(name, trust_remote_code=trust_remote_code, share=share, placed=placed)
@@ -123,6 +125,20 @@ def load_backbone_for(
     return backbone, dict(task, backbone={"name": portable_reference(name), "sha256": expected})
 
 
+def load_stored_backbone(folder: Path, trust_remote_code: bool) -> Backbone:
+    """The backbone a pipeline stores inside; a damaged or incomplete one is an error naming it,
+    never random weights in place of the lost ones."""
+    if not (folder / "config.json").is_file():  # transformers would guess a model type from the path
+        raise DamagedArtifact(f"{folder / 'config.json'} is missing: the stored backbone cannot be read. Copy the "
+                              "complete pipeline folder again, or retrain.")
+    try:
+        return Backbone(*load_backbone(str(folder), trust_remote_code=trust_remote_code, complete=True))
+    except Exception as err:  # safetensors, tokenizers and torch raise their own errors, deep inside
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DamagedArtifact(f"{folder}: the stored backbone is damaged and cannot be loaded ({type(err).__name__}: "
+                              f"{first}). Copy the complete pipeline folder again, or retrain.") from None
+
+
 def load_trainable(path: Path) -> Dict[str, Any]:
     """The learned tensors; a missing or damaged file is an error that names it."""
     from safetensors.torch import load_file
@@ -143,7 +159,7 @@ def load_state(network: Any, path: Path) -> None:
     """Load the learned tensors into ``network``, checking that they fit it."""
     state = load_trainable(path)
     own = network.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith("backbone.")]
+    missing = [k for k in own if k not in state and (not k.startswith("backbone.") or is_adapter_key(k))]
     unexpected = [k for k in state if k not in own]
     reshaped = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
     if missing or unexpected or reshaped:

@@ -164,10 +164,12 @@ def _from_pretrained_placement(placed: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def load_backbone(
-    name: str, *, trust_remote_code: bool = False, placed: Optional[Dict[str, Any]] = None
+    name: str, *, trust_remote_code: bool = False, placed: Optional[Dict[str, Any]] = None, complete: bool = False
 ) -> Tuple["object", "object"]:
     """Load ``(AutoModel, AutoTokenizer)`` for ``name`` with safetensors weights only;
-    ``placed`` (from :func:`placement`) spreads the model over devices and offload."""
+    ``placed`` (from :func:`placement`) spreads the model over devices and offload. ``complete``
+    (a backbone a pipeline stored): a weight the folder lacks is an error, where transformers
+    would fill it at random with a log line."""
     from transformers import AutoModel, AutoTokenizer
 
     location = resolve_backbone(name, trust_remote_code)
@@ -176,8 +178,15 @@ def load_backbone(
     kwargs = dict(trust_remote_code=trust_remote_code, local_files_only=local)
     tokenizer = AutoTokenizer.from_pretrained(location, use_fast=True, **kwargs)
     model = AutoModel.from_pretrained(
-        location, use_safetensors=True, **kwargs, **_from_pretrained_placement(placed or {})
+        location, use_safetensors=True, **kwargs, **_from_pretrained_placement(placed or {}),
+        **({"output_loading_info": True} if complete else {}),
     )
+    if complete:
+        model, info = model
+        if info["missing_keys"] or info["mismatched_keys"]:
+            lacking = sorted(info["missing_keys"]) + [str(k[0]) for k in info["mismatched_keys"]]
+            raise ValueError(f"{location}: its weights lack or misshape {len(lacking)} of the model's tensors "
+                             f"({', '.join(lacking[:3])}...)")
     return model, tokenizer
 
 

@@ -154,9 +154,7 @@ def make_softprompt_ie(
         relation scores (n2c2 2018), spaCy's own ``ents_*`` and ``spans_<key>_*`` keys, and
         spaCy's ``cats_*`` keys when the pipeline has document classes.
     """
-    for option, value in (("threshold", threshold), ("relation_threshold", relation_threshold)):
-        if not 0.0 < value <= 1.0:
-            raise ValueError(f"{option} is a probability in (0, 1], not {value}.")
+    check_thresholds(threshold, relation_threshold)
     for option, texts in (("query_texts", query_texts), ("new_labels", new_labels)):
         wrong = {label: text for label, text in texts.items() if not _is_words(text)}
         if wrong:
@@ -579,7 +577,7 @@ class SoftPromptIE(TrainablePipe):
             return self._from_legacy_folder(path)
         loading = self._loading_settings()
         deserialize = {
-            "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
+            "cfg": lambda p: self.cfg.update(_read_cfg(p)),
             "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
             "model": lambda p: self.model.from_disk(p),
         }
@@ -615,6 +613,7 @@ class SoftPromptIE(TrainablePipe):
                                         {key: loading[key] for key in LOAD_SETTINGS}))
         self.cfg["new_labels"] = {**self.cfg.get("new_labels", {}), **loading["new_labels"]}
         self.cfg[BUILT_WITH] = configured_settings(loading)
+        check_thresholds(self.cfg["threshold"], self.cfg["relation_threshold"], where=f" ('{self.name}' as saved)")
         if self.model.attrs["task"] is not None:
             self._add_new_labels(self.cfg["new_labels"])
             self._check_label_thresholds()
@@ -655,6 +654,20 @@ class SoftPromptIE(TrainablePipe):
         return self
 
 
+def _read_cfg(path: Path) -> Dict[str, Any]:
+    """A saved component's settings; a damaged file is an error that names it."""
+    from .artifact import DamagedArtifact
+
+    try:
+        saved = srsly.read_json(path)
+    except ValueError as err:
+        raise DamagedArtifact(f"{path} is not valid JSON ({err}): copy the complete pipeline folder again.") from None
+    if not isinstance(saved, dict):
+        raise DamagedArtifact(f"{path} is not a component's settings (a JSON object): copy the complete pipeline "
+                              "folder again.")
+    return saved
+
+
 LEGACY_CFG = "cfg.json"  # version 0.1 kept schema and settings here, beside trainable.safetensors
 
 # settings a loading config may change (spacy.load(..., config=...), an edited config.cfg): how it predicts, and
@@ -664,6 +677,13 @@ LOAD_SETTINGS = ("spans_key", "threshold", "relation_threshold", "set_ents", "ca
 # settings the trained model is made of: a loading config that changes them is warned, not followed
 TRAINED_SETTINGS = ("query_texts", "exclusive_classes")
 BUILT_WITH = "built_with"  # cfg key: both as the component's config gave them when it was built
+
+
+def check_thresholds(threshold: Any, relation_threshold: Any, where: str = "") -> None:
+    """Both are probabilities in (0, 1] (from a config, or a saved cfg edited by hand)."""
+    for option, value in (("threshold", threshold), ("relation_threshold", relation_threshold)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+            raise ValueError(f"{option}{where} is a probability in (0, 1], not {value!r}.")
 
 
 def _is_words(text: Any) -> bool:

@@ -454,7 +454,10 @@ class SoftPromptModel(Model):
 
     # --- serialization ---------------------------------------------------------------
     def to_disk(self, path: Any) -> None:
-        embed = bool(self.attrs["store_backbone"] or not self.settings["freeze_backbone"])
+        # a backbone stored once stays stored: it may have been fine-tuned, which the saved name and hash do
+        # not describe (a fine-tuned pipeline loaded with freeze_backbone = true, to train its prompts on)
+        stored = bool((self.attrs["task"] or {}).get("backbone_stored"))
+        embed = bool(self.attrs["store_backbone"] or not self.settings["freeze_backbone"] or stored)
         network = self.network if self.attrs["task"] is not None else None
         artifact.save_model(Path(path), self.attrs["task"], network, self.attrs.get("tokenizer"), embed)
 

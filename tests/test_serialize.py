@@ -75,6 +75,69 @@ def test_missing_or_damaged_weights_name_the_file(trained, tmp_path):
         spacy.load(tmp_path / "p")
 
 
+def test_a_fine_tuned_backbone_stays_stored_when_loaded_frozen(trained, tmp_path):
+    """Loaded with freeze_backbone = true (to train its prompts on), a fine-tuned pipeline was saved without its
+    backbone: the copy named the pretrained one, whose hash still matched, and predicted with it silently."""
+    trained.to_disk(tmp_path / "p")
+    nlp = spacy.load(tmp_path / "p", config={"components.softprompt_ie.model.freeze_backbone": True})
+    nlp.to_disk(tmp_path / "q")
+    assert (tmp_path / "q" / "softprompt_ie" / "model" / "backbone" / "config.json").is_file()
+    assert predictions(spacy.load(tmp_path / "q"), TEST_TEXTS) == predictions(trained, TEST_TEXTS)
+
+
+def test_a_damaged_stored_backbone_names_its_folder(trained, tmp_path):
+    """A tensor lost from the stored backbone was filled at random (a log line); a lost config.json made
+    transformers guess a model type from the folder's path; a truncated file was a deep SafetensorError."""
+    from safetensors.torch import load_file, save_file
+
+    trained.to_disk(tmp_path / "p")
+    backbone = tmp_path / "p" / "softprompt_ie" / "model" / "backbone"
+    weights = backbone / "model.safetensors"
+    data = weights.read_bytes()
+    state = load_file(str(weights))
+    dropped = next(k for k in state if "attention.output.dense.weight" in k)
+    save_file({k: v for k, v in state.items() if k != dropped}, str(weights), metadata={"format": "pt"})
+    with pytest.raises(DamagedArtifact, match=rf"the stored backbone is damaged.*lack or misshape 1 .*{dropped}"):
+        spacy.load(tmp_path / "p")
+    weights.write_bytes(data[:100])
+    with pytest.raises(DamagedArtifact, match=f"{backbone}: the stored backbone is damaged"):
+        spacy.load(tmp_path / "p")
+    weights.write_bytes(data)
+    (backbone / "config.json").unlink()
+    with pytest.raises(DamagedArtifact, match=r"backbone/config\.json is missing"):
+        spacy.load(tmp_path / "p")
+
+
+def test_a_lost_adapter_tensor_is_refused(tiny_bert, toy_docs, tmp_path):
+    """Adapter tensors live under backbone.* in trainable.safetensors, which the check of missing keys skipped:
+    a lost one loaded at its initial value."""
+    from safetensors.torch import load_file, save_file
+
+    nlp = make_pipeline(tiny_bert, "soft", True, adapter={"@misc": "spacy_softprompt.LoRA.v1", "r": 4, "alpha": 8},
+                        prompt_length=4)
+    train(nlp, examples_for(nlp, toy_docs), 2, 0.01)
+    nlp.to_disk(tmp_path / "p")
+    weights = tmp_path / "p" / "softprompt_ie" / "model" / "trainable.safetensors"
+    state = load_file(str(weights))
+    lost = next(k for k in state if ".lora_B." in k)
+    save_file({k: v for k, v in state.items() if k != lost}, str(weights))
+    with pytest.raises(DamagedArtifact, match=rf"does not fit .*missing: \['{lost}'\]"):
+        spacy.load(tmp_path / "p")
+
+
+def test_hand_edited_component_settings_are_checked(trained, tmp_path):
+    """A threshold edited in the saved cfg to 1.5 predicted nothing, silently; an emptied cfg was an unnamed error."""
+    trained.to_disk(tmp_path / "p")
+    cfg = tmp_path / "p" / "softprompt_ie" / "cfg"
+    saved = json.loads(cfg.read_text())
+    cfg.write_text(json.dumps({**saved, "threshold": 1.5}))
+    with pytest.raises(ValueError, match=r"threshold \('softprompt_ie' as saved\) is a probability in \(0, 1\], not 1.5"):
+        spacy.load(tmp_path / "p")
+    cfg.write_text("")
+    with pytest.raises(DamagedArtifact, match=f"{cfg} is not valid JSON"):
+        spacy.load(tmp_path / "p")
+
+
 EVIL = """
 from pathlib import Path
 Path({marker!r}).write_text("ran")
@@ -97,6 +160,9 @@ def test_saved_pipeline_cannot_switch_on_remote_code(trained, tmp_path, monkeypa
     config = json.loads((backbone / "config.json").read_text())
     config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel"}
     (backbone / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv(TRUST_ENV, "1")  # allowed by the person loading, but this pipeline does not ask for it
+    nlp = spacy.load(folder)
+    assert not marker.exists()
     cfg = (folder / "config.cfg").read_text().replace("trust_remote_code = false", "trust_remote_code = true")
     (folder / "config.cfg").write_text(cfg)
     monkeypatch.delenv(TRUST_ENV, raising=False)
