@@ -19,6 +19,7 @@ shape ``(queries, window tokens, span widths, outputs)``, or class logits
 """
 
 import copy
+import json
 import os
 import warnings
 from contextlib import contextmanager
@@ -470,6 +471,13 @@ class SoftPromptModel(Model):
 
     def load_folder(self, path: Path, task: Dict[str, Any]) -> None:
         """Rebuild from a saved folder holding ``trainable.safetensors`` (and ``backbone/``)."""
+        saved, now = task.get("trained_with"), trained_with(self.settings)
+        changed = {key: (saved[key], now[key]) for key in (saved or {}) if key in now and saved[key] != now[key]}
+        if changed:  # the tensors may fit, but they compute something else (pipelines saved before: not checked)
+            raise ValueError(
+                f"{path} was trained with " + ", ".join(f"{k} = {old!r}" for k, (old, _) in changed.items())
+                + "; the loading config says " + ", ".join(f"{k} = {new!r}" for k, (_, new) in changed.items())
+                + ". The model computes with the settings it was trained with: restore them in the config, or retrain.")
         trust = artifact.remote_code_allowed_at_load(self.settings["trust_remote_code"])
         loaded, task = artifact.load_backbone_for(path, task, trust, self.shares_backbone, self.placed,
                                                   configured=self.settings["backbone"])
@@ -497,8 +505,24 @@ def init(model: SoftPromptModel, X: Any = None, Y: Any = None) -> None:
     loaded = get_backbone(
         s["backbone"], trust_remote_code=s["trust_remote_code"], share=model.shares_backbone, placed=model.placed
     )
-    task = dict(task, backbone={"name": portable_reference(s["backbone"]), "sha256": loaded.sha256})
+    task = dict(task, backbone={"name": portable_reference(s["backbone"]), "sha256": loaded.sha256},
+                trained_with=trained_with(s))
     model.build(task, loaded, fresh=True)
+
+
+#: settings that decide what the trained tensors compute, without always changing their shapes
+TRAINED_WITH = ("strategy", "prompt_length", "reparametrize", "prompt_layer", "max_span_width", "head_width", "packed",
+                "adapter", "cats_text_pooling", "cats_bag_of_words", "packed_types", "type_scoring", "backbone_family")
+
+
+def trained_with(settings: Dict[str, Any]) -> Dict[str, Any]:
+    """The TRAINED_WITH settings as JSON values (an adapter as its fields), saved in the task."""
+    import dataclasses
+
+    values = {key: settings[key] for key in TRAINED_WITH}
+    if values["adapter"] is not None:
+        values["adapter"] = dataclasses.asdict(values["adapter"])
+    return json.loads(json.dumps(values))
 
 
 def forward(model: SoftPromptModel, batch: Batch, is_train: bool) -> Tuple[Floats4d, Callable]:

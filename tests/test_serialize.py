@@ -60,7 +60,7 @@ def test_exclude_is_honoured(trained, tmp_path):
 def test_config_mismatch_is_a_clear_error(trained, tiny_bert):
     data = trained.get_pipe("softprompt_ie").to_bytes()
     other = make_pipeline(tiny_bert, "soft", False, prompt_layer=1, head_width=64)
-    with pytest.raises(DamagedArtifact, match="does not fit this component's config"):
+    with pytest.raises(ValueError, match="trained with head_width = 128; the loading config says head_width = 64"):
         other.get_pipe("softprompt_ie").from_bytes(data)
 
 
@@ -123,6 +123,16 @@ def test_a_lost_adapter_tensor_is_refused(tiny_bert, toy_docs, tmp_path):
     save_file({k: v for k, v in state.items() if k != lost}, str(weights))
     with pytest.raises(DamagedArtifact, match=rf"does not fit .*missing: \['{lost}'\]"):
         spacy.load(tmp_path / "p")
+
+
+def test_a_config_that_computes_otherwise_is_refused_at_load(trained, tmp_path):
+    """prompt_layer (or an adapter's alpha, the strategy's packing, ...) edited in config.cfg kept every tensor's
+    shape: the pipeline loaded and predicted something else, silently."""
+    trained.to_disk(tmp_path / "p")
+    with pytest.raises(ValueError, match=r"was trained with prompt_layer = 1; the loading config says prompt_layer = 0"):
+        spacy.load(tmp_path / "p", config={"components.softprompt_ie.model.prompt_layer": 0})
+    nlp = spacy.load(tmp_path / "p", config={"components.softprompt_ie.model.batch_size": 3})  # how it runs: free
+    assert predictions(nlp, TEST_TEXTS) == predictions(trained, TEST_TEXTS)
 
 
 def test_hand_edited_component_settings_are_checked(trained, tmp_path):
