@@ -52,8 +52,9 @@ def resolve_backbone(name: str, trust_remote_code: bool = False) -> str:
     custom code is read only when ``trust_remote_code``, as the load that follows).
 
     Order: the offline default's names; an existing local folder; a Hugging
-    Face id that is reachable (hub or local cache). Raises
-    :class:`BackboneNotFound` listing every attempt.
+    Face id whose config and safetensors weights are in the local cache (its
+    snapshot folder: loaded without the network); a Hugging Face id that is
+    reachable. Raises :class:`BackboneNotFound` listing every attempt.
     """
     tried: List[str] = []
     if name in _OFFLINE_DEFAULT_NAMES:
@@ -68,6 +69,9 @@ def resolve_backbone(name: str, trust_remote_code: bool = False) -> str:
         tried.append(f"local folder {local} (exists but has no config.json)")
     else:
         tried.append(f"local path {local} (does not exist)")
+    cached = _cached_snapshot(name)
+    if cached is not None:
+        return str(cached)
     from transformers import AutoConfig
 
     try:
@@ -82,6 +86,19 @@ def resolve_backbone(name: str, trust_remote_code: bool = False) -> str:
         f"Use {DEFAULT_BACKBONE!r} for the offline all-MiniLM-L6-v2, a local folder with "
         "config.json and model.safetensors, or a Hugging Face id on a machine that reaches the hub."
     )
+
+
+def _cached_snapshot(name: str) -> Optional[Path]:
+    """A hub id's snapshot in the local Hugging Face cache, if it holds the config and safetensors
+    weights: loading from it needs no network (asking the hub first fails offline, slowly)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not an id, or not in the cache (huggingface_hub's own errors)
+        return None
+    weights = any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").exists()
+    return folder if (folder / "config.json").exists() and weights else None
 
 
 def portable_reference(name: str) -> str:

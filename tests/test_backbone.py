@@ -1,4 +1,6 @@
 """Backbone resolution: the offline default, local folders, and errors that say what was tried."""
+import os
+
 import pytest
 
 from spacy_softprompt.backbone import BackboneNotFound, load_backbone, resolve_backbone, weights_hash
@@ -66,3 +68,24 @@ def test_saved_reference_is_portable(tiny_bert, monkeypatch, tmp_path):
     assert portable_reference("org/some-model") == "org/some-model"
     monkeypatch.chdir(Path(tiny_bert).parent)
     assert portable_reference(Path(tiny_bert).name) == tiny_bert
+
+
+def test_a_cached_hub_id_loads_without_the_network(tiny_bert, tmp_path):
+    """A hub id in the local Hugging Face cache was asked of the hub first (offline without a refusing endpoint:
+    minutes of retries, then an error from inside transformers 4.53's chat-template lookup). It now resolves to
+    its snapshot folder, which loads with local_files_only: nothing asks the hub (here, one that refuses)."""
+    import shutil
+    import subprocess
+    import sys
+
+    snapshot = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / "0123abcd"
+    shutil.copytree(tiny_bert, snapshot)
+    (tmp_path / "hub" / "models--acme--tiny" / "refs").mkdir()
+    (tmp_path / "hub" / "models--acme--tiny" / "refs" / "main").write_text("0123abcd")
+    code = ("from spacy_softprompt.backbone import get_backbone, resolve_backbone;"
+            "print(resolve_backbone('acme/tiny')); print(get_backbone('acme/tiny').model.config.hidden_size)")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    env.pop("HF_HUB_OFFLINE", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(snapshot), "32"]
