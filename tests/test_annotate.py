@@ -313,6 +313,18 @@ def test_an_error_id_with_a_line_separator_survives_a_resume(pipeline, tmp_path)
     assert [json.loads(line)["id"] for line in errors if line] == ["a\u2028b", "d"]
 
 
+def test_a_repeated_id_goes_to_errors_also_across_a_resume(pipeline, tmp_path):
+    """Two notes with one id were two records with that id, which nothing downstream could tell apart."""
+    table, out = tmp_path / "notes.jsonl", tmp_path / "out"
+    table.write_text("".join(json.dumps({"id": i, "text": NOTES[0]}) + "\n" for i in ("1", "2", "1")))
+    arguments = ["annotate", str(pipeline), str(table), str(out), "--shard-size", "2"]
+    assert main(arguments) == 0
+    with table.open("a") as more:
+        more.write(json.dumps({"id": "2", "text": NOTES[1]}) + "\n")  # the earlier "2" is in a finished shard
+    assert main(arguments) == 0
+    assert [r["id"] for r in shard_records(out)] == ["1", "2"]
+    assert lines(out / "errors.jsonl") == [{"id": i, "reason": "an earlier note has the same id"} for i in ("1", "2")]
+
 def test_unreadable_parts_of_a_folder_are_refused(pipeline, notes_folder, tmp_path, monkeypatch, capsys):
     """A .txt link pointing nowhere, or a sub-folder that cannot be listed, was left out without a word."""
     from spacy_softprompt.annotate import notes as notes_module

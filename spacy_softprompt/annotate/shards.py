@@ -138,6 +138,7 @@ class ShardWriter:
         self.shards: List[Dict[str, Any]] = []
         self.errors: List[str] = []
         self._brat_names: Set[str] = set()
+        self.seen_ids: Set[str] = set()  # a later note with one of these ids goes to the errors
 
     def resume(self, shards: List[Dict[str, Any]], notes: Iterable[Note]) -> None:
         """Take over finished ``shards`` of an earlier run and their errors (the lines it counts),
@@ -155,6 +156,7 @@ class ShardWriter:
                                  f"{first + len(mine) - 1} are not the ones its shard {shard['name']} was made from; "
                                  "resuming would annotate some notes twice and skip others")
             self._check_files(shard)
+            self.seen_ids.update(note.id for note in mine)
             for note in mine:
                 if note.text is not None and self.format == "brat":
                     try:
@@ -168,6 +170,14 @@ class ShardWriter:
         if len(lines) < kept:  # split on \n alone: a note id may hold U+2028, which splitlines splits on
             raise ResumeRefused(f"{path} holds {len(lines)} lines where the earlier run's manifest counts {kept} errors")
         self.errors = [line + "\n" for line in lines[:kept]]
+
+    def first_of_its_id(self, note: Note) -> Note:
+        """The note, or (its id taken by an earlier note) an error: two records with one id could
+        not be told apart downstream."""
+        if note.id in self.seen_ids:
+            return Note(note.id, None, "an earlier note has the same id")
+        self.seen_ids.add(note.id)
+        return note
 
     def _check_files(self, shard: Dict[str, Any]) -> None:
         """A finished shard's files are where the manifest says, with its number of records."""
@@ -252,13 +262,15 @@ def annotate_notes(nlp: "Language", notes: Iterable[Note], writer: ShardWriter, 
         shard = list(islice(notes, shard_size))
         if not shard:
             return
+        digest = notes_digest(shard)  # of the input as read
+        shard = [writer.first_of_its_id(note) for note in shard]
         good = [(note.text, note.id) for note in shard if note.text is not None]
         annotated = []
         for doc, note_id in nlp.pipe(good, as_tuples=True, batch_size=batch_size, n_process=n_process):
             annotated.append((doc, note_id))
             yield read + len(annotated)
         read += len(shard)
-        writer.commit(annotated, [note for note in shard if note.text is None], notes_digest(shard))
+        writer.commit(annotated, [note for note in shard if note.text is None], digest)
         yield read
         if on_shard is not None:
             on_shard()
