@@ -91,6 +91,9 @@ def read_ann(path: Path) -> AnnFile:
             if offsets is None:
                 problems.append(f"{path}:{number}: not a text-bound annotation (id, type and offsets): {line!r}")
                 continue
+            if len(tokens) > 5:  # four or more fragments: the script reads such a line otherwise
+                problems.append(f"{path}:{number}: four or more fragments, which the official script misreads; "
+                                f"scored as the covering span {offsets[0]}-{offsets[1]}")
             concepts[fields[0]] = _Arg(*offsets, tokens[0])
         elif line.startswith("R"):
             relation_lines.append((number, line))

@@ -347,6 +347,16 @@ def test_malformed_lines_are_reported_not_raised(tmp_path: Path):
     assert "unknown id T9" in ann.problems[2]
 
 
+def test_four_fragments_are_read_as_their_covering_span_and_reported(tmp_path: Path):
+    """The docs said such a line is reported (the official script misreads it); it was read in silence."""
+    path = tmp_path / "frag.ann"
+    path.write_text("T1\tDrug 0 2;3 5;6 8;9 11\tab cd ef gh\nT2\tDrug 0 2;3 5;6 8\tab cd ef\n", encoding="utf-8")
+    ann = read_ann(path)
+    assert ann.concepts["T1"][:2] == (0, 11) and ann.concepts["T2"][:2] == (0, 8)
+    assert ann.problems == [f"{path}:1: four or more fragments, which the official script misreads; scored as the "
+                            "covering span 0-11"]
+
+
 def test_a_file_that_is_not_utf8_or_not_brat_is_reported(tmp_path: Path):
     """A UTF-16 system file was read with its bytes replaced and scored as empty, without a word; a line brat does not
     have was dropped as silently (attributes, notes and equivalences are still skipped without one)."""
