@@ -3,7 +3,7 @@ import json
 
 import pytest
 import spacy
-from spacy.tokens import DocBin
+from spacy.tokens import DocBin, Span
 
 from spacy_softprompt.cli import main
 
@@ -121,6 +121,17 @@ def test_evaluate_with_an_unknown_spans_key_is_an_error(trained_pipeline, gold_f
     assert main(["evaluate", str(trained_pipeline), str(gold_file), "--spans-key", "typo"]) == 2
     err = capsys.readouterr().err
     assert "--spans-key 'typo'" in err and "'softprompt'" in err and "pass --spans-key softprompt" in err
+
+
+def test_evaluate_refuses_gold_whose_concepts_are_in_another_span_group(trained_pipeline, tmp_path, capsys):
+    """Gold converted into another span group was read from doc.ents: nested concepts lost, silently."""
+    nlp = spacy.blank("en")
+    doc = nlp("lung cancer treated with cisplatin")
+    doc.spans["other"] = [Span(doc, 0, 2, "Disease"), Span(doc, 0, 1, "Anatomy"), Span(doc, 4, 5, "Drug")]
+    DocBin(docs=[doc]).to_disk(tmp_path / "other.spacy")
+    assert main(["evaluate", str(trained_pipeline), str(tmp_path / "other.spacy")]) == 2
+    err = capsys.readouterr().err
+    assert "has no span group 'softprompt', which the pipeline writes (its groups: other)" in err
 
 
 def test_evaluate_on_a_pipeline_without_softprompt_ie(tmp_path, gold_file, capsys):

@@ -357,6 +357,27 @@ def test_evaluate_corpus_must_be_known(tiny_bert, tmp_path, capsys):
     assert main(argv + ["sdoh"]) == 0
 
 
+def test_evaluate_scores_each_gold_doc_on_its_corpus_types(tiny_bert, tmp_path, monkeypatch):
+    """Without --corpus every type is asked; evaluate counted another corpus's types on a tagged gold Doc as false
+    positives, where training's own score (and spacy evaluate) leave them out."""
+    from spacy_softprompt import scoring
+
+    nlp, examples = multi_pipeline(tiny_bert, "soft")
+    nlp.initialize(lambda: examples)
+    nlp.to_disk(tmp_path / "pipeline")
+    DocBin(store_user_data=True, docs=[eg.reference for eg in examples]).to_disk(tmp_path / "gold.spacy")
+    seen, score = [], scoring.score_concepts_and_relations
+
+    def spy(pairs, **kwargs):
+        seen.append(kwargs.get("corpus_types"))
+        return score(pairs, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_concepts_and_relations", spy)  # evaluate imports it when it runs
+    assert main(["evaluate", str(tmp_path / "pipeline"), str(tmp_path / "gold.spacy")]) == 0
+    schema = nlp.get_pipe("softprompt_ie").schema
+    assert seen == [dict(schema.corpora)] and set(schema.corpora) == {"ade", "sdoh"}
+
+
 def pooled_question(batch, b, column):
     """The subword ids a packed query's type column is pooled from (its part)."""
     return batch.input_ids[b][batch.type_pool[b, column] > 0].tolist()

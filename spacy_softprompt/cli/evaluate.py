@@ -92,6 +92,9 @@ def score_file(pipeline: Union[str, Path], data: Path, *, gpu_id: int = -1, span
     if not gold:
         raise CLIError(f"{data} holds no documents: nothing to score")
     key = concepts_key(nlp, str(pipeline), spans_key)
+    # a gold Doc tagged with one of the pipeline's corpora is scored on that corpus's types, as the component's
+    # own score() does in training: another corpus's types are not annotated on it
+    corpus_types = {c: types for name in softprompt_names(nlp) for c, types in nlp.get_pipe(name).schema.corpora.items()}
     if concept_types:
         known = {label for name in softprompt_names(nlp) for label in nlp.get_pipe(name).labels}
         known |= {span.label_ for doc in gold for span in concept_spans(doc, key)}
@@ -108,16 +111,23 @@ def score_file(pipeline: Union[str, Path], data: Path, *, gpu_id: int = -1, span
     if spans_key and predicted and not any(spans_key in doc.spans for doc in predicted):
         raise CLIError(f"--spans-key {spans_key!r}: no predicted document has that span group; "
                        f"the pipeline writes {sorted({k for d in predicted for k in d.spans}) or 'none'}.")
+    if not any(key in doc.spans for doc in gold) and any(doc.spans for doc in gold):
+        groups = sorted({group for doc in gold for group in doc.spans})
+        raise CLIError(f"{data} has no span group {key!r}, which the pipeline writes (its groups: {', '.join(groups)}): "
+                       "its concepts would be read from doc.ents, nested ones lost. Convert it with "
+                       f"--spans-key {key}, or pass --spans-key for a pipeline that writes {groups[0]!r}.")
 
     by_threshold = {}
     for threshold in sorted(set(thresholds)):
         kept = [concepts_above(doc, key, threshold) for doc in predicted]
         by_threshold[str(threshold)] = score_concepts_and_relations(zip(kept, gold), spans_key=key,
-                                                                    concept_types=concept_types)
+                                                                    concept_types=concept_types,
+                                                                    corpus_types=corpus_types or None)
     if own is not None:
         predicted = [concepts_above(doc, key, *own) for doc in predicted]
     scores: Dict[str, Any] = score_concepts_and_relations(zip(predicted, gold), spans_key=key,
-                                                          concept_types=concept_types)
+                                                          concept_types=concept_types,
+                                                          corpus_types=corpus_types or None)
     if by_threshold:
         scores["by_threshold"] = by_threshold
     scores.update(_class_scores(nlp, predicted, gold))
