@@ -254,6 +254,13 @@ class SoftPromptIE(TrainablePipe):
         validate_get_examples(get_examples, "SoftPromptIE.initialize")
         key = self.cfg["spans_key"]
         gold_docs = [eg.reference for eg in get_examples()]  # one pass: reading a corpus is slow
+        others = [name for name in (nlp.pipe_names if nlp is not None else []) if name != self.name
+                  and "doc.cats" in nlp.get_pipe_meta(name).assigns]
+        if cat_labels is None and others and any(doc.cats for doc in gold_docs):
+            cat_labels = []  # taken from the data, the classes would overwrite the other component's doc.cats
+            logger.warning("'%s' leaves the training data's doc.cats to %s, which writes them too; give "
+                           "[initialize.components.%s] cat_labels to classify here as well.",
+                           self.name, ", ".join(others), self.name)
         schema = TaskSchema.infer(gold_docs, key, labels, relation_schema, cat_labels, corpus_labels)
         if not schema.concept_labels and not schema.cat_labels:
             raise ValueError(

@@ -316,8 +316,15 @@ def softprompt_score(
 
 
 def cats_scores(examples: Sequence[Example], cat_labels: Sequence[str], exclusive_classes: bool) -> Dict[str, Any]:
-    """spaCy's textcat keys for the document classes, as :func:`softprompt_score` counts them."""
-    return Scorer.score_cats(examples, "cats", labels=list(cat_labels), multi_label=not exclusive_classes,
+    """spaCy's textcat keys for the document classes, as :func:`softprompt_score` counts them,
+    over the reference Docs with gold classes (exclusive: one of them at 1.0), the Docs training
+    learns classes from: a Doc of a corpus that annotates no class is no class error."""
+    def has_gold(doc: Any) -> bool:
+        given = [doc.cats[label] for label in cat_labels if label in doc.cats]
+        return bool(given) and (not exclusive_classes or 1.0 in given)
+
+    scored = [eg for eg in examples if has_gold(eg.reference)]
+    return Scorer.score_cats(scored, "cats", labels=list(cat_labels), multi_label=not exclusive_classes,
                              threshold=0.0 if exclusive_classes else 0.5)
 
 

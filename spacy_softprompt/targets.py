@@ -14,6 +14,8 @@ types are never its negatives; its classes are those its ``cats`` give.
 """
 from __future__ import annotations
 
+import warnings
+
 from collections import defaultdict
 from typing import AbstractSet, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -83,12 +85,16 @@ def gold_cats(labels: Sequence[str], docs: Sequence[Doc], exclusive: bool) -> Tu
     known = np.zeros((len(docs), len(labels)), dtype=bool)
     for i, doc in enumerate(docs):
         cats = doc.cats
+        for unknown in sorted(set(cats) - set(labels)) if labels else ():  # no classes: doc.cats is another's
+            warnings.warn(f"doc.cats has the class {unknown!r}, which this component does not know: it is not "
+                          "learned (add_class adds a class; a misspelt key is lost).", UserWarning, stacklevel=2)
         for j, label in enumerate(labels):
             if label in cats:
-                gold[i, j], known[i, j] = float(cats[label]), True
-                if gold[i, j] not in (0.0, 1.0):
-                    raise ValueError(f"The Doc {doc.text[:40]!r}... has doc.cats[{label!r}] = {cats[label]}: "
+                value = cats[label]
+                if not isinstance(value, (int, float)) or value not in (0, 1):
+                    raise ValueError(f"The Doc {doc.text[:40]!r}... has doc.cats[{label!r}] = {value!r}: "
                                      "a class's gold value is 0.0 or 1.0.")
+                gold[i, j], known[i, j] = float(value), True
         if exclusive and gold[i].sum() > 1:
             named = [label for label, v in zip(labels, gold[i]) if v == 1.0]
             raise ValueError(f"The Doc {doc.text[:40]!r}... gives {', '.join(named)} the value 1.0, but "

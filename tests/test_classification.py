@@ -302,6 +302,59 @@ def test_class_gold_values_and_the_exclusive_rules_are_checked(tiny_bert, caplog
     assert "2 training docs with cats give no class the value 1.0" in caplog.text
 
 
+def test_a_missing_value_and_an_unknown_class_are_named(tiny_bert):
+    """A None gold value was a bare TypeError; a class the component does not know was skipped in silence."""
+    config = model_config(tiny_bert, "soft", True)
+    docs = smoking_docs()
+    docs[0].cats = {"smoker": None, "non_smoker": 0.0}
+    with pytest.raises(ValueError, match=r"doc.cats\['smoker'\] = None: a class's gold value is 0.0 or 1.0"):
+        fit_pipeline(docs, 0, model=config)
+    docs = smoking_docs()
+    nlp = fit_pipeline(docs, 0, model=config)
+    docs[0].cats = {"smokr": 1.0}
+    with pytest.warns(UserWarning, match="doc.cats has the class 'smokr', which this component does not know"):
+        nlp.update([Example(nlp.make_doc(docs[0].text), docs[0])])
+
+
+def test_stock_textcat_keeps_its_classes_beside_a_concepts_component(tiny_bert, toy_docs, caplog):
+    """With cat_labels inferred from the data, softprompt_ie also took the classes stock textcat learns, and its
+    multilabel scores overwrote textcat's in doc.cats."""
+    blank = spacy.blank("en")
+    docs = []
+    for i, gold in enumerate(toy_docs):
+        doc = gold.copy()
+        doc.cats = {"adverse": float(i % 2 == 0), "other": float(i % 2 == 1)}
+        docs.append(doc)
+    blank.add_pipe("textcat")
+    blank.add_pipe("softprompt_ie", config={"model": model_config(tiny_bert, "soft", True)})
+    examples = [Example(blank.make_doc(doc.text), doc) for doc in docs]
+    with caplog.at_level("WARNING", logger="spacy_softprompt"):
+        blank.initialize(lambda: examples)
+    assert "'softprompt_ie' leaves the training data's doc.cats to textcat" in caplog.text
+    assert blank.get_pipe("softprompt_ie").cat_labels == () and blank.get_pipe("softprompt_ie").labels
+    cats = blank(docs[0].text).cats
+    assert set(cats) == {"adverse", "other"} and sum(cats.values()) == pytest.approx(1.0)  # textcat's softmax
+
+
+def test_class_scores_count_the_docs_with_gold_classes():
+    """A Doc without gold classes (another corpus's, or one not learned from) was counted as a class error."""
+    from spacy_softprompt.scoring import cats_scores
+
+    blank = spacy.blank("en")
+
+    def example(gold, guess):
+        reference, prediction = blank.make_doc("x"), blank.make_doc("x")
+        reference.cats, prediction.cats = gold, guess
+        return Example(prediction, reference)
+
+    right = example({"smoker": 1.0, "non_smoker": 0.0}, {"smoker": 0.9, "non_smoker": 0.1})
+    no_gold = example({}, {"smoker": 0.9, "non_smoker": 0.1})
+    none_at_one = example({"non_smoker": 0.0, "smoker": 0.0}, {"smoker": 0.9, "non_smoker": 0.1})
+    alone = cats_scores([right], ["smoker", "non_smoker"], True)
+    assert cats_scores([right, no_gold, none_at_one], ["smoker", "non_smoker"], True) == alone
+    assert alone["cats_f_per_type"]["smoker"]["f"] == 1.0
+
+
 def test_a_classes_only_pipeline_selected_on_concept_scores_is_warned(tiny_bert, caplog):
     """spacy train's model-best was chosen on conc_f and rel_f, 0 for a component without concept
     types: the first evaluation always won."""
