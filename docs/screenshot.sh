@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PIPELINE=${1:-training/soft_prompt_frozen/model-best}
 TEXT=${2:-"The patient developed severe neutropenia and a skin rash after starting 500 mg of carbamazepine, which was stopped."}
-PY=${PY:-$(command -v python || echo .venv/bin/python)}  # the Python running the project (spacy project run), else the Makefile's
+# the active virtual environment's Python, else the Makefile's .venv, else python on PATH
+PY=${PY:-${VIRTUAL_ENV:+$VIRTUAL_ENV/bin/python}}
+[ -n "$PY" ] || { [ -x .venv/bin/python ] && PY=.venv/bin/python || PY=python; }
 "$PY" -m spacy_softprompt render "$PIPELINE" "$TEXT" --html docs/render_example.html
 command -v chromium >/dev/null || { echo "needs Chromium: apt-get install chromium"; exit 1; }
 profile=$(mktemp -d)

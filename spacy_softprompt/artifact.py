@@ -2,7 +2,8 @@
 
 Layout of the model folder (``<pipeline>/<component>/model/``)::
 
-    task.json                schema, hard-prompt texts, backbone reference
+    task.json                schema, hard-prompt texts, backbone reference, the settings
+                             the tensors were trained with (``trained_with``)
     trainable.safetensors    prompts, marker and span head
     backbone/                only when the backbone is stored inside:
                              config.json, model.safetensors, tokenizer files
@@ -14,8 +15,9 @@ backbone is always stored inside.
 
 Nothing here executes code from the artifact: JSON, safetensors, and
 ``from_pretrained(use_safetensors=True)`` with ``trust_remote_code`` off. A
-saved config cannot switch remote code on for itself: only the person
-loading can, with ``SPACY_SOFTPROMPT_TRUST_REMOTE_CODE=1`` in the environment.
+saved config cannot switch remote code on for itself: a pipeline whose config
+says ``trust_remote_code = true`` runs its code only where the person loading
+sets ``SPACY_SOFTPROMPT_TRUST_REMOTE_CODE=1``; the variable alone runs nothing.
 """
 from __future__ import annotations
 
@@ -133,7 +135,12 @@ def load_stored_backbone(folder: Path, trust_remote_code: bool) -> Backbone:
                               "complete pipeline folder again, or retrain.")
     try:
         return Backbone(*load_backbone(str(folder), trust_remote_code=trust_remote_code, complete=True))
+    except (ImportError, MemoryError):  # a missing package or memory: not the folder's fault
+        raise
     except Exception as err:  # safetensors, tokenizers and torch raise their own errors, deep inside
+        if "trust_remote_code" in str(err):
+            raise ValueError(f"{folder} holds a backbone with its own code, which runs only when the pipeline's config "
+                             f"says trust_remote_code = true and {TRUST_ENV}=1 is set where it loads.") from None
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise DamagedArtifact(f"{folder}: the stored backbone is damaged and cannot be loaded ({type(err).__name__}: "
                               f"{first}). Copy the complete pipeline folder again, or retrain.") from None

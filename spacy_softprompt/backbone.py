@@ -97,8 +97,14 @@ def _cached_snapshot(name: str) -> Optional[Path]:
         folder = Path(snapshot_download(name, local_files_only=True))
     except Exception:  # not an id, or not in the cache (huggingface_hub's own errors)
         return None
-    weights = any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").exists()
-    return folder if (folder / "config.json").exists() and weights else None
+    index = folder / "model.safetensors.index.json"
+    if index.exists():  # a sharded model: every shard the index names
+        shards = set(json.loads(index.read_text(encoding="utf8")).get("weight_map", {}).values())
+        weights = bool(shards) and all((folder / shard).exists() for shard in shards)
+    else:
+        weights = (folder / "model.safetensors").exists()
+    tokenizer = any((folder / name).exists() for name in ("tokenizer.json", "tokenizer_config.json"))
+    return folder if (folder / "config.json").exists() and weights and tokenizer else None
 
 
 def portable_reference(name: str) -> str:

@@ -255,7 +255,8 @@ class SoftPromptIE(TrainablePipe):
         key = self.cfg["spans_key"]
         gold_docs = [eg.reference for eg in get_examples()]  # one pass: reading a corpus is slow
         others = [name for name in (nlp.pipe_names if nlp is not None else []) if name != self.name
-                  and "doc.cats" in nlp.get_pipe_meta(name).assigns]
+                  and "doc.cats" in nlp.get_pipe_meta(name).assigns  # a softprompt_ie without classes writes none
+                  and not (isinstance(nlp.get_pipe(name), SoftPromptIE) and not nlp.get_pipe(name).cat_labels)]
         if cat_labels is None and others and any(doc.cats for doc in gold_docs):
             cat_labels = []  # taken from the data, the classes would overwrite the other component's doc.cats
             logger.warning("'%s' leaves the training data's doc.cats to %s, which writes them too; give "

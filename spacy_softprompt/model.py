@@ -110,7 +110,8 @@ def build_softprompt_model(
     dropout: span head dropout; spaCy's [training] dropout replaces it while training.
     batch_size: sequences per backbone pass.
     mixed_precision: autocast on CUDA (ignored on CPU).
-    trust_remote_code: for initialize (training) only; a saved pipeline never
+    trust_remote_code: for initialize (training); when loading, it takes effect only
+        where SPACY_SOFTPROMPT_TRUST_REMOTE_CODE=1 is set, so a saved pipeline never
         enables it for itself (see artifact.py).
     backbone_family: "bert", "gpt2" or "llama" for a model type missing from the
         layer table (nn/stack.py); null: from the backbone's model_type.

@@ -14,6 +14,7 @@ types are never its negatives; its classes are those its ``cats`` give.
 """
 from __future__ import annotations
 
+import numbers
 import warnings
 
 from collections import defaultdict
@@ -91,7 +92,7 @@ def gold_cats(labels: Sequence[str], docs: Sequence[Doc], exclusive: bool) -> Tu
         for j, label in enumerate(labels):
             if label in cats:
                 value = cats[label]
-                if not isinstance(value, (int, float)) or value not in (0, 1):
+                if not isinstance(value, numbers.Real) or value not in (0, 1):  # numpy's scalars too
                     raise ValueError(f"The Doc {doc.text[:40]!r}... has doc.cats[{label!r}] = {value!r}: "
                                      "a class's gold value is 0.0 or 1.0.")
                 gold[i, j], known[i, j] = float(value), True

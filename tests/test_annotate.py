@@ -313,6 +313,40 @@ def test_an_error_id_with_a_line_separator_survives_a_resume(pipeline, tmp_path)
     assert [json.loads(line)["id"] for line in errors if line] == ["a\u2028b", "d"]
 
 
+def test_an_older_manifest_resumes_by_its_last_ids(pipeline, notes_folder, tmp_path, capsys):
+    """A manifest of the annotate before digests (each shard's last note id) is resumed, not refused."""
+    out = tmp_path / "out"
+    arguments = ["annotate", str(pipeline), str(notes_folder), str(out), "--shard-size", "2"]
+    assert main(arguments) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    read = [n for n in sorted(p.relative_to(notes_folder).as_posix() for p in notes_folder.rglob("*.txt"))]
+    for k, shard in enumerate(manifest["shards"]):
+        shard.pop("digest")
+        shard["last_id"] = read[2 * k + 1]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(arguments) == 0 and "kept from an earlier run: 4 finished shard(s)" in capsys.readouterr().err
+    (notes_folder / "0.txt").write_text("Ibuprofen caused a rash.")  # every note after it moves
+    assert main(arguments) == 2
+
+
+def test_odd_folder_entries_are_not_notes(tmp_path):
+    """A file named just '.txt' was read as a note whose brat name is empty; a linked folder named x.txt stopped
+    the run as a broken link, though linked folders are not followed."""
+    from spacy_softprompt.annotate.notes import txt_files
+    from spacy_softprompt.annotate.shards import brat_stem
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    (tmp_path / "notes" / ".txt").write_text("x")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "notes" / "x.txt").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    assert [p.name for p in txt_files(tmp_path / "notes")] == ["a.txt"]
+    for note_id in (".txt", "b/.txt"):
+        with pytest.raises(ValueError, match="leaves no file name"):
+            brat_stem(note_id)
+
+
 def test_a_repeated_id_goes_to_errors_also_across_a_resume(pipeline, tmp_path):
     """Two notes with one id were two records with that id, which nothing downstream could tell apart."""
     table, out = tmp_path / "notes.jsonl", tmp_path / "out"

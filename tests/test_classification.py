@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import spacy
 import torch
@@ -310,6 +311,7 @@ def test_a_missing_value_and_an_unknown_class_are_named(tiny_bert):
     with pytest.raises(ValueError, match=r"doc.cats\['smoker'\] = None: a class's gold value is 0.0 or 1.0"):
         fit_pipeline(docs, 0, model=config)
     docs = smoking_docs()
+    docs[0].cats = {key: np.float32(value) for key, value in docs[0].cats.items()}  # numpy's scalars are numbers
     nlp = fit_pipeline(docs, 0, model=config)
     docs[0].cats = {"smokr": 1.0}
     with pytest.warns(UserWarning, match="doc.cats has the class 'smokr', which this component does not know"):
@@ -334,6 +336,19 @@ def test_stock_textcat_keeps_its_classes_beside_a_concepts_component(tiny_bert, 
     assert blank.get_pipe("softprompt_ie").cat_labels == () and blank.get_pipe("softprompt_ie").labels
     cats = blank(docs[0].text).cats
     assert set(cats) == {"adverse", "other"} and sum(cats.values()) == pytest.approx(1.0)  # textcat's softmax
+
+
+def test_two_softprompt_components_do_not_leave_the_classes_to_each_other(tiny_bert, toy_docs):
+    """Each saw the other's factory, which may write doc.cats, as the classes' owner: both dropped them (and one
+    with classes alone failed for want of labels). The first takes them; the second leaves them to it."""
+    blank = spacy.blank("en")
+    for name in ("first", "second"):
+        blank.add_pipe("softprompt_ie", name=name, config={"model": model_config(tiny_bert, "soft", True)})
+    docs = [doc.copy() for doc in toy_docs]
+    for i, doc in enumerate(docs):
+        doc.cats = {"adverse": float(i % 2 == 0), "other": float(i % 2 == 1)}
+    blank.initialize(lambda: [Example(blank.make_doc(doc.text), doc) for doc in docs])
+    assert blank.get_pipe("first").cat_labels == ("adverse", "other") and blank.get_pipe("second").cat_labels == ()
 
 
 def test_class_scores_count_the_docs_with_gold_classes():

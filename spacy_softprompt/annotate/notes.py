@@ -91,7 +91,9 @@ def txt_files(folder: Path) -> List[Path]:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 folders.append(Path(entry.path))
-            elif entry.name.lower().endswith(".txt"):
+            elif entry.is_dir():
+                continue  # a linked folder: not followed
+            elif Path(entry.name).suffix.lower() == ".txt":
                 if not entry.is_file():
                     raise ValueError(f"{entry.path}: not a file that can be read (a broken link?)")
                 found.append(Path(entry.path))

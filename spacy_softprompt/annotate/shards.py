@@ -56,7 +56,10 @@ def brat_stem(note_id: str) -> str:
     if any(len(part.encode("utf8")) > NAME_BYTES for part in path.parts):
         raise ValueError(f"id {note_id[:40]!r}... is longer than a file name may be ({NAME_BYTES} bytes a part); "
                          "it cannot name brat files")
-    return note_id[:-4] if note_id.lower().endswith(".txt") else note_id
+    stem = note_id[:-4] if note_id.lower().endswith(".txt") else note_id
+    if not PurePosixPath(stem).name or stem.endswith("/"):
+        raise ValueError(f"id {note_id!r} leaves no file name once its .txt is dropped; it cannot name brat files")
+    return stem
 
 
 def notes_digest(notes: Iterable[Note]) -> str:
@@ -146,15 +149,17 @@ class ShardWriter:
         those notes changed or the shards' files are not all there: :class:`ResumeRefused`."""
         notes = iter(notes)
         for number, shard in enumerate(shards):
-            if "digest" not in shard:
-                raise ResumeRefused(f"{self.folder} holds a run of an older annotate, whose manifest cannot say which "
-                                 "notes its shards were made from")
-            mine = list(islice(notes, shard["notes"] + shard["errors"]))
-            if notes_digest(mine) != shard["digest"]:
+            size = shard["notes"] + shard["errors"]
+            mine = list(islice(notes, size))
+            if "digest" in shard:
+                same = notes_digest(mine) == shard["digest"]
+            else:  # an older annotate's manifest: its shard's last note id alone (texts not checked)
+                same = len(mine) == size and mine[-1].id == shard.get("last_id")
+            if not same:
                 first = sum(s["notes"] + s["errors"] for s in shards[:number]) + 1
                 raise ResumeRefused(f"the input changed since the earlier run in {self.folder}: its notes {first} to "
-                                 f"{first + len(mine) - 1} are not the ones its shard {shard['name']} was made from; "
-                                 "resuming would annotate some notes twice and skip others")
+                                    f"{first + size - 1} are not the ones its shard {shard['name']} was made from; "
+                                    "resuming would annotate some notes twice and skip others")
             self._check_files(shard)
             self.seen_ids.update(note.id for note in mine)
             for note in mine:
@@ -182,7 +187,9 @@ class ShardWriter:
     def _check_files(self, shard: Dict[str, Any]) -> None:
         """A finished shard's files are where the manifest says, with its number of records."""
         if self.format == "brat":
-            stems = shard.get("files", [])
+            if "files" not in shard:  # an older annotate's manifest did not list them
+                return
+            stems = shard["files"]
             missing = [f"{stem}{suffix}" for stem in stems for suffix in (".txt", ".ann")
                        if not (self.folder / f"{stem}{suffix}").is_file()]
             found = len(stems)
