@@ -143,11 +143,12 @@ class ShardWriter:
         self._brat_names: Set[str] = set()
         self.seen_ids: Set[str] = set()  # a later note with one of these ids goes to the errors
 
-    def resume(self, shards: List[Dict[str, Any]], notes: Iterable[Note]) -> None:
+    def resume(self, shards: List[Dict[str, Any]], notes: Iterator[Note]) -> None:
         """Take over finished ``shards`` of an earlier run and their errors (the lines it counts),
-        given the notes they were made from (the input's first ones, read again). ValueError when
-        those notes changed or the shards' files are not all there: :class:`ResumeRefused`."""
-        notes = iter(notes)
+        given the notes they were made from (the input's first ones, read again: exactly those are
+        taken from ``notes``, which a caller then reads on from). ValueError when those notes
+        changed or the shards' files are not all there: :class:`ResumeRefused`."""
+        notes = iter(notes)  # (an iterator is itself: the caller's goes on after the shards' notes)
         for number, shard in enumerate(shards):
             size = shard["notes"] + shard["errors"]
             mine = list(islice(notes, size))

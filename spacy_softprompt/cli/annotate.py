@@ -155,25 +155,22 @@ def _run_local(args: argparse.Namespace, settings: Dict[str, Any], earlier: Opti
     writer = ShardWriter(args.output_folder, settings, args.format, spans_key=concepts_key(nlp, args.pipeline, None),
                          with_text=not args.no_text, brat_options=brat)
 
-    def read_from(skip: int = 0) -> Iterator[Note]:
-        return read_notes(args.input, id_column=args.id_column, text_column=args.text_column,
-                          max_chars=args.max_chars, skip=skip)
-
     def read_in(shards: List[Dict[str, Any]]) -> int:
         return sum(shard["notes"] + shard["errors"] for shard in shards)
 
+    notes: Iterator[Note] = read_notes(args.input, id_column=args.id_column, text_column=args.text_column,
+                                       max_chars=args.max_chars)
     if earlier is not None:
         shards = earlier["shards"]
         if shards and read_in(shards[-1:]) < args.shard_size and total > read_in(shards):
             shards = shards[:-1]  # the input grew after a run that ended on a short shard: fill it as one run would
         try:
-            writer.resume(shards, read_from())
+            writer.resume(shards, notes)  # reads the finished shards' notes: ``notes`` goes on after them
         except ResumeRefused as err:
             raise CLIError(f"{err}. Pass --overwrite to start afresh, or another output folder.") from err
     skipped = len(writer.shards)
     kept = [sum(shard[count] for shard in writer.shards) for count in ("notes", "errors")]
     first = read_in(writer.shards)
-    notes = read_from(first)
     stop_after = int(os.environ.get(STOP_ENV, "0"))
 
     def on_shard() -> None:
