@@ -567,3 +567,21 @@ def test_ray_engine_gives_the_local_records_and_errors(pipeline, notes_folder, t
         assert manifest["engine"] == "ray" and manifest["notes"] == 5 and manifest["errors"] == 3
     assert main(["annotate", str(pipeline), str(notes_folder), str(out), "--engine", "ray"]) == 2
     assert "a Ray run is not resumed" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ray_engine_leaves_out_every_note_of_a_repeated_id(pipeline, tmp_path, capsys):
+    """The local engine sent a repeated id to the errors; Ray annotated both notes into two records with one id."""
+    pytest.importorskip("ray")
+    from spacy_softprompt.annotate import iter_records
+    from spacy_softprompt.annotate.ray_engine import REPEATED_ID
+
+    table, out = tmp_path / "notes.jsonl", tmp_path / "out"
+    rows = [("a", NOTES[0]), ("b", NOTES[1]), ("a", NOTES[2]), ("c", ""), ("c", NOTES[0])]
+    table.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in rows))
+    assert main(["annotate", str(pipeline), str(table), str(out), "--engine", "ray"]) == 0
+    assert "5 notes read, 1 annotated, 4 failed" in capsys.readouterr().err
+    assert [r["id"] for r in iter_records(out)] == ["b"]
+    errors = [(r["id"], r["reason"]) for r in iter_records(out / "errors")]
+    assert sorted(errors)[:3] == [("a", REPEATED_ID)] * 2 + [("c", REPEATED_ID)]
+    assert [reason for i, reason in errors if i == "c" and reason != REPEATED_ID] == ["empty or whitespace only"]

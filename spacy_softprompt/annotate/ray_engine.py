@@ -66,6 +66,34 @@ def _source(path: Path, id_column: str, text_column: str, max_chars: int) -> Any
     return dataset.map_batches(check, batch_format="numpy")
 
 
+def _bad_notes(batch: Dict[str, Any]) -> Dict[str, Any]:
+    """The ids and reasons of a batch's bad notes (a row-wise ``filter`` costs a Python call per note)."""
+    bad = batch["reason"] != ""
+    return {"id": batch["id"][bad], "reason": batch["reason"][bad]}
+
+
+REPEATED_ID = "another note has the same id (Ray does not keep the input's order, so every such note is left out)"
+
+
+def _without_repeated_ids(dataset: Any) -> Any:
+    """``dataset`` with each note whose id another note has marked bad. The local engine keeps
+    the first of them; Ray Data has no first, so none is kept rather than a random one (two
+    records with one id could not be told apart downstream). Costs one pass over the ids."""
+    def ids_counted_twice(batch: Dict[str, Any]) -> Dict[str, Any]:
+        return {"id": batch["id"][batch["count()"] > 1]}
+
+    counts = dataset.select_columns(["id"]).groupby("id").count()
+    repeated = {row["id"] for row in counts.map_batches(ids_counted_twice, batch_format="numpy").iter_rows()}
+    if not repeated:
+        return dataset
+
+    def mark(batch: Dict[str, Any]) -> Dict[str, Any]:
+        reasons = [r or (REPEATED_ID if i in repeated else "") for i, r in zip(batch["id"], batch["reason"])]
+        return {**batch, "reason": reasons}
+
+    return dataset.map_batches(mark, batch_format="numpy")
+
+
 def part_names(file_format: str) -> Any:
     """Ray's file names for the records and errors: ``part-ray_<write>_<task>.<format>``, which
     :func:`.records.iter_records` reads and ``--overwrite`` clears, and no other file is."""
@@ -127,9 +155,9 @@ def annotate_with_ray(pipeline: str, input_path: Path, output: Path, settings: D
     ray.init(address=address, num_cpus=cpus, include_dashboard=False, ignore_reinit_error=True,
              log_to_driver=False, configure_logging=False)
     try:
-        source = _source(input_path, id_column, text_column, max_chars)
+        source = _without_repeated_ids(_source(input_path, id_column, text_column, max_chars))
         errors_folder = output / "errors"
-        source.filter(lambda row: bool(row["reason"])).select_columns(["id", "reason"]).write_json(
+        source.map_batches(_bad_notes, batch_format="numpy").write_json(
             str(errors_folder), filename_provider=part_names("json"), force_ascii=False)
         records = source.map_batches(
             Annotator, batch_format="numpy", batch_size=batch_size, concurrency=workers, num_gpus=gpus_per_worker,
