@@ -201,6 +201,15 @@ def test_a_continued_text_field_is_checked_as_the_text_check_says(tmp_path, nlp,
         read_brat(tmp_path / "doc.ann", nlp, text_check="strict")
 
 
+@pytest.mark.parametrize("written", ["Aspirin caused", "Aspirin cuased"])
+def test_a_broken_line_after_a_multiline_span_is_not_taken_as_its_text(tmp_path, nlp, written):
+    """With --text-check offsets, a broken R line after a T crossing a line break passed as that T's text
+    (as many lines as the span crosses), and the relation was lost without an error."""
+    ann = f"T2\tADE 15 21\tnausea\nT1\tDrug 0 14\t{written}\nR1 Causes Arg1:T1 Arg2:T2\n"
+    with pytest.raises(CorpusFormatError, match=r":3: broken line: the id R1 is followed by a space"):
+        read_brat(write_and_path(tmp_path, "Aspirin\ncaused nausea.", ann), nlp, text_check="offsets")
+
+
 def test_continuation_that_does_not_match_is_a_broken_line(tmp_path, nlp):
     ann = GOOD + "this is not an annotation\n"
     for check in ("strict", "tolerant", "offsets"):  # a span on one line takes no continuation, whatever the check

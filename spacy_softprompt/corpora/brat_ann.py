@@ -12,7 +12,8 @@ from spacy.tokens import Doc, Span
 from ..fragments import set_fragments
 from ..relations import Relation, set_concepts, set_relations, set_span_attributes
 from . import brat_reasons as why
-from .brat_lines import AnnLine, Fragments, Options, broken_line, crosses_line, differs_inside, parse_offsets
+from .brat_lines import (AnnLine, Fragments, Options, broken_line, crosses_line, differs_inside, parse_offsets,
+                         starts_like_an_annotation)
 from .brat_store import Record, Ref, add_records, mention_of, relation_key, span_of
 from .summary import ConversionSummary, CorpusFormatError
 
@@ -93,9 +94,13 @@ class AnnFile:
         found = " ".join(self.text[s:e] for s, e in fragments)
         joined = "\n".join([ann_text, *(text for _, text in line.continued)])
         reason = self.text_reason(joined, found, continued=True) if line.continued else None
-        if not reason:
-            reason = self.text_reason(ann_text, found, continued=False)
-            if not reason:
+        if not reason or reason == why.TEXT_DIFFERS:  # the lines may not be text: try the line alone
+            single = self.text_reason(ann_text, found, continued=False)
+            if single and (single != why.TEXT_DIFFERS or not reason
+                           or any(starts_like_an_annotation(text) for _, text in line.continued)):
+                self.release(line)
+                reason = single
+            elif not reason:
                 later = ""
                 if line.continued:
                     later = f" (nor with lines {line.continued[0][0]}-{line.continued[-1][0]} as its continuation)"
@@ -105,7 +110,6 @@ class AnnFile:
                     f"at {offsets.strip()}{later}",
                 )
                 return self.release(line)  # (lenient) the lines after it are broken lines of their own
-            self.release(line)
         if reason is not True:
             self.summary.adjust(reason)
         if len(fragments) > 1:

@@ -60,6 +60,12 @@ def differs_inside(ann_text: str, found: str) -> bool:
 ID_PATTERN = re.compile(r"[TREAMN]\d+|#\d*|\*")
 
 
+def starts_like_an_annotation(line: str) -> bool:
+    """Whether ``line`` begins with an annotation id (``R1 Causes ...``): a line a text field
+    continued into is text only when nothing else explains it."""
+    return bool(ID_PATTERN.fullmatch(re.split(r"[ \t]", line, maxsplit=1)[0]))
+
+
 def broken_line(line: str) -> str:
     """The message for a line that is not ``ID<TAB>...``: what it should look like."""
     head = line.split("\t", 1)[0]
