@@ -92,7 +92,7 @@ def gold_cats(labels: Sequence[str], docs: Sequence[Doc], exclusive: bool) -> Tu
         for j, label in enumerate(labels):
             if label in cats:
                 value = cats[label]
-                if not isinstance(value, numbers.Real) or value not in (0, 1):  # numpy's scalars too
+                if not isinstance(value, (numbers.Real, np.bool_)) or value not in (0, 1):  # numpy's scalars too
                     raise ValueError(f"The Doc {doc.text[:40]!r}... has doc.cats[{label!r}] = {value!r}: "
                                      "a class's gold value is 0.0 or 1.0.")
                 gold[i, j], known[i, j] = float(value), True

@@ -312,6 +312,7 @@ def test_a_missing_value_and_an_unknown_class_are_named(tiny_bert):
         fit_pipeline(docs, 0, model=config)
     docs = smoking_docs()
     docs[0].cats = {key: np.float32(value) for key, value in docs[0].cats.items()}  # numpy's scalars are numbers
+    docs[1].cats = {key: np.bool_(value) for key, value in docs[1].cats.items()}  # (a boolean table's too)
     nlp = fit_pipeline(docs, 0, model=config)
     docs[0].cats = {"smokr": 1.0}
     with pytest.warns(UserWarning, match="doc.cats has the class 'smokr', which this component does not know"):
