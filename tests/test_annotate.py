@@ -247,7 +247,19 @@ def test_brat_resume_keeps_the_earlier_notes_file_names(pipeline, tmp_path):
         more.write(json.dumps({"id": "a.txt", "text": NOTES[1]}) + "\n")
     assert main(arguments) == 0
     assert (out / "a.txt").read_text() == NOTES[0]
-    assert lines(out / "errors.jsonl") == [{"id": "a.txt", "reason": "a note before it has the same brat file name 'a'"}]
+    assert [e["id"] for e in lines(out / "errors.jsonl")] == ["a.txt"]
+    assert lines(out / "errors.jsonl")[0]["reason"].startswith("a note before it has the brat file name 'a'")
+
+
+def test_brat_ids_naming_one_file_are_told_apart(pipeline, tmp_path):
+    """'./a' and 'a', 'x//y' and 'x/y' named the same files: the second overwrote the first, both counted annotated."""
+    table, out = tmp_path / "notes.jsonl", tmp_path / "brat"
+    ids = ["a", "./a", "x//y", "x/y", "A", "./b/"]
+    table.write_text("".join(json.dumps({"id": i, "text": NOTES[k % 2]}) + "\n" for k, i in enumerate(ids)))
+    assert main(["annotate", str(pipeline), str(table), str(out), "--format", "brat"]) == 0
+    assert [e["id"] for e in lines(out / "errors.jsonl")] == ["./a", "x/y", "A", "./b/"]
+    assert (out / "a.txt").read_text() == NOTES[0] and (out / "x" / "y.txt").read_text() == NOTES[0]
+    assert json.loads((out / "manifest.json").read_text())["shards"][0]["files"] == ["a", "x/y"]
 
 
 def test_ray_options_are_refused_by_the_local_engine_and_upper_case_txt_is_read(pipeline, tmp_path, capsys):

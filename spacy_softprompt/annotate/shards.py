@@ -49,7 +49,8 @@ NAME_BYTES = 250  # a file name's limit on common file systems (255), less ".ann
 
 def brat_stem(note_id: str) -> str:
     """The file name (without ``.txt``/``.ann``) of a note in brat output: its id, which must be
-    a relative path inside the output folder; a ``.txt`` suffix (a folder input's id) is dropped."""
+    a relative path inside the output folder; a ``.txt`` suffix (a folder input's id) is dropped,
+    and the path is written plainly (``./a`` and ``x//y`` name the files of ``a`` and ``x/y``)."""
     path = PurePosixPath(note_id)
     if not path.parts or path.is_absolute() or ".." in path.parts or "\\" in note_id or "\0" in note_id:
         raise ValueError(f"id {note_id!r} is not a relative path; it cannot name brat files")
@@ -59,7 +60,13 @@ def brat_stem(note_id: str) -> str:
     stem = note_id[:-4] if note_id.lower().endswith(".txt") else note_id
     if not PurePosixPath(stem).name or stem.endswith("/"):
         raise ValueError(f"id {note_id!r} leaves no file name once its .txt is dropped; it cannot name brat files")
-    return stem
+    return PurePosixPath(stem).as_posix()
+
+
+def same_file_key(stem: str) -> str:
+    """Stems naming one file on a case-insensitive file system (macOS's, Windows') share this key:
+    brat output is refused a second such note rather than written where it would overwrite."""
+    return stem.casefold()
 
 
 def notes_digest(notes: Iterable[Note]) -> str:
@@ -166,7 +173,7 @@ class ShardWriter:
             for note in mine:
                 if note.text is not None and self.format == "brat":
                     try:
-                        self._brat_names.add(brat_stem(note.id))
+                        self._brat_names.add(same_file_key(brat_stem(note.id)))
                     except ValueError:
                         pass  # that note went to the errors and named no files
         self.shards = list(shards)
@@ -246,10 +253,11 @@ class ShardWriter:
             except ValueError as err:
                 failed.append(Note(note_id, None, str(err)))
                 continue
-            if stem in self._brat_names:
-                failed.append(Note(note_id, None, f"a note before it has the same brat file name {stem!r}"))
+            if same_file_key(stem) in self._brat_names:
+                failed.append(Note(note_id, None, f"a note before it has the brat file name {stem!r} (or one "
+                                                     "differing only in case: one file on some systems)"))
                 continue
-            self._brat_names.add(stem)
+            self._brat_names.add(same_file_key(stem))
             write_brat(doc, self.folder / f"{stem}.ann", txt_path=self.folder / f"{stem}.txt",
                        spans_key=self.spans_key, **self.brat_options)
             written.append(stem)
