@@ -251,6 +251,44 @@ def test_brat_resume_keeps_the_earlier_notes_file_names(pipeline, tmp_path):
     assert lines(out / "errors.jsonl")[0]["reason"].startswith("a note before it has the brat file name 'a'")
 
 
+def test_a_changed_short_last_shard_is_refused_when_the_input_grows(pipeline, tmp_path, capsys):
+    """The short last shard was made again without a check: its note replaced by others, the run resumed and the
+    replaced note's brat pair stayed in the folder, listed nowhere."""
+    table, out = tmp_path / "notes.jsonl", tmp_path / "brat"
+    write = lambda ids: table.write_text("".join(json.dumps({"id": i, "text": NOTES[0]}) + "\n" for i in ids))  # noqa: E731
+    arguments = ["annotate", str(pipeline), str(table), str(out), "--format", "brat", "--shard-size", "2"]
+    write("abc")
+    assert main(arguments) == 0
+    write("abcd")  # grown: the short shard [c] is made again as [c, d]
+    assert main(arguments) == 0
+    assert [s["files"] for s in json.loads((out / "manifest.json").read_text())["shards"]] == [["a", "b"], ["c", "d"]]
+    write("abcde")
+    assert main(arguments) == 0
+    write("abcdxy")  # grown, and the short shard's note replaced: refused, as any other changed note
+    capsys.readouterr()
+    assert main(arguments) == 2
+    assert "its notes 5 to 5 are not the ones its shard part-00002 was made from" in capsys.readouterr().err
+    assert not (out / "x.ann").exists()
+
+
+def test_records_a_manifest_does_not_list_are_refused(pipeline, tmp_path, capsys):
+    """A Ray run cut short leaves record files and no manifest: a later run wrote beside them, and reading the folder
+    gave both runs' records."""
+    table, out = tmp_path / "notes.jsonl", tmp_path / "out"
+    table.write_text(json.dumps({"id": "n0", "text": NOTES[0]}) + "\n")
+    out.mkdir()
+    (out / "part-ray_abc123_000000.json").write_text(json.dumps({"id": "n0", "text": "old"}) + "\n")
+    assert main(["annotate", str(pipeline), str(table), str(out)]) == 2
+    assert "holds records of a run that left no manifest (part-ray_abc123_000000.json" in capsys.readouterr().err
+    assert main(["annotate", str(pipeline), str(table), str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["errors.jsonl", "manifest.json", "part-00000.jsonl"]
+
+
+def test_brat_output_in_the_input_folder_says_why(pipeline, notes_folder, capsys):
+    assert main(["annotate", str(pipeline), str(notes_folder), str(notes_folder), "--format", "brat"]) == 2
+    assert "is the input folder: each note's .txt written there would replace the note itself" in capsys.readouterr().err
+
+
 def test_brat_ids_naming_one_file_are_told_apart(pipeline, tmp_path):
     """'./a' and 'a', 'x//y' and 'x/y' named the same files: the second overwrote the first, both counted annotated."""
     table, out = tmp_path / "notes.jsonl", tmp_path / "brat"

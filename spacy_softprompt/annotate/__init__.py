@@ -7,7 +7,8 @@ job on Ray Data; :mod:`.records` is the record format and reads it back into Doc
 """
 from .notes import Note, count_notes, read_notes
 from .records import CONTEXT_FLAGS, doc_to_record, iter_records, read_annotations, record_to_doc
-from .shards import FORMATS, ShardWriter, annotate_notes, clear_output, read_manifest
+from .shards import FORMATS, ShardWriter, annotate_notes, clear_output, read_manifest, unlisted_output
 
 __all__ = ["CONTEXT_FLAGS", "FORMATS", "Note", "ShardWriter", "annotate_notes", "clear_output", "count_notes",
-           "doc_to_record", "iter_records", "read_annotations", "read_manifest", "read_notes", "record_to_doc"]
+           "doc_to_record", "iter_records", "read_annotations", "read_manifest", "read_notes", "record_to_doc",
+           "unlisted_output"]

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import shutil
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
@@ -109,10 +109,25 @@ def clear_output(folder: Path) -> None:
             for suffix in (".txt", ".ann"):
                 (folder / f"{stem}{suffix}").unlink(missing_ok=True)
     shutil.rmtree(folder / "errors", ignore_errors=True)
+    for path in _run_files(folder):
+        path.unlink()
+
+
+def _run_files(folder: Path) -> List[Path]:
+    """The files in ``folder`` a run writes besides brat pairs and ``errors/``: the manifest, the
+    errors, the ``part-*`` record files, and their temporary names."""
     ours = {MANIFEST, ERRORS, MANIFEST + ".tmp", ERRORS + ".tmp"}
-    for path in folder.iterdir() if folder.is_dir() else []:
-        if path.is_file() and (path.name in ours or RECORD_FILE.fullmatch(path.name)):
-            path.unlink()
+    return [path for path in (folder.iterdir() if folder.is_dir() else [])
+            if path.is_file() and (path.name in ours or RECORD_FILE.fullmatch(path.name))]
+
+
+def unlisted_output(folder: Path) -> List[str]:
+    """Record and error files in ``folder`` that no manifest lists (a Ray run cut short leaves
+    them): a run writing beside them would mix its records with theirs."""
+    if (folder / MANIFEST).exists():
+        return []
+    names = sorted(path.name for path in _run_files(folder) if not path.name.endswith(".tmp"))
+    return names + (["errors/"] if (folder / "errors").is_dir() else [])
 
 
 def _replace(path: Path, lines: Iterable[str]) -> None:
@@ -150,12 +165,13 @@ class ShardWriter:
         self._brat_names: Set[str] = set()
         self.seen_ids: Set[str] = set()  # a later note with one of these ids goes to the errors
 
-    def resume(self, shards: List[Dict[str, Any]], notes: Iterator[Note]) -> None:
+    def resume(self, shards: List[Dict[str, Any]], notes: Iterable[Note], reopen_last: bool = False) -> Iterator[Note]:
         """Take over finished ``shards`` of an earlier run and their errors (the lines it counts),
-        given the notes they were made from (the input's first ones, read again: exactly those are
-        taken from ``notes``, which a caller then reads on from). ValueError when those notes
+        given the notes they were made from (the input's, read again); returns the notes after
+        them. ``reopen_last``: the last shard is checked too, then made again (the input grew after
+        a run that ended on a short shard): its notes come first. ValueError when those notes
         changed or the shards' files are not all there: :class:`ResumeRefused`."""
-        notes = iter(notes)  # (an iterator is itself: the caller's goes on after the shards' notes)
+        notes = iter(notes)
         for number, shard in enumerate(shards):
             size = shard["notes"] + shard["errors"]
             mine = list(islice(notes, size))
@@ -168,6 +184,9 @@ class ShardWriter:
                 raise ResumeRefused(f"the input changed since the earlier run in {self.folder}: its notes {first} to "
                                     f"{first + size - 1} are not the ones its shard {shard['name']} was made from; "
                                     "resuming would annotate some notes twice and skip others")
+            if reopen_last and number == len(shards) - 1:
+                shards, notes = shards[:-1], chain(mine, notes)  # (the same notes: the same brat files, rewritten)
+                break
             self._check_files(shard)
             self.seen_ids.update(note.id for note in mine)
             for note in mine:
@@ -183,6 +202,7 @@ class ShardWriter:
         if len(lines) < kept:  # split on \n alone: a note id may hold U+2028, which splitlines splits on
             raise ResumeRefused(f"{path} holds {len(lines)} lines where the earlier run's manifest counts {kept} errors")
         self.errors = [line + "\n" for line in lines[:kept]]
+        return notes
 
     def first_of_its_id(self, note: Note) -> Note:
         """The note, or (its id taken by an earlier note) an error: two records with one id could

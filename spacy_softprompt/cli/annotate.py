@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..annotate import clear_output, count_notes, read_manifest
+    from ..annotate import clear_output, count_notes, read_manifest, unlisted_output
 
     if not args.input.exists():
         raise CLIError(f"input not found: {args.input}. Pass a folder of .txt files, a .jsonl or .parquet "
@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
     if args.output_folder.exists() and not args.output_folder.is_dir():
         raise CLIError(f"{args.output_folder} is a file; the output is a folder")
     if args.format == "brat" and args.input.is_dir() and args.output_folder.resolve().is_relative_to(args.input.resolve()):
+        if args.output_folder.resolve() == args.input.resolve():
+            raise CLIError(f"{args.output_folder} is the input folder: each note's .txt written there would replace the "
+                           "note itself; choose another output folder (it gets a copy of each .txt beside its .ann)")
         raise CLIError(f"{args.output_folder} is inside the input folder {args.input}: the .txt files written there "
                        "would be read as notes by the next run; choose an output folder outside it")
     brat_only = args.tail_first or args.relation_map
@@ -100,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
     earlier = None
     if args.overwrite:  # a Ray run cut short left no manifest, but its files
         clear_output(args.output_folder)
+    elif unlisted := unlisted_output(args.output_folder):
+        raise CLIError(f"{args.output_folder} holds records of a run that left no manifest ({', '.join(unlisted[:3])}"
+                       f"{', ...' if len(unlisted) > 3 else ''}; a Ray run cut short?): they would be read with this "
+                       "run's. Pass --overwrite to remove them, or another output folder.")
     elif (earlier := read_manifest(args.output_folder)) is not None and ({k: earlier.get(k) for k in settings} != settings or args.engine == "ray"
                                   or earlier.get("engine") == "ray"):
         changed = (" (its files changed since: retrained or replaced)" if earlier.get("pipeline") == settings["pipeline"]
@@ -162,10 +169,10 @@ def _run_local(args: argparse.Namespace, settings: Dict[str, Any], earlier: Opti
                                        max_chars=args.max_chars)
     if earlier is not None:
         shards = earlier["shards"]
-        if shards and read_in(shards[-1:]) < args.shard_size and total > read_in(shards):
-            shards = shards[:-1]  # the input grew after a run that ended on a short shard: fill it as one run would
+        # the input grew after a run that ended on a short shard: fill it as one run would
+        reopen = bool(shards) and read_in(shards[-1:]) < args.shard_size and total > read_in(shards)
         try:
-            writer.resume(shards, notes)  # reads the finished shards' notes: ``notes`` goes on after them
+            notes = writer.resume(shards, notes, reopen_last=reopen)
         except ResumeRefused as err:
             raise CLIError(f"{err}. Pass --overwrite to start afresh, or another output folder.") from err
     skipped = len(writer.shards)
