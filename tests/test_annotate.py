@@ -602,6 +602,8 @@ def test_ray_engine_gives_the_local_records_and_errors(pipeline, notes_folder, t
     from spacy_softprompt.annotate import iter_records
 
     local = tmp_path / "local"
+    (notes_folder / "_b.txt").write_text(NOTES[1])  # Ray's own folder listing skipped these two
+    (notes_folder / "b" / ".c.TXT").write_text(NOTES[2])
     assert main(["annotate", str(pipeline), str(notes_folder), str(local), "--shard-size", "3"]) == 0
     for fmt in ("jsonl", "parquet"):
         out = tmp_path / f"ray-{fmt}"
@@ -609,12 +611,12 @@ def test_ray_engine_gives_the_local_records_and_errors(pipeline, notes_folder, t
         assert main(["annotate", str(pipeline), str(notes_folder), str(out), "--engine", "ray", "--format", fmt,
                      "--batch-size", "2"]) == 0
         err = capsys.readouterr().err
-        assert "8 notes read, 5 annotated, 3 failed" in err, err[-300:]
+        assert "10 notes read, 7 annotated, 3 failed" in err, err[-300:]
         by_id = lambda records: sorted(records, key=lambda r: r["id"])  # noqa: E731
         assert_same(by_id(iter_records(out)), by_id(shard_records(local)))
         assert by_id(iter_records(out / "errors")) == by_id(lines(local / "errors.jsonl"))
         manifest = json.loads((out / "manifest.json").read_text())
-        assert manifest["engine"] == "ray" and manifest["notes"] == 5 and manifest["errors"] == 3
+        assert manifest["engine"] == "ray" and manifest["notes"] == 7 and manifest["errors"] == 3
     assert main(["annotate", str(pipeline), str(notes_folder), str(out), "--engine", "ray"]) == 2
     assert "a Ray run is not resumed" in capsys.readouterr().err
 

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .notes import Note, checked, decoded, input_kind, parquet_table, read_notes
+from .notes import Note, checked, decoded, input_kind, parquet_table, read_notes, txt_files
 from .records import doc_to_record, iter_records, records_to_table
 from .shards import MANIFEST
 
@@ -42,9 +42,11 @@ def _source(path: Path, id_column: str, text_column: str, max_chars: int) -> Any
     if kind == "docbin":  # one file, read here: Ray has no DocBin source
         notes = list(read_notes(path, max_chars=max_chars))
         return ray.data.from_arrow(pa.table(_columns(notes)))
-    if kind == "txt":
-        dataset = ray.data.read_binary_files(str(path), include_paths=True, file_extensions=["txt"])
-        root = path.resolve().as_posix().rstrip("/") + "/"
+    if kind == "txt":  # the local engine's files (Ray's own listing skips names starting "." or "_")
+        root = path.resolve()
+        files = [file.as_posix() for file in txt_files(root)]
+        dataset = ray.data.read_binary_files(files, include_paths=True)
+        root = root.as_posix().rstrip("/") + "/"
 
         def check(batch: Dict[str, Any]) -> Dict[str, List[Any]]:
             return _columns([decoded(str(p).split(root, 1)[-1], data, max_chars)
