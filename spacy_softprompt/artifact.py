@@ -133,9 +133,16 @@ def load_stored_backbone(folder: Path, trust_remote_code: bool) -> Backbone:
     if not (folder / "config.json").is_file():  # transformers would guess a model type from the path
         raise DamagedArtifact(f"{folder / 'config.json'} is missing: the stored backbone cannot be read. Copy the "
                               "complete pipeline folder again, or retrain.")
+    unknown = _unknown_model_type(folder / "config.json")
+    if unknown is not None:
+        import transformers
+
+        raise ValueError(f"{folder} holds a backbone of model type {unknown!r}, which the installed transformers "
+                         f"({transformers.__version__}) does not know: the pipeline was saved with a newer one. "
+                         "Upgrade transformers (pip install -U transformers).")
     try:
         return Backbone(*load_backbone(str(folder), trust_remote_code=trust_remote_code, complete=True))
-    except (ImportError, MemoryError):  # a missing package or memory: not the folder's fault
+    except (ImportError, MemoryError, PermissionError):  # a package, memory or access: not the folder's damage
         raise
     except Exception as err:  # safetensors, tokenizers and torch raise their own errors, deep inside
         if "trust_remote_code" in str(err):
@@ -144,6 +151,22 @@ def load_stored_backbone(folder: Path, trust_remote_code: bool) -> Backbone:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise DamagedArtifact(f"{folder}: the stored backbone is damaged and cannot be loaded ({type(err).__name__}: "
                               f"{first}). Copy the complete pipeline folder again, or retrain.") from None
+
+
+def _unknown_model_type(config_file: Path) -> Optional[str]:
+    """The model type a stored backbone's config names when transformers has no such type (a
+    pipeline saved with a newer transformers); None when it knows it, the backbone brings its
+    own code (``auto_map``), or the file is unreadable (the load then says why)."""
+    from transformers import CONFIG_MAPPING
+
+    try:
+        config = srsly.read_json(config_file)
+    except (OSError, ValueError):
+        return None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(model_type, str) or "auto_map" in config or model_type in CONFIG_MAPPING:
+        return None
+    return model_type
 
 
 def load_trainable(path: Path) -> Dict[str, Any]:

@@ -103,6 +103,12 @@ def test_a_damaged_stored_backbone_names_its_folder(trained, tmp_path):
     with pytest.raises(DamagedArtifact, match=f"{backbone}: the stored backbone is damaged"):
         spacy.load(tmp_path / "p")
     weights.write_bytes(data)
+    config = json.loads((backbone / "config.json").read_text())
+    (backbone / "config.json").write_text(json.dumps(dict(config, model_type="bert_from_the_future")))
+    with pytest.raises(ValueError, match=r"model type 'bert_from_the_future', which the installed transformers .* "
+                                         r"does not know: .*Upgrade transformers") as error:
+        spacy.load(tmp_path / "p")  # (a newer transformers' pipeline is not damaged)
+    assert not isinstance(error.value, DamagedArtifact)
     (backbone / "config.json").unlink()
     with pytest.raises(DamagedArtifact, match=r"backbone/config\.json is missing"):
         spacy.load(tmp_path / "p")
