@@ -236,7 +236,7 @@ def test_project_frozen_command_is_the_committed_frozen_run(held_out):
 def test_project_finetune_command_is_the_committed_unfrozen_run(held_out, tmp_path):
     """lodo-finetune (with its held-out var) is the command each docs/lodo/<held-out>_finetune.md was made by, and
     the system it writes is the finetune preset with prompts and heads at 50x, so the three are the same arm."""
-    shots = {"sdoh": "5 10 20 50 100", "maccrobat": "5 10 20 50 100"}.get(held_out, 20)  # SDoH's report: the whole curve
+    shots = {"sdoh": "5 10 20 50 100", "maccrobat": "5 10 20 50 100", "ade": "5 10 20 50"}[held_out]
     overrides = {"vars.lodo_finetune_held_out": held_out, "vars.lodo_finetune_shots": shots}
     make_config, run = project(overrides)["commands"]["lodo-finetune"]["script"]
     ours, theirs = vars(verb_args(run)), committed_args(f"{held_out}_finetune")
