@@ -43,10 +43,9 @@ def _source(path: Path, id_column: str, text_column: str, max_chars: int) -> Any
         notes = list(read_notes(path, max_chars=max_chars))
         return ray.data.from_arrow(pa.table(_columns(notes)))
     if kind == "txt":  # the local engine's files (Ray's own listing skips names starting "." or "_")
-        root = path.resolve()
-        files = [file.as_posix() for file in txt_files(root)]
-        dataset = ray.data.read_binary_files(files, include_paths=True)
-        root = root.as_posix().rstrip("/") + "/"
+        folder = path.resolve()
+        dataset = ray.data.read_binary_files([file.as_posix() for file in txt_files(folder)], include_paths=True)
+        root = folder.as_posix().rstrip("/") + "/"
 
         def check(batch: Dict[str, Any]) -> Dict[str, List[Any]]:
             return _columns([decoded(str(p).split(root, 1)[-1], data, max_chars)

@@ -60,17 +60,20 @@ def differs_inside(ann_text: str, found: str) -> bool:
 ID_PATTERN = re.compile(r"[TREAMN]\d+|#\d*|\*")
 
 
+def _first_word(line: str) -> str:
+    return re.split(r"[ \t]", line, maxsplit=1)[0]
+
+
 def starts_like_an_annotation(line: str) -> bool:
     """Whether ``line`` begins with an annotation id (``R1 Causes ...``): a line a text field
     continued into is text only when nothing else explains it."""
-    return bool(ID_PATTERN.fullmatch(re.split(r"[ \t]", line, maxsplit=1)[0]))
+    return bool(ID_PATTERN.fullmatch(_first_word(line)))
 
 
 def broken_line(line: str) -> str:
     """The message for a line that is not ``ID<TAB>...``: what it should look like."""
-    head = line.split("\t", 1)[0]
-    first = head.split(" ", 1)[0]
-    if " " in head and ID_PATTERN.fullmatch(first):
+    first = _first_word(line)
+    if " " in line.split("\t", 1)[0] and starts_like_an_annotation(line):
         fixed = first + "\t" + line[len(first) :].lstrip(" \t")
         return (
             f"broken line: the id {first} is followed by a space, not a tab; a {first[0]} line is "
