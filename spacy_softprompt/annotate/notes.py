@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator, List, NamedTuple, Optional
 
@@ -114,14 +113,13 @@ def count_notes(path: Path, text_column: str = "text") -> int:
 
 
 def read_notes(path: Path, *, id_column: str = "id", text_column: str = "text",
-               max_chars: int = 1_000_000, skip: int = 0) -> Iterator[Note]:
-    """The notes of ``path`` in a fixed order, the first ``skip`` passed over (a resumed run).
+               max_chars: int = 1_000_000) -> Iterator[Note]:
+    """The notes of ``path`` in a fixed order (a resumed run finds its place by it).
 
     Ids: a ``.txt`` file's path relative to the folder; a table's ``id_column``; a
     DocBin document's ``doc._.doc_id``, else its index."""
     readers = {"txt": _txt_notes, "jsonl": _jsonl_notes, "parquet": _parquet_notes, "docbin": _docbin_notes}
-    notes = readers[input_kind(path)](path, id_column, text_column, max_chars)
-    return islice(notes, skip, None)
+    return readers[input_kind(path)](path, id_column, text_column, max_chars)
 
 
 def _txt_notes(folder: Path, _id: str, _text: str, max_chars: int) -> Iterator[Note]:
