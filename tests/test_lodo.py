@@ -232,16 +232,17 @@ def test_project_frozen_command_is_the_committed_frozen_run(held_out):
     assert {k for k in ours if ours[k] != unfrozen.get(k)} <= {"systems", "held_out", "shots", "output", "gpu_id"}
 
 
-@pytest.mark.parametrize("held_out", ["ade", "maccrobat", "sdoh"])
-def test_project_finetune_command_is_the_committed_unfrozen_run(held_out, tmp_path):
-    """lodo-finetune (with its held-out var) is the command each docs/lodo/<held-out>_finetune.md was made by, and
-    the system it writes is the finetune preset with prompts and heads at 50x, so the three are the same arm."""
-    shots = {"sdoh": "5 10 20 50 100", "maccrobat": "5 10 20 50 100", "ade": "5 10 20 50"}[held_out]
-    overrides = {"vars.lodo_finetune_held_out": held_out, "vars.lodo_finetune_shots": shots}
+@pytest.mark.parametrize("held_out,shots,suffix", [("ade", "5 10 20 50", ""), ("maccrobat", "5 10 20 50 100", ""),
+                                                   ("sdoh", "5 10 20 50 100", "")])
+def test_project_finetune_command_is_the_committed_unfrozen_run(held_out, shots, suffix, tmp_path):
+    """lodo-finetune (with its vars) is the command each docs/lodo/<held-out>_finetune<suffix>.md was made by, and
+    the system it writes is the finetune preset with prompts and heads at 50x, so they are the same arm."""
+    overrides = {"vars.lodo_finetune_held_out": held_out, "vars.lodo_finetune_shots": shots,
+                 "vars.lodo_finetune_suffix": suffix}
     make_config, run = project(overrides)["commands"]["lodo-finetune"]["script"]
-    ours, theirs = vars(verb_args(run)), committed_args(f"{held_out}_finetune")
+    ours, theirs = vars(verb_args(run)), committed_args(f"{held_out}_finetune{suffix}")
     assert (ours.pop("gpu_id"), theirs.pop("gpu_id")) == (-1, -1)
-    assert ours == theirs and 20 in ours["shots"] and ours["held_out"] == [held_out]
+    assert ours == theirs and ours["shots"] == [int(k) for k in shots.split()] and ours["held_out"] == [held_out]
     assert check_made_configs([make_config], tmp_path, "head_lr_scale", 50.0, 1.0) == [(ours["systems"][0], "finetune")]
 
 
