@@ -85,7 +85,8 @@ def sample_few_shot(
 
     shortfall = {label: shots - n for label, n in sorted(available.items()) if n < shots}
     if shortfall:
-        logger.warning("Fewer than %d examples exist for %s; took all there are.", shots, shortfall)
+        there_are = ", ".join(f"{label} ({available[label]})" for label in shortfall)
+        logger.warning("Fewer than %d examples exist for %s; took all there are.", shots, there_are)
     report = SampleReport(
         shots=shots,
         seed=seed,

@@ -253,6 +253,56 @@ def test_overlay_names_what_it_cannot_read(tmp_path, capsys):
     assert not (tmp_path / "o.md").exists()
 
 
+def test_overlay_refuses_a_run_counted_twice_or_a_percentage(tmp_path, capsys):
+    """A report with one (value, seed) twice was averaged as two runs; F1 written as 55.0 printed 5500.0."""
+    twice = _report(tmp_path / "twice.json", [(8, 0, 0.5, 0.2), (8, 0, 0.5, 0.2)])
+    percent = _report(tmp_path / "percent.json", [(8, 0, 55.0, 20.0)])
+    for report, message in ((twice, "value 8 seed 0 appears more than once"),
+                            (percent, "concepts_strict_f 55.0: scores are fractions in [0, 1]")):
+        assert main(["overlay", "prompt-length", f"a={report}", "--output", str(tmp_path / "o.md")]) == 2
+        assert f"{report}: {message}" in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "o.md").exists()
+
+
+def test_study_verbs_check_counts_and_outputs_before_any_run(tmp_path, capsys):
+    """Numbers that failed only after a run had trained or timed (K = 0, a negative seed), or never (a negative
+    --limit dropped the last text; a repeated --types was timed twice); an output in the way found when the first
+    report was written, after the first run."""
+    data, folder, afile = tmp_path / "toy.spacy", tmp_path / "report.md", tmp_path / "table.md"
+    DocBin(docs=[spacy.blank("en")("Aspirin caused nausea.")]).to_disk(data)
+    folder.mkdir()
+    afile.write_text("")
+    files = [f"--{split}={data}" for split in ("train", "dev", "test")]
+    for argv, message in ((["experiment", "fewshot", *files, "--output", str(tmp_path), "--values", "5", "0"],
+                           "0: must be at least 1"),
+                          (["experiment", "fewshot", *files, "--output", str(tmp_path), "--seeds", "-1"],
+                           "-1: must be 0 or more"),
+                          (["cats-curve", "--systems", "x.cfg", *files, "--seeds", "-1"], "-1: must be 0 or more"),
+                          (["scaling", "--texts", str(data), "--limit", "-1", "--output", str(afile)],
+                           "-1: must be 0 or more"),
+                          (["calibrate", "p", "n.jsonl", "out", "--density", "inf"], "inf: must be a finite number"),
+                          (["calibrate", "p", "n.jsonl", "out", "--density", "1", "--scale", "nan"],
+                           "nan: must be a finite number")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert message in capsys.readouterr().err
+    empty = tmp_path / "empty.spacy"
+    DocBin().to_disk(empty)
+    for argv, message in ((["experiment", "fewshot", *files, "--output", str(afile)], f"--output {afile} is a file"),
+                          (["cats-curve", "--systems", "x.cfg", *files, "--output", str(folder)], f"--output {folder} is a folder"),
+                          (["lodo", "--corpus", "a=x", "b=y", "--output", str(folder)], f"--output {folder} is a folder"),
+                          (["scaling", "--texts", str(data), "--types", "2", "2", "--output", str(afile)],
+                           "--types names 2 more than once"),
+                          (["scaling", "--texts", str(data), "--real", f"a={data}", f"a={data}", "--output", str(afile)],
+                           "--real names a more than once"),
+                          (["scaling", "--texts", str(data), "--real", "a=", "--output", str(afile)],
+                           "--real expects NAME=PATH, got 'a='"),
+                          (["scaling", "--texts", str(empty), "--backbone", "default", "--output", str(tmp_path / "s.md")],
+                           f"{empty}: no documents to time")):
+        assert main(argv) == 2
+        assert message in _one_error_line(capsys.readouterr().err)
+
+
 def test_set_reads_json_values_and_rejects_what_is_not_a_setting():
     from spacy_softprompt.cli.runs import base_config, check_settings, parse_settings
 

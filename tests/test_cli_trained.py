@@ -449,7 +449,7 @@ def test_calibrate_says_what_is_wrong(concepts_pipeline, tmp_path, capsys):
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(base + ["--labels", "Drug", "--scale", "0"])
-    assert "0: must be above 0" in capsys.readouterr().err
+    assert "0: must be a finite number above 0" in capsys.readouterr().err
     assert main(["calibrate", str(pipeline), str(tmp_path / "none.jsonl"), str(tmp_path / "out"), "--density", "1",
                  "--labels", "Drug"]) == 2
     assert "notes not found" in capsys.readouterr().err

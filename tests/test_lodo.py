@@ -427,3 +427,43 @@ def test_a_repeated_seed_shot_or_corpus_is_refused(option, values, tmp_path, cap
     """Each repeat was run (or read back) again and counted twice in the means."""
     assert main(["lodo", "--corpus", *write_corpora(tmp_path), option, *values]) == 2
     assert f"{option} names {values[-1]} more than once" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content,message", [
+    ('{"descriptions": {},}', "not JSON (line 1"),
+    ('["Medication"]', 'expected an object with "descriptions"'),
+    ('{"descriptions": {"Medication": 5}}', "Medication: a description is a non-empty string"),
+    ('{"descriptions": {}, "related": {"ade/Drug": "Medication"}}', "ade/Drug: a description is"),
+    ('{"descriptions": {"Medication": "m"}}', "no description for Adverse_Effect, ade/Drug, meds/Dosage"),
+    (json.dumps({**TYPES, "related": {"ade/Drug": ["Medicaton"]}}), "related names Medicaton, which"),
+])
+def test_a_bad_types_table_is_named_before_any_training(content, message, tmp_path, capsys):
+    """A types table that is not JSON, not of its shape, or names a type it does not describe: one error naming
+    the file (was: a traceback, or a run that trained the source model and then failed or reported a typo)."""
+    types = tmp_path / "types.json"
+    types.write_text(content)
+    assert main(["lodo", "--corpus", *write_corpora(tmp_path), "--types", str(types),
+                 "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert f"{types}:" in err and message in err and not (tmp_path / "runs").exists()
+
+
+def test_bad_corpora_and_seeds_are_refused_before_any_training(tmp_path, capsys):
+    corpora = write_corpora(tmp_path)
+    (tmp_path / "types.json").write_text(json.dumps(TYPES))
+    base = ["lodo", "--types", str(tmp_path / "types.json"), "--runs", str(tmp_path / "runs")]
+    # a corpus named twice replaced the first silently
+    assert main([*base, "--corpus", *corpora, corpora[0]]) == 2
+    assert "--corpus names meds twice" in capsys.readouterr().err
+    # forgetting measured for a seed with no transfer run: never measured, without a word
+    assert main([*base, "--corpus", *corpora, "--seeds", "0", "1", "--forgetting-seeds", "7"]) == 2
+    assert "--forgetting-seeds 7: not among --seeds 0 1" in capsys.readouterr().err
+    # K = 0 failed only after the source model had trained
+    with pytest.raises(SystemExit):
+        main([*base, "--corpus", *corpora, "--shots", "0"])
+    assert "0: must be at least 1" in capsys.readouterr().err
+    # an empty corpus file
+    DocBin().to_disk(tmp_path / "ade" / "dev.spacy")
+    assert main([*base, "--corpus", *corpora]) == 2
+    assert f"{tmp_path / 'ade' / 'dev.spacy'}: no documents" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -60,6 +60,14 @@ def at_least_one(value: str) -> int:
     return number
 
 
+def non_negative(value: str) -> int:
+    """An argparse type: a seed, or a limit where 0 means all (a negative one sliced off the last items)."""
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be 0 or more")
+    return number
+
+
 def read_json(path: Path, what: str) -> Any:
     """A JSON file a verb reads (``what`` it should be, for the errors): a missing file or one that
     is not JSON is a CLIError naming it and the line."""

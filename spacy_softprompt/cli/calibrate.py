@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence
@@ -54,10 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def positive(value: str) -> float:
-    """An argparse type: a density or a multiplier of one, above 0."""
+    """An argparse type: a density or a multiplier of one, above 0 and finite."""
     number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value}: must be above 0")
+    if not 0 < number < math.inf:
+        raise argparse.ArgumentTypeError(f"{value}: must be a finite number above 0")
     return number
 
 
@@ -78,7 +79,11 @@ def run(args: argparse.Namespace) -> int:
     if args.density is not None:
         density = args.density / 100
     else:
-        density = gold_density((doc for path in args.reference for doc in read_docbin(path, nlp.vocab)), key)
+        try:
+            density = gold_density((doc for path in args.reference for doc in read_docbin(path, nlp.vocab)), key)
+        except ValueError as err:
+            raise CLIError(f"--reference {' '.join(map(str, args.reference))}: {err} (pass --spans-key or --density)"
+                           ) from err
     density *= args.scale
 
     if not args.notes.exists():

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List
 
-from . import check_distinct, read_docbin
+from . import CLIError, at_least_one, check_distinct, non_negative, read_docbin
 from .init_config import PRESETS, STOCK_PRESETS
 from .runs import (base_config, check_settings, config_sha1, corpus_settings, finished_run, jsonl_log_settings,
                    matplotlib_available, parse_settings, require_files, train_and_evaluate)
@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runs", type=Path, default=Path("training/experiments"), help="folder for each run's pipeline and metrics"
     )
-    parser.add_argument("--values", type=int, nargs="+", help="prompt lengths, or shots per concept type")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="fewshot: sampling seeds per K")
+    parser.add_argument("--values", type=at_least_one, nargs="+", help="prompt lengths, or shots per concept type")
+    parser.add_argument("--seeds", type=non_negative, nargs="+", default=[0], help="fewshot: sampling seeds per K")
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--eval-frequency", type=int, default=100)
     parser.add_argument("--patience", type=int, default=None,
@@ -56,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="settings", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config settings for every run, e.g. components.softprompt_ie.model.packed=true "
                              "(values read as JSON where they parse, else as text)")
-    parser.add_argument("--train-limit", type=int, default=0, help="prompt-length: training docs used (0 = all)")
-    parser.add_argument("--dev-limit", type=int, default=0, help="dev docs evaluated while training (0 = all)")
+    parser.add_argument("--train-limit", type=non_negative, default=0,
+                        help="prompt-length: training docs used (0 = all)")
+    parser.add_argument("--dev-limit", type=non_negative, default=0, help="dev docs evaluated while training (0 = all)")
     parser.add_argument("--backbone", default=None, help="override the config's backbone")
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--no-plot", dest="plot", action="store_false",
@@ -66,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_files([args.train, args.dev, args.test])
+    if args.output.is_file():  # (found only when the table was written, after every run)
+        raise CLIError(f"--output {args.output} is a file: the table and plot go in a folder")
     check_distinct(args.seeds, "--seeds")
     check_distinct(args.values or [], "--values")
     if args.plot:

@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..calibration import DEFAULT_FLOOR, gold_density
 from ..queries import PACKED_TYPES
 from ..strategies import STRATEGIES, TYPE_SCORING
-from . import CLIError, check_distinct, markdown_output, read_docbin
+from . import CLIError, at_least_one, check_distinct, check_output_files, markdown_output, non_negative, read_docbin, read_json
 from .calibrate import positive
 from .evaluate import probability
 from .runs import (backbone_settings, config_sha1, corpus_settings, evaluate, finished_run, jsonl_log_settings,
@@ -97,9 +97,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--types", type=Path, default=Path("configs/lodo_types.json"),
                         help="JSON: descriptions (type -> its question) and related (held-out type -> types of "
                              "other corpora)")
-    parser.add_argument("--shots", nargs="*", type=int, default=[5, 10, 20, 50, 100], help="K examples per type")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="a seed draws the K-shot sample")
-    parser.add_argument("--forgetting-seeds", nargs="*", type=int, metavar="SEED",
+    parser.add_argument("--shots", nargs="*", type=at_least_one, default=[5, 10, 20, 50, 100],
+                        help="K examples per type")
+    parser.add_argument("--seeds", nargs="+", type=non_negative, default=[0, 1, 2],
+                        help="a seed draws the K-shot sample")
+    parser.add_argument("--forgetting-seeds", nargs="*", type=non_negative, metavar="SEED",
                         help="transfer runs of these seeds are also scored on the other corpora's test files, "
                              "beside the source model (default: the first of --seeds; none: not measured)")
     parser.add_argument("--replay", type=int, default=0, metavar="R",
@@ -112,9 +114,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "figures (adds +seed<SEED> to the run names)")
     parser.add_argument("--fewshot-steps", type=int, default=200, help="training steps on K examples per type")
     parser.add_argument("--eval-frequency", type=int, default=100, help="steps between dev evaluations")
-    parser.add_argument("--dev-limit", type=int, default=0,
+    parser.add_argument("--dev-limit", type=non_negative, default=0,
                         help="dev docs evaluated while training, per corpus (0 = all)")
-    parser.add_argument("--max-length", type=int, default=512,
+    parser.add_argument("--max-length", type=at_least_one, default=512,
                         help="subwords per sequence: every type's question and a window of text")
     parser.add_argument("--backbone", default="default")
     parser.add_argument("--gpu-id", type=int, default=-1)
@@ -130,6 +132,8 @@ def parse_corpora(values: Sequence[str]) -> Dict[str, Path]:
         name, sep, folder = value.partition("=")
         if not sep or not name or not folder:
             raise CLIError(f"--corpus takes NAME=FOLDER, not {value!r}")
+        if name in corpora:
+            raise CLIError(f"--corpus names {name} twice ({corpora[name]}, {folder})")
         corpora[name] = Path(folder)
     if len(corpora) < 2:
         raise CLIError("--corpus: leaving one out needs at least two corpora")
@@ -143,22 +147,42 @@ def corpus_types(folder: Path, name: str) -> Tuple[List[str], List[str]]:
     types: Dict[str, set] = {}
     for part in ("train", "dev", "test"):
         types[part] = set()
-        for doc in read_docbin(folder / f"{part}.spacy"):
+        docs = read_docbin(folder / f"{part}.spacy")
+        if not docs:
+            raise CLIError(f"{folder / part}.spacy: no documents ({HINT})")
+        for doc in docs:
             if doc._.corpus != name:
                 raise CLIError(f"{folder / part}.spacy: a document is tagged {doc._.corpus!r}, not {name!r} "
                                f"(convert with --corpus {name}; {HINT})")
             types[part].update(span.label_ for span in doc.spans.get("softprompt", ()))
+    if not types["train"]:
+        raise CLIError(f"{folder / 'train'}.spacy: no concepts in span group 'softprompt' ({HINT})")
     return sorted(set().union(*types.values())), sorted(types["test"])
 
 
-def load_types(path: Path, needed: Sequence[str]) -> Tuple[Dict[str, str], Dict[str, List[str]]]:
-    if not path.is_file():
-        raise CLIError(f"--types {path} not found")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    descriptions, related = data.get("descriptions", {}), data.get("related", {})
-    missing = [t for t in needed if t not in descriptions]
+def load_types(path: Path, types: Dict[str, List[str]]) -> Tuple[Dict[str, str], Dict[str, List[str]]]:
+    """The types table (``--types``): each corpus type's description, and each held-out type's related types of
+    the other corpora, checked against the corpora's types (``types``: corpus -> its types)."""
+    shape = 'an object with "descriptions" (type -> its text) and "related" (type -> a list of types)'
+    data = read_json(path, shape)
+    descriptions, related = (data.get("descriptions", {}), data.get("related", {})) if isinstance(data, dict) else (
+        None, None)
+    if not (isinstance(descriptions, dict) and isinstance(related, dict)):
+        raise CLIError(f"{path}: expected {shape}")
+    bad = [t for t, text in descriptions.items() if not (isinstance(text, str) and text.strip())]
+    bad += [t for t, others in related.items() if not (isinstance(others, list)
+                                                       and all(isinstance(o, str) for o in others))]
+    if bad:
+        raise CLIError(f"{path}: {', '.join(bad)}: a description is a non-empty string, related types a list of "
+                       "type names")
+    known = {t for ts in types.values() for t in ts}
+    missing = sorted(t for t in known if t not in descriptions)
     if missing:
         raise CLIError(f"{path}: no description for {', '.join(missing)} (every type is asked by its description)")
+    # (a type of a corpus not in this run may be named: the table is for all three shared corpora)
+    unknown = sorted({o for t, others in related.items() for o in [t, *others] if o not in descriptions})
+    if unknown:
+        raise CLIError(f"{path}: related names {', '.join(unknown)}, which \"descriptions\" lacks (a misspelt type?)")
     return descriptions, related
 
 
@@ -274,10 +298,16 @@ def run_name(system: str, args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from .bench import dev_curve
 
+    check_output_files(output=args.output)  # (written after the first run)
     if args.replay < 0:
         raise CLIError(f"--replay {args.replay}: examples per old type must be 0 (no replay arm) or more")
-    for option, values in (("--seeds", args.seeds), ("--shots", args.shots), ("--held-out", args.held_out or [])):
+    for option, values in (("--seeds", args.seeds), ("--shots", args.shots), ("--held-out", args.held_out or []),
+                           ("--forgetting-seeds", args.forgetting_seeds or [])):
         check_distinct(values, option)
+    elsewhere = [seed for seed in args.forgetting_seeds or [] if seed not in args.seeds]
+    if elsewhere:  # (no transfer run of that seed: forgetting would go unmeasured without a word)
+        raise CLIError(f"--forgetting-seeds {' '.join(map(str, elsewhere))}: not among --seeds "
+                       f"{' '.join(map(str, args.seeds))}")
     corpora = parse_corpora(args.corpora)
     held_outs = args.held_out or list(corpora)
     unknown = [h for h in held_outs if h not in corpora]
@@ -286,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
     types, in_test = {}, {}
     for name, folder in corpora.items():
         types[name], in_test[name] = corpus_types(folder, name)
-    descriptions, related = load_types(args.types, sorted({t for ts in types.values() for t in ts}))
+    descriptions, related = load_types(args.types, types)
     plot = args.plot and matplotlib_available(required=False, verb="lodo")
     forgetting_seeds = args.seeds[:1] if args.forgetting_seeds is None else args.forgetting_seeds
     systems = load_systems(args.systems)

@@ -71,6 +71,13 @@ def read_arms(specs: List[str]) -> Dict[str, List[Dict]]:
                 isinstance(r, dict) and all(is_number(r.get(k)) for k in keys) for r in records):
             raise CLIError(f"{path}: not an `experiment` report (a list of runs, each with the numbers "
                            f"{', '.join(keys)})")
+        outside = [f"{m} {r[m]}" for r in records for m in METRICS if not 0 <= r[m] <= 1]
+        if outside:  # (a percentage would print as 5500.0)
+            raise CLIError(f"{path}: {outside[0]}: scores are fractions in [0, 1]")
+        runs = [(r["value"], r["seed"]) for r in records]
+        repeated = sorted({run for run in runs if runs.count(run) > 1})
+        if repeated:  # (averaged in as two runs)
+            raise CLIError(f"{path}: value {repeated[0][0]} seed {repeated[0][1]} appears more than once")
         arms[name] = records
     return arms
 

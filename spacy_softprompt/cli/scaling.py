@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import CLIError, at_least_one, check_output_files, markdown_output, read_docbin
+from . import CLIError, at_least_one, check_distinct, check_output_files, markdown_output, non_negative, read_docbin
 from .bench import check_prompt_layers, machine
 from .init_config import STOCK, generate
 from .runs import matplotlib_available
@@ -34,15 +34,16 @@ HELP = ("words/s vs number of concept types: stock ner and softprompt_ie (input 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--texts", type=Path, required=True, help=".spacy whose texts carry the synthetic schemas")
-    parser.add_argument("--types", type=int, nargs="+", default=[2, 5, 10, 20], help="synthetic schema sizes")
+    parser.add_argument("--types", type=at_least_one, nargs="+", default=[2, 5, 10, 20], help="synthetic schema sizes")
     parser.add_argument(
         "--real", nargs="*", default=[], metavar="NAME=PATH",
         help="corpora timed with their own concept types on their own texts, e.g. sdoh=corpus/sdoh/test.spacy",
     )
-    parser.add_argument("--limit", type=int, default=200, help="texts timed per set (0 = all)")
+    parser.add_argument("--limit", type=non_negative, default=200, help="texts timed per set (0 = all)")
     parser.add_argument("--prompt-layers", type=int, nargs="+", default=[4, 5], help="late-prompt layers to time")
-    parser.add_argument("--prompt-length", type=int, default=16)
-    parser.add_argument("--packed-prompt-length", type=int, default=2, help="vectors per type in packed queries")
+    parser.add_argument("--prompt-length", type=at_least_one, default=16)
+    parser.add_argument("--packed-prompt-length", type=at_least_one, default=2,
+                        help="vectors per type in packed queries")
     parser.add_argument("--backbone", default="default")
     parser.add_argument("--batch-size", type=at_least_one, default=16, help="documents per nlp.pipe batch (as in evaluate)")
     parser.add_argument("--output", type=markdown_output, required=True, help="markdown report; .json and .png go beside it")
@@ -72,6 +73,13 @@ def run(args: argparse.Namespace) -> int:
     from ..relations import concept_spans
 
     check_output_files(output=args.output)
+    check_distinct(args.types, "--types")
+    check_distinct(args.prompt_layers, "--prompt-layers")
+    real = [item.partition("=") for item in args.real]
+    bad = [f"{name}{sep}{path}" for name, sep, path in real if not (name and sep and path)]
+    if bad:
+        raise CLIError(f"--real expects NAME=PATH, got {bad[0]!r}")
+    check_distinct([name for name, _, _ in real], "--real")
     try:
         backbone = resolve_backbone(args.backbone)
     except BackboneNotFound as err:
@@ -84,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         if not path.exists():
             raise CLIError(f"{path} not found (run `spacy project run convert` first)")
         docs = read_docbin(path, vocab)
+        if not docs:
+            raise CLIError(f"{path}: no documents to time")
         docs = docs[: args.limit] if args.limit else docs
         labels = sorted({s.label_ for d in docs for s in concept_spans(d)})
         return [d.text for d in docs], labels
@@ -95,10 +105,7 @@ def run(args: argparse.Namespace) -> int:
         labels = real + [f"Type{i:02d}" for i in range(len(real) + 1, n + 1)]
         text_sets.append({"texts": args.texts.stem, "schema": "synthetic", "n_types": n, "labels": labels,
                           "_texts": main_texts})
-    for item in args.real:
-        name, sep, path = item.partition("=")
-        if not sep:
-            raise CLIError(f"--real expects NAME=PATH, got {item!r}")
+    for name, _, path in real:
         texts, labels = texts_of(Path(path))
         text_sets.append({"texts": name, "schema": f"{name} (real)", "n_types": len(labels), "labels": labels,
                           "_texts": texts})
