@@ -232,13 +232,14 @@ def test_project_frozen_command_is_the_committed_frozen_run(held_out):
     assert {k for k in ours if ours[k] != unfrozen.get(k)} <= {"systems", "held_out", "shots", "output", "gpu_id"}
 
 
-@pytest.mark.parametrize("held_out,shots,suffix", [("ade", "5 10 20 50", ""), ("maccrobat", "5 10 20 50 100", ""),
-                                                   ("sdoh", "5 10 20 50 100", "")])
+@pytest.mark.parametrize("held_out,shots,suffix", [("ade", "5 10 20 50", ""), ("ade", "100", "_k100"),
+                                                   ("maccrobat", "5 10 20 50 100", ""), ("sdoh", "5 10 20 50 100", "")])
 def test_project_finetune_command_is_the_committed_unfrozen_run(held_out, shots, suffix, tmp_path):
     """lodo-finetune (with its vars) is the command each docs/lodo/<held-out>_finetune<suffix>.md was made by, and
     the system it writes is the finetune preset with prompts and heads at 50x, so they are the same arm."""
-    overrides = {"vars.lodo_finetune_held_out": held_out, "vars.lodo_finetune_shots": shots,
-                 "vars.lodo_finetune_suffix": suffix}
+    # (`spacy project run` reads a lone number on its command line as a number)
+    overrides = {"vars.lodo_finetune_held_out": held_out, "vars.lodo_finetune_shots": int(shots) if shots.isdigit()
+                 else shots, "vars.lodo_finetune_suffix": suffix}
     make_config, run = project(overrides)["commands"]["lodo-finetune"]["script"]
     ours, theirs = vars(verb_args(run)), committed_args(f"{held_out}_finetune{suffix}")
     assert (ours.pop("gpu_id"), theirs.pop("gpu_id")) == (-1, -1)
