@@ -468,3 +468,13 @@ def test_bad_corpora_and_seeds_are_refused_before_any_training(tmp_path, capsys)
     assert main([*base, "--corpus", *corpora]) == 2
     assert f"{tmp_path / 'ade' / 'dev.spacy'}: no documents" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_prompts_alone_command_differs_from_the_frozen_arm_in_its_system_and_strategy():
+    """lodo-frozen-prompts is lodo-frozen (ADE held out, K = 20) with soft prompts alone on the frozen backbone,
+    asked after a shared learned prompt, so system and strategy alone can explain a change."""
+    commands = project({"vars.lodo_frozen_held_out": "ade"})["commands"]
+    ours, theirs = (vars(verb_args(commands[name]["script"][-1])) for name in ("lodo-frozen-prompts", "lodo-frozen"))
+    assert {k for k in ours if ours[k] != theirs[k]} == {"systems", "strategy", "output"}
+    assert ours["systems"] == ["configs/soft_prompt_frozen.cfg"] and ours["strategy"] == "hard_soft"
+    assert ours["held_out"] == ["ade"] and ours["shots"] == [20]
