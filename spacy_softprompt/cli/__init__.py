@@ -60,6 +60,16 @@ def at_least_one(value: str) -> int:
     return number
 
 
+def positive(value: str) -> float:
+    """An argparse type: a density, a scale or a weight, above 0 and finite (inf failed deep inside)."""
+    import math
+
+    number = float(value)
+    if not 0 < number < math.inf:
+        raise argparse.ArgumentTypeError(f"{value}: must be a finite number above 0")
+    return number
+
+
 def non_negative(value: str) -> int:
     """An argparse type: a seed, or a limit where 0 means all (a negative one sliced off the last items)."""
     number = int(value)
@@ -112,7 +122,10 @@ def read_record(path: Path, what: str, required: Sequence[str] = ()) -> Dict[str
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float read from a JSON report (json reads NaN and Infinity as floats)."""
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def add_mapping_argument(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
@@ -136,17 +149,33 @@ def parse_mapping(pairs: List[str], option: str) -> Dict[str, str]:
             raise CLIError(f"{option} {pair}: a label cannot hold ':' or '=' (a type's description is keyed by "
                            "its label in the config, and a config key cannot hold them); qualify it with '/', "
                            f"e.g. {old}={new.replace(':', '/').replace('=', '/')}")
+        if old in mapping:  # (the last one won, without a word)
+            raise CLIError(f"{option} maps {old} twice ({old}={mapping[old]}, {pair})")
         mapping[old] = new
     return mapping
 
 
-def check_output_files(**paths: Optional[Path]) -> None:
+def check_output_files(*, inputs: Sequence[Path] = (), **paths: Optional[Path]) -> None:
     """Output files (``option=path``; None: not asked) checked before the work that fills them:
-    a folder in the way failed only at the end, after a whole evaluation or a saved pipeline."""
-    for option, path in paths.items():
-        if path is not None and path.is_dir():
-            raise CLIError(f"--{option.replace('_', '-')} {path} is a folder: pass a file name, "
-                           f"e.g. {path / 'scores.json'}")
+    a folder in the way, or a file where its folder should be, failed only at the end, after a
+    whole evaluation or a saved pipeline; two outputs on one path, or an output on one of the
+    ``inputs``, replaced one another (or the data) without a word."""
+    given = {option: path for option, path in paths.items() if path is not None}
+    for option, path in given.items():
+        flag = f"--{option.replace('_', '-')}"
+        if path.is_dir():
+            raise CLIError(f"{flag} {path} is a folder: pass a file name, e.g. {path / 'scores.json'}")
+        blocked = next((parent for parent in path.parents if parent.is_file()), None)
+        if blocked is not None:
+            raise CLIError(f"{flag} {path}: {blocked} is a file, not a folder")
+        if any(path.resolve() == Path(source).resolve() for source in inputs):
+            raise CLIError(f"{flag} {path} is an input of this command: it would be overwritten")
+    resolved = [(option, path.resolve()) for option, path in given.items()]
+    for i, (option, path) in enumerate(resolved):
+        for other, same in resolved[i + 1:]:
+            if path == same:
+                raise CLIError(f"--{option.replace('_', '-')} and --{other.replace('_', '-')} name one file, "
+                               f"{given[option]}: one would overwrite the other")
 
 
 def write_scores(scores: Dict[str, Any], json_path: Optional[Path], markdown_path: Optional[Path]) -> None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence
 
-from . import CLIError, at_least_one, check_output_files, load_pipeline, read_docbin, softprompt_names
+from . import CLIError, at_least_one, check_output_files, load_pipeline, positive, read_docbin, softprompt_names
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -52,14 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=at_least_one, default=16, help="notes per nlp.pipe batch")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU to run on; -1 (default) for CPU")
     parser.add_argument("--report", type=Path, help="write each type's threshold and predicted count as JSON here")
-
-
-def positive(value: str) -> float:
-    """An argparse type: a density or a multiplier of one, above 0 and finite."""
-    number = float(value)
-    if not 0 < number < math.inf:
-        raise argparse.ArgumentTypeError(f"{value}: must be a finite number above 0")
-    return number
 
 
 def run(args: argparse.Namespace) -> int:

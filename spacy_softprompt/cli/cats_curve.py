@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from . import CLIError, check_distinct, check_output_files, markdown_output, non_negative, read_docbin
+from . import CLIError, at_least_one, check_distinct, check_output_files, markdown_output, non_negative, read_docbin
 from .runs import (backbone_settings, config_sha1, corpus_settings, evaluate_spacy, finished_run, jsonl_log_settings,
                    load_systems, matplotlib_available, mean_sd, require_files, short_sha1, top_class, train,
                    write_run_config)
@@ -86,8 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training documents per run: numbers and/or 'all'")
     parser.add_argument("--seeds", nargs="+", type=non_negative, default=[0, 1, 2],
                         help="a seed draws the subsample and seeds training")
-    parser.add_argument("--max-steps", type=int, default=270, help="training steps of every run")
-    parser.add_argument("--eval-frequency", type=int, default=27, help="steps between dev evaluations")
+    parser.add_argument("--max-steps", type=at_least_one, default=270, help="training steps of every run")
+    parser.add_argument("--eval-frequency", type=at_least_one, default=27, help="steps between dev evaluations")
     parser.add_argument("--dev-limit", type=non_negative, default=0, help="dev docs evaluated while training (0 = all)")
     parser.add_argument("--folds", type=int, default=0, metavar="K",
                         help="cross-validation: pool the train, dev and test files into K folds stratified by "

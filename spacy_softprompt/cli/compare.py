@@ -52,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
     for spec in args.runs:
         name, sep, rest = spec.partition("=")
         pipeline, sep2, metrics = rest.partition(":")
-        if not (sep and sep2):
+        if not (name and sep and pipeline and sep2 and metrics):
             raise CLIError(f"expected NAME=PIPELINE:METRICS, got {spec!r}")
+        if any(row["name"] == name for row in rows):
+            raise CLIError(f"two runs are named {name}: each row needs its own name")
         component_dir = Path(pipeline) / args.component
         if not (component_dir / "model").exists() and not (component_dir / "cfg.json").exists():
             raise CLIError(f"{component_dir} is not a saved {args.component} component (train it first)")
@@ -61,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         scores = read_json(Path(metrics), what)
         if not isinstance(scores, dict) or not all(is_number(scores.get(key)) for key in METRIC_KEYS):
             raise CLIError(f"{metrics}: not {what} (an object with the numbers {', '.join(METRIC_KEYS)})")
+        outside = [key for key in METRIC_KEYS if not 0 <= scores[key] <= 1]
+        if outside:  # (a percentage was tabulated as 7000.0)
+            raise CLIError(f"{metrics}: {outside[0]} {scores[outside[0]]}: scores are fractions in [0, 1]")
         row = {
             "name": name,
             "trainable_parameters": trainable_parameters(Path(pipeline)),

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from . import CLIError, add_mapping_argument, parse_mapping
+from . import CLIError, add_mapping_argument, check_output_files, parse_mapping
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -133,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--cats-from-status applies to brat input only (it reads events and their attributes)")
     if args.dev_fraction is not None and not 0 < args.dev_fraction < 1:
         raise CLIError(f"--dev-fraction must be between 0 and 1 (exclusive), got {args.dev_fraction}")
+    if args.folds:
+        if args.output.is_file():
+            raise CLIError(f"{args.output} is a file: with --folds OUTPUT is a folder (fold_<i>/<part>.spacy)")
+    else:  # (a folder in the way failed only after the whole conversion)
+        check_output_files(inputs=[args.input], output=args.output, summary=args.summary)
     nlp = spacy.blank("en")
     try:
         if args.folds:

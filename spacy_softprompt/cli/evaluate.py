@@ -64,7 +64,7 @@ def probability(value: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_files(output=args.output, markdown=args.markdown)
+    check_output_files(inputs=[args.data], output=args.output, markdown=args.markdown)
     scores = score_file(args.pipeline, args.data, gpu_id=args.gpu_id, spans_key=args.spans_key,
                         batch_size=args.batch_size, concept_types=args.concept_types, corpus=args.corpus,
                         thresholds=args.thresholds or ())

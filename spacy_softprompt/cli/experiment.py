@@ -49,9 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--values", type=at_least_one, nargs="+", help="prompt lengths, or shots per concept type")
     parser.add_argument("--seeds", type=non_negative, nargs="+", default=[0], help="fewshot: sampling seeds per K")
-    parser.add_argument("--max-steps", type=int, default=200)
-    parser.add_argument("--eval-frequency", type=int, default=100)
-    parser.add_argument("--patience", type=int, default=None,
+    parser.add_argument("--max-steps", type=at_least_one, default=200)
+    parser.add_argument("--eval-frequency", type=at_least_one, default=100)
+    parser.add_argument("--patience", type=non_negative, default=None,
                         help="stop a run after this many steps without a better dev score (default: the config's)")
     parser.add_argument("--set", dest="settings", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config settings for every run, e.g. components.softprompt_ie.model.packed=true "

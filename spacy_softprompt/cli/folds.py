@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from . import CLIError, markdown_output, read_record
+from . import CLIError, at_least_one, check_distinct, is_number, markdown_output, non_negative, read_record
 
 HELP = "cross-validation on k folds (SpERT's ADE splits): train and score each fold, then mean ± sd over folds"
 
@@ -49,13 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("config", type=Path, help="training config, e.g. configs/lora_frozen.cfg")
     train.add_argument("--corpus", type=Path, required=True,
                        help="folder of fold_<i>/{train,dev,test}.spacy (convert spert-json --folds --dev-fraction)")
-    train.add_argument("--folds", nargs="+", type=int, required=True, metavar="I", help="folds to run, e.g. 0 1 2")
+    train.add_argument("--folds", nargs="+", type=non_negative, required=True, metavar="I", help="folds to run, e.g. 0 1 2")
     train.add_argument("--runs", type=Path, required=True, help="training output: RUNS/fold_<i>/ per fold")
     train.add_argument("--metrics", type=Path, required=True, help="scores on test: METRICS/fold_<i>.json")
-    train.add_argument("--max-steps", type=int, required=True)
-    train.add_argument("--eval-frequency", type=int, required=True, help="steps between dev evaluations")
-    train.add_argument("--dev-limit", type=int, default=0, help="dev documents evaluated (0: all, the default)")
-    train.add_argument("--patience", type=int, default=None,
+    train.add_argument("--max-steps", type=at_least_one, required=True)
+    train.add_argument("--eval-frequency", type=at_least_one, required=True, help="steps between dev evaluations")
+    train.add_argument("--dev-limit", type=non_negative, default=0, help="dev documents evaluated (0: all, the default)")
+    train.add_argument("--patience", type=non_negative, default=None,
                        help="stop a fold after this many steps without a better dev score (default: the config's)")
     train.add_argument("--backbone", help="softprompt_ie's model.backbone, or a stock pipeline's transformer "
                                           "(resolved to a local folder); default: the config's")
@@ -86,6 +86,7 @@ def _train(args: argparse.Namespace) -> int:
     from .runs import (backbone_settings, base_config, config_sha1, corpus_settings, evaluate, jsonl_log_settings,
                        require_files, train, write_run_config)
 
+    check_distinct(args.folds, "--folds")
     parts = {fold: {p: args.corpus / f"fold_{fold}" / f"{p}.spacy" for p in ("train", "dev", "test")}
              for fold in args.folds}
     require_files([path for files in parts.values() for path in files.values()],
@@ -141,7 +142,7 @@ def _aggregate(args: argparse.Namespace) -> int:
         metrics, runs = systems.get(name, (None, None))
         folds = _fold_files(metrics) if metrics else []
         summary = aggregate(
-            {fold: read_record(path, "a fold's scores (`folds train`)", ["concepts_strict_f"]) for fold, path in folds},
+            {fold: _fold_scores(path) for fold, path in folds},
             {fold: _run_record(runs, fold) for fold, _ in folds} if runs else {},
             name=name, carried=previous.get(name),
         )
@@ -169,20 +170,49 @@ def _previous_systems(path: Optional[Path]) -> Dict[str, Dict[str, Any]]:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise CLIError(f"--previous {path}: not a report's JSON ({err})") from err
-    summaries = report["systems"] if "systems" in report else [report]
-    if not all(isinstance(s, dict) and "name" in s and "per_fold" in s for s in summaries):
-        raise CLIError(f"--previous {path}: not a `folds aggregate` report (no name and per_fold per system)")
+    summaries = report.get("systems", [report]) if isinstance(report, dict) else None
+
+    def is_fold_row(row: Any) -> bool:
+        return isinstance(row, dict) and isinstance(row.get("fold"), int) and all(
+            key in row and (row[key] is None or is_number(row[key])) for key, _ in METRICS)
+
+    if not (isinstance(summaries, list) and all(
+            isinstance(s, dict) and "name" in s and isinstance(s.get("per_fold"), list)
+            and all(map(is_fold_row, s["per_fold"])) for s in summaries)):
+        raise CLIError(f"--previous {path}: not a `folds aggregate` report (a name and per_fold rows, each with its "
+                       "fold and scores, per system)")
     return {s["name"]: s for s in summaries}
 
 
 def _fold_files(folder: Path) -> List[tuple]:
     """(fold, path) of the fold_<i>.json files in ``folder``, by fold."""
-    return sorted((int(m[1]), p) for p in folder.iterdir() if (m := FOLD_FILE.match(p.name)))
+    files = sorted((int(m[1]), p) for p in folder.iterdir() if (m := FOLD_FILE.match(p.name)))
+    for (fold, path), (other, same) in zip(files, files[1:]):
+        if fold == other:  # (fold_1 and fold_01: one of them was dropped without a word)
+            raise CLIError(f"{path} and {same} are both fold {fold}'s scores")
+    return files
+
+
+def _fold_scores(path: Path) -> Dict[str, Any]:
+    """A fold's scores (``folds train``), each metric a fraction in [0, 1] or absent."""
+    scores = read_record(path, "a fold's scores (`folds train`)", ["concepts_strict_f"])
+    bad = [key for key, _ in METRICS if scores.get(key) is not None
+           and not (is_number(scores[key]) and 0 <= scores[key] <= 1)]
+    if bad:  # (NaN or a string was a traceback from statistics)
+        raise CLIError(f"{path}: {bad[0]} {scores[bad[0]]!r} is not a score in [0, 1]")
+    return scores
 
 
 def _run_record(runs: Path, fold: int) -> Optional[Dict[str, Any]]:
     path = runs / f"fold_{fold}" / "run.json"
-    return read_record(path, "a fold run's record") if path.is_file() else None
+    if not path.is_file():
+        return None
+    record = read_record(path, "a fold run's record")
+    bad = [key for key in ("steps", "epochs", "best_step", "train_seconds")
+           if record.get(key) is not None and not is_number(record[key])]
+    if bad:
+        raise CLIError(f"{path}: {bad[0]} {record[bad[0]]!r} is not a number")
+    return record
 
 
 def aggregate(scores: Dict[int, Dict[str, Any]], runs: Dict[int, Optional[Dict[str, Any]]], name: str,

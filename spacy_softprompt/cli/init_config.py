@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from . import CLIError, read_json
+from . import CLIError, at_least_one, positive, read_json
 
 HELP = "write a training config (strategy, frozen backbone, backbone, prompt layer, corpus paths, gpu)"
 
@@ -258,7 +259,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "prompts from layer k, lower layers shared by all queries of a window")
     parser.add_argument("--train", help="training .spacy written into [paths] (else pass --paths.train to spacy train)")
     parser.add_argument("--dev", help="dev .spacy written into [paths]")
-    parser.add_argument("--max-steps", type=int, help=f"training steps, also the schedule's length "
+    parser.add_argument("--max-steps", type=at_least_one, help=f"training steps, also the schedule's length "
                         f"(default {MAX_STEPS})")
     parser.add_argument("--cats-text-pooling", choices=["mean", "attention"],
                         help="document classes: pool a window's text as the mean of its tokens (default) or "
@@ -266,10 +267,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cats-bag-of-words", action="store_true", default=None,
                         help="document classes: beside the backbone's states, a learned weight per subword of "
                              "the window for each class (a bag of words, as spaCy's textcat ensemble has)")
-    parser.add_argument("--cats-loss-weight", type=float,
+    parser.add_argument("--cats-loss-weight", type=positive,
                         help="document classes: their loss times this, added to the concept and relation "
                              "queries' loss (default 1.0; raise it when concepts are learned beside the classes)")
-    parser.add_argument("--head-lr-scale", type=float,
+    parser.add_argument("--head-lr-scale", type=positive,
                         help="learning rate of prompts and heads as a multiple of the optimizer's, which the "
                              "backbone and its adapter keep (default: the preset's, 1.0)")
     parser.add_argument("--query-texts", metavar="FILE.json",
@@ -427,8 +428,16 @@ def read_query_texts(path: Path) -> Dict[str, str]:
     """``--query-texts``: a JSON object of label -> question (both strings), or an error naming the file."""
     texts = read_json(path, "--query-texts: a JSON object of label -> question")
     if not isinstance(texts, dict) or not texts or not all(
-            isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in texts.items()):
+            isinstance(k, str) and k.strip() and isinstance(v, str) and v.strip() for k, v in texts.items()):
         raise CLIError(f"--query-texts {path}: expected a JSON object of label -> question, both non-empty strings")
+    keyed = [label for label in texts if ":" in label or "=" in label]
+    if keyed:  # (the config was written, and then would not load)
+        raise CLIError(f"--query-texts {path}: label {keyed[0]!r}: a label cannot hold ':' or '=' (a config key "
+                       "cannot hold them); qualify it with '/'")
+    labels = [label for label, _ in json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=lambda p: p)]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:  # (json keeps the last question without a word)
+        raise CLIError(f"--query-texts {path}: {repeated[0]} is given more than once")
     return dict(texts)
 
 

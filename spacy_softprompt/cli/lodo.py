@@ -39,8 +39,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..calibration import DEFAULT_FLOOR, gold_density
 from ..queries import PACKED_TYPES
 from ..strategies import STRATEGIES, TYPE_SCORING
-from . import CLIError, at_least_one, check_distinct, check_output_files, markdown_output, non_negative, read_docbin, read_json
-from .calibrate import positive
+from . import (CLIError, at_least_one, check_distinct, check_output_files, markdown_output, non_negative, positive,
+               read_docbin, read_json)
 from .evaluate import probability
 from .runs import (backbone_settings, config_sha1, corpus_settings, evaluate, finished_run, jsonl_log_settings,
                    load_systems, matplotlib_available, mean_sd, require_files, short_sha1, train, write_run_config)
@@ -107,13 +107,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replay", type=int, default=0, metavar="R",
                         help="also run transfer + replay: the K-shot sample plus R examples per type of each "
                              "other corpus's train file (0: no such arm)")
-    parser.add_argument("--source-steps", type=int, default=1500, help="training steps on the other corpora")
+    parser.add_argument("--source-steps", type=at_least_one, default=1500, help="training steps on the other corpora")
     parser.add_argument("--source-seed", type=int, default=None, metavar="SEED",
                         help="seed of the source training (default: the system config's [system] seed); another "
                              "source model of the same system, for a second estimate of its zero-shot and transfer "
                              "figures (adds +seed<SEED> to the run names)")
-    parser.add_argument("--fewshot-steps", type=int, default=200, help="training steps on K examples per type")
-    parser.add_argument("--eval-frequency", type=int, default=100, help="steps between dev evaluations")
+    parser.add_argument("--fewshot-steps", type=at_least_one, default=200, help="training steps on K examples per type")
+    parser.add_argument("--eval-frequency", type=at_least_one, default=100, help="steps between dev evaluations")
     parser.add_argument("--dev-limit", type=non_negative, default=0,
                         help="dev docs evaluated while training, per corpus (0 = all)")
     parser.add_argument("--max-length", type=at_least_one, default=512,

@@ -34,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.input} holds no documents: nothing to sample from")
     key = gold_spans_key(docs, args.input, args.spans_key)
     sample, report = sample_few_shot(docs, args.shots, args.seed, spans_key=key)
+    if not report.available:  # (an empty sample was written, exit 0)
+        raise CLIError(f"{args.input}: no concepts in span group {key!r} or doc.ents: nothing to sample by")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     DocBin(store_user_data=True, docs=sample).to_disk(args.output)
     print(f"{report.documents} of {len(docs)} documents, K={args.shots}, seed={args.seed} -> {args.output}")

@@ -75,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
     check_output_files(output=args.output)
     check_distinct(args.types, "--types")
     check_distinct(args.prompt_layers, "--prompt-layers")
-    real = [item.partition("=") for item in args.real]
-    bad = [f"{name}{sep}{path}" for name, sep, path in real if not (name and sep and path)]
+    named = [item.partition("=") for item in args.real]
+    bad = [f"{name}{sep}{path}" for name, sep, path in named if not (name and sep and path)]
     if bad:
         raise CLIError(f"--real expects NAME=PATH, got {bad[0]!r}")
-    check_distinct([name for name, _, _ in real], "--real")
+    check_distinct([name for name, _, _ in named], "--real")
     try:
         backbone = resolve_backbone(args.backbone)
     except BackboneNotFound as err:
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         labels = real + [f"Type{i:02d}" for i in range(len(real) + 1, n + 1)]
         text_sets.append({"texts": args.texts.stem, "schema": "synthetic", "n_types": n, "labels": labels,
                           "_texts": main_texts})
-    for name, _, path in real:
+    for name, _, path in named:
         texts, labels = texts_of(Path(path))
         text_sets.append({"texts": name, "schema": f"{name} (real)", "n_types": len(labels), "labels": labels,
                           "_texts": texts})

@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     for folder, what in ((args.gold_dir, "gold"), (args.system_dir, "system")):
         if not folder.is_dir():
             raise CLIError(f"{what} folder not found: {folder}. Pass a folder of brat .ann files.")
+    if args.gold_dir.resolve() == args.system_dir.resolve():  # (scored 100 everywhere)
+        raise CLIError(f"{args.gold_dir} is both the gold and the system folder")
     scores = score_brat_folders(args.gold_dir, args.system_dir, count_missing=args.count_missing)
     if not scores["documents"]:
         raise CLIError(

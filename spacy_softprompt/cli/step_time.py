@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", type=Path, required=True, help="training DocBin (.spacy)")
     parser.add_argument("--backbone", default="default", help="backbone (default: offline all-MiniLM-L6-v2)")
     parser.add_argument("--steps", type=at_least_one, default=20, help="batches: one untimed pass, then one timed pass")
-    parser.add_argument("--batch-words", type=int, default=400, help="words per batch, as in the configs")
+    parser.add_argument("--batch-words", type=at_least_one, default=400, help="words per batch, as in the configs")
     parser.add_argument("--prompt-layer", type=int, default=4, help="late-prompt layer of every system")
     parser.add_argument("--only", nargs="+", default=None, help="system names to run (default: all)")
     parser.add_argument("--output", type=markdown_output, help="write a markdown table here (and .json beside it)")

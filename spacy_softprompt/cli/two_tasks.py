@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--packed", action=argparse.BooleanOptionalAction, default=True,
                         help="packed queries (one pass per window for all of a task's types)")
     parser.add_argument("--prompt-length", type=int, default=4, help="prompt vectors per type")
-    parser.add_argument("--max-length", type=int, default=256,
+    parser.add_argument("--max-length", type=at_least_one, default=256,
                         help="subwords per sequence: room for every type's part and a whole window, so that "
                              "both tasks tile a text alike and share its lower layers")
     parser.add_argument("--repeats", type=at_least_one, default=3, help="fresh processes per pipeline (best speed kept)")
@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.first, args.second, args.texts):
         if not path.exists():
             raise CLIError(f"{path} not found (run `spacy project run convert` first)")
+        if not read_docbin(path):  # (an empty --texts was a ZeroDivisionError after the pipelines were built)
+            raise CLIError(f"{path} holds no documents")
     model = {"backbone": args.backbone, "strategy": "soft", "freeze_backbone": True, "prompt_layer": args.prompt_layer,
              "packed": args.packed, "prompt_length": args.prompt_length, "max_length": args.max_length}
     rows: List[Dict[str, Any]] = []

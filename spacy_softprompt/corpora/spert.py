@@ -96,7 +96,11 @@ def fold_files(folder: Path) -> Dict[int, Dict[str, Path]]:
         match = FOLD_FILE.match(path.name)
         if match:
             corpora.add(match["corpus"])
-            folds.setdefault(int(match["fold"]), {})[match["part"]] = path
+            parts = folds.setdefault(int(match["fold"]), {})
+            if match["part"] in parts:  # (split_0 and split_00: the later one was taken without a word)
+                raise ValueError(f"{parts[match['part']]} and {path} are both fold {int(match['fold'])}'s "
+                                 f"{match['part']} file")
+            parts[match["part"]] = path
     if len(corpora) > 1:
         raise ValueError(f"{folder} holds fold files of several corpora: {sorted(corpora)}")
     return {fold: {part: folds[fold][part] for part in FOLD_PARTS if part in folds[fold]} for fold in sorted(folds)}
