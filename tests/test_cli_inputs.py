@@ -45,10 +45,12 @@ def test_outputs_in_the_way_are_refused_before_the_work(tmp_path, spert, docs, c
     afile.write_text("")
     for argv, message in (
             # a folder in the way failed only after the whole conversion
-            (["convert", "spert-json", str(spert), str(folder)], f"--output {folder} is a folder"),
+            (["convert", "spert-json", str(spert), str(folder)], f"OUTPUT {folder} is a folder"),
             (["convert", "spert-json", str(spert), str(tmp_path / "o.spacy"), "--summary", str(folder)],
              f"--summary {folder} is a folder"),
             (["convert", "spert-json", str(spert), str(spert)], "is an input of this command"),
+            (["convert", "brat", str(folder), str(tmp_path / "o.spacy"), "--split", "train", "--splits",
+              str(spert), "--summary", str(spert)], f"--summary {spert} is an input of this command"),
             # the scores overwrote the gold file; --output and --markdown on one path kept only the markdown
             (["evaluate", "p", str(docs), "--output", str(docs)], f"--output {docs} is an input of this command"),
             (["evaluate", "p", str(docs), "--output", str(tmp_path / "s"), "--markdown", str(tmp_path / "s")],
@@ -181,3 +183,37 @@ def test_compare_refuses_a_score_that_is_not_a_fraction(value, message, tmp_path
     (tmp_path / "m.json").write_text(json.dumps({**{key: 0.5 for key in METRIC_KEYS}, METRIC_KEYS[0]: value}))
     assert main(["compare", f"a={tmp_path / 'pipe'}:{tmp_path / 'm.json'}"]) == 2
     assert message in error_line(capsys.readouterr().err)
+
+
+def test_compare_checks_every_run_before_loading_any(tmp_path, capsys):
+    """A repeated name or a malformed spec was found only after the runs before it had been loaded."""
+    for runs, message in (([f"a={tmp_path}:m.json", f"a={tmp_path}:m.json"], "two runs are named a"),
+                          ([f"a={tmp_path}:m.json", "b=:m.json"], "expected NAME=PIPELINE:METRICS, got 'b=:m.json'")):
+        assert main(["compare", *runs]) == 2  # (the first run is no pipeline: loading it would fail first)
+        assert message in error_line(capsys.readouterr().err)
+
+
+def test_devices_take_any_output(tmp_path, capsys):
+    """/dev/null for both outputs was accepted before the check for two outputs on one file, and still is."""
+    gold = tmp_path / "gold"
+    gold.mkdir()
+    (gold / "a.txt").write_text("Aspirin.")
+    (gold / "a.ann").write_text("T1\tDrug 0 7\tAspirin\n")
+    system = tmp_path / "system"
+    system.mkdir()
+    for name in ("a.txt", "a.ann"):
+        (system / name).write_text((gold / name).read_text())
+    assert main(["score-brat", str(gold), str(system), "--output", "/dev/null", "--markdown", "/dev/null"]) == 0
+
+
+def test_remaining_inputs_are_checked_before_the_work(tmp_path, spert, docs, capsys):
+    empty = tmp_path / "empty.spacy"
+    DocBin().to_disk(empty)
+    for argv, message in (
+            (["two-tasks", "--first", str(empty), "--second", str(docs), "--texts", str(docs)],
+             f"{empty} holds no documents"),
+            (["scaling", "--texts", str(docs), "--prompt-layers", "1", "1", "--output", str(tmp_path / "s.md")],
+             "--prompt-layers names 1 more than once"),
+            (["convert", "spert-json", str(tmp_path), str(spert), "--folds"], f"{spert} is a file: with --folds")):
+        assert main(argv) == 2
+        assert message in error_line(capsys.readouterr().err)

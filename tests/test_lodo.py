@@ -478,3 +478,15 @@ def test_prompts_alone_command_differs_from_the_frozen_arm_in_its_system_and_str
     assert {k for k in ours if ours[k] != theirs[k]} == {"systems", "strategy", "output"}
     assert ours["systems"] == ["configs/soft_prompt_frozen.cfg"] and ours["strategy"] == "hard_soft"
     assert ours["held_out"] == ["ade"] and ours["shots"] == [20]
+
+
+def test_a_corpus_without_concepts_to_learn_is_refused(tmp_path, capsys):
+    corpora = write_corpora(tmp_path)
+    (tmp_path / "types.json").write_text(json.dumps(TYPES))
+    train = tmp_path / "ade" / "train.spacy"
+    docs = list(DocBin(store_user_data=True).from_disk(train).get_docs(spacy.blank("en").vocab))
+    for doc in docs:
+        doc.spans.clear()
+    DocBin(store_user_data=True, docs=docs).to_disk(train)
+    assert main(["lodo", "--corpus", *corpora, "--types", str(tmp_path / "types.json")]) == 2
+    assert f"{tmp_path / 'ade' / 'train'}.spacy: no concepts" in capsys.readouterr().err

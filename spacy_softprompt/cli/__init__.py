@@ -155,27 +155,29 @@ def parse_mapping(pairs: List[str], option: str) -> Dict[str, str]:
     return mapping
 
 
-def check_output_files(*, inputs: Sequence[Path] = (), **paths: Optional[Path]) -> None:
-    """Output files (``option=path``; None: not asked) checked before the work that fills them:
-    a folder in the way, or a file where its folder should be, failed only at the end, after a
-    whole evaluation or a saved pipeline; two outputs on one path, or an output on one of the
-    ``inputs``, replaced one another (or the data) without a word."""
-    given = {option: path for option, path in paths.items() if path is not None}
-    for option, path in given.items():
-        flag = f"--{option.replace('_', '-')}"
+def check_output_files(*, inputs: Sequence[Optional[Path]] = (), **paths: Optional[Path]) -> None:
+    """Output files (``option=path``; None: not asked; an upper-case name is a positional
+    argument's, e.g. ``OUTPUT``) checked before the work that fills them: a folder in the way, or
+    a file where its folder should be, failed only at the end, after a whole evaluation or a
+    saved pipeline; two outputs on one path, or an output on one of the ``inputs``, replaced one
+    another (or the data) without a word. A device (``/dev/null``) may take any output."""
+    given = {option if option.isupper() else f"--{option.replace('_', '-')}": path
+             for option, path in paths.items() if path is not None}
+    files = {}
+    for flag, path in given.items():
         if path.is_dir():
-            raise CLIError(f"{flag} {path} is a folder: pass a file name, e.g. {path / 'scores.json'}")
+            raise CLIError(f"{flag} {path} is a folder: pass a file name")
         blocked = next((parent for parent in path.parents if parent.is_file()), None)
         if blocked is not None:
             raise CLIError(f"{flag} {path}: {blocked} is a file, not a folder")
-        if any(path.resolve() == Path(source).resolve() for source in inputs):
+        if path.is_char_device():
+            continue
+        if any(path.resolve() == Path(source).resolve() for source in inputs if source is not None):
             raise CLIError(f"{flag} {path} is an input of this command: it would be overwritten")
-    resolved = [(option, path.resolve()) for option, path in given.items()]
-    for i, (option, path) in enumerate(resolved):
-        for other, same in resolved[i + 1:]:
-            if path == same:
-                raise CLIError(f"--{option.replace('_', '-')} and --{other.replace('_', '-')} name one file, "
-                               f"{given[option]}: one would overwrite the other")
+        same = next((other for other, file in files.items() if file == path.resolve()), None)
+        if same is not None:
+            raise CLIError(f"{same} and {flag} name one file, {path}: one would overwrite the other")
+        files[flag] = path.resolve()
 
 
 def write_scores(scores: Dict[str, Any], json_path: Optional[Path], markdown_path: Optional[Path]) -> None:

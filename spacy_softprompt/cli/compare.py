@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
-from . import CLIError, is_number, markdown_output, read_json
+from . import CLIError, check_output_files, is_number, markdown_output, read_json
 
 HELP = "tabulate strategies side by side: concept/relation F1, trainable parameters, artifact size"
 METRIC_KEYS = ("concepts_strict_f", "concepts_lenient_f", "relations_strict_f", "relations_lenient_f")
@@ -48,14 +48,18 @@ def folder_bytes(path: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = []
+    check_output_files(output=args.output)
+    runs = []  # every run checked before the first pipeline is loaded
     for spec in args.runs:
         name, sep, rest = spec.partition("=")
         pipeline, sep2, metrics = rest.partition(":")
         if not (name and sep and pipeline and sep2 and metrics):
             raise CLIError(f"expected NAME=PIPELINE:METRICS, got {spec!r}")
-        if any(row["name"] == name for row in rows):
+        if any(name == other for other, _, _ in runs):
             raise CLIError(f"two runs are named {name}: each row needs its own name")
+        runs.append((name, pipeline, metrics))
+    rows = []
+    for name, pipeline, metrics in runs:
         component_dir = Path(pipeline) / args.component
         if not (component_dir / "model").exists() and not (component_dir / "cfg.json").exists():
             raise CLIError(f"{component_dir} is not a saved {args.component} component (train it first)")

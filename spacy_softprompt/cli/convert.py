@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         if args.output.is_file():
             raise CLIError(f"{args.output} is a file: with --folds OUTPUT is a folder (fold_<i>/<part>.spacy)")
     else:  # (a folder in the way failed only after the whole conversion)
-        check_output_files(inputs=[args.input], output=args.output, summary=args.summary)
+        check_output_files(inputs=[args.input, args.splits], OUTPUT=args.output, summary=args.summary)
     nlp = spacy.blank("en")
     try:
         if args.folds:

@@ -164,6 +164,8 @@ def load_types(path: Path, types: Dict[str, List[str]]) -> Tuple[Dict[str, str],
     """The types table (``--types``): each corpus type's description, and each held-out type's related types of
     the other corpora, checked against the corpora's types (``types``: corpus -> its types)."""
     shape = 'an object with "descriptions" (type -> its text) and "related" (type -> a list of types)'
+    if not path.is_file():
+        raise CLIError(f"--types {path} not found")
     data = read_json(path, shape)
     descriptions, related = (data.get("descriptions", {}), data.get("related", {})) if isinstance(data, dict) else (
         None, None)
