@@ -478,6 +478,7 @@ def test_prompts_alone_command_differs_from_the_frozen_arm_in_its_system_and_str
     assert {k for k in ours if ours[k] != theirs[k]} == {"systems", "strategy", "output"}
     assert ours["systems"] == ["configs/soft_prompt_frozen.cfg"] and ours["strategy"] == "hard_soft"
     assert ours["held_out"] == ["ade"] and ours["shots"] == [20]
+    assert ours == committed_args("ade_prompts")  # the command the committed report was made by
 
 
 def test_a_corpus_without_concepts_to_learn_is_refused(tmp_path, capsys):
