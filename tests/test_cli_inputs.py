@@ -145,7 +145,7 @@ def test_query_texts_that_would_break_the_config_are_refused(tmp_path, capsys):
 
 def test_counts_and_weights_out_of_range_are_refused_before_any_work(tmp_path, docs, capsys):
     """Negative steps, a 0 evaluation frequency, a batch of 0 words, an infinite weight (a config that failed to
-    validate), a fold or a transfer type given twice."""
+    validate), a GPU id below -1 (run on the CPU without a word), a fold or a transfer type given twice."""
     files = [f"--{split}={docs}" for split in ("train", "dev", "test")]
     for argv, message in ((["folds", "train", "c.cfg", "--corpus", "x", "--folds", "0", "--metrics", "m",
                             "--runs", "r", "--max-steps", "-5", "--eval-frequency", "1"], "-5: must be at least 1"),
@@ -153,7 +153,8 @@ def test_counts_and_weights_out_of_range_are_refused_before_any_work(tmp_path, d
                           (["bench", *files, "--output", "b.md", "--dev-limit", "-2"], "-2: must be 0 or more"),
                           (["step-time", "--train", str(docs), "--batch-words", "0"], "0: must be at least 1"),
                           (["init-config", "-", "--head-lr-scale", "inf"], "inf: must be a finite number above 0"),
-                          (["init-config", "-", "--cats-loss-weight", "inf"], "inf: must be a finite number")):
+                          (["init-config", "-", "--cats-loss-weight", "inf"], "inf: must be a finite number"),
+                          (["evaluate", "p", str(docs), "--gpu-id", "-7"], "-7: a GPU's number (0 or more), or -1")):
         with pytest.raises(SystemExit):
             main(argv)
         assert message in capsys.readouterr().err

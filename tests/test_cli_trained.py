@@ -32,6 +32,25 @@ def test_render_terminal_and_html(trained_pipeline, tmp_path, capsys):
     assert "<script" not in html  # self-contained, nothing fetched or run
 
 
+def test_export_brat_names_a_relation_the_pipeline_lacks_before_predicting(trained_pipeline, gold_file, tmp_path,
+                                                                          monkeypatch, capsys):
+    """--relation-map with a typo was refused only after every document had been predicted; a relation the
+    pipeline knows but did not predict here is no typo."""
+    import spacy.language
+
+    def no_prediction(*args, **kwargs):
+        raise AssertionError("predicted before refusing")
+
+    monkeypatch.setattr(spacy.language.Language, "pipe", no_prediction)
+    out = tmp_path / "brat"
+    assert main(["export-brat", str(gold_file), str(out), "--pipeline", str(trained_pipeline),
+                 "--relation-map", "Drug-Ae=ADE"]) == 2
+    assert "--relation-map Drug-Ae: no such relation label in the pipeline (Drug-AE, Drug-Dose)" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(["export-brat", str(gold_file), str(out), "--pipeline", str(trained_pipeline),
+                 "--relation-map", "Drug-AE=ADE"]) == 0
+
+
 def test_compare_counts_trainable_parameters_and_size(trained_pipeline, tmp_path, capsys):
     import json
 

@@ -70,6 +70,14 @@ def positive(value: str) -> float:
     return number
 
 
+def gpu_id(value: str) -> int:
+    """An argparse type: ``--gpu-id``, a GPU's number or -1 for the CPU (-7 ran on the CPU without a word)."""
+    number = int(value)
+    if number < -1:
+        raise argparse.ArgumentTypeError(f"{value}: a GPU's number (0 or more), or -1 for the CPU")
+    return number
+
+
 def non_negative(value: str) -> int:
     """An argparse type: a seed, or a limit where 0 means all (a negative one sliced off the last items)."""
     number = int(value)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 from ..annotate import FORMATS
-from . import CLIError, add_mapping_argument, at_least_one, load_pipeline, parse_mapping
+from . import CLIError, add_mapping_argument, at_least_one, gpu_id, load_pipeline, parse_mapping
 
 if TYPE_CHECKING:
     from ..annotate import Note
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave the note text out of the records (smaller; read_annotations then cannot rebuild Docs)")
     parser.add_argument("--batch-size", type=at_least_one, default=32, help="notes per nlp.pipe batch (default: 32)")
     parser.add_argument("--n-process", type=at_least_one, default=1, help="processes for nlp.pipe (default: 1)")
-    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU to run on; -1 (default) for CPU")
+    parser.add_argument("--gpu-id", type=gpu_id, default=-1, help="GPU to run on; -1 (default) for CPU")
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local (default): this process and --n-process workers, resumable; ray: Ray Data "
                              "actors, on this machine or the cluster at --ray-address")

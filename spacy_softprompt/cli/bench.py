@@ -28,7 +28,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from . import CLIError, at_least_one, check_distinct, check_output_files, markdown_output, non_negative, read_docbin
+from . import (CLIError, at_least_one, check_distinct, check_output_files, gpu_id, markdown_output, non_negative,
+               read_docbin)
 from .compare import folder_bytes, trainable_parameters
 from .init_config import LORA_ADAPTER, STOCK, STOCK_SPANCAT
 from .runs import base_config, corpus_settings, evaluate, jsonl_log_settings, require_files, train_and_evaluate
@@ -138,7 +139,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="subwords per sequence for the packed systems only (default: --max-length): their one query part "
              "holds every type's, so many types need more (SDoH's 23 types with 8 vectors each: 218 of 384)",
     )
-    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for training and scoring; -1 (default): CPU")
+    parser.add_argument("--gpu-id", type=gpu_id, default=-1, help="GPU for training and scoring; -1 (default): CPU")
     parser.add_argument(
         "--transfer-test", type=Path, default=None, metavar="FILE",
         help="gold documents of another corpus (.spacy, its labels mapped to the training corpus's at "

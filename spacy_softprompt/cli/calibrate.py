@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence
 
-from . import CLIError, at_least_one, check_output_files, load_pipeline, positive, read_docbin, softprompt_names
+from . import CLIError, at_least_one, check_output_files, gpu_id, load_pipeline, positive, read_docbin, softprompt_names
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"the lowest threshold a type can get (default {DEFAULT_FLOOR}; at least 1e-9)")
     parser.add_argument("--spans-key", help="the reference's span group (default: the component's)")
     parser.add_argument("--batch-size", type=at_least_one, default=16, help="notes per nlp.pipe batch")
-    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU to run on; -1 (default) for CPU")
+    parser.add_argument("--gpu-id", type=gpu_id, default=-1, help="GPU to run on; -1 (default) for CPU")
     parser.add_argument("--report", type=Path, help="write each type's threshold and predicted count as JSON here")
 
 

@@ -38,7 +38,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from . import CLIError, at_least_one, check_distinct, check_output_files, markdown_output, non_negative, read_docbin
+from . import (CLIError, at_least_one, check_distinct, check_output_files, gpu_id, markdown_output, non_negative,
+               read_docbin)
 from .runs import (backbone_settings, config_sha1, corpus_settings, evaluate_spacy, finished_run, jsonl_log_settings,
                    load_systems, matplotlib_available, mean_sd, require_files, short_sha1, top_class, train,
                    write_run_config)
@@ -101,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "another .cfg file or preset (run with the concepts alone); SYSTEM=Tobacco,StatusTime "
                              "learns those types alone, reported as SYSTEM+concepts-Tobacco-StatusTime")
     parser.add_argument("--backbone", default="default", help="the one backbone every system uses")
-    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for training and scoring; -1 (default): CPU")
+    parser.add_argument("--gpu-id", type=gpu_id, default=-1, help="GPU for training and scoring; -1 (default): CPU")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG (no matplotlib needed)")
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from ..relations import DEFAULT_SPANS_KEY, concept_spans
-from . import CLIError, at_least_one, check_output_files, load_pipeline, read_docbin, softprompt_names, write_scores
+from . import (CLIError, at_least_one, check_output_files, gpu_id, load_pipeline, read_docbin, softprompt_names,
+               write_scores)
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", type=Path, help="gold documents, a DocBin .spacy file saved with user data")
     parser.add_argument("--output", type=Path, help="write the scores as JSON here")
     parser.add_argument("--markdown", type=Path, help="write the score table as markdown here")
-    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU to run on; -1 (default) for CPU")
+    parser.add_argument("--gpu-id", type=gpu_id, default=-1, help="GPU to run on; -1 (default) for CPU")
     parser.add_argument(
         "--spans-key",
         help="span group holding the predicted concepts (default: the softprompt_ie component's, "

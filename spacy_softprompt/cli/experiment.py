@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List
 
-from . import CLIError, at_least_one, check_distinct, non_negative, read_docbin
+from . import CLIError, at_least_one, check_distinct, gpu_id, non_negative, read_docbin
 from .init_config import PRESETS, STOCK_PRESETS
 from .runs import (base_config, check_settings, config_sha1, corpus_settings, finished_run, jsonl_log_settings,
                    matplotlib_available, parse_settings, require_files, train_and_evaluate)
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prompt-length: training docs used (0 = all)")
     parser.add_argument("--dev-limit", type=non_negative, default=0, help="dev docs evaluated while training (0 = all)")
     parser.add_argument("--backbone", default=None, help="override the config's backbone")
-    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--gpu-id", type=gpu_id, default=-1)
     parser.add_argument("--no-plot", dest="plot", action="store_false",
                         help="write the table only (no matplotlib needed)")
 

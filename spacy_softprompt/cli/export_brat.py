@@ -15,7 +15,8 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, List
 
-from . import CLIError, add_mapping_argument, gold_spans_key, load_pipeline, parse_mapping, read_docbin
+from . import (CLIError, add_mapping_argument, gold_spans_key, load_pipeline, parse_mapping, read_docbin,
+               softprompt_names)
 
 if TYPE_CHECKING:
     from spacy.tokens import Doc
@@ -56,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
         key = gold_spans_key(docs, args.data, args.spans_key)
     names = _file_names(docs)
     _check_output(args.output_dir, names)
+    # a renamed label the pipeline cannot predict (or the data lacks) is a typo: said before predicting
+    labels = ({label for name in softprompt_names(nlp) for label in nlp.get_pipe(name).relation_labels}
+              if args.pipeline else {relation.label for doc in docs for relation in doc._.relations})
+    unmatched = sorted(set(relation_map) - labels)
+    if unmatched:
+        raise CLIError(f"--relation-map {' '.join(unmatched)}: no such relation label in the "
+                       f"{'pipeline' if args.pipeline else 'data'} ({', '.join(sorted(labels)) or 'none'})")
     if args.pipeline:  # the long part: a progress bar on stderr
         key = concepts_key(nlp, args.pipeline, args.spans_key)
         texts = (doc.text for doc in docs)
@@ -64,11 +72,6 @@ def run(args: argparse.Namespace) -> int:
         for doc, name in zip(predicted, names):
             doc._.doc_id = name
         docs = predicted
-    labels = {relation.label for doc in docs for relation in doc._.relations}
-    unmatched = sorted(set(relation_map) - labels)
-    if unmatched:
-        raise CLIError(f"--relation-map {' '.join(unmatched)}: no such relation label in the "
-                       f"{'predictions' if args.pipeline else 'data'} ({', '.join(sorted(labels)) or 'none'})")
     for doc, name in tqdm(list(zip(docs, names)), desc="write", unit="doc", file=sys.stderr, disable=len(docs) < 200):
         write_brat(
             doc,

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from . import CLIError, at_least_one, check_distinct, is_number, markdown_output, non_negative, read_record
+from . import CLIError, at_least_one, check_distinct, gpu_id, is_number, markdown_output, non_negative, read_record
 
 HELP = "cross-validation on k folds (SpERT's ADE splits): train and score each fold, then mean ± sd over folds"
 
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--backbone", help="softprompt_ie's model.backbone, or a stock pipeline's transformer "
                                           "(resolved to a local folder); default: the config's")
     train.add_argument("--seed", type=int, default=0, help="system.seed of every fold")
-    train.add_argument("--gpu-id", type=int, default=-1, help="GPU to train and evaluate on; -1 (default) for CPU")
+    train.add_argument("--gpu-id", type=gpu_id, default=-1, help="GPU to train and evaluate on; -1 (default) for CPU")
     aggregate = sub.add_parser("aggregate", help="mean ± sd over the METRICS/fold_<i>.json files that exist")
     aggregate.add_argument("metrics", type=Path,
                            help="folder of fold_<i>.json from the evaluate verb, or a folder of such folders "

@@ -39,8 +39,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..calibration import DEFAULT_FLOOR, gold_density
 from ..queries import PACKED_TYPES
 from ..strategies import STRATEGIES, TYPE_SCORING
-from . import (CLIError, at_least_one, check_distinct, check_output_files, markdown_output, non_negative, positive,
-               read_docbin, read_json)
+from . import (CLIError, at_least_one, check_distinct, check_output_files, gpu_id, markdown_output, non_negative,
+               positive, read_docbin, read_json)
 from .evaluate import probability
 from .runs import (backbone_settings, config_sha1, corpus_settings, evaluate, finished_run, jsonl_log_settings,
                    load_systems, matplotlib_available, mean_sd, require_files, short_sha1, train, write_run_config)
@@ -119,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=at_least_one, default=512,
                         help="subwords per sequence: every type's question and a window of text")
     parser.add_argument("--backbone", default="default")
-    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--gpu-id", type=gpu_id, default=-1)
     parser.add_argument("--runs", type=Path, default=Path("training/lodo"), help="data, pipelines, run.json files")
     parser.add_argument("--output", type=markdown_output, default=Path("docs/lodo/all.md"), help="markdown; JSON and PNG beside it")
     parser.add_argument("--no-plot", dest="plot", action="store_false",
