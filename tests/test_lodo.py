@@ -491,3 +491,12 @@ def test_a_corpus_without_concepts_to_learn_is_refused(tmp_path, capsys):
     DocBin(store_user_data=True, docs=docs).to_disk(train)
     assert main(["lodo", "--corpus", *corpora, "--types", str(tmp_path / "types.json")]) == 2
     assert f"{tmp_path / 'ade' / 'train'}.spacy: no concepts" in capsys.readouterr().err
+
+
+def test_prompts_alone_second_seed_is_the_same_source_run_again_zero_shot_only():
+    """lodo-frozen-prompts-seed1 is lodo-frozen-prompts with another source seed and no few-shot runs."""
+    commands = project()["commands"]
+    ours, theirs = (vars(verb_args(commands[name]["script"][-1]))
+                    for name in ("lodo-frozen-prompts-seed1", "lodo-frozen-prompts"))
+    assert {k for k in ours if ours[k] != theirs[k]} == {"shots", "source_seed", "output"}
+    assert ours["shots"] == [] and ours["source_seed"] == 1
