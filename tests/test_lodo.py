@@ -500,3 +500,4 @@ def test_prompts_alone_second_seed_is_the_same_source_run_again_zero_shot_only()
                     for name in ("lodo-frozen-prompts-seed1", "lodo-frozen-prompts"))
     assert {k for k in ours if ours[k] != theirs[k]} == {"shots", "source_seed", "output"}
     assert ours["shots"] == [] and ours["source_seed"] == 1
+    assert ours == committed_args("ade_prompts_seed1")  # the command the committed report was made by
