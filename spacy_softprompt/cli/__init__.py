@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -62,8 +63,6 @@ def at_least_one(value: str) -> int:
 
 def positive(value: str) -> float:
     """An argparse type: a density, a scale or a weight, above 0 and finite (inf failed deep inside)."""
-    import math
-
     number = float(value)
     if not 0 < number < math.inf:
         raise argparse.ArgumentTypeError(f"{value}: must be a finite number above 0")
@@ -131,9 +130,12 @@ def read_record(path: Path, what: str, required: Sequence[str] = ()) -> Dict[str
 
 def is_number(value: Any) -> bool:
     """A finite int or float read from a JSON report (json reads NaN and Infinity as floats)."""
-    import math
-
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_fraction(value: Any) -> bool:
+    """A score as reports store it: a number in [0, 1] (a percentage would be tabulated 100 times too large)."""
+    return is_number(value) and 0 <= value <= 1
 
 
 def add_mapping_argument(parser: argparse.ArgumentParser, flag: str, help: str) -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
-from . import CLIError, check_output_files, is_number, markdown_output, read_json
+from . import CLIError, check_output_files, is_fraction, is_number, markdown_output, read_json
 
 HELP = "tabulate strategies side by side: concept/relation F1, trainable parameters, artifact size"
 METRIC_KEYS = ("concepts_strict_f", "concepts_lenient_f", "relations_strict_f", "relations_lenient_f")
@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         scores = read_json(Path(metrics), what)
         if not isinstance(scores, dict) or not all(is_number(scores.get(key)) for key in METRIC_KEYS):
             raise CLIError(f"{metrics}: not {what} (an object with the numbers {', '.join(METRIC_KEYS)})")
-        outside = [key for key in METRIC_KEYS if not 0 <= scores[key] <= 1]
-        if outside:  # (a percentage was tabulated as 7000.0)
+        outside = [key for key in METRIC_KEYS if not is_fraction(scores[key])]
+        if outside:
             raise CLIError(f"{metrics}: {outside[0]} {scores[outside[0]]}: scores are fractions in [0, 1]")
         row = {
             "name": name,

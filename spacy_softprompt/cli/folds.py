@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from . import CLIError, at_least_one, check_distinct, gpu_id, is_number, markdown_output, non_negative, read_record
+from . import (CLIError, at_least_one, check_distinct, gpu_id, is_fraction, is_number, markdown_output, non_negative,
+               read_record)
 
 HELP = "cross-validation on k folds (SpERT's ADE splits): train and score each fold, then mean ± sd over folds"
 
@@ -196,8 +197,7 @@ def _fold_files(folder: Path) -> List[tuple]:
 def _fold_scores(path: Path) -> Dict[str, Any]:
     """A fold's scores (``folds train``), each metric a fraction in [0, 1] or absent."""
     scores = read_record(path, "a fold's scores (`folds train`)", ["concepts_strict_f"])
-    bad = [key for key, _ in METRICS if scores.get(key) is not None
-           and not (is_number(scores[key]) and 0 <= scores[key] <= 1)]
+    bad = [key for key, _ in METRICS if scores.get(key) is not None and not is_fraction(scores[key])]
     if bad:  # (NaN or a string was a traceback from statistics)
         raise CLIError(f"{path}: {bad[0]} {scores[bad[0]]!r} is not a score in [0, 1]")
     return scores

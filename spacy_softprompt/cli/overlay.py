@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Dict, List
 
-from . import CLIError, is_number, markdown_output, read_json
+from . import CLIError, is_fraction, is_number, markdown_output, read_json
 from .experiment import METRICS, style_axis, summaries
 from .runs import matplotlib_available
 
@@ -71,8 +71,8 @@ def read_arms(specs: List[str]) -> Dict[str, List[Dict]]:
                 isinstance(r, dict) and all(is_number(r.get(k)) for k in keys) for r in records):
             raise CLIError(f"{path}: not an `experiment` report (a list of runs, each with the numbers "
                            f"{', '.join(keys)})")
-        outside = [f"{m} {r[m]}" for r in records for m in METRICS if not 0 <= r[m] <= 1]
-        if outside:  # (a percentage would print as 5500.0)
+        outside = [f"{m} {r[m]}" for r in records for m in METRICS if not is_fraction(r[m])]
+        if outside:
             raise CLIError(f"{path}: {outside[0]}: scores are fractions in [0, 1]")
         runs = [(r["value"], r["seed"]) for r in records]
         repeated = sorted({run for run in runs if runs.count(run) > 1})
